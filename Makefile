@@ -1,0 +1,68 @@
+# Kustos — the two commands a new machine needs are `make demo` and `make test`.
+# Both install everything they need: Debian packages, a virtual environment with the
+# project and its dev extras, and the control-plane binaries (cached under ~/.cache/kustos).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all demo test unit integration lint format deps system-deps venv controlplane bench clean help
+
+all: test
+
+help:
+	@echo "make demo          install everything, start the local control plane, run the tour"
+	@echo "make test          install everything, lint, run unit and integration tests"
+	@echo "make unit          unit tests only (no control plane)"
+	@echo "make integration   integration tests only"
+	@echo "make lint          ruff, ruff format --check, mypy --strict, import-linter"
+	@echo "make controlplane  build or reuse the control-plane binaries"
+	@echo "make bench         run the benchmarks and write bench/results/"
+
+deps: system-deps venv controlplane
+
+system-deps:
+	@tools/install-system-deps.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+	@echo "python: $(VENV) ready"
+
+controlplane:
+	@tools/controlplane/build.sh >/dev/null
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: venv
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: deps
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test: deps lint
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+demo: deps
+	$(BIN)/kustos demo
+
+bench: deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

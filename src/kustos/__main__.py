@@ -1,0 +1,5 @@
+"""``python -m kustos``."""
+
+from kustos.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""``kustos refs``: which workloads and ServiceAccounts use which Secrets, and where."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kustos.cli.inputs import Cluster, Context, Kubeconfig, Namespaces, Paths, load_index
+from kustos.errors import UsageError
+
+
+def refs(
+    paths: Paths = None,
+    cluster: Cluster = False,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespaces = None,
+    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    all_consumers: Annotated[
+        bool, typer.Option("--all", help="Include pods and ReplicaSets owned by controllers.")
+    ] = False,
+) -> int:
+    """List every Secret reference: Secret, consumer, how (env, volume, ...) and field path."""
+    if output_format not in ("table", "json"):
+        raise UsageError(f"unknown format {output_format!r} (table or json)")
+    index, _ = load_index(paths, cluster=cluster, kubeconfig=kubeconfig, context=context,
+                          namespaces=namespace)  # fmt: skip
+    found = index.secret_references()
+    if not all_consumers:
+        found = [r for r in found if not index.is_owned(r.consumer)]
+    secrets = {(s.namespace, s.name) for s in index.of_kind("Secret")}
+    rows = sorted(found, key=lambda r: (r.namespace, r.secret, str(r.consumer), r.field))
+    if output_format == "json":
+        doc = {
+            "references": [
+                {
+                    "namespace": r.namespace, "secret": r.secret,
+                    "secret_exists": (r.namespace, r.secret) in secrets,
+                    "consumer": {"kind": r.consumer.kind, "namespace": r.consumer.namespace,
+                                 "name": r.consumer.name},
+                    "via": r.via.value, "field": r.field, "container": r.container, "key": r.key,
+                    "optional": r.optional,
+                }
+                for r in rows
+            ],
+            "summary": {"objects": len(index), "secrets": len(secrets), "references": len(rows),
+                        "errors": len(index.errors)},
+        }  # fmt: skip
+        typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    else:
+        console = Console()
+        table = Table(title=f"Secret references ({len(rows)} in {len(index)} objects)")
+        for col in ("Secret", "Consumer", "Via", "Field"):
+            table.add_column(col)
+        for r in rows:
+            missing = "" if (r.namespace, r.secret) in secrets or r.optional else " [red](missing)[/]"
+            table.add_row(f"{r.namespace}/{r.secret}{missing}", f"{r.consumer.kind}/{r.consumer.name}",
+                          r.via.value + (f" {r.key}" if r.key else ""), r.field)  # fmt: skip
+        console.print(table)
+    for err in index.errors:
+        typer.echo(f"kustos: skipped {err}", err=True)
+    return 0
+

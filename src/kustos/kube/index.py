@@ -1,0 +1,173 @@
+"""``ObjectIndex``: the one in-memory structure a folder of YAML and a live cluster load into.
+
+Purely data: no I/O. :mod:`kustos.kube.loading` fills it from files and stdin,
+:mod:`kustos.kube.listing` from a live cluster; every capability reads it the same way.
+Lookups by kind, by namespace and by identity are dictionary reads; the Secret references
+of every object are parsed once, on first use, and kept.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from kustos.errors import DocumentError
+from kustos.kube.objects import KubeObject, ObjectRef
+from kustos.kube.references import WORKLOAD_KINDS, SecretReference, secret_references
+
+#: Controllers whose pods (or ReplicaSets/Jobs) are managed copies of their own template.
+_CONTROLLER_KINDS = frozenset(
+    {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
+     "ReplicationController"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """Two documents that declare the same object; the later one is kept."""
+
+    ref: ObjectRef
+    first: KubeObject
+    second: KubeObject
+
+
+@dataclass(slots=True)
+class ObjectIndex:
+    """Objects by identity, kind and namespace, plus problems met while loading them."""
+
+    _objects: list[KubeObject] = field(default_factory=list)
+    _by_ref: dict[ObjectRef, KubeObject] = field(default_factory=dict)
+    _by_kind: dict[str, list[KubeObject]] = field(default_factory=lambda: defaultdict(list))
+    errors: list[DocumentError] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    #: Documents read that were not Kubernetes objects (values files, plain data, ...).
+    skipped_documents: int = 0
+    _refs: dict[int, tuple[SecretReference, ...]] | None = None
+    _consumers: dict[tuple[str, str], list[SecretReference]] | None = None
+
+    @classmethod
+    def of(cls, objects: Iterable[KubeObject]) -> ObjectIndex:
+        """Build an index from objects."""
+        index = cls()
+        index.add_all(objects)
+        return index
+
+    # ----------------------------------------------------------------- filling
+    def add(self, obj: KubeObject) -> None:
+        """Add one object.
+
+        A second object with the same identity (common when a folder holds several
+        unrelated apps) is kept and recorded in ``duplicates``; ``get`` returns the later.
+        """
+        ref = obj.ref
+        previous = self._by_ref.get(ref)
+        if previous is not None:
+            self.duplicates.append(Duplicate(ref, previous, obj))
+        self._objects.append(obj)
+        self._by_ref[ref] = obj
+        self._by_kind[obj.kind].append(obj)
+        self._refs = None
+        self._consumers = None
+
+    def add_all(self, objects: Iterable[KubeObject]) -> None:
+        """Add many objects."""
+        for obj in objects:
+            self.add(obj)
+
+    # ----------------------------------------------------------------- reading
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __iter__(self) -> Iterator[KubeObject]:
+        return iter(self._objects)
+
+    def __contains__(self, ref: object) -> bool:
+        return ref in self._by_ref
+
+    def get(self, ref: ObjectRef) -> KubeObject | None:
+        """The object with this identity, or ``None``."""
+        return self._by_ref.get(ref)
+
+    def refs(self) -> frozenset[ObjectRef]:
+        """Every identity in the index."""
+        return frozenset(self._by_ref)
+
+    def kinds(self) -> frozenset[str]:
+        """Every kind present."""
+        return frozenset(k for k, objs in self._by_kind.items() if objs)
+
+    def of_kind(self, *kinds: str, namespace: str | None = None) -> list[KubeObject]:
+        """Objects of the given kinds, optionally in one namespace, sorted by identity."""
+        found = [
+            obj
+            for kind in kinds
+            for obj in self._by_kind.get(kind, ())
+            if namespace is None or obj.namespace == namespace
+        ]
+        found.sort(key=lambda o: o.ref)
+        return found
+
+    def namespaces(self) -> frozenset[str]:
+        """Namespaces that hold at least one object or are declared as Namespace objects."""
+        names = {obj.namespace for obj in self._objects if obj.namespace}
+        names.update(obj.name for obj in self._by_kind.get("Namespace", ()))
+        return frozenset(names)
+
+    def secret(self, namespace: str, name: str) -> KubeObject | None:
+        """The Secret ``namespace/name``, or ``None``."""
+        return self._by_ref.get(ObjectRef("", "Secret", namespace, name))
+
+    def workloads(self, namespace: str | None = None) -> list[KubeObject]:
+        """Objects that carry a pod template (or are Pods)."""
+        return self.of_kind(*sorted(WORKLOAD_KINDS), namespace=namespace)
+
+    # ----------------------------------------------------------------- references
+    def references_of(self, obj: KubeObject) -> tuple[SecretReference, ...]:
+        """The Secret references found in one object."""
+        return self._all_refs().get(id(obj), ())
+
+    def secret_references(self) -> list[SecretReference]:
+        """Every Secret reference in the index, in load order of their consumers."""
+        refs = self._all_refs()
+        return [r for obj in self._objects for r in refs.get(id(obj), ())]
+
+    def consumers_of(self, namespace: str, name: str) -> list[SecretReference]:
+        """Every reference to the Secret ``namespace/name``, from any object."""
+        if self._consumers is None:
+            consumers: dict[tuple[str, str], list[SecretReference]] = defaultdict(list)
+            for ref in self.secret_references():
+                consumers[(ref.namespace, ref.secret)].append(ref)
+            self._consumers = dict(consumers)
+        return list(self._consumers.get((namespace, name), ()))
+
+    def top_level_consumers(self, namespace: str, name: str) -> list[SecretReference]:
+        """References from objects no controller in the index owns.
+
+        In a live cluster a Deployment's ReplicaSets and Pods repeat its template; rolling
+        or reporting should address the Deployment, so owned copies are left out.
+        """
+        return [
+            r for r in self.consumers_of(namespace, name) if not self.is_owned(r.consumer)
+        ]
+
+    def is_owned(self, ref: ObjectRef) -> bool:
+        """Tell whether a controller present in the index owns the object *ref*."""
+        obj = self._by_ref.get(ref)
+        if obj is None:
+            return False
+        return any(
+            owner.kind in _CONTROLLER_KINDS and owner in self._by_ref for owner in obj.owner_refs
+        )
+
+    def _all_refs(self) -> dict[int, tuple[SecretReference, ...]]:
+        # Keyed by object identity (id): duplicates of one ObjectRef keep their own refs.
+        if self._refs is None:
+            refs: dict[int, tuple[SecretReference, ...]] = {}
+            for kind in (*WORKLOAD_KINDS, "ServiceAccount"):
+                for obj in self._by_kind.get(kind, ()):
+                    found = secret_references(obj)
+                    if found:
+                        refs[id(obj)] = found
+            self._refs = refs
+        return self._refs

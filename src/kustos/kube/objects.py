@@ -1,0 +1,137 @@
+"""``KubeObject`` and ``ObjectRef``: Kubernetes objects as plain, immutable-by-convention values.
+
+Purely data: no I/O. The body of an object is the JSON-like tree it was read from, with one
+change made on the way in (see :mod:`kustos.kube.documents`): every Secret value is wrapped
+in :class:`~kustos.sensitive.Sensitive`, so an object can be printed, logged or put in an
+exception without showing a value. Bodies are shared, not copied: treat them as read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+Body = Mapping[str, Any]
+
+#: Kinds that are not namespaced. Unknown kinds are namespaced unless named ``Cluster*``.
+CLUSTER_SCOPED_KINDS: Final = frozenset(
+    {
+        "APIService",
+        "CertificateSigningRequest",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ComponentStatus",
+        "CSIDriver",
+        "CSINode",
+        "CustomResourceDefinition",
+        "FlowSchema",
+        "IngressClass",
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+        "Node",
+        "PersistentVolume",
+        "PodSecurityPolicy",
+        "PriorityClass",
+        "PriorityLevelConfiguration",
+        "RuntimeClass",
+        "StorageClass",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingWebhookConfiguration",
+        "VolumeAttachment",
+    }
+)
+
+
+def is_namespaced(kind: str) -> bool:
+    """Tell whether objects of *kind* live in a namespace (best knowledge without discovery)."""
+    return kind not in CLUSTER_SCOPED_KINDS and not kind.startswith("Cluster")
+
+
+def api_group(api_version: str) -> str:
+    """Return the group of an ``apiVersion``: ``apps/v1`` → ``apps``, ``v1`` → ``""``."""
+    group, sep, _ = api_version.rpartition("/")
+    return group if sep else ""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ObjectRef:
+    """Identity of an object: group, kind, namespace (``""`` if cluster-scoped) and name."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        qualified = f"{self.kind}.{self.group}" if self.group else self.kind
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{qualified} {where}{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an object was read from: file (or ``<stdin>``), 1-based line, path inside."""
+
+    file: str
+    line: int
+    document: int = 0
+    #: For an item of a ``List`` document: its path inside the document (``items[3]``).
+    path_prefix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeObject:
+    """One Kubernetes object: its identity, its body and where it came from."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    body: Body = field(repr=False, compare=False)
+    source: Source | None = field(default=None, compare=False)
+
+    @property
+    def ref(self) -> ObjectRef:
+        """This object's identity."""
+        return ObjectRef(api_group(self.api_version), self.kind, self.namespace, self.name)
+
+    @property
+    def metadata(self) -> Body:
+        """``metadata``, or an empty mapping."""
+        meta = self.body.get("metadata")
+        return meta if isinstance(meta, Mapping) else {}
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """``metadata.labels``, or an empty mapping."""
+        labels = self.metadata.get("labels")
+        return labels if isinstance(labels, Mapping) else {}
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        """``metadata.annotations``, or an empty mapping."""
+        annotations = self.metadata.get("annotations")
+        return annotations if isinstance(annotations, Mapping) else {}
+
+    @property
+    def owner_refs(self) -> tuple[ObjectRef, ...]:
+        """Controllers and owners named in ``metadata.ownerReferences`` (same namespace)."""
+        owners = self.metadata.get("ownerReferences")
+        if not isinstance(owners, list):
+            return ()
+        refs = []
+        for owner in owners:
+            if isinstance(owner, Mapping) and owner.get("kind") and owner.get("name"):
+                group = api_group(str(owner.get("apiVersion", "")))
+                refs.append(ObjectRef(group, str(owner["kind"]), self.namespace, str(owner["name"])))
+        return tuple(refs)
+
+    def __str__(self) -> str:
+        return str(self.ref)

@@ -1,0 +1,3 @@
+module kustos.invalid/controlplane/etcd
+
+go 1.26
