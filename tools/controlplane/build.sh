@@ -49,9 +49,13 @@ build_etcd() {
   check_proxy "go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
   local m="${work}/etcd"
   mkdir -p "${m}"
+  # The committed wrapper module pins every dependency (go.sum); `go get` only runs when
+  # the pinned version changed and the wrapper must be regenerated.
   cp "${here}/etcd/go.mod" "${m}/go.mod"
   [[ -f "${here}/etcd/go.sum" ]] && cp "${here}/etcd/go.sum" "${m}/go.sum"
-  (cd "${m}" && go get -tool "go.etcd.io/etcd/server/v3@${ETCD_VERSION}" >&2)
+  if ! grep -q "go.etcd.io/etcd/server/v3 ${ETCD_VERSION}" "${m}/go.mod"; then
+    (cd "${m}" && go get -tool "go.etcd.io/etcd/server/v3@${ETCD_VERSION}" >&2)
+  fi
   say "etcd: compiling"
   (cd "${m}" && go build -ldflags "-s -w" -o "${bin}/etcd" go.etcd.io/etcd/server/v3 >&2)
 }
@@ -69,6 +73,9 @@ build_kube() {
   gomod="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/${KUBERNETES_VERSION}.mod"
   staging="v0.${KUBERNETES_VERSION#v1.}"
   mkdir -p "${m}"
+  if grep -q "k8s.io/kubernetes ${KUBERNETES_VERSION}" "${here}/kube/go.mod" 2>/dev/null; then
+    cp "${here}/kube/go.mod" "${here}/kube/go.sum" "${m}/"
+  else
   {
     echo "module kustos.invalid/controlplane/kube"
     echo
@@ -84,6 +91,7 @@ build_kube() {
     "k8s.io/kubernetes/cmd/kube-controller-manager@${KUBERNETES_VERSION}" \
     "k8s.io/kubernetes/cmd/kube-scheduler@${KUBERNETES_VERSION}" \
     "k8s.io/kubernetes/cmd/kubectl@${KUBERNETES_VERSION}" >&2)
+  fi
   local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
   local ld="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from lightkube import Client
 from rich.console import Console
 from rich.table import Table
 
@@ -53,7 +54,14 @@ def demo(
     for name, alive in plane.status().items():
         console.print(f"  {name:<24} {'[green]running[/]' if alive else '[red]stopped[/]'}")
     settings = ClientSettings(kubeconfig=plane.kubeconfig)
-    client = make_client(settings)
+    with make_client(settings) as client:
+        _tour(console, client, settings, examples)
+    console.print(f"\nThe cluster stays up. [bold]export KUBECONFIG={plane.kubeconfig}[/]")
+    console.print("Stop it with: kustos dev-cluster down")
+    return 0
+
+
+def _tour(console: Console, client: Client, settings: ClientSettings, examples: Path) -> None:
 
     console.rule("[bold]2. The example application")
     applied = apply_manifests(client, [examples])
@@ -80,13 +88,11 @@ def demo(
     console.rule("[bold]3. Who uses which Secret (read back from the live cluster)")
     index = list_cluster(client, namespaces=[EXAMPLE_NAMESPACE])
     table = Table()
-    for col in ("Secret", "Consumer", "Via", "Field"):
-        table.add_column(col)
+    for col in ("Secret", "Consumer", "Via"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Field", overflow="fold")
     for secret in index.of_kind("Secret", namespace=EXAMPLE_NAMESPACE):
         for r in index.top_level_consumers(secret.namespace, secret.name):
             table.add_row(secret.name, f"{r.consumer.kind}/{r.consumer.name}",
                           r.via.value + (f" ({r.key})" if r.key else ""), r.field)  # fmt: skip
     console.print(table)
-    console.print(f"\nThe cluster stays up. [bold]export KUBECONFIG={plane.kubeconfig}[/]")
-    console.print("Stop it with: kustos dev-cluster down")
-    return 0

@@ -40,8 +40,8 @@ def load_index(
     if not cluster and not paths:
         raise UsageError("nothing to read: give PATH arguments, '-' for stdin, or --cluster")
     if cluster:
-        client = make_client(ClientSettings(kubeconfig=kubeconfig, context=context))
-        return list_cluster(client, namespaces=list(namespaces or ())), None
+        with make_client(ClientSettings(kubeconfig=kubeconfig, context=context)) as client:
+            return list_cluster(client, namespaces=list(namespaces or ())), None
     loader = ManifestLoader(stdin=sys.stdin)
     index = loader.load(paths or ())
     if namespaces:

@@ -120,6 +120,8 @@ def _looks_json(text: str) -> bool:
 def _yaml_error(exc: yaml.YAMLError, source: str, chunk: Chunk) -> DocumentError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = chunk.line + mark.line if mark is not None else chunk.line
+    # libyaml often notices a problem at the end of the document; stay inside it.
+    line = min(line, chunk.line + chunk.text.rstrip("\n").count("\n"))
     problem = getattr(exc, "problem", None) or "invalid YAML"
     return DocumentError(source, line, f"invalid YAML: {problem}")
 

@@ -24,7 +24,6 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -69,8 +68,21 @@ class _Proc:
     argv: list[str]
     log: Path
     env: dict[str, str] = field(default_factory=dict)
-    popen: subprocess.Popen[bytes] | None = None
     pid: int | None = None
+    #: Exit code once this process (a child of ours) has been reaped.
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """Reap the process if it is our child and has exited; return its exit code."""
+        if self.returncode is None and self.pid is not None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                # Not our child (started by another `kustos` process): ask /proc instead.
+                return None if pid_alive(self.pid) else -1
+            if done:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
 
 def free_ports(count: int) -> list[int]:
@@ -303,6 +315,9 @@ class ControlPlane:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=Node,RBAC", "--allow-privileged=true", "--profiling=false",
+            # Endpoints may not point at loopback; with no reconciler the `kubernetes`
+            # Service simply has no endpoints, which nothing here needs.
+            "--endpoint-reconciler-type=none",
         ]  # fmt: skip
         if s.encryption_config is not None:
             apiserver += [
@@ -360,47 +375,48 @@ class ControlPlane:
         # A service-account token in the environment would make components think they run
         # in a pod (local-control-plane.md, pitfall 7); never pass one through.
         env.pop("KUBERNETES_SERVICE_HOST", None)
-        with proc.log.open("ab") as log:
-            proc.popen = subprocess.Popen(
-                proc.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=self.state_dir, start_new_session=True,
+        # posix_spawn rather than Popen: the process gets its own session (so its whole
+        # group can be signalled) and, with `dev-cluster up`, simply outlives us.
+        log_fd = os.open(proc.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc.pid = os.posix_spawn(
+                proc.argv[0], proc.argv, env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                ],
+                setsid=True,
             )  # fmt: skip
-        proc.pid = proc.popen.pid
+        except OSError as exc:
+            raise ControlPlaneError(f"cannot start {name}: {exc.strerror}") from exc
+        finally:
+            os.close(log_fd)
+        proc.returncode = None
 
     def _terminate(self, proc: _Proc) -> None:
         pid = proc.pid
         if pid is None:
             return
-        if proc.popen is None and proc.argv and proc.argv[0] not in _cmdline(pid):
+        if proc.poll() is None and proc.argv and proc.argv[0] not in _cmdline(pid):
             proc.pid = None  # the pid was reused by an unrelated process: leave it alone
             return
         for sig, grace in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)
             end = time.monotonic() + grace
-            while time.monotonic() < end:
-                if proc.popen is not None and proc.popen.poll() is not None:
-                    break
-                if proc.popen is None and not pid_alive(pid):
-                    break
+            while time.monotonic() < end and proc.poll() is None:
                 time.sleep(0.05)
-            else:
-                continue
-            break
-        if proc.popen is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout=1)
-        proc.popen = None
+            if proc.poll() is not None:
+                break
         proc.pid = None
 
     def _wait(self, name: str, probe: Callable[[], bool], deadline: float) -> None:
         last_error = ""
         while time.monotonic() < deadline:
-            proc = self._procs[name]
-            if proc.popen is not None and proc.popen.poll() is not None:
-                raise ControlPlaneError(
-                    f"{name} exited with code {proc.popen.returncode}: {self._log_tail(name)}"
-                )
+            code = self._procs[name].poll()
+            if code is not None:
+                raise ControlPlaneError(f"{name} exited with code {code}: {self._log_tail(name)}")
             try:
                 if probe():
                     return
@@ -417,7 +433,10 @@ class ControlPlane:
             lines = self._procs[name].log.read_text(errors="replace").splitlines()
         except OSError:
             return "no log"
-        useful = [ln for ln in lines if ln.strip()][-3:]
+        lines = [ln for ln in lines if ln.strip()]
+        # klog marks errors with E/F; prefer those over the warnings that precede them.
+        errors = [ln for ln in lines if ln[:1] in ("E", "F") or "error" in ln.lower()]
+        useful = (errors or lines)[-2:]
         return quote_foreign(" | ".join(useful)) + f" (log: {self._procs[name].log})"
 
     @contextlib.contextmanager
