@@ -19,5 +19,7 @@ def _no_leaked_tasks() -> Iterator[None]:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
-    leaked = [t for t in asyncio.all_tasks(loop) if not t.done() and t is not asyncio.current_task()]
+    leaked = [
+        t for t in asyncio.all_tasks(loop) if not t.done() and t is not asyncio.current_task()
+    ]
     assert not leaked, f"leaked asyncio tasks: {leaked}"

@@ -23,6 +23,7 @@ from lightkube.resources.core_v1 import Pod, Secret
 
 from kustos.kube.applying import apply_manifests
 from kustos.kube.client import ClientSettings, make_async_client
+from kustos.kube.index import ObjectIndex
 from kustos.kube.listing import list_cluster
 from kustos.kube.loading import load_manifests
 from kustos.kube.rollout import restart, wait_for_rollout
@@ -42,7 +43,9 @@ def _deployment(name: str, namespace: str, replicas: int) -> Deployment:
             selector=LabelSelector(matchLabels=labels),
             template=PodTemplateSpec(
                 metadata=ObjectMeta(labels=labels),
-                spec=PodSpec(containers=[Container(name="app", image="registry.example.invalid/app:1")]),
+                spec=PodSpec(
+                    containers=[Container(name="app", image="registry.example.invalid/app:1")]
+                ),
             ),
         ),
     )
@@ -68,15 +71,19 @@ def test_deployment_becomes_available_on_kwok_nodes(
     pods = list(kube.list(Pod, namespace=namespace, labels={"app": "web"}))
     assert len(pods) == 3
     for pod in pods:
-        assert pod.spec is not None and pod.status is not None
+        assert pod.spec is not None
+        assert pod.status is not None
         assert (pod.spec.nodeName or "").startswith("kwok-node-")
         assert pod.status.phase == "Running"
         assert any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
     dep = kube.get(Deployment, "web", namespace=namespace)
-    assert dep.status is not None and dep.status.availableReplicas == 3
+    assert dep.status is not None
+    assert dep.status.availableReplicas == 3
 
 
-def test_secret_round_trips_through_the_api_and_the_live_index(kube: Client, namespace: str) -> None:
+def test_secret_round_trips_through_the_api_and_the_live_index(
+    kube: Client, namespace: str
+) -> None:
     binary = bytes(range(256))
     kube.create(
         Secret(
@@ -113,12 +120,17 @@ def test_rolling_restart_completes_and_is_observed(
         return progress.message
 
     assert asyncio.run(roll()) == "3 replicas available"
-    pods = [p for p in kube.list(Pod, namespace=namespace) if p.metadata and not p.metadata.deletionTimestamp]
+    pods = [
+        p
+        for p in kube.list(Pod, namespace=namespace)
+        if p.metadata and not p.metadata.deletionTimestamp
+    ]
     after = {p.metadata.name for p in pods if p.metadata}
     assert len(after) == 3
     assert before.isdisjoint(after), "every pod must have been replaced"
     dep = kube.get(Deployment, "api", namespace=namespace)
-    assert dep.spec is not None and dep.spec.template.metadata is not None
+    assert dep.spec is not None
+    assert dep.spec.template.metadata is not None
     assert "kustos.io/restarted-at" in (dep.spec.template.metadata.annotations or {})
 
 
@@ -143,8 +155,7 @@ def test_live_index_equals_the_index_of_the_same_files(
     assert {kind for kind, _ in extra} <= {"Pod", "ReplicaSet", "ConfigMap"}
     assert ("ConfigMap", "kube-root-ca.crt") in extra
 
-    def refs(index: object) -> set[tuple[str, str, str, str, str | None]]:
-        assert hasattr(index, "top_level_consumers") and hasattr(index, "of_kind")
+    def refs(index: ObjectIndex) -> set[tuple[str, str, str, str, str | None]]:
         return {
             (str(r.consumer), r.secret, r.via.value, r.field, r.key)
             for s in index.of_kind("Secret")
@@ -156,5 +167,7 @@ def test_live_index_equals_the_index_of_the_same_files(
     for secret in from_files.of_kind("Secret"):
         live_secret = live.secret(secret.namespace, secret.name)
         assert live_secret is not None
-        file_values = dict(secret.body.get("data") or {}) | dict(secret.body.get("stringData") or {})
+        file_values = dict(secret.body.get("data") or {}) | dict(
+            secret.body.get("stringData") or {}
+        )
         assert dict(live_secret.body["data"]) == file_values

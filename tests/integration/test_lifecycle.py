@@ -26,7 +26,13 @@ def test_dev_cluster_up_status_env_down_leaves_no_process(
     assert main(["dev-cluster", "up", "--state-dir", str(state), "--nodes", "1"]) == 0
     pids = json.loads((state / "state.json").read_text())["pids"]
     try:
-        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        assert set(pids) == {
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+        }
         assert all(pid_alive(p) for p in pids.values())
         assert main(["dev-cluster", "status", "--state-dir", str(state)]) == 0
         capsys.readouterr()
@@ -43,7 +49,9 @@ def test_dev_cluster_up_status_env_down_leaves_no_process(
 
 def test_failed_start_stops_what_it_started(tmp_path: Path) -> None:
     plane = ControlPlane(
-        ControlPlaneSettings(tmp_path, nodes=1, apiserver_args=("--no-such-flag=1",), start_timeout=30)
+        ControlPlaneSettings(
+            tmp_path, nodes=1, apiserver_args=("--no-such-flag=1",), start_timeout=30
+        )
     )
     with pytest.raises(ControlPlaneError, match="kube-apiserver exited with code") as info:
         plane.start()

@@ -50,7 +50,9 @@ spec:
     (folder / "broken.yaml").write_text(
         f"apiVersion: v1\nkind: Secret\nmetadata: {{name: b}}\nstringData:\n  p: [{CANARY}\n"
     )
-    (folder / "broken.json").write_text(f'{{"apiVersion": "v1", "kind": "Secret", "data": {{"p": "{CANARY}"')
+    (folder / "broken.json").write_text(
+        f'{{"apiVersion": "v1", "kind": "Secret", "data": {{"p": "{CANARY}"'
+    )
 
 
 def _assert_clean(text: str) -> None:

@@ -49,8 +49,10 @@ def demo(
             plane.stop()
         plane = ControlPlane(ControlPlaneSettings(directory))
         plane.start(detach=True)
-        console.print(f"Started etcd, kube-apiserver, controller-manager, scheduler and KWOK "
-                      f"in {time.monotonic() - started:.1f}s")  # fmt: skip
+        console.print(
+            f"Started etcd, kube-apiserver, controller-manager, scheduler and KWOK "
+            f"in {time.monotonic() - started:.1f}s"
+        )
     for name, alive in plane.status().items():
         console.print(f"  {name:<24} {'[green]running[/]' if alive else '[red]stopped[/]'}")
     settings = ClientSettings(kubeconfig=plane.kubeconfig)
@@ -93,6 +95,10 @@ def _tour(console: Console, client: Client, settings: ClientSettings, examples: 
     table.add_column("Field", overflow="fold")
     for secret in index.of_kind("Secret", namespace=EXAMPLE_NAMESPACE):
         for r in index.top_level_consumers(secret.namespace, secret.name):
-            table.add_row(secret.name, f"{r.consumer.kind}/{r.consumer.name}",
-                          r.via.value + (f" ({r.key})" if r.key else ""), r.field)  # fmt: skip
+            table.add_row(
+                secret.name,
+                f"{r.consumer.kind}/{r.consumer.name}",
+                r.via.value + (f" ({r.key})" if r.key else ""),
+                r.field,
+            )
     console.print(table)

@@ -16,8 +16,10 @@ from kustos.testing.controlplane import (
     read_state,
 )
 
-app = typer.Typer(help="A local control plane (etcd, kube-apiserver, KWOK nodes) on loopback.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="A local control plane (etcd, kube-apiserver, KWOK nodes) on loopback.",
+    no_args_is_help=True,
+)
 
 StateDir = Annotated[
     Path | None,
@@ -52,12 +54,17 @@ def up(
     started = time.monotonic()
     plane = ControlPlane(
         ControlPlaneSettings(
-            directory, nodes=nodes, encryption_config=encryption_config,
-            audit_policy=audit_policy, audit_webhook_config=audit_webhook_config,
+            directory,
+            nodes=nodes,
+            encryption_config=encryption_config,
+            audit_policy=audit_policy,
+            audit_webhook_config=audit_webhook_config,
         )
-    )  # fmt: skip
+    )
     plane.start(detach=True)
-    typer.echo(f"dev-cluster up in {time.monotonic() - started:.1f}s: {plane.server}, {nodes} KWOK nodes")
+    typer.echo(
+        f"dev-cluster up in {time.monotonic() - started:.1f}s: {plane.server}, {nodes} KWOK nodes"
+    )
     typer.echo(f"export KUBECONFIG={plane.kubeconfig}")
 
 

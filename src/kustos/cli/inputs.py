@@ -18,8 +18,12 @@ from kustos.kube.loading import ManifestLoader
 Paths = Annotated[
     list[str] | None, typer.Argument(help="Files or folders of YAML/JSON; '-' reads stdin.")
 ]
-Cluster = Annotated[bool, typer.Option("--cluster", help="Read the live cluster (list calls only).")]
-Kubeconfig = Annotated[Path | None, typer.Option("--kubeconfig", help="Kubeconfig file [KUBECONFIG].")]
+Cluster = Annotated[
+    bool, typer.Option("--cluster", help="Read the live cluster (list calls only).")
+]
+Kubeconfig = Annotated[
+    Path | None, typer.Option("--kubeconfig", help="Kubeconfig file [KUBECONFIG].")
+]
 Context = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
 Namespaces = Annotated[
     list[str] | None, typer.Option("-n", "--namespace", help="Only these namespaces (repeatable).")

@@ -27,8 +27,9 @@ def refs(
     """List every Secret reference: Secret, consumer, how (env, volume, ...) and field path."""
     if output_format not in ("table", "json"):
         raise UsageError(f"unknown format {output_format!r} (table or json)")
-    index, _ = load_index(paths, cluster=cluster, kubeconfig=kubeconfig, context=context,
-                          namespaces=namespace)  # fmt: skip
+    index, _ = load_index(
+        paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespace
+    )
     found = index.secret_references()
     if not all_consumers:
         found = [r for r in found if not index.is_owned(r.consumer)]
@@ -38,18 +39,29 @@ def refs(
         doc = {
             "references": [
                 {
-                    "namespace": r.namespace, "secret": r.secret,
+                    "namespace": r.namespace,
+                    "secret": r.secret,
                     "secret_exists": (r.namespace, r.secret) in secrets,
-                    "consumer": {"kind": r.consumer.kind, "namespace": r.consumer.namespace,
-                                 "name": r.consumer.name},
-                    "via": r.via.value, "field": r.field, "container": r.container, "key": r.key,
+                    "consumer": {
+                        "kind": r.consumer.kind,
+                        "namespace": r.consumer.namespace,
+                        "name": r.consumer.name,
+                    },
+                    "via": r.via.value,
+                    "field": r.field,
+                    "container": r.container,
+                    "key": r.key,
                     "optional": r.optional,
                 }
                 for r in rows
             ],
-            "summary": {"objects": len(index), "secrets": len(secrets), "references": len(rows),
-                        "errors": len(index.errors)},
-        }  # fmt: skip
+            "summary": {
+                "objects": len(index),
+                "secrets": len(secrets),
+                "references": len(rows),
+                "errors": len(index.errors),
+            },
+        }
         typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
     else:
         console = Console()
@@ -57,11 +69,16 @@ def refs(
         for col in ("Secret", "Consumer", "Via", "Field"):
             table.add_column(col)
         for r in rows:
-            missing = "" if (r.namespace, r.secret) in secrets or r.optional else " [red](missing)[/]"
-            table.add_row(f"{r.namespace}/{r.secret}{missing}", f"{r.consumer.kind}/{r.consumer.name}",
-                          r.via.value + (f" {r.key}" if r.key else ""), r.field)  # fmt: skip
+            missing = (
+                "" if (r.namespace, r.secret) in secrets or r.optional else " [red](missing)[/]"
+            )
+            table.add_row(
+                f"{r.namespace}/{r.secret}{missing}",
+                f"{r.consumer.kind}/{r.consumer.name}",
+                r.via.value + (f" {r.key}" if r.key else ""),
+                r.field,
+            )
         console.print(table)
     for err in index.errors:
         typer.echo(f"kustos: skipped {err}", err=True)
     return 0
-

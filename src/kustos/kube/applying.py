@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lightkube import Client, codecs
 from lightkube.core.exceptions import LoadResourceError
+from lightkube.core.resource import NamespacedResource
 
 from kustos.errors import InputError, quote_foreign
 from kustos.kube.client import FIELD_MANAGER, api_errors
@@ -20,7 +21,9 @@ from kustos.kube.loading import manifest_files
 _FIRST = ("Namespace", "CustomResourceDefinition", "ServiceAccount", "Secret", "ConfigMap")
 
 
-def apply_manifests(client: Client, paths: Iterable[str | Path], *, namespace: str | None = None) -> list[str]:
+def apply_manifests(
+    client: Client, paths: Iterable[str | Path], *, namespace: str | None = None
+) -> list[str]:
     """Server-side apply every object in *paths*; return ``Kind namespace/name`` of each."""
     objects = []
     for path in manifest_files(paths):
@@ -36,8 +39,10 @@ def apply_manifests(client: Client, paths: Iterable[str | Path], *, namespace: s
     for obj in objects:
         meta = obj.metadata
         name = meta.name if meta is not None else "?"
-        ns = namespace or (meta.namespace if meta is not None else None)
+        ns = meta.namespace if meta is not None else None
+        if namespace and meta is not None and isinstance(obj, NamespacedResource):
+            meta.namespace = ns = namespace
         with api_errors(f"apply {obj.kind} {name}"):
-            client.apply(obj, namespace=ns, field_manager=FIELD_MANAGER, force=True)
+            client.apply(obj, field_manager=FIELD_MANAGER, force=True)
         applied.append(f"{obj.kind} {ns + '/' if ns else ''}{name}")
     return applied

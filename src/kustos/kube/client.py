@@ -18,7 +18,13 @@ import httpx2
 from lightkube import ApiError, AsyncClient, Client, KubeConfig
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 
-from kustos.errors import ConfigError, KubeConnectionError, KubeError, KubeNotFoundError, quote_foreign
+from kustos.errors import (
+    ConfigError,
+    KubeConnectionError,
+    KubeError,
+    KubeNotFoundError,
+    quote_foreign,
+)
 
 FIELD_MANAGER = "kustos"
 
@@ -58,11 +64,15 @@ def make_client(settings: ClientSettings) -> Client:
     config = load_config(settings)
     try:
         return Client(
-            config.get(context_name=settings.context), namespace=settings.namespace,
-            field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(settings.timeout),
-        )  # fmt: skip
+            config.get(context_name=settings.context),
+            namespace=settings.namespace,
+            field_manager=FIELD_MANAGER,
+            timeout=httpx2.Timeout(settings.timeout),
+        )
     except LightkubeConfigError as exc:
-        raise ConfigError(f"kubeconfig context {settings.context!r}: {quote_foreign(str(exc))}") from exc
+        raise ConfigError(
+            f"kubeconfig context {settings.context!r}: {quote_foreign(str(exc))}"
+        ) from exc
 
 
 def make_async_client(settings: ClientSettings) -> AsyncClient:
@@ -70,11 +80,15 @@ def make_async_client(settings: ClientSettings) -> AsyncClient:
     config = load_config(settings)
     try:
         return AsyncClient(
-            config.get(context_name=settings.context), namespace=settings.namespace,
-            field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(settings.timeout),
-        )  # fmt: skip
+            config.get(context_name=settings.context),
+            namespace=settings.namespace,
+            field_manager=FIELD_MANAGER,
+            timeout=httpx2.Timeout(settings.timeout),
+        )
     except LightkubeConfigError as exc:
-        raise ConfigError(f"kubeconfig context {settings.context!r}: {quote_foreign(str(exc))}") from exc
+        raise ConfigError(
+            f"kubeconfig context {settings.context!r}: {quote_foreign(str(exc))}"
+        ) from exc
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def split_documents(text: str) -> Iterator[Chunk]:
     line = 1
     index = 0
     previous = 0
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         line += text.count("\n", previous, start)
         previous = start
         chunk = text[start:end]
@@ -82,7 +83,7 @@ def parse_stream(text: str, source: str, *, default_namespace: str = "default") 
     errors: list[DocumentError] = []
     skipped = 0
     stripped = text.lstrip()
-    if source.endswith(".json") or stripped.startswith(("{", "[")) and _looks_json(stripped):
+    if source.endswith(".json") or (stripped.startswith(("{", "[")) and _looks_json(stripped)):
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
@@ -133,7 +134,7 @@ def _objects_of(
         not isinstance(value, Mapping)
         or "kind" not in value
         or "apiVersion" not in value
-        or "metadata" not in value and "items" not in value
+        or ("metadata" not in value and "items" not in value)
     ):
         # Not an object stored in a cluster: plain data, a Kustomization, an
         # AdmissionReview, an EncryptionConfiguration...

@@ -18,9 +18,16 @@ from kustos.kube.references import WORKLOAD_KINDS, SecretReference, secret_refer
 
 #: Controllers whose pods (or ReplicaSets/Jobs) are managed copies of their own template.
 _CONTROLLER_KINDS = frozenset(
-    {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
-     "ReplicationController"}
-)  # fmt: skip
+    {
+        "Deployment",
+        "ReplicaSet",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "CronJob",
+        "ReplicationController",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +154,7 @@ class ObjectIndex:
         In a live cluster a Deployment's ReplicaSets and Pods repeat its template; rolling
         or reporting should address the Deployment, so owned copies are left out.
         """
-        return [
-            r for r in self.consumers_of(namespace, name) if not self.is_owned(r.consumer)
-        ]
+        return [r for r in self.consumers_of(namespace, name) if not self.is_owned(r.consumer)]
 
     def is_owned(self, ref: ObjectRef) -> bool:
         """Tell whether a controller present in the index owns the object *ref*."""

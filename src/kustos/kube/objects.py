@@ -115,8 +115,8 @@ class KubeObject:
         return labels if isinstance(labels, Mapping) else {}
 
     @property
-    def annotations(self) -> Mapping[str, str]:
-        """``metadata.annotations``, or an empty mapping."""
+    def annotations(self) -> Mapping[str, Any]:
+        """``metadata.annotations``, or an empty mapping (values are ``Sensitive`` in Secrets)."""
         annotations = self.metadata.get("annotations")
         return annotations if isinstance(annotations, Mapping) else {}
 
@@ -130,7 +130,9 @@ class KubeObject:
         for owner in owners:
             if isinstance(owner, Mapping) and owner.get("kind") and owner.get("name"):
                 group = api_group(str(owner.get("apiVersion", "")))
-                refs.append(ObjectRef(group, str(owner["kind"]), self.namespace, str(owner["name"])))
+                refs.append(
+                    ObjectRef(group, str(owner["kind"]), self.namespace, str(owner["name"]))
+                )
         return tuple(refs)
 
     def __str__(self) -> str:

@@ -32,7 +32,7 @@ class Via(StrEnum):
     STORAGE = "storage"  # in-tree volume plugins' credentials (cephfs, rbd, iscsi, ...)
     IMAGE_PULL = "imagePullSecrets"
     SA_IMAGE_PULL = "serviceAccount.imagePullSecrets"
-    SA_SECRET = "serviceAccount.secrets"
+    SA_SECRET = "serviceAccount.secrets"  # noqa: S105 - a field name, not a password
 
 
 #: Where the pod spec sits inside each workload kind.
@@ -131,30 +131,38 @@ def _pod_spec_refs(obj: KubeObject, view: PodSpecView) -> Iterator[SecretReferen
             cpath = f"{base}.{list_name}[{ci}]"
             for ei, env in _items(container.get("env")):
                 value_from = env.get("valueFrom")
-                key_ref = value_from.get("secretKeyRef") if isinstance(value_from, Mapping) else None
+                key_ref = (
+                    value_from.get("secretKeyRef") if isinstance(value_from, Mapping) else None
+                )
                 if isinstance(key_ref, Mapping) and _str(key_ref.get("name")):
                     yield SecretReference(
-                        ref, ns, _str(key_ref.get("name")), Via.ENV,
+                        ref,
+                        ns,
+                        _str(key_ref.get("name")),
+                        Via.ENV,
                         f"{cpath}.env[{ei}].valueFrom.secretKeyRef",
-                        container=cname, key=_str(key_ref.get("key")) or None,
+                        container=cname,
+                        key=_str(key_ref.get("key")) or None,
                         optional=key_ref.get("optional") is True,
-                    )  # fmt: skip
+                    )
             for fi, env_from in _items(container.get("envFrom")):
                 secret_ref = env_from.get("secretRef")
                 if isinstance(secret_ref, Mapping) and _str(secret_ref.get("name")):
                     yield SecretReference(
-                        ref, ns, _str(secret_ref.get("name")), Via.ENV_FROM,
+                        ref,
+                        ns,
+                        _str(secret_ref.get("name")),
+                        Via.ENV_FROM,
                         f"{cpath}.envFrom[{fi}].secretRef",
-                        container=cname, optional=secret_ref.get("optional") is True,
-                    )  # fmt: skip
+                        container=cname,
+                        optional=secret_ref.get("optional") is True,
+                    )
     for vi, volume in _items(spec.get("volumes")):
         yield from _volume_refs(ref, ns, volume, f"{base}.volumes[{vi}]")
     for pi, pull in _items(spec.get("imagePullSecrets")):
         name = _str(pull.get("name"))
         if name:
-            yield SecretReference(
-                ref, ns, name, Via.IMAGE_PULL, f"{base}.imagePullSecrets[{pi}]"
-            )
+            yield SecretReference(ref, ns, name, Via.IMAGE_PULL, f"{base}.imagePullSecrets[{pi}]")
 
 
 def _volume_refs(
@@ -164,41 +172,62 @@ def _volume_refs(
     secret = volume.get("secret")
     if isinstance(secret, Mapping) and _str(secret.get("secretName")):
         yield SecretReference(
-            ref, ns, _str(secret.get("secretName")), Via.VOLUME, f"{vpath}.secret",
-            optional=secret.get("optional") is True, volume=vname,
-        )  # fmt: skip
+            ref,
+            ns,
+            _str(secret.get("secretName")),
+            Via.VOLUME,
+            f"{vpath}.secret",
+            optional=secret.get("optional") is True,
+            volume=vname,
+        )
     projected = volume.get("projected")
     if isinstance(projected, Mapping):
         for si, source in _items(projected.get("sources")):
             psecret = source.get("secret")
             if isinstance(psecret, Mapping) and _str(psecret.get("name")):
                 yield SecretReference(
-                    ref, ns, _str(psecret.get("name")), Via.PROJECTED,
+                    ref,
+                    ns,
+                    _str(psecret.get("name")),
+                    Via.PROJECTED,
                     f"{vpath}.projected.sources[{si}].secret",
-                    optional=psecret.get("optional") is True, volume=vname,
-                )  # fmt: skip
+                    optional=psecret.get("optional") is True,
+                    volume=vname,
+                )
     csi = volume.get("csi")
     if isinstance(csi, Mapping):
         node_ref = csi.get("nodePublishSecretRef")
         if isinstance(node_ref, Mapping) and _str(node_ref.get("name")):
             yield SecretReference(
-                ref, ns, _str(node_ref.get("name")), Via.CSI,
-                f"{vpath}.csi.nodePublishSecretRef", volume=vname,
-            )  # fmt: skip
+                ref,
+                ns,
+                _str(node_ref.get("name")),
+                Via.CSI,
+                f"{vpath}.csi.nodePublishSecretRef",
+                volume=vname,
+            )
     for plugin in _STORAGE_SECRET_REF:
-        source = volume.get(plugin)
-        secret_ref = source.get("secretRef") if isinstance(source, Mapping) else None
+        plugin_source = volume.get(plugin)
+        secret_ref = plugin_source.get("secretRef") if isinstance(plugin_source, Mapping) else None
         if isinstance(secret_ref, Mapping) and _str(secret_ref.get("name")):
             yield SecretReference(
-                ref, ns, _str(secret_ref.get("name")), Via.STORAGE,
-                f"{vpath}.{plugin}.secretRef", volume=vname,
-            )  # fmt: skip
+                ref,
+                ns,
+                _str(secret_ref.get("name")),
+                Via.STORAGE,
+                f"{vpath}.{plugin}.secretRef",
+                volume=vname,
+            )
     azure = volume.get("azureFile")
     if isinstance(azure, Mapping) and _str(azure.get("secretName")):
         yield SecretReference(
-            ref, ns, _str(azure.get("secretName")), Via.STORAGE, f"{vpath}.azureFile.secretName",
+            ref,
+            ns,
+            _str(azure.get("secretName")),
+            Via.STORAGE,
+            f"{vpath}.azureFile.secretName",
             volume=vname,
-        )  # fmt: skip
+        )
 
 
 def _items(value: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:

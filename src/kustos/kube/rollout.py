@@ -38,6 +38,18 @@ class RolloutProgress:
     message: str
 
 
+def _going(message: str) -> RolloutProgress:
+    return RolloutProgress(done=False, failed=False, message=message)
+
+
+def _done(message: str) -> RolloutProgress:
+    return RolloutProgress(done=True, failed=False, message=message)
+
+
+def _failed(message: str) -> RolloutProgress:
+    return RolloutProgress(done=False, failed=True, message=message)
+
+
 def rollout_progress(kind: str, body: Mapping[str, Any]) -> RolloutProgress:
     """Judge a workload's rollout from its spec and status (pure)."""
     meta = body.get("metadata") or {}
@@ -45,40 +57,43 @@ def rollout_progress(kind: str, body: Mapping[str, Any]) -> RolloutProgress:
     status = body.get("status") or {}
     generation = meta.get("generation") or 0
     if (status.get("observedGeneration") or 0) < generation:
-        return RolloutProgress(False, False, "waiting for the controller to see the change")
+        return _going("waiting for the controller to see the change")
     if kind == "Deployment":
         for cond in status.get("conditions") or []:
-            if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-                return RolloutProgress(False, True, "progress deadline exceeded")
+            if (
+                cond.get("type") == "Progressing"
+                and cond.get("reason") == "ProgressDeadlineExceeded"
+            ):
+                return _failed("progress deadline exceeded")
         want = spec.get("replicas", 1)
         updated = status.get("updatedReplicas") or 0
         total = status.get("replicas") or 0
         available = status.get("availableReplicas") or 0
         if updated < want:
-            return RolloutProgress(False, False, f"{updated} of {want} replicas updated")
+            return _going(f"{updated} of {want} replicas updated")
         if total > updated:
-            return RolloutProgress(False, False, f"{total - updated} old replicas pending termination")
+            return _going(f"{total - updated} old replicas pending termination")
         if available < updated:
-            return RolloutProgress(False, False, f"{available} of {updated} updated replicas available")
-        return RolloutProgress(True, False, f"{available} replicas available")
+            return _going(f"{available} of {updated} updated replicas available")
+        return _done(f"{available} replicas available")
     if kind == "StatefulSet":
         want = spec.get("replicas", 1)
         ready = status.get("readyReplicas") or 0
         updated = status.get("updatedReplicas") or 0
         if updated < want or status.get("updateRevision") != status.get("currentRevision"):
-            return RolloutProgress(False, False, f"{updated} of {want} pods updated")
+            return _going(f"{updated} of {want} pods updated")
         if ready < want:
-            return RolloutProgress(False, False, f"{ready} of {want} pods ready")
-        return RolloutProgress(True, False, f"{ready} pods ready at the new revision")
+            return _going(f"{ready} of {want} pods ready")
+        return _done(f"{ready} pods ready at the new revision")
     if kind == "DaemonSet":
         want = status.get("desiredNumberScheduled") or 0
         updated = status.get("updatedNumberScheduled") or 0
         available = status.get("numberAvailable") or 0
         if updated < want:
-            return RolloutProgress(False, False, f"{updated} of {want} pods updated")
+            return _going(f"{updated} of {want} pods updated")
         if available < want:
-            return RolloutProgress(False, False, f"{available} of {want} updated pods available")
-        return RolloutProgress(True, False, f"{available} pods available")
+            return _going(f"{available} of {want} updated pods available")
+        return _done(f"{available} pods available")
     raise UsageError(f"cannot follow the rollout of a {kind}")
 
 
@@ -86,26 +101,48 @@ def _resource(kind: str) -> Any:
     try:
         return ROLLABLE[kind]
     except KeyError:
-        raise UsageError(f"{kind} cannot be restarted (Deployment, StatefulSet or DaemonSet)") from None
+        raise UsageError(
+            f"{kind} cannot be restarted (Deployment, StatefulSet or DaemonSet)"
+        ) from None
 
 
-async def restart(client: AsyncClient, kind: str, namespace: str, name: str, *, now: dt.datetime) -> None:
+async def restart(
+    client: AsyncClient, kind: str, namespace: str, name: str, *, now: dt.datetime
+) -> None:
     """Ask the controller to replace every pod of a workload."""
-    patch = {"spec": {"template": {"metadata": {"annotations": {
-        ANNOTATION_RESTARTED_AT: now.astimezone(dt.UTC).isoformat(timespec="seconds")}}}}}  # fmt: skip
+    patch = {
+        "spec": {
+            "template": {
+                "metadata": {
+                    "annotations": {
+                        ANNOTATION_RESTARTED_AT: now.astimezone(dt.UTC).isoformat(
+                            timespec="seconds"
+                        )
+                    }
+                }
+            }
+        }
+    }
     with api_errors(f"restart {kind} {namespace}/{name}"):
-        await client.patch(_resource(kind), name, patch, namespace=namespace,
-                           patch_type=PatchType.MERGE)  # fmt: skip
+        await client.patch(
+            _resource(kind), name, patch, namespace=namespace, patch_type=PatchType.MERGE
+        )
 
 
 async def wait_for_rollout(
-    client: AsyncClient, kind: str, namespace: str, name: str, *, timeout: float, poll: float = 0.25
+    client: AsyncClient,
+    kind: str,
+    namespace: str,
+    name: str,
+    *,
+    timeout: float,  # noqa: ASYNC109 - the error must say how far the rollout got
+    poll: float = 0.25,
 ) -> RolloutProgress:
     """Poll until the rollout completes; raise ``RolloutError`` on failure or timeout."""
     resource = _resource(kind)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    progress = RolloutProgress(False, False, "not observed yet")
+    progress = _going("not observed yet")
     while loop.time() < deadline:
         with api_errors(f"read {kind} {namespace}/{name}"):
             obj = await client.get(resource, name, namespace=namespace)
@@ -115,4 +152,6 @@ async def wait_for_rollout(
         if progress.done:
             return progress
         await asyncio.sleep(poll)
-    raise RolloutError(f"{kind} {namespace}/{name}: rollout not complete after {timeout:.0f}s: {progress.message}")
+    raise RolloutError(
+        f"{kind} {namespace}/{name}: rollout not complete after {timeout:.0f}s: {progress.message}"
+    )

@@ -16,8 +16,13 @@ from typing import Final
 from kustos.errors import BinaryMissingError
 
 BINARIES: Final = (
-    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok",
-)  # fmt: skip
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +43,8 @@ def pinned_versions() -> Versions:
     """Read the pinned versions shipped with the package."""
     text = resources.files("kustos.testing").joinpath("data/controlplane-versions.env").read_text()
     values: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()

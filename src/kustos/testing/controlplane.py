@@ -186,9 +186,12 @@ class ControlPlane:
             self._pki = make_pki(self.state_dir / "pki")
             ports = free_ports(6)
             self._ports = dict(
-                zip(("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok"), ports,
-                    strict=True)
-            )  # fmt: skip
+                zip(
+                    ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok"),
+                    ports,
+                    strict=True,
+                )
+            )
             self._write_kubeconfigs()
             self._plan(bins)
             self._launch("etcd")
@@ -294,31 +297,40 @@ class ControlPlane:
     def _plan(self, bins: Path) -> None:
         s, p, pki, state = self.settings, self._ports, self.pki, self.state_dir
         etcd = [
-            str(bins / "etcd"), "--name=kustos", f"--data-dir={state / 'etcd'}",
+            str(bins / "etcd"),
+            "--name=kustos",
+            f"--data-dir={state / 'etcd'}",
             f"--listen-client-urls=http://{LOOPBACK}:{p['etcd']}",
             f"--advertise-client-urls=http://{LOOPBACK}:{p['etcd']}",
             f"--listen-peer-urls=http://{LOOPBACK}:{p['etcd-peer']}",
             f"--initial-advertise-peer-urls=http://{LOOPBACK}:{p['etcd-peer']}",
             f"--initial-cluster=kustos=http://{LOOPBACK}:{p['etcd-peer']}",
-            "--unsafe-no-fsync=true", "--quota-backend-bytes=4294967296",
-            "--auto-compaction-retention=1", "--log-level=warn",
-        ]  # fmt: skip
+            "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=4294967296",
+            "--auto-compaction-retention=1",
+            "--log-level=warn",
+        ]
         apiserver = [
             str(bins / "kube-apiserver"),
-            f"--etcd-servers=http://{LOOPBACK}:{p['etcd']}", "--etcd-prefix=/registry",
-            f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}",
+            f"--etcd-servers=http://{LOOPBACK}:{p['etcd']}",
+            "--etcd-prefix=/registry",
+            f"--bind-address={LOOPBACK}",
+            f"--advertise-address={LOOPBACK}",
             f"--secure-port={p['apiserver']}",
-            f"--tls-cert-file={pki.serving.cert}", f"--tls-private-key-file={pki.serving.key}",
+            f"--tls-cert-file={pki.serving.cert}",
+            f"--tls-private-key-file={pki.serving.key}",
             f"--client-ca-file={pki.ca.cert}",
             f"--service-account-key-file={pki.sa_public}",
             f"--service-account-signing-key-file={pki.sa_private}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC", "--allow-privileged=true", "--profiling=false",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            "--profiling=false",
             # Endpoints may not point at loopback; with no reconciler the `kubernetes`
             # Service simply has no endpoints, which nothing here needs.
             "--endpoint-reconciler-type=none",
-        ]  # fmt: skip
+        ]
         if s.encryption_config is not None:
             apiserver += [
                 f"--encryption-provider-config={s.encryption_config.resolve()}",
@@ -333,40 +345,56 @@ class ControlPlane:
             apiserver.append(f"--audit-webhook-config-file={s.audit_webhook_config.resolve()}")
         apiserver += list(s.apiserver_args)
         common = [
-            f"--bind-address={LOOPBACK}", "--leader-elect=false",
+            f"--bind-address={LOOPBACK}",
+            "--leader-elect=false",
             "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
-        ]  # fmt: skip
+        ]
         kcm_cfg = state / "controller-manager.kubeconfig"
         kcm = [
-            str(bins / "kube-controller-manager"), *common, f"--secure-port={p['kcm']}",
-            f"--kubeconfig={kcm_cfg}", f"--authentication-kubeconfig={kcm_cfg}",
+            str(bins / "kube-controller-manager"),
+            *common,
+            f"--secure-port={p['kcm']}",
+            f"--kubeconfig={kcm_cfg}",
+            f"--authentication-kubeconfig={kcm_cfg}",
             f"--authorization-kubeconfig={kcm_cfg}",
             f"--service-account-private-key-file={pki.sa_private}",
-            f"--root-ca-file={pki.ca.cert}", "--use-service-account-credentials=true",
+            f"--root-ca-file={pki.ca.cert}",
+            "--use-service-account-credentials=true",
             f"--cert-dir={state / 'kcm-certs'}",
-        ]  # fmt: skip
+        ]
         sched_cfg = state / "scheduler.kubeconfig"
         scheduler = [
-            str(bins / "kube-scheduler"), *common, f"--secure-port={p['scheduler']}",
-            f"--kubeconfig={sched_cfg}", f"--authentication-kubeconfig={sched_cfg}",
-            f"--authorization-kubeconfig={sched_cfg}", f"--cert-dir={state / 'scheduler-certs'}",
-        ]  # fmt: skip
+            str(bins / "kube-scheduler"),
+            *common,
+            f"--secure-port={p['scheduler']}",
+            f"--kubeconfig={sched_cfg}",
+            f"--authentication-kubeconfig={sched_cfg}",
+            f"--authorization-kubeconfig={sched_cfg}",
+            f"--cert-dir={state / 'scheduler-certs'}",
+        ]
         stages = state / "kwok.yaml"
         stages.write_text(
             resources.files("kustos.testing").joinpath("data/kwok-stages.yaml").read_text()
         )
         kwok = [
-            str(bins / "kwok"), f"--kubeconfig={state / 'kwok.kubeconfig'}", f"--config={stages}",
+            str(bins / "kwok"),
+            f"--kubeconfig={state / 'kwok.kubeconfig'}",
+            f"--config={stages}",
             f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-            f"--server-address={LOOPBACK}:{p['kwok']}", f"--node-port={p['kwok']}",
-            f"--node-ip={LOOPBACK}", f"--cidr={POD_CIDR}", "--node-lease-duration-seconds=40",
-        ]  # fmt: skip
+            f"--server-address={LOOPBACK}:{p['kwok']}",
+            f"--node-port={p['kwok']}",
+            f"--node-ip={LOOPBACK}",
+            f"--cidr={POD_CIDR}",
+            "--node-lease-duration-seconds=40",
+        ]
         kwok_env = {"KWOK_WORKDIR": str(state / "kwok-work")}
         for name, argv, env in (
-            ("etcd", etcd, {}), ("kube-apiserver", apiserver, {}),
-            ("kube-controller-manager", kcm, {}), ("kube-scheduler", scheduler, {}),
+            ("etcd", etcd, {}),
+            ("kube-apiserver", apiserver, {}),
+            ("kube-controller-manager", kcm, {}),
+            ("kube-scheduler", scheduler, {}),
             ("kwok", kwok, kwok_env),
-        ):  # fmt: skip
+        ):
             self._procs[name] = _Proc(name, argv, self.logs_dir / f"{name}.log", env)
 
     def _launch(self, name: str) -> None:
@@ -380,14 +408,16 @@ class ControlPlane:
         log_fd = os.open(proc.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             proc.pid = os.posix_spawn(
-                proc.argv[0], proc.argv, env,
+                proc.argv[0],
+                proc.argv,
+                env,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, log_fd, 1),
                     (os.POSIX_SPAWN_DUP2, log_fd, 2),
                 ],
                 setsid=True,
-            )  # fmt: skip
+            )
         except OSError as exc:
             raise ControlPlaneError(f"cannot start {name}: {exc.strerror}") from exc
         finally:
@@ -472,28 +502,45 @@ class ControlPlane:
     def _create_nodes(self) -> None:
         for i in range(self.settings.nodes):
             name = f"kwok-node-{i}"
-            self.api("POST", "/api/v1/nodes", {
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                    "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                               "kubernetes.io/arch": "amd64", "type": "kwok"},
+            self.api(
+                "POST",
+                "/api/v1/nodes",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "annotations": {
+                            FAKE_NODE_ANNOTATION: "fake",
+                            "node.alpha.kubernetes.io/ttl": "0",
+                        },
+                        "labels": {
+                            "kubernetes.io/hostname": name,
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                            "type": "kwok",
+                        },
+                    },
                 },
-            })  # fmt: skip
+            )
 
     def _nodes_ready(self) -> bool:
         nodes = self.api("GET", "/api/v1/nodes")["items"]
         ready = [
-            n for n in nodes
-            if any(c.get("type") == "Ready" and c.get("status") == "True"
-                   for c in n.get("status", {}).get("conditions", []))
-        ]  # fmt: skip
+            n
+            for n in nodes
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        ]
         return len(ready) >= self.settings.nodes
 
     def _default_sa_exists(self) -> bool:
         with self._http() as client:
-            return client.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
+            return (
+                client.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
+            )
 
     def _save_state(self) -> None:
         state = {

@@ -97,7 +97,9 @@ def _issue(
                 "kubernetes.default.svc.cluster.local",
             )
         ]
-        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1", "10.96.0.1")]
+        names += [
+            x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1", "10.96.0.1")
+        ]
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
@@ -125,12 +127,18 @@ def make_pki(directory: Path, *, now: dt.datetime | None = None) -> ClusterPKI:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .sign(ca_key, hashes.SHA256())
     )
     ca = CertPair(directory / "ca.crt", directory / "ca.key")
@@ -138,8 +146,9 @@ def make_pki(directory: Path, *, now: dt.datetime | None = None) -> ClusterPKI:
     _write_key(ca.key, ca_key)
 
     def issue(stem: str, subject: x509.Name, *, server: bool = False) -> CertPair:
-        return _issue(directory, stem, subject, ca_key=ca_key, ca_cert=ca_cert, now=now,
-                      server=server)  # fmt: skip
+        return _issue(
+            directory, stem, subject, ca_key=ca_key, ca_cert=ca_cert, now=now, server=server
+        )
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_private, sa_public = directory / "sa.key", directory / "sa.pub"

@@ -38,11 +38,17 @@ def _oracle(path: Path) -> tuple[int, int] | None:
     """(objects, Secrets) in *path* by an independent reading; ``None`` if it does not parse."""
     text = path.read_text(encoding="utf-8")
     try:
-        docs = [json.loads(text)] if path.suffix == ".json" else list(yaml.load_all(text, Loader=yaml.SafeLoader))  # noqa: S506
+        docs = (
+            [json.loads(text)]
+            if path.suffix == ".json"
+            else list(yaml.load_all(text, Loader=yaml.SafeLoader))
+        )
     except (yaml.YAMLError, ValueError):
         return None
     objects = [o for d in docs for o in _oracle_objects(d)]
-    return len(objects), sum(1 for o in objects if o["kind"] == "Secret" and o["apiVersion"] == "v1")
+    return len(objects), sum(
+        1 for o in objects if o["kind"] == "Secret" and o["apiVersion"] == "v1"
+    )
 
 
 def _files() -> list[Path]:
@@ -103,27 +109,102 @@ WEBSITE = "kubernetes-website/content/en/examples"
 @pytest.mark.parametrize(
     ("relative", "expected"),
     [
-        (f"{WEBSITE}/pods/inject/secret-pod.yaml",
-         [("secret-test-pod", "test-secret", "volume", "spec.volumes[0].secret", None, False)]),
-        (f"{WEBSITE}/pods/inject/secret-envars-pod.yaml",
-         [("secret-envars-test-pod", "test-secret", "env", "spec.containers[0].env[0].valueFrom.secretKeyRef", "username", False),
-          ("secret-envars-test-pod", "test-secret", "env", "spec.containers[0].env[1].valueFrom.secretKeyRef", "password", False)]),
-        (f"{WEBSITE}/pods/inject/pod-secret-envFrom.yaml",
-         [("envfrom-secret", "test-secret", "envFrom", "spec.containers[0].envFrom[0].secretRef", None, False)]),
-        (f"{WEBSITE}/secret/optional-secret.yaml",
-         [("mypod", "mysecret", "volume", "spec.volumes[0].secret", None, True)]),
+        (
+            f"{WEBSITE}/pods/inject/secret-pod.yaml",
+            [("secret-test-pod", "test-secret", "volume", "spec.volumes[0].secret", None, False)],
+        ),
+        (
+            f"{WEBSITE}/pods/inject/secret-envars-pod.yaml",
+            [
+                (
+                    "secret-envars-test-pod",
+                    "test-secret",
+                    "env",
+                    "spec.containers[0].env[0].valueFrom.secretKeyRef",
+                    "username",
+                    False,
+                ),
+                (
+                    "secret-envars-test-pod",
+                    "test-secret",
+                    "env",
+                    "spec.containers[0].env[1].valueFrom.secretKeyRef",
+                    "password",
+                    False,
+                ),
+            ],
+        ),
+        (
+            f"{WEBSITE}/pods/inject/pod-secret-envFrom.yaml",
+            [
+                (
+                    "envfrom-secret",
+                    "test-secret",
+                    "envFrom",
+                    "spec.containers[0].envFrom[0].secretRef",
+                    None,
+                    False,
+                )
+            ],
+        ),
+        (
+            f"{WEBSITE}/secret/optional-secret.yaml",
+            [("mypod", "mysecret", "volume", "spec.volumes[0].secret", None, True)],
+        ),
         # An old revision without apiVersion: not an object, so nothing is found.
         (f"{WEBSITE}/pods/inject/pod-single-secret-env-variable.yaml", []),
-        ("kubernetes-engine-samples/networking/dpv2-observability/hubble-ui-auto.yaml",
-         [("hubble-ui", "hubble-relay-client-certs", "projected",
-           "spec.template.spec.volumes[2].projected.sources[0].secret", None, False)]),
-        ("linkerd2/cli/cmd/testdata/install_default.golden",
-         [("linkerd-identity", "linkerd-identity-issuer", "volume", "spec.template.spec.volumes[0].secret", None, False),
-          ("linkerd-destination", "linkerd-sp-validator-k8s-tls", "volume", "spec.template.spec.volumes[0].secret", None, False),
-          ("linkerd-destination", "linkerd-policy-validator-k8s-tls", "volume", "spec.template.spec.volumes[1].secret", None, False),
-          ("linkerd-proxy-injector", "linkerd-proxy-injector-k8s-tls", "volume", "spec.template.spec.volumes[2].secret", None, False)]),
+        (
+            "kubernetes-engine-samples/networking/dpv2-observability/hubble-ui-auto.yaml",
+            [
+                (
+                    "hubble-ui",
+                    "hubble-relay-client-certs",
+                    "projected",
+                    "spec.template.spec.volumes[2].projected.sources[0].secret",
+                    None,
+                    False,
+                )
+            ],
+        ),
+        (
+            "linkerd2/cli/cmd/testdata/install_default.golden",
+            [
+                (
+                    "linkerd-identity",
+                    "linkerd-identity-issuer",
+                    "volume",
+                    "spec.template.spec.volumes[0].secret",
+                    None,
+                    False,
+                ),
+                (
+                    "linkerd-destination",
+                    "linkerd-sp-validator-k8s-tls",
+                    "volume",
+                    "spec.template.spec.volumes[0].secret",
+                    None,
+                    False,
+                ),
+                (
+                    "linkerd-destination",
+                    "linkerd-policy-validator-k8s-tls",
+                    "volume",
+                    "spec.template.spec.volumes[1].secret",
+                    None,
+                    False,
+                ),
+                (
+                    "linkerd-proxy-injector",
+                    "linkerd-proxy-injector-k8s-tls",
+                    "volume",
+                    "spec.template.spec.volumes[2].secret",
+                    None,
+                    False,
+                ),
+            ],
+        ),
     ],
-)  # fmt: skip
+)
 def test_references_checked_by_hand(relative: str, expected: list[tuple[Any, ...]]) -> None:
     assert _refs(relative) == expected
 
@@ -133,7 +214,11 @@ def test_secret_and_its_consumer_in_one_file_are_linked() -> None:
     secret = index.secret("default", "dotfile-secret")
     assert secret is not None
     (ref,) = index.consumers_of("default", "dotfile-secret")
-    assert (ref.consumer.kind, ref.consumer.name, ref.via) == ("Pod", "secret-dotfiles-pod", Via.VOLUME)
+    assert (ref.consumer.kind, ref.consumer.name, ref.via) == (
+        "Pod",
+        "secret-dotfiles-pod",
+        Via.VOLUME,
+    )
 
 
 def test_linkerd_golden_file_has_39_objects_and_two_secrets() -> None:

@@ -22,7 +22,10 @@ POD_SPEC: dict[str, Any] = {
     "serviceAccountName": "runner",
     "imagePullSecrets": [{"name": "pull"}],
     "initContainers": [
-        {"name": "init", "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "init-s", "key": "k"}}}]}
+        {
+            "name": "init",
+            "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "init-s", "key": "k"}}}],
+        }
     ],
     "containers": [
         {
@@ -30,12 +33,17 @@ POD_SPEC: dict[str, Any] = {
             "env": [
                 {"name": "PLAIN", "value": "x"},
                 {"name": "CM", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
-                {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "opt-s", "key": "k", "optional": True}}},
+                {
+                    "name": "OPT",
+                    "valueFrom": {"secretKeyRef": {"name": "opt-s", "key": "k", "optional": True}},
+                },
             ],
             "envFrom": [{"configMapRef": {"name": "cm"}}, {"secretRef": {"name": "bulk-s"}}],
         }
     ],
-    "ephemeralContainers": [{"name": "debug", "envFrom": [{"secretRef": {"name": "debug-s", "optional": True}}]}],
+    "ephemeralContainers": [
+        {"name": "debug", "envFrom": [{"secretRef": {"name": "debug-s", "optional": True}}]}
+    ],
     "volumes": [
         {"name": "plain", "secret": {"secretName": "vol-s", "defaultMode": 0o400}},
         {"name": "cm", "configMap": {"name": "cm"}},
@@ -71,7 +79,11 @@ EXPECTED = [
 
 def _wrap(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Put a pod spec where *kind* keeps it."""
-    body: dict[str, Any] = {"apiVersion": "v1", "kind": kind, "metadata": {"name": "w", "namespace": "ns"}}
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {"name": "w", "namespace": "ns"},
+    }
     node = body
     steps = POD_SPEC_PATHS[kind]
     for step in steps[:-1]:
@@ -88,7 +100,10 @@ def _obj(body: dict[str, Any]) -> KubeObject:
 def test_every_reference_in_every_workload_kind(kind: str) -> None:
     refs = secret_references(_obj(_wrap(kind, POD_SPEC)))
     prefix = ".".join(POD_SPEC_PATHS[kind]) + "."
-    got = [(r.secret, r.via, r.field.removeprefix(prefix), r.container, r.key, r.optional) for r in refs]
+    got = [
+        (r.secret, r.via, r.field.removeprefix(prefix), r.container, r.key, r.optional)
+        for r in refs
+    ]
     assert got == EXPECTED
     assert all(r.field.startswith(prefix) for r in refs)
     assert {r.namespace for r in refs} == {"ns"}
@@ -97,22 +112,33 @@ def test_every_reference_in_every_workload_kind(kind: str) -> None:
 
 def test_cronjob_template_path_is_nested_twice() -> None:
     refs = secret_references(_obj(_wrap("CronJob", POD_SPEC)))
-    assert refs[0].field == "spec.jobTemplate.spec.template.spec.initContainers[0].env[0].valueFrom.secretKeyRef"
+    assert (
+        refs[0].field
+        == "spec.jobTemplate.spec.template.spec.initContainers[0].env[0].valueFrom.secretKeyRef"
+    )
 
 
 def test_volume_references_name_their_volume() -> None:
     refs = secret_references(_obj(_wrap("Pod", POD_SPEC)))
     assert {r.secret: r.volume for r in refs if r.volume} == {
-        "vol-s": "plain", "proj-s": "proj", "csi-s": "csi", "ceph-s": "ceph", "az-s": "az",
-    }  # fmt: skip
+        "vol-s": "plain",
+        "proj-s": "proj",
+        "csi-s": "csi",
+        "ceph-s": "ceph",
+        "az-s": "az",
+    }
 
 
 def test_service_account_pull_secrets_and_secrets() -> None:
-    sa = _obj({
-        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa", "namespace": "ns"},
-        "imagePullSecrets": [{"name": "pull-a"}, {}],
-        "secrets": [{"name": "token-x"}, {"name": "elsewhere", "namespace": "other"}],
-    })  # fmt: skip
+    sa = _obj(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "sa", "namespace": "ns"},
+            "imagePullSecrets": [{"name": "pull-a"}, {}],
+            "secrets": [{"name": "token-x"}, {"name": "elsewhere", "namespace": "other"}],
+        }
+    )
     got = [(r.secret, r.via, r.field) for r in secret_references(sa)]
     assert got == [
         ("pull-a", Via.SA_IMAGE_PULL, "imagePullSecrets[0]"),
@@ -123,7 +149,12 @@ def test_service_account_pull_secrets_and_secrets() -> None:
 def test_malformed_shapes_yield_nothing_instead_of_crashing() -> None:
     spec = {"containers": "oops", "volumes": [None, {"secret": "x"}, {"projected": {"sources": 3}}]}
     assert secret_references(_obj(_wrap("Pod", spec))) == ()
-    assert secret_references(_obj({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})) == ()
+    assert (
+        secret_references(
+            _obj({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+        )
+        == ()
+    )
 
 
 def test_service_account_name_defaults() -> None:
@@ -133,15 +164,25 @@ def test_service_account_name_defaults() -> None:
 
 
 def test_index_lookups_and_owned_copies() -> None:
-    deployment = _wrap("Deployment", {"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "s"}}]}]})
+    deployment = _wrap(
+        "Deployment", {"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "s"}}]}]}
+    )
     deployment["apiVersion"] = "apps/v1"
-    rs = _wrap("ReplicaSet", {"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "s"}}]}]})
+    rs = _wrap(
+        "ReplicaSet", {"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "s"}}]}]}
+    )
     rs["apiVersion"] = "apps/v1"
-    rs["metadata"] = {"name": "w-123", "namespace": "ns",
-                      "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "w"}]}  # fmt: skip
+    rs["metadata"] = {
+        "name": "w-123",
+        "namespace": "ns",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "w"}],
+    }
     pod = _wrap("Pod", {"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "s"}}]}]})
-    pod["metadata"] = {"name": "w-123-abc", "namespace": "ns",
-                       "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "w-123"}]}  # fmt: skip
+    pod["metadata"] = {
+        "name": "w-123-abc",
+        "namespace": "ns",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "w-123"}],
+    }
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "ns"}}
     index = ObjectIndex.of(_obj(b) for b in (deployment, rs, pod, secret))
     assert len(index.consumers_of("ns", "s")) == 3
