@@ -6,7 +6,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 
 from kustos import __version__
@@ -39,14 +38,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KustosError as exc:
         print(f"kustos: error: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's one error line
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("kustos: aborted", file=sys.stderr)  # noqa: T201
         return 130
-    except click.ClickException as exc:
-        print(f"kustos: error: {exc.format_message()}", file=sys.stderr)  # noqa: T201
-        return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors of the command line itself
+        message = exc.format_message().strip()
+        if message:  # empty for `kustos` alone, which has printed its help already
+            print(f"kustos: error: {message}", file=sys.stderr)  # noqa: T201
+        return 2
     return int(result) if isinstance(result, int) else 0
 
 

@@ -52,6 +52,8 @@ def _failed(message: str) -> RolloutProgress:
 
 def rollout_progress(kind: str, body: Mapping[str, Any]) -> RolloutProgress:
     """Judge a workload's rollout from its spec and status (pure)."""
+    if kind not in ROLLABLE:
+        raise UsageError(f"cannot follow the rollout of a {kind}")
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -85,16 +87,15 @@ def rollout_progress(kind: str, body: Mapping[str, Any]) -> RolloutProgress:
         if ready < want:
             return _going(f"{ready} of {want} pods ready")
         return _done(f"{ready} pods ready at the new revision")
-    if kind == "DaemonSet":
-        want = status.get("desiredNumberScheduled") or 0
-        updated = status.get("updatedNumberScheduled") or 0
-        available = status.get("numberAvailable") or 0
-        if updated < want:
-            return _going(f"{updated} of {want} pods updated")
-        if available < want:
-            return _going(f"{available} of {want} updated pods available")
-        return _done(f"{available} pods available")
-    raise UsageError(f"cannot follow the rollout of a {kind}")
+    # DaemonSet
+    want = status.get("desiredNumberScheduled") or 0
+    updated = status.get("updatedNumberScheduled") or 0
+    available = status.get("numberAvailable") or 0
+    if updated < want:
+        return _going(f"{updated} of {want} pods updated")
+    if available < want:
+        return _going(f"{available} of {want} updated pods available")
+    return _done(f"{available} pods available")
 
 
 def _resource(kind: str) -> Any:
