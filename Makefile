@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all demo test unit integration lint format deps system-deps venv controlplane bench clean help
+.PHONY: all demo test unit integration lint format deps system-deps venv controlplane clean help
 
 all: test
 
@@ -20,7 +20,6 @@ help:
 	@echo "make integration   integration tests only"
 	@echo "make lint          ruff, ruff format --check, mypy --strict, import-linter"
 	@echo "make controlplane  build or reuse the control-plane binaries"
-	@echo "make bench         run the benchmarks and write bench/results/"
 
 deps: system-deps venv controlplane
 
@@ -40,14 +39,14 @@ controlplane:
 	@tools/controlplane/build.sh >/dev/null
 
 lint: venv
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: venv
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -60,9 +59,6 @@ test: deps lint
 
 demo: deps
 	$(BIN)/kustos demo
-
-bench: deps
-	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -66,8 +66,9 @@ def refs(
     else:
         console = Console()
         table = Table(title=f"Secret references ({len(rows)} in {len(index)} objects)")
-        for col in ("Secret", "Consumer", "Via", "Field"):
-            table.add_column(col)
+        for col in ("Secret", "Consumer", "Via"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("Field", overflow="fold")
         for r in rows:
             missing = (
                 "" if (r.namespace, r.secret) in secrets or r.optional else " [red](missing)[/]"
