@@ -35,6 +35,8 @@ def demo(
 ) -> int:
     """Run the guided tour: local control plane, example app, Secrets and their consumers."""
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # piped or logged: do not squeeze the field paths away
     if not examples.is_dir():
         raise InputError(f"{examples}: example manifests not found (run from the repository root)")
     directory = state_dir or default_state_dir()
@@ -58,7 +60,9 @@ def demo(
     settings = ClientSettings(kubeconfig=plane.kubeconfig)
     with make_client(settings) as client:
         _tour(console, client, settings, examples)
-    console.print(f"\nThe cluster stays up. [bold]export KUBECONFIG={plane.kubeconfig}[/]")
+    console.print(
+        f"\nThe cluster stays up. [bold]export KUBECONFIG={plane.kubeconfig}[/]", soft_wrap=True
+    )
     console.print("Stop it with: kustos dev-cluster down")
     return 0
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+import yaml
 from lightkube import ApiError, AsyncClient, Client, KubeConfig
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 
@@ -54,7 +55,8 @@ def load_config(settings: ClientSettings) -> KubeConfig:
                 if candidate and Path(candidate).is_file():
                     return KubeConfig.from_file(candidate)
         return KubeConfig.from_env()
-    except (LightkubeConfigError, OSError) as exc:
+    except (LightkubeConfigError, OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        # lightkube lets the shape errors of a malformed file through as KeyError/TypeError.
         where = settings.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise ConfigError(f"no usable kubeconfig at {where}: {quote_foreign(str(exc))}") from exc
 

@@ -111,3 +111,36 @@ def test_missing_binaries_are_named(
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert capsys.readouterr().out.strip() == "0.1.0"
+
+
+def test_client_settings_pick_the_named_context(tmp_path: Path) -> None:
+    from kustos.errors import ConfigError
+    from kustos.kube.client import ClientSettings, load_config
+
+    def cluster(name: str, port: int) -> dict[str, object]:
+        return {"name": name, "cluster": {"server": f"https://127.0.0.1:{port}"}}
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster("a", 1111), cluster("b", 2222)],
+        "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+        "contexts": [
+            {"name": "ctx-a", "context": {"cluster": "a", "user": "u"}},
+            {"name": "ctx-b", "context": {"cluster": "b", "user": "u", "namespace": "team"}},
+        ],
+        "current-context": "ctx-a",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    loaded = load_config(ClientSettings(kubeconfig=path))
+    single = loaded.get(context_name="ctx-b")
+    assert single is not None
+    assert single.cluster.server == "https://127.0.0.1:2222"
+    assert single.namespace == "team"
+    default = loaded.get()
+    assert default is not None
+    assert default.cluster.server == "https://127.0.0.1:1111"
+    path.write_text("::: not yaml")
+    with pytest.raises(ConfigError, match="no usable kubeconfig"):
+        load_config(ClientSettings(kubeconfig=path))
