@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from kustos.cli.main import main
+from kustos.errors import ConfigError
+from kustos.kube.client import ClientSettings, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "shop"
 
@@ -114,9 +116,6 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_client_settings_pick_the_named_context(tmp_path: Path) -> None:
-    from kustos.errors import ConfigError
-    from kustos.kube.client import ClientSettings, load_config
-
     def cluster(name: str, port: int) -> dict[str, object]:
         return {"name": name, "cluster": {"server": f"https://127.0.0.1:{port}"}}
 
