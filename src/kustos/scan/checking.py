@@ -1,0 +1,81 @@
+"""The check interface: what a check receives and how it reports.
+
+Purely data. A check is a :class:`Check`: a :class:`~kustos.scan.findings.Rule` and a
+function from :class:`ScanInput` to findings. Check modules export a ``CHECKS`` tuple;
+:mod:`kustos.scan.catalog` gathers them. Checks never read files or the clock themselves:
+everything they need is in ``ScanInput``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kustos.kube.index import ObjectIndex
+from kustos.kube.objects import KubeObject
+from kustos.scan.findings import Finding, Resource, Rule
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDocument:
+    """A parsed configuration file given on the command line (EncryptionConfiguration,
+    audit Policy): its path, its text (to find lines) and its body."""
+
+    path: str
+    text: str
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanInput:
+    """Everything a check may look at."""
+
+    index: ObjectIndex
+    encryption_config: ConfigDocument | None = None
+    audit_policy: ConfigDocument | None = None
+    #: True when the index was read from a live cluster (age checks need real timestamps).
+    live: bool = False
+    now: dt.datetime | None = None
+    #: Secrets older than this (days) are reported when ``live``.
+    max_secret_age_days: int = 90
+
+
+CheckFunction = Callable[[ScanInput], Iterable[Finding]]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A rule and the function that finds its occurrences."""
+
+    rule: Rule
+    run: CheckFunction
+
+
+def resource_of(obj: KubeObject) -> Resource:
+    """The report identity of an object."""
+    return Resource(obj.api_version, obj.kind, obj.namespace, obj.name)
+
+
+def finding(
+    rule: Rule,
+    obj: KubeObject | None,
+    message: str,
+    *,
+    field: str = "",
+    details: Mapping[str, str] | None = None,
+) -> Finding:
+    """Make a finding of *rule* on *obj* (``None`` for a config file) at *field*.
+
+    *message* must be built from names, counts and field paths only, never from a value.
+    The file and line are filled in later by the scanner, which knows where objects came from.
+    """
+    return Finding(
+        rule_id=rule.id,
+        severity=rule.severity,
+        message=message,
+        resource=resource_of(obj) if obj is not None else None,
+        field=field,
+        details=tuple(sorted((details or {}).items())),
+    )
