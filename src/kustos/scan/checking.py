@@ -1,9 +1,11 @@
 """The check interface: what a check receives and how it reports.
 
 Purely data. A check is a :class:`Check`: a :class:`~kustos.scan.findings.Rule` and a
-function from :class:`ScanInput` to findings. Check modules export a ``CHECKS`` tuple;
-:mod:`kustos.scan.catalog` gathers them. Checks never read files or the clock themselves:
-everything they need is in ``ScanInput``.
+function from :class:`ScanInput` to findings. Several rules may share one function (one
+pass over the RBAC policy finds KST001-KST004): the scanner runs each distinct function
+once and keeps the findings of the rules that are enabled. Check modules export a
+``CHECKS`` tuple; :mod:`kustos.scan.catalog` gathers them. Checks never read files or the
+clock themselves: everything they need is in ``ScanInput``.
 """
 
 from __future__ import annotations
@@ -78,4 +80,5 @@ def finding(
         resource=resource_of(obj) if obj is not None else None,
         field=field,
         details=tuple(sorted((details or {}).items())),
+        origin=obj.source if obj is not None else None,
     )

@@ -6,9 +6,12 @@ line; its message is built from names and counts only, never from a value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from enum import IntEnum
 from typing import Final
+
+from kustos.kube.objects import Source
 
 
 class Severity(IntEnum):
@@ -95,7 +98,9 @@ class Finding:
     field: str = ""
     location: Location | None = None
     #: Extra, value-free facts for reports (``{"subject": "Group system:authenticated"}``).
-    details: tuple[tuple[str, str], ...] = field(default=())
+    details: tuple[tuple[str, str], ...] = ()
+    #: Where the object was read from (file, document line); used to fill ``location``.
+    origin: Source | None = dc_field(default=None, compare=False, repr=False)
 
     @property
     def fingerprint(self) -> str:

@@ -1,0 +1,1 @@
+"""Check modules; each exports CHECKS."""

@@ -1,0 +1,65 @@
+"""Network isolation of namespaces that hold Secrets (KST080-KST089).
+
+Purely data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from kustos.kube.objects import KubeObject
+from kustos.scan.checking import Check, ScanInput, finding
+from kustos.scan.findings import Finding, Rule, Severity
+
+NO_DEFAULT_DENY = Rule(
+    id="KST080",
+    family="isolation",
+    severity=Severity.MEDIUM,
+    title="Namespace uses Secrets but has no default-deny ingress NetworkPolicy",
+    rationale=(
+        "Pods that hold credentials accept connections from every pod of the cluster unless "
+        "a NetworkPolicy selects them; a default-deny policy makes every allowed path explicit."
+    ),
+    remediation=(
+        "Add a NetworkPolicy with podSelector: {} and policyTypes: [Ingress] and no ingress "
+        "rules, then allow what each workload needs."
+    ),
+    references=("CIS 5.3.2", "Kubescape C-0054", "Kubescape C-0260", "Checkov CKV2_K8S_6"),
+)
+
+
+def _default_deny(policy: KubeObject) -> bool:
+    spec = policy.body.get("spec")
+    if not isinstance(spec, Mapping):
+        return False
+    selector = spec.get("podSelector")
+    if selector is None or (isinstance(selector, Mapping) and any(selector.values())):
+        return False
+    types: Any = spec.get("policyTypes")
+    ingress_denied = (types is None or "Ingress" in types) and not spec.get("ingress")
+    return bool(ingress_denied)
+
+
+def check_default_deny(scan: ScanInput) -> Iterator[Finding]:
+    """KST080: a namespace whose workloads use Secrets, without default-deny ingress."""
+    index = scan.index
+    protected = {p.namespace for p in index.of_kind("NetworkPolicy") if _default_deny(p)}
+    using: dict[str, KubeObject] = {}
+    for ref in index.secret_references():
+        if ref.consumer.kind != "ServiceAccount" and ref.namespace not in using:
+            consumer = index.get(ref.consumer)
+            if consumer is not None:
+                using[ref.namespace] = consumer
+    for namespace in sorted(set(using) - protected):
+        target = next(
+            (n for n in index.of_kind("Namespace") if n.name == namespace), using[namespace]
+        )
+        yield finding(
+            NO_DEFAULT_DENY, target,
+            f"namespace {namespace} runs workloads that use Secrets and has no default-deny "
+            "ingress NetworkPolicy",
+        )  # fmt: skip
+
+
+CHECKS: tuple[Check, ...] = (Check(NO_DEFAULT_DENY, check_default_deny),)

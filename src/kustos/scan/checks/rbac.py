@@ -1,0 +1,371 @@
+"""RBAC on Secrets: who may read them, directly or through an escalation path (KST001-KST019).
+
+Purely data. Grants are evaluated per rule with the API server's own matching
+(:mod:`kustos.rbac.matching`): wildcards in verbs, apiGroups and resources, ``*/sub``,
+``resourceNames``, RoleBinding→ClusterRole, and aggregated ClusterRoles. Roles and bindings
+the API server creates itself (label ``kubernetes.io/bootstrapping``) are not reported:
+they are the platform's, not the user's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Final
+
+from kustos.rbac.matching import Request, rule_allows
+from kustos.rbac.model import RBAC_GROUP, Binding, Policy, PolicyRule, Subject, build_policy
+from kustos.scan.checking import Check, ScanInput, finding
+from kustos.scan.findings import Finding, Rule, Severity
+
+BROAD_GROUPS: Final = frozenset(
+    {"system:authenticated", "system:unauthenticated", "system:serviceaccounts"}
+)
+ANONYMOUS_USER: Final = "system:anonymous"
+_DOCS: Final = "https://kubernetes.io/docs/concepts/security/rbac-good-practices/"
+
+CLUSTER_WIDE_READ = Rule(
+    id="KST001",
+    family="rbac",
+    severity=Severity.HIGH,
+    title="Secrets readable in every namespace",
+    rationale=(
+        "A ClusterRoleBinding that allows get, list or watch on Secrets lets its subjects "
+        "read every Secret of the cluster; list and watch return the values of all of them "
+        "at once."
+    ),
+    remediation=(
+        "Bind a Role in the namespaces that need it, restrict get to named Secrets with "
+        "resourceNames, and avoid list/watch on Secrets."
+    ),
+    references=("CIS 5.1.2", "Kubescape C-0015", "Kubescape C-0186", "Checkov CKV2_K8S_5",
+                "Trivy KSV-0041", _DOCS),
+)  # fmt: skip
+BROAD_GROUP_READ = Rule(
+    id="KST002",
+    family="rbac",
+    severity=Severity.CRITICAL,
+    title="Secrets readable by a broad group or anonymous users",
+    rationale=(
+        "system:authenticated, system:unauthenticated, system:anonymous and "
+        "system:serviceaccounts(:ns) include every user or every pod token; a Secret readable "
+        "by them is readable by anyone who reaches the API."
+    ),
+    remediation="Bind Secret access to named users, groups or ServiceAccounts only.",
+    references=("CIS 5.1.2", "Kubescape C-0262", "Kubescape C-0265", "Trivy KSV-01011", _DOCS),
+)
+DEFAULT_SA_READ = Rule(
+    id="KST003",
+    family="rbac",
+    severity=Severity.HIGH,
+    title="Secrets readable by a default ServiceAccount",
+    rationale=(
+        "Every pod that names no ServiceAccount runs as `default`; granting it Secret access "
+        "hands the Secrets to every such pod in the namespace."
+    ),
+    remediation="Create a dedicated ServiceAccount for the workload that needs the access.",
+    references=("CIS 5.1.5", "Kubescape C-0189", "Checkov CKV_K8S_42"),
+)
+NAMESPACE_LIST = Rule(
+    id="KST004",
+    family="rbac",
+    severity=Severity.MEDIUM,
+    title="list or watch on Secrets in a namespace",
+    rationale=(
+        "list and watch return the full content of every Secret in the namespace, not just "
+        "names; resourceNames cannot restrict them."
+    ),
+    remediation="Grant get on the named Secrets (resourceNames) instead of list/watch.",
+    references=("CIS 5.1.2", "Kubescape C-0015", "https://kubernetes.io/docs/reference/access-authn-authz/rbac/#referring-to-resources"),
+)  # fmt: skip
+WILDCARD = Rule(
+    id="KST005",
+    family="rbac",
+    severity=Severity.HIGH,
+    title="Wildcard rule that covers Secrets",
+    rationale=(
+        "`*` in verbs, resources or apiGroups grants Secret access that nobody wrote down, "
+        "including for resources and verbs added in the future."
+    ),
+    remediation="List the verbs, apiGroups and resources the role really needs.",
+    references=("CIS 5.1.3", "Kubescape C-0187", "Checkov CKV_K8S_49", "Trivy KSV-0044",
+                "Trivy KSV-0045", "Trivy KSV-0046"),
+)  # fmt: skip
+LITERAL_STAR = Rule(
+    id="KST006",
+    family="rbac",
+    severity=Severity.LOW,
+    title="`resource/*` is not a wildcard",
+    rationale=(
+        "RBAC matches `secrets/*` only against a subresource literally named `*`; the rule "
+        "does not do what it seems to (only `*` and `*/sub` are wildcards)."
+    ),
+    remediation="Name the subresources (`pods/exec`) or use `*/sub` deliberately.",
+    references=("https://kubernetes.io/docs/reference/access-authn-authz/rbac/#referring-to-resources",),
+)  # fmt: skip
+ESCALATION = Rule(
+    id="KST007",
+    family="rbac",
+    severity=Severity.HIGH,
+    title="Escalation verbs: bind, escalate or impersonate",
+    rationale=(
+        "bind and escalate on roles let a subject grant itself any permission, Secret reads "
+        "included; impersonate lets it act as any user, group or ServiceAccount it names."
+    ),
+    remediation="Remove bind/escalate/impersonate, or restrict them with resourceNames.",
+    references=("CIS 5.1.8", "Kubescape C-0191", "Kubescape C-0065", "Checkov CKV_K8S_157",
+                "Checkov CKV_K8S_158", "Checkov CKV2_K8S_3", _DOCS),
+)  # fmt: skip
+POD_CREATE = Rule(
+    id="KST008",
+    family="rbac",
+    severity=Severity.MEDIUM,
+    title="Can create pods or workloads where Secrets live",
+    rationale=(
+        "Creating a pod, or creating/updating any workload with a pod template, lets a subject "
+        "mount any Secret of the namespace and read it from inside the pod."
+    ),
+    remediation="Let a deployment pipeline create workloads; keep people and bots read-only.",
+    references=("CIS 5.1.4", "Kubescape C-0188", "kube-linter access-to-create-pods", _DOCS),
+)
+EXEC = Rule(
+    id="KST009",
+    family="rbac",
+    severity=Severity.MEDIUM,
+    title="Can exec or attach into pods",
+    rationale=(
+        "pods/exec and pods/attach give a shell in pods that hold Secrets in env or files; "
+        "`get` is enough over websockets, not only `create`."
+    ),
+    remediation="Remove pods/exec and pods/attach (create and get) from everyday roles.",
+    references=("Kubescape C-0002", "Checkov CKV2_K8S_2", "Polaris clusterrolePodExecAttach",
+                "Trivy KSV-0053", _DOCS),
+)  # fmt: skip
+TOKEN_REQUEST = Rule(
+    id="KST010",
+    family="rbac",
+    severity=Severity.HIGH,
+    title="Can request ServiceAccount tokens",
+    rationale=(
+        "create on serviceaccounts/token mints a token for a ServiceAccount, and with it "
+        "every permission (Secret reads included) of that ServiceAccount."
+    ),
+    remediation="Remove create on serviceaccounts/token, or restrict it with resourceNames.",
+    references=("CIS 5.1.13", "Kubescape C-0282", _DOCS),
+)
+NODE_PROXY = Rule(
+    id="KST011",
+    family="rbac",
+    severity=Severity.CRITICAL,
+    title="Access to nodes/proxy (the kubelet API)",
+    rationale=(
+        "get or create on nodes/proxy reaches the kubelet API, which runs commands in every "
+        "pod of the node, bypassing audit and admission; get is not read-only."
+    ),
+    remediation="Remove nodes/proxy from every role that is not a monitoring system's.",
+    references=("CIS 5.1.10", "Kubescape C-0279", "Checkov CKV2_K8S_2", "Trivy KSV-0047", _DOCS),
+)
+CLUSTER_ADMIN = Rule(
+    id="KST012",
+    family="rbac",
+    severity=Severity.HIGH,
+    title="cluster-admin bound to a user-defined subject",
+    rationale="cluster-admin can do everything, read every Secret and change every policy.",
+    remediation="Bind narrower roles; keep cluster-admin for break-glass accounts.",
+    references=("CIS 5.1.1", "Kubescape C-0185", "kube-linter cluster-admin-role-binding"),
+)
+
+_READ_VERBS: Final = ("get", "list", "watch")
+_CREATORS: Final = (
+    ("", "pods", "create"), ("apps", "deployments", "create"), ("apps", "statefulsets", "create"),
+    ("apps", "daemonsets", "create"), ("apps", "replicasets", "create"),
+    ("batch", "jobs", "create"), ("batch", "cronjobs", "create"),
+    ("", "replicationcontrollers", "create"), ("apps", "deployments", "update"),
+    ("apps", "deployments", "patch"),
+)  # fmt: skip
+
+
+def _user_bindings(scan: ScanInput) -> Iterator[tuple[Policy, Binding]]:
+    policy = build_policy(scan.index)
+    for binding in policy.bindings:
+        if binding.role is not None and not binding.bootstrap and not binding.role.bootstrap:
+            yield policy, binding
+
+
+def _secret_rules(binding: Binding, verbs: tuple[str, ...]) -> list[tuple[PolicyRule, list[str]]]:
+    """Rules of the binding's role that allow some of *verbs* on Secrets (any name)."""
+    assert binding.role is not None  # noqa: S101 - filtered by _user_bindings
+    found = []
+    ns = binding.namespace or "any"
+    for rule in binding.role.rules:
+        allowed = [
+            v for v in verbs
+            if rule_allows(rule, Request(v, "", "secrets", namespace=ns, name="*"))
+            or rule_allows(rule, Request(v, "", "secrets", namespace=ns))
+        ]  # fmt: skip
+        if allowed:
+            found.append((rule, allowed))
+    return found
+
+
+def _subject_field(binding: Binding, subject: Subject) -> str:
+    return f"subjects[{binding.subjects.index(subject)}]"
+
+
+def _where(binding: Binding) -> str:
+    return "in every namespace" if binding.cluster_wide else f"in namespace {binding.namespace}"
+
+
+def _grant_message(subject: Subject, verbs: list[str], binding: Binding, rule: PolicyRule) -> str:
+    assert binding.role is not None  # noqa: S101
+    via = f"{binding.role} rules[{rule.index}]"
+    if rule.origin:
+        via += f" (aggregated from ClusterRole {rule.origin})"
+    return f"{subject} can {'/'.join(verbs)} Secrets {_where(binding)} via {via}"
+
+
+def _is_broad(subject: Subject) -> bool:
+    if subject.kind == "Group":
+        return subject.name in BROAD_GROUPS or subject.name.startswith("system:serviceaccounts:")
+    return subject.kind == "User" and subject.name == ANONYMOUS_USER
+
+
+def check_secret_reads(scan: ScanInput) -> Iterator[Finding]:
+    """KST001-KST004: who can read Secrets, and how broadly."""
+    for _, binding in _user_bindings(scan):
+        for rule, verbs in _secret_rules(binding, _READ_VERBS):
+            for subject in binding.subjects:
+                field = _subject_field(binding, subject)
+                message = _grant_message(subject, verbs, binding, rule)
+                details = {"role": str(binding.role), "rule": rule.describe()}
+                obj = binding.obj
+                if _is_broad(subject):
+                    yield finding(BROAD_GROUP_READ, obj, message, field=field, details=details)
+                elif subject.kind == "ServiceAccount" and subject.name == "default":
+                    yield finding(DEFAULT_SA_READ, obj, message, field=field, details=details)
+                elif binding.cluster_wide:
+                    yield finding(CLUSTER_WIDE_READ, obj, message, field=field, details=details)
+                elif {"list", "watch"} & set(verbs):
+                    yield finding(NAMESPACE_LIST, obj, message, field=field, details=details)
+
+
+def check_role_rules(scan: ScanInput) -> Iterator[Finding]:
+    """KST005-KST007: wildcards covering Secrets, literal `x/*`, escalation verbs (per role)."""
+    policy = build_policy(scan.index)
+    for role in policy.roles.values():
+        if role.obj is None or role.bootstrap:
+            continue
+        for rule in role.rules:
+            if rule.origin:
+                continue  # reported on the ClusterRole that declares it
+            field = f"rules[{rule.index}]"
+            covers_secrets = any(
+                rule_allows(rule, Request(v, "", "secrets", namespace="x")) for v in _READ_VERBS
+            )
+            wild = sorted(
+                part
+                for part, values in (("verbs", rule.verbs), ("resources", rule.resources),
+                                     ("apiGroups", rule.api_groups))
+                if "*" in values
+            )  # fmt: skip
+            if covers_secrets and wild:
+                yield finding(
+                    WILDCARD, role.obj,
+                    f"{role} rules[{rule.index}] has `*` in {', '.join(wild)}, covering Secrets",
+                    field=field,
+                )  # fmt: skip
+            literal = sorted(
+                r for r in rule.resources if r.endswith("/*") and not r.startswith("*")
+            )
+            if literal:
+                yield finding(
+                    LITERAL_STAR, role.obj,
+                    f"{role} rules[{rule.index}] lists {', '.join(literal)} (not a wildcard)",
+                    field=field,
+                )  # fmt: skip
+            escalation = _escalation(rule)
+            if escalation:
+                yield finding(
+                    ESCALATION, role.obj,
+                    f"{role} rules[{rule.index}] allows {', '.join(escalation)}",
+                    field=field,
+                )  # fmt: skip
+
+
+def _escalation(rule: PolicyRule) -> list[str]:
+    found = []
+    for verb in ("bind", "escalate"):
+        for resource in ("roles", "clusterroles"):
+            if rule_allows(rule, Request(verb, RBAC_GROUP, resource, namespace="x", name="x")):
+                found.append(f"{verb} {resource}")
+    for resource in ("users", "groups", "serviceaccounts"):
+        if rule_allows(rule, Request("impersonate", "", resource, namespace="x", name="x")):
+            names = (
+                f" (only {', '.join(sorted(rule.resource_names))})" if rule.resource_names else ""
+            )
+            found.append(f"impersonate {resource}{names}")
+    # `*` verbs on `*` resources are reported as a wildcard already; keep escalation specific.
+    if "*" in rule.verbs and "*" in rule.resources:
+        return []
+    return found
+
+
+def check_indirect_reads(scan: ScanInput) -> Iterator[Finding]:
+    """KST008-KST012: paths to Secret values without read access."""
+    namespaces_with_secrets = {s.namespace for s in scan.index.of_kind("Secret")}
+    for _, binding in _user_bindings(scan):
+        assert binding.role is not None  # noqa: S101
+        scope = "x" if binding.cluster_wide else binding.namespace
+        if binding.role.name == "cluster-admin" and binding.role.kind == "ClusterRole":
+            for subject in binding.subjects:
+                yield finding(
+                    CLUSTER_ADMIN, binding.obj,
+                    f"{subject} is bound to cluster-admin {_where(binding)}",
+                    field=_subject_field(binding, subject),
+                )  # fmt: skip
+            continue  # everything below is implied; one finding is enough
+        checks: list[tuple[Rule, list[str]]] = []
+        rules = binding.role.rules
+        creates = sorted({
+            f"{verb} {resource}" for group, resource, verb in _CREATORS for rule in rules
+            if rule_allows(rule, Request(verb, group, resource, namespace=scope))
+        })  # fmt: skip
+        relevant = binding.cluster_wide or binding.namespace in namespaces_with_secrets
+        if creates and relevant:
+            checks.append((POD_CREATE, creates))
+        execs = sorted({
+            f"{verb} pods/{sub}" for sub in ("exec", "attach") for verb in ("create", "get")
+            for rule in binding.role.rules
+            if rule_allows(rule, Request(verb, "", "pods", sub, namespace=scope, name="x"))
+        })  # fmt: skip
+        if execs:
+            checks.append((EXEC, execs))
+        tokens = [
+            "create serviceaccounts/token" for rule in binding.role.rules
+            if rule_allows(rule, Request("create", "", "serviceaccounts", "token", scope, "x"))
+        ][:1]  # fmt: skip
+        if tokens:
+            checks.append((TOKEN_REQUEST, tokens))
+        if binding.cluster_wide:
+            proxies = sorted({
+                f"{verb} nodes/proxy" for verb in ("get", "create") for rule in binding.role.rules
+                if rule_allows(rule, Request(verb, "", "nodes", "proxy", name="x"))
+            })  # fmt: skip
+            if proxies:
+                checks.append((NODE_PROXY, proxies))
+        for rule_def, what in checks:
+            for subject in binding.subjects:
+                yield finding(
+                    rule_def, binding.obj,
+                    f"{subject} can {', '.join(what)} {_where(binding)} via {binding.role}",
+                    field=_subject_field(binding, subject),
+                    details={"role": str(binding.role)},
+                )  # fmt: skip
+
+
+CHECKS: tuple[Check, ...] = (
+    *(Check(r, check_secret_reads) for r in (CLUSTER_WIDE_READ, BROAD_GROUP_READ,
+                                              DEFAULT_SA_READ, NAMESPACE_LIST)),
+    *(Check(r, check_role_rules) for r in (WILDCARD, LITERAL_STAR, ESCALATION)),
+    *(Check(r, check_indirect_reads) for r in (POD_CREATE, EXEC, TOKEN_REQUEST, NODE_PROXY,
+                                                CLUSTER_ADMIN)),
+)  # fmt: skip

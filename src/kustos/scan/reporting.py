@@ -1,0 +1,256 @@
+"""Scan results as JSON, SARIF 2.1.0, HTML and a terminal table.
+
+Formatting only: every renderer takes a ``ScanResult`` and returns text (the table writes
+to a rich ``Console``). No renderer sees a secret value: findings carry names only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from kustos import __version__
+from kustos.scan.catalog import RULES
+from kustos.scan.findings import SECURITY_SEVERITY, Finding, Rule, Severity
+from kustos.scan.scanning import ScanResult
+
+SARIF_SCHEMA: Final = "https://json.schemastore.org/sarif-2.1.0.json"
+INFO_URI: Final = "https://github.com/kustos-io/kustos"
+_SARIF_LEVEL: Final = {
+    Severity.CRITICAL: "error",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "note",
+    Severity.INFO: "note",
+}
+_COLOURS: Final = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+def summary(result: ScanResult) -> dict[str, Any]:
+    """Counts for the report footer and the JSON ``summary``."""
+    counts = Counter(f.severity.label for f in result.findings)
+    return {
+        "objects": result.objects,
+        "findings": len(result.findings),
+        "suppressed": len(result.suppressed),
+        "by_severity": {s.label: counts.get(s.label, 0) for s in sorted(Severity, reverse=True)},
+    }
+
+
+def _rule(finding: Finding) -> Rule:
+    return RULES[finding.rule_id]
+
+
+def _resource_dict(finding: Finding) -> dict[str, str] | None:
+    res = finding.resource
+    if res is None:
+        return None
+    return {
+        "apiVersion": res.api_version,
+        "kind": res.kind,
+        "namespace": res.namespace,
+        "name": res.name,
+    }
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    """One finding in the documented JSON shape."""
+    loc = finding.location
+    return {
+        "rule_id": finding.rule_id,
+        "severity": finding.severity.label,
+        "title": _rule(finding).title,
+        "message": finding.message,
+        "resource": _resource_dict(finding),
+        "field": finding.field,
+        "location": {"file": loc.file, "line": loc.line} if loc else None,
+        "references": list(_rule(finding).references),
+        "details": dict(finding.details),
+    }
+
+
+def to_json(result: ScanResult) -> str:
+    """``{"findings": [...], "summary": {...}}``."""
+    doc = {"findings": [finding_dict(f) for f in result.findings], "summary": summary(result)}
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _uri(file: str, root: Path) -> str:
+    path = Path(file)
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def to_sarif(result: ScanResult, *, root: Path | None = None) -> str:
+    """SARIF 2.1.0 as GitHub code scanning accepts it (rules, security-severity, fingerprints)."""
+    root = root or Path.cwd()
+    used = sorted({f.rule_id for f in result.findings} | set(RULES))
+    index = {rule_id: i for i, rule_id in enumerate(used)}
+    rules = []
+    for rule_id in used:
+        r = RULES[rule_id]
+        refs = "\n".join(f"- {x}" for x in r.references)
+        rules.append({
+            "id": r.id,
+            "name": r.title.replace(" ", ""),
+            "shortDescription": {"text": r.title},
+            "fullDescription": {"text": r.rationale},
+            "help": {
+                "text": f"{r.rationale}\n\nRemediation: {r.remediation}",
+                "markdown": f"{r.rationale}\n\n**Remediation:** {r.remediation}\n\n{refs}",
+            },
+            "defaultConfiguration": {"level": _SARIF_LEVEL[r.severity]},
+            "properties": {
+                "security-severity": SECURITY_SEVERITY[r.severity],
+                "tags": ["security", "kubernetes", "secrets", r.family],
+                "precision": "high",
+            },
+        })  # fmt: skip
+    results = []
+    for f in result.findings:
+        physical: dict[str, Any] = {
+            "artifactLocation": {"uri": _uri(f.location.file, root) if f.location else "cluster"},
+        }
+        if f.location is not None:
+            physical["region"] = {"startLine": f.location.line}
+        logical = (
+            [{"fullyQualifiedName": f"{f.resource}{'.' + f.field if f.field else ''}"}]
+            if f.resource
+            else []
+        )
+        results.append({
+            "ruleId": f.rule_id,
+            "ruleIndex": index[f.rule_id],
+            "level": _SARIF_LEVEL[f.severity],
+            "message": {"text": f.message},
+            "locations": [{"physicalLocation": physical, "logicalLocations": logical}],
+            "partialFingerprints": {
+                "primaryLocationLineHash": hashlib.sha256(f.fingerprint.encode()).hexdigest()[:32],
+            },
+        })  # fmt: skip
+    doc = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "kustos", "version": __version__,
+                                "informationUri": INFO_URI, "rules": rules}},
+            "automationDetails": {"id": "kustos/scan"},
+            "results": results,
+        }],
+    }  # fmt: skip
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def render_table(result: ScanResult, console: Console) -> None:
+    """Findings grouped by severity, worst first, coloured, readable in a terminal."""
+    for severity in sorted(Severity, reverse=True):
+        group = [f for f in result.findings if f.severity is severity]
+        if not group:
+            continue
+        table = Table(
+            title=f"{severity.label.upper()} ({len(group)})", title_justify="left",
+            title_style=_COLOURS[severity], show_lines=False, expand=False,
+        )  # fmt: skip
+        table.add_column("Rule", no_wrap=True, style=_COLOURS[severity])
+        table.add_column("Object", no_wrap=True)
+        table.add_column("Finding", overflow="fold")
+        table.add_column("Where", overflow="fold", style="dim")
+        for f in group:
+            where = f"{f.location.file}:{f.location.line}" if f.location else ""
+            if f.field:
+                where = f"{where}\n{f.field}" if where else f.field
+            table.add_row(
+                f.rule_id, str(f.resource) if f.resource else "(config)", f.message, where
+            )
+        console.print(table)
+    counts = summary(result)
+    parts = ", ".join(f"{n} {s}" for s, n in counts["by_severity"].items() if n)
+    console.print(
+        f"{counts['findings']} findings in {counts['objects']} objects"
+        + (f" ({parts})" if parts else "")
+        + (f"; {counts['suppressed']} suppressed" if counts["suppressed"] else "")
+    )
+
+
+def rule_dict(rule: Rule) -> dict[str, Any]:
+    """One rule of the catalog, for ``kustos rules --format json``."""
+    return {
+        "id": rule.id, "family": rule.family, "severity": rule.severity.label,
+        "title": rule.title, "rationale": rule.rationale, "remediation": rule.remediation,
+        "references": list(rule.references),
+    }  # fmt: skip
+
+
+_CSS: Final = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0;font-size:20px}
+header p{margin:4px 0 0;color:#b8c0cc}main{padding:20px 28px}
+.cards{display:flex;gap:12px;margin-bottom:18px;flex-wrap:wrap}
+.card{background:#fff;border-radius:8px;padding:10px 16px;min-width:110px;cursor:pointer;
+box-shadow:0 1px 2px #0002;border-top:4px solid var(--c)}.card b{font-size:22px;display:block}
+.card.off{opacity:.35}input{padding:6px 10px;width:320px;border:1px solid #ccd;border-radius:6px}
+table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px #0002;
+margin-top:12px}
+th,td{text-align:left;padding:7px 10px;border-bottom:1px solid #eef;vertical-align:top}
+th{background:#eef1f5;font-weight:600}.sev{font-weight:700;color:var(--c);white-space:nowrap}
+code{font-size:12px;color:#4a5568;word-break:break-all}details summary{cursor:pointer;color:#2b6cb0}
+.critical{--c:#b00020}.high{--c:#e53e3e}.medium{--c:#d69e2e}.low{--c:#3182ce}.info{--c:#718096}
+"""
+_JS: Final = """
+const off=new Set();function apply(){const q=document.getElementById('q').value.toLowerCase();
+document.querySelectorAll('tbody tr').forEach(r=>{r.style.display=(!off.has(r.dataset.sev)&&
+r.textContent.toLowerCase().includes(q))?'':'none'})}
+document.querySelectorAll('.card').forEach(c=>c.onclick=()=>{const s=c.dataset.sev;
+off.has(s)?off.delete(s):off.add(s);c.classList.toggle('off');apply()});
+document.getElementById('q').oninput=apply;
+"""
+
+
+def to_html(result: ScanResult, *, title: str = "Kustos scan") -> str:
+    """One self-contained page: severity cards that filter, a search box, every finding."""
+    e = html.escape
+    counts: Mapping[str, int] = summary(result)["by_severity"]
+    cards = "".join(
+        f'<div class="card {s}" data-sev="{s}"><b>{n}</b>{s}</div>' for s, n in counts.items()
+    )
+    rows = []
+    for f in result.findings:
+        r = _rule(f)
+        where = f"{e(f.location.file)}:{f.location.line}" if f.location else ""
+        refs = "".join(f"<li>{e(x)}</li>" for x in r.references)
+        rows.append(
+            f'<tr data-sev="{f.severity.label}" class="{f.severity.label}">'
+            f'<td class="sev">{f.severity.label}</td><td><b>{e(f.rule_id)}</b><br>{e(r.title)}</td>'
+            f"<td>{e(str(f.resource)) if f.resource else '(config file)'}</td>"
+            f"<td>{e(f.message)}<details><summary>why and how to fix</summary>"
+            f"<p>{e(r.rationale)}</p><p><b>Fix:</b> {e(r.remediation)}</p><ul>{refs}</ul>"
+            f"</details></td><td><code>{where}</code><br><code>{e(f.field)}</code></td></tr>"
+        )
+    s = summary(result)
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>"
+        f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{_CSS}</style>"
+        f"</head><body><header><h1>{e(title)}</h1><p>{s['findings']} findings in "
+        f"{s['objects']} objects · {s['suppressed']} suppressed · kustos {__version__}</p>"
+        f"</header><main><div class=cards>{cards}</div>"
+        f"<input id=q placeholder='Filter by rule, object, namespace, file…'>"
+        f"<table><thead><tr><th>Severity</th><th>Rule</th><th>Object</th><th>Finding</th>"
+        f"<th>Where</th></tr></thead><tbody>{''.join(rows)}</tbody></table></main>"
+        f"<script>{_JS}</script></body></html>\n"
+    )
