@@ -147,7 +147,7 @@ def test_live_index_equals_the_index_of_the_same_files(
     from_files = load_manifests([tmp_path])
     live = list_cluster(kube, namespaces=[namespace])
 
-    assert len(from_files) == 16
+    assert len(from_files) == 20
     for obj in from_files:
         assert obj.ref in live, f"{obj.ref} missing from the live index"
     # Objects only the cluster has in the namespace are ones its controllers made.

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import typer
 
 from kustos import __version__
-from kustos.cli import demo, devcluster, refs
+from kustos.cli import demo, devcluster, refs, scan, whocan
 from kustos.errors import KustosError
 
 app = typer.Typer(
@@ -22,6 +22,10 @@ app = typer.Typer(
 app.add_typer(devcluster.app, name="dev-cluster")
 app.command("demo")(demo.demo)
 app.command("refs")(refs.refs)
+app.command("scan")(scan.scan)
+app.command("rules")(scan.rules)
+app.command("explain")(scan.explain)
+app.command("who-can")(whocan.who_can_command)
 
 
 @app.command("version")

@@ -15,7 +15,6 @@ from typing import Any, Final
 
 import orjson
 from rich.console import Console
-from rich.table import Table
 
 from kustos import __version__
 from kustos.scan.catalog import RULES
@@ -158,33 +157,43 @@ def to_sarif(result: ScanResult, *, root: Path | None = None) -> str:
 
 
 def render_table(result: ScanResult, console: Console) -> None:
-    """Findings grouped by severity, worst first, coloured, readable in a terminal."""
+    """Findings grouped by severity (worst first), then by object; coloured; one block each.
+
+    A block per finding rather than a grid: messages and field paths are long, and a grid
+    squeezed into 80 columns is unreadable.
+    """
     for severity in sorted(Severity, reverse=True):
         group = [f for f in result.findings if f.severity is severity]
         if not group:
             continue
-        table = Table(
-            title=f"{severity.label.upper()} ({len(group)})", title_justify="left",
-            title_style=_COLOURS[severity], show_lines=False, expand=False,
-        )  # fmt: skip
-        table.add_column("Rule", no_wrap=True, style=_COLOURS[severity])
-        table.add_column("Object", no_wrap=True)
-        table.add_column("Finding", overflow="fold")
-        table.add_column("Where", overflow="fold", style="dim")
+        style = _COLOURS[severity]
+        console.rule(f"[{style}]{severity.label.upper()}[/] ({len(group)})", align="left")
+        last = None
         for f in group:
+            obj = (
+                str(f.resource)
+                if f.resource
+                else f"(config) {f.location.file if f.location else ''}"
+            )
+            if obj != last:
+                console.print(f"[bold]{obj}[/]", highlight=False)
+                last = obj
+            console.print(
+                f"  [{style}]{f.rule_id}[/] {_rule(f).title}", highlight=False, soft_wrap=False
+            )
+            console.print(f"    {f.message}", highlight=False)
             where = f"{f.location.file}:{f.location.line}" if f.location else ""
             if f.field:
-                where = f"{where}\n{f.field}" if where else f.field
-            table.add_row(
-                f.rule_id, str(f.resource) if f.resource else "(config)", f.message, where
-            )
-        console.print(table)
+                where = f"{where}  {f.field}" if where else f.field
+            if where:
+                console.print(f"    [dim]{where}[/]", highlight=False)
     counts = summary(result)
     parts = ", ".join(f"{n} {s}" for s, n in counts["by_severity"].items() if n)
     console.print(
-        f"{counts['findings']} findings in {counts['objects']} objects"
+        f"\n{counts['findings']} findings in {counts['objects']} objects"
         + (f" ({parts})" if parts else "")
-        + (f"; {counts['suppressed']} suppressed" if counts["suppressed"] else "")
+        + (f"; {counts['suppressed']} suppressed" if counts["suppressed"] else ""),
+        highlight=False,
     )
 
 

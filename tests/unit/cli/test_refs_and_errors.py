@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "shop"
 def test_refs_json_on_the_example_app(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["refs", str(EXAMPLES), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["summary"] == {"objects": 17, "secrets": 5, "references": 9, "errors": 0}
+    assert doc["summary"] == {"objects": 21, "secrets": 5, "references": 9, "errors": 0}
     by_consumer = {
         (r["consumer"]["kind"], r["consumer"]["name"], r["secret"], r["via"])
         for r in doc["references"]

@@ -1,0 +1,119 @@
+"""``kustos who-can``: every subject that can do something, with every path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kustos.cli.inputs import Cluster, Context, Kubeconfig, load_index
+from kustos.errors import UsageError
+from kustos.rbac.access import SubjectPaths, secret_matrix, who_can
+from kustos.rbac.matching import Request, parse_resource
+from kustos.rbac.model import build_policy
+
+
+def _subjects_json(subjects: list[SubjectPaths]) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": sp.subject.kind,
+            "namespace": sp.subject.namespace,
+            "name": sp.subject.name,
+            "paths": [
+                {"type": p.type, "via": p.via, "binding": p.binding, "role": p.role, "rule": p.rule}
+                for p in sp.paths
+            ],
+        }
+        for sp in subjects
+    ]
+
+
+def _split(args: list[str], *, matrix: bool) -> tuple[str, str, str, list[str]]:
+    """VERB RESOURCE [NAME] [PATH ...]: a third word is a NAME unless it exists on disk."""
+    if matrix:
+        return "get", "secrets", "", args
+    if len(args) < 2:
+        raise UsageError("usage: kustos who-can VERB RESOURCE [NAME] [PATH ... | --cluster]")
+    verb, resource, rest = args[0], args[1], args[2:]
+    name = ""
+    if rest and rest[0] != "-" and not Path(rest[0]).exists():
+        name, rest = rest[0], rest[1:]
+    return verb, resource, name, rest
+
+
+def who_can_command(
+    args: Annotated[
+        list[str] | None, typer.Argument(help="VERB RESOURCE [NAME] [PATH ...]", show_default=False)
+    ] = None,
+    namespace: Annotated[str | None, typer.Option("-n", "--namespace", help="Namespace.")] = None,
+    cluster: Cluster = False,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    matrix: Annotated[
+        bool, typer.Option("--matrix", help="For each Secret in -n NS: who can read it.")
+    ] = False,
+    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> int:
+    """Every User, Group and ServiceAccount that can do VERB on RESOURCE, and how."""
+    if output_format not in ("table", "json"):
+        raise UsageError(f"unknown format {output_format!r} (table or json)")
+    verb, resource, name, paths = _split(list(args or []), matrix=matrix)
+    if matrix and not namespace:
+        raise UsageError("--matrix needs -n NAMESPACE")
+    index, _ = load_index(
+        paths or None, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=None
+    )
+    for err in index.errors:
+        typer.echo(f"kustos: skipped {err}", err=True)
+    policy = build_policy(index)
+    if matrix:
+        assert namespace is not None  # noqa: S101 - checked above
+        table = secret_matrix(policy, index, namespace)
+        if output_format == "json":
+            doc = {
+                "namespace": namespace,
+                "secrets": [
+                    {"name": secret, "subjects": _subjects_json(subjects)}
+                    for secret, subjects in sorted(table.items())
+                ],
+            }
+            sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return 0
+        grid = Table(title=f"Who can read each Secret in {namespace}")
+        grid.add_column("Secret", no_wrap=True)
+        grid.add_column("Direct", overflow="fold")
+        grid.add_column("Indirect", overflow="fold")
+        for secret, subjects in sorted(table.items()):
+            direct = [str(s.subject) for s in subjects if any(p.type == "direct" for p in s.paths)]
+            indirect = [
+                str(s.subject) for s in subjects if all(p.type == "indirect" for p in s.paths)
+            ]
+            grid.add_row(secret, "\n".join(direct), "\n".join(indirect))
+        Console().print(grid)
+        return 0
+    group, res, sub = parse_resource(resource)
+    request = Request(verb, group, res, sub, namespace or "", name)
+    subjects = who_can(policy, request, index=index)
+    if output_format == "json":
+        doc = {
+            "verb": verb, "resource": resource, "namespace": namespace or "", "name": name,
+            "subjects": _subjects_json(subjects),
+        }  # fmt: skip
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    console = Console()
+    console.print(f"[bold]Who can {request}[/]", highlight=False)
+    for sp in subjects:
+        console.print(f"[bold]{sp.subject}[/]", highlight=False)
+        for p in sp.paths:
+            colour = "red" if p.type == "direct" else "yellow"
+            line = f"  [{colour}]{p.type}[/] {p.via}"
+            if p.binding:
+                line += f" [dim]({p.binding} → {p.role}: {p.rule})[/]"
+            console.print(line, highlight=False)
+    return 0
