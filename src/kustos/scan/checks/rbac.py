@@ -223,6 +223,10 @@ def _grant_message(subject: Subject, verbs: list[str], binding: Binding, rule: P
     return f"{subject} can {'/'.join(verbs)} Secrets {_where(binding)} via {via}"
 
 
+def _is_cluster_admin(binding: Binding) -> bool:
+    return binding.role_kind == "ClusterRole" and binding.role_name == "cluster-admin"
+
+
 def _is_broad(subject: Subject) -> bool:
     if subject.kind == "Group":
         return subject.name in BROAD_GROUPS or subject.name.startswith("system:serviceaccounts:")
@@ -232,6 +236,8 @@ def _is_broad(subject: Subject) -> bool:
 def check_secret_reads(scan: ScanInput) -> Iterator[Finding]:
     """KST001-KST004: who can read Secrets, and how broadly."""
     for _, binding in _user_bindings(scan):
+        if _is_cluster_admin(binding):
+            continue  # KST012 says it all
         for rule, verbs in _secret_rules(binding, _READ_VERBS):
             for subject in binding.subjects:
                 field = _subject_field(binding, subject)
@@ -315,7 +321,7 @@ def check_indirect_reads(scan: ScanInput) -> Iterator[Finding]:
     for _, binding in _user_bindings(scan):
         assert binding.role is not None  # noqa: S101
         scope = "x" if binding.cluster_wide else binding.namespace
-        if binding.role.name == "cluster-admin" and binding.role.kind == "ClusterRole":
+        if _is_cluster_admin(binding):
             for subject in binding.subjects:
                 yield finding(
                     CLUSTER_ADMIN, binding.obj,

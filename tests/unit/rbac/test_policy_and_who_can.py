@@ -1,0 +1,150 @@
+"""Policies read from objects, and who can read a Secret.
+
+Aspects: RoleBinding → Role and → ClusterRole (scoped to the binding's namespace);
+ClusterRoleBinding (every namespace); aggregated ClusterRoles computed from selectors
+(matchLabels and matchExpressions); built-in default roles for file scans; missing roles;
+who-can direct paths with binding, role and rule; indirect paths (pod creators, exec on
+pods that use the Secret, token requests and impersonation of readers, bind/escalate,
+nodes/proxy); system:masters; the per-Secret matrix with resourceNames.
+"""
+
+from __future__ import annotations
+
+from kustos.rbac.access import SUPERUSER_GROUP, secret_matrix, who_can
+from kustos.rbac.matching import Request
+from kustos.rbac.model import Subject, build_policy
+from tests.unit.manifests import index_of
+
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+def role(kind: str, name: str, rules: str, ns: str = "", extra: str = "") -> str:
+    meta = f"{{name: {name}{', namespace: ' + ns if ns else ''}{extra}}}"
+    return f"apiVersion: {RBAC}\nkind: {kind}\nmetadata: {meta}\nrules: {rules}\n---\n"
+
+
+def binding(
+    kind: str, name: str, role_kind: str, role_name: str, subjects: str, ns: str = ""
+) -> str:
+    meta = f"{{name: {name}{', namespace: ' + ns if ns else ''}}}"
+    return (
+        f"apiVersion: {RBAC}\nkind: {kind}\nmetadata: {meta}\n"
+        f"roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: {role_kind}, name: {role_name}}}\n"
+        f"subjects: {subjects}\n---\n"
+    )
+
+
+READ = '[{apiGroups: [""], resources: [secrets], verbs: [get]}]'
+ALICE = "[{kind: User, name: alice}]"
+
+
+def subjects_of(text: str, request: Request) -> dict[str, list[str]]:
+    index = index_of(text)
+    return {
+        str(sp.subject): [f"{p.type}:{p.via}" for p in sp.paths]
+        for sp in who_can(build_policy(index), request, index=index)
+    }
+
+
+def test_rolebinding_to_clusterrole_is_scoped_to_its_namespace() -> None:
+    text = role("ClusterRole", "reader", READ) + binding(
+        "RoleBinding", "b", "ClusterRole", "reader", ALICE, ns="team"
+    )
+    inside = subjects_of(text, Request("get", "", "secrets", namespace="team", name="x"))
+    outside = subjects_of(text, Request("get", "", "secrets", namespace="other", name="x"))
+    assert inside["User alice"] == ["direct:RBAC"]
+    assert "User alice" not in outside
+    assert set(outside) == {str(SUPERUSER_GROUP)}
+
+
+def test_clusterrolebinding_grants_everywhere_with_binding_role_and_rule() -> None:
+    text = role("ClusterRole", "reader", READ) + binding(
+        "ClusterRoleBinding", "b", "ClusterRole", "reader", ALICE
+    )
+    index = index_of(text)
+    (alice,) = [
+        sp for sp in who_can(build_policy(index), Request("get", "", "secrets", "", "any", "x"))
+        if sp.subject == Subject("User", "alice")
+    ]  # fmt: skip
+    (path,) = alice.paths
+    assert (path.binding, path.role, path.rule) == (
+        "ClusterRoleBinding b", "ClusterRole reader", 'get secrets [""]'
+    )  # fmt: skip
+
+
+def test_aggregated_clusterrole_gets_matching_roles_rules() -> None:
+    text = (
+        role("ClusterRole", "agg", "[]", extra="") .replace(
+            "rules: []",
+            "aggregationRule: {clusterRoleSelectors: [{matchLabels: {agg: 'yes'}},"
+            " {matchExpressions: [{key: tier, operator: In, values: [gold]}]}]}\nrules: []",
+        )
+        + role("ClusterRole", "part-a", READ, extra=", labels: {agg: 'yes'}")
+        + role("ClusterRole", "part-b", '[{apiGroups: [""], resources: [pods/exec], verbs: [create]}]',
+               extra=", labels: {tier: gold}")
+        + role("ClusterRole", "unrelated", '[{apiGroups: [""], resources: [nodes], verbs: [get]}]',
+               extra=", labels: {agg: 'no'}")
+    )  # fmt: skip
+    policy = build_policy(index_of(text))
+    agg = policy.role("ClusterRole", "", "agg")
+    assert agg is not None
+    assert sorted((r.origin, sorted(r.resources)[0]) for r in agg.rules) == [
+        ("part-a", "secrets"), ("part-b", "pods/exec")
+    ]  # fmt: skip
+
+
+def test_builtin_roles_fill_in_for_file_scans_and_missing_roles_grant_nothing() -> None:
+    text = binding("RoleBinding", "edit", "ClusterRole", "edit", ALICE, ns="team") + binding(
+        "RoleBinding", "ghost", "Role", "does-not-exist", "[{kind: User, name: bob}]", ns="team"
+    )
+    got = subjects_of(text, Request("get", "", "secrets", namespace="team", name="x"))
+    assert got["User alice"][0] == "direct:RBAC"
+    assert "User bob" not in got
+
+
+def test_indirect_paths() -> None:
+    text = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: app, namespace: team}\nspec:\n"
+        "  containers: [{name: c, envFrom: [{secretRef: {name: db}}]}]\n---\n"
+        + role("Role", "creator", '[{apiGroups: [apps], resources: [deployments], verbs: [create]}]', ns="team")
+        + binding("RoleBinding", "b1", "Role", "creator", "[{kind: User, name: carol}]", ns="team")
+        + role("Role", "exec", '[{apiGroups: [""], resources: [pods/exec], verbs: [get]}]', ns="team")
+        + binding("RoleBinding", "b2", "Role", "exec", "[{kind: Group, name: oncall}]", ns="team")
+        + role("Role", "reader", READ, ns="team")
+        + binding("RoleBinding", "b3", "Role", "reader", "[{kind: ServiceAccount, name: app, namespace: team}]", ns="team")
+        + role("Role", "minter", '[{apiGroups: [""], resources: [serviceaccounts/token], verbs: [create], resourceNames: [app]}]', ns="team")
+        + binding("RoleBinding", "b4", "Role", "minter", "[{kind: User, name: dave}]", ns="team")
+        + role("ClusterRole", "proxy", '[{apiGroups: [""], resources: [nodes/proxy], verbs: [get]}]')
+        + binding("ClusterRoleBinding", "b5", "ClusterRole", "proxy", "[{kind: User, name: erin}]")
+        + role("ClusterRole", "binder", f'[{{apiGroups: [{RBAC.split("/")[0]}], resources: [clusterroles], verbs: [bind]}}]')
+        + binding("ClusterRoleBinding", "b6", "ClusterRole", "binder", "[{kind: User, name: frank}]")
+        + role("ClusterRole", "imp", '[{apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate]}]')
+        + binding("ClusterRoleBinding", "b7", "ClusterRole", "imp", "[{kind: User, name: gina}]")
+    )  # fmt: skip
+    got = subjects_of(text, Request("get", "", "secrets", namespace="team", name="db"))
+    assert got["ServiceAccount team/app"] == ["direct:RBAC"]
+    assert got["User carol"] == ["indirect:create deployments (mounts any Secret)"]
+    assert got["Group oncall"] == ["indirect:get pods/exec on pods using it"]
+    assert got["User dave"] == ["indirect:create a token for ServiceAccount team/app"]
+    assert got["User erin"] == ["indirect:get nodes/proxy (kubelet API)"]
+    assert got["User frank"] == ["indirect:bind clusterroles (grant itself access)"]
+    assert got["User gina"] == ["indirect:impersonate ServiceAccount team/app"]
+    assert got[str(SUPERUSER_GROUP)] == ["direct:system:masters bypasses authorization"]
+    # No pod uses "unused": exec gives nothing there.
+    got = subjects_of(text, Request("get", "", "secrets", namespace="team", name="unused"))
+    assert "Group oncall" not in got
+
+
+def test_matrix_honours_resource_names() -> None:
+    text = (
+        "".join(
+            f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {n}, namespace: team}}\n---\n"
+            for n in ("a", "b")
+        )
+        + role("Role", "only-a", '[{apiGroups: [""], resources: [secrets], verbs: [get], resourceNames: [a]}]', ns="team")
+        + binding("RoleBinding", "b", "Role", "only-a", ALICE, ns="team")
+    )  # fmt: skip
+    index = index_of(text)
+    matrix = secret_matrix(build_policy(index), index, "team")
+    names = {k: [str(sp.subject) for sp in v] for k, v in matrix.items()}
+    assert names == {"a": ["Group system:masters", "User alice"], "b": ["Group system:masters"]}
