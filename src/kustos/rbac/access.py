@@ -102,7 +102,7 @@ def _grants_any(policy: Policy, requests: Iterable[Request]) -> Iterator[tuple[R
 def who_can(
     policy: Policy, request: Request, *, index: ObjectIndex | None = None
 ) -> list[SubjectPaths]:
-    """Every subject that can perform *request*: direct paths, and indirect ones for Secret reads."""
+    """Every subject that can do *request*: direct paths, and indirect ones for Secret reads."""
     paths: dict[Subject, list[Path]] = defaultdict(list)
     paths[SUPERUSER_GROUP].append(Path("direct", "system:masters bypasses authorization"))
     direct = direct_grants(policy, request)

@@ -10,12 +10,18 @@ from collections.abc import Mapping
 from typing import Final
 
 from kustos.scan.checking import Check
-from kustos.scan.checks import isolation, rbac, secrets, workloads
+from kustos.scan.checks import credentials, isolation, rbac, secrets, workloads
 from kustos.scan.findings import Rule
 
 CHECKS: Final[tuple[Check, ...]] = tuple(
     sorted(
-        (*rbac.CHECKS, *workloads.CHECKS, *secrets.CHECKS, *isolation.CHECKS),
+        (
+            *rbac.CHECKS,
+            *workloads.CHECKS,
+            *secrets.CHECKS,
+            *credentials.CHECKS,
+            *isolation.CHECKS,
+        ),
         key=lambda c: c.rule.id,
     )
 )

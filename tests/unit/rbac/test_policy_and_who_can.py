@@ -24,7 +24,7 @@ def role(kind: str, name: str, rules: str, ns: str = "", extra: str = "") -> str
 
 
 def binding(
-    kind: str, name: str, role_kind: str, role_name: str, subjects: str, ns: str = ""
+    kind: str, name: str, role_kind: str, role_name: str, subjects: str, *, ns: str = ""
 ) -> str:
     meta = f"{{name: {name}{', namespace: ' + ns if ns else ''}}}"
     return (
@@ -116,7 +116,7 @@ def test_indirect_paths() -> None:
         + binding("RoleBinding", "b4", "Role", "minter", "[{kind: User, name: dave}]", ns="team")
         + role("ClusterRole", "proxy", '[{apiGroups: [""], resources: [nodes/proxy], verbs: [get]}]')
         + binding("ClusterRoleBinding", "b5", "ClusterRole", "proxy", "[{kind: User, name: erin}]")
-        + role("ClusterRole", "binder", f'[{{apiGroups: [{RBAC.split("/")[0]}], resources: [clusterroles], verbs: [bind]}}]')
+        + role("ClusterRole", "binder", f'[{{apiGroups: [{RBAC.split("/", maxsplit=1)[0]}], resources: [clusterroles], verbs: [bind]}}]')
         + binding("ClusterRoleBinding", "b6", "ClusterRole", "binder", "[{kind: User, name: frank}]")
         + role("ClusterRole", "imp", '[{apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate]}]')
         + binding("ClusterRoleBinding", "b7", "ClusterRole", "imp", "[{kind: User, name: gina}]")

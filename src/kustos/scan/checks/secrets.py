@@ -9,11 +9,14 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from kustos.conventions import ANNOTATION_ROTATED_AT
 from kustos.kube.objects import KubeObject
 from kustos.kube.references import Via
+from kustos.rbac.matching import Request, rule_allows
+from kustos.rbac.model import Subject, build_policy
 from kustos.scan.checking import Check, ScanInput, finding
 from kustos.scan.findings import Finding, Rule, Severity
 
@@ -173,6 +176,40 @@ def _other_consumers(scan: ScanInput) -> set[tuple[str, str]]:
     return used
 
 
+def _strings(value: Any, out: set[str]) -> None:
+    """Every string inside a manifest body (keys and values), for name lookups."""
+    if isinstance(value, str):
+        out.add(value)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            if isinstance(k, str):
+                out.add(k)
+            _strings(v, out)
+    elif isinstance(value, list):
+        for item in value:
+            _strings(item, out)
+
+
+def _named_elsewhere(scan: ScanInput, namespaces: set[str]) -> set[tuple[str, str]]:
+    """(namespace, string) for every string in non-Secret objects of *namespaces*.
+
+    Operators and custom resources name the Secrets they read in fields Kustos cannot know
+    (an ExternalSecret's target, an Alertmanager's configSecret, a controller's flags). A
+    Secret whose name appears anywhere in its namespace's other objects, or in a role's
+    resourceNames, is taken as used.
+    """
+    found: set[tuple[str, str]] = set()
+    for obj in scan.index:
+        if obj.kind == "Secret":
+            continue
+        if obj.namespace in namespaces or obj.kind in ("ClusterRole", "ClusterRoleBinding"):
+            strings: set[str] = set()
+            _strings(obj.body, strings)
+            scope = [obj.namespace] if obj.namespace else sorted(namespaces)
+            found.update((ns, s) for ns in scope for s in strings)
+    return found
+
+
 def _get(body: Mapping[str, Any], *path: str) -> Any:
     node: Any = body
     for step in path:
@@ -189,20 +226,33 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
     index = scan.index
     namespaces_with_workloads = {w.namespace for w in index.workloads()}
     others = _other_consumers(scan)
-    for secret in index.of_kind("Secret"):
-        if _type(secret) in MANAGED_TYPES or secret.owner_refs:
+    candidates = [
+        secret
+        for secret in index.of_kind("Secret")
+        if _type(secret) not in MANAGED_TYPES
+        and not secret.owner_refs
+        and not secret.annotations.get("kubernetes.io/service-account.name")
+        # A namespace without workloads in the input: we do not see its consumers.
+        and secret.namespace in namespaces_with_workloads
+        and not index.consumers_of(secret.namespace, secret.name)
+        and (secret.namespace, secret.name) not in others
+    ]
+    named = _named_elsewhere(scan, {s.namespace for s in candidates}) if candidates else set()
+    readers = _api_readers(scan) if candidates else {}
+    for secret in candidates:
+        if (secret.namespace, secret.name) in named:
             continue
-        if secret.annotations.get("kubernetes.io/service-account.name"):
+        message = f"no workload, ServiceAccount or Ingress in the input uses Secret {secret.name}"
+        api = readers.get(secret.namespace, 0)
+        if not api:
+            yield finding(UNUSED, secret, message)
             continue
-        if secret.namespace not in namespaces_with_workloads:
-            continue  # we do not see this namespace's consumers: say nothing
-        if not index.consumers_of(secret.namespace, secret.name) and (
-            (secret.namespace, secret.name) not in others
-        ):
-            yield finding(
-                UNUSED, secret,
-                f"no workload, ServiceAccount or Ingress in the input uses Secret {secret.name}",
-            )  # fmt: skip
+        # A controller may read it through the API by a name compiled into its binary:
+        # say so, at info level, instead of claiming it is unused.
+        yield replace(
+            finding(UNUSED, secret, f"{message}; {api} ServiceAccount(s) may read it via the API"),
+            severity=Severity.INFO,
+        )
     pull_users: dict[tuple[str, str], list[str]] = defaultdict(list)
     for sa in index.of_kind("ServiceAccount"):
         for ref in index.references_of(sa):
@@ -224,6 +274,23 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
                 f"pull secret {name} is attached to {len(users)} ServiceAccounts",
                 details={"serviceAccounts": ",".join(sorted(users))},
             )  # fmt: skip
+
+
+def _api_readers(scan: ScanInput) -> dict[str, int]:
+    """Per namespace: how many ServiceAccounts RBAC lets get Secrets there."""
+    policy = build_policy(scan.index)
+    readers: dict[str, set[Subject]] = defaultdict(set)
+    namespaces = {s.namespace for s in scan.index.of_kind("Secret")}
+    for binding in policy.bindings:
+        if binding.role is None:
+            continue
+        scopes = sorted(namespaces) if binding.cluster_wide else [binding.namespace]
+        for ns in scopes:
+            request = Request("get", "", "secrets", namespace=ns, name="*")
+            if any(rule_allows(replace(r, resource_names=frozenset()), request)
+                   for r in binding.role.rules):  # fmt: skip
+                readers[ns].update(s for s in binding.subjects if s.kind == "ServiceAccount")
+    return {ns: len(subjects) for ns, subjects in readers.items()}
 
 
 def _timestamp(value: Any) -> dt.datetime | None:

@@ -1,0 +1,489 @@
+"""Tell whether a key and its value look like a credential, without ever repeating the value.
+
+Purely data: stdlib only, no I/O. :func:`detect` takes a key name (or ``None``) and a text
+value and returns a :class:`CredentialHit` naming *what kind* of credential it looks like
+and *why*; no field of a hit holds the value or any part of it, so a hit can go into a
+finding, a log line or an exception as it is.
+
+The rules, strongest first (the first that fires wins):
+
+1. **Provider patterns**, searched anywhere in the value: AWS access key ids
+   (``AKIA``/``ASIA``/``ABIA``/``ACCA``/``A3T?``), GitHub tokens (``ghp_`` ``gho_`` ``ghu_``
+   ``ghs_`` ``ghr_`` and ``github_pat_``), GitLab ``glpat-``, Slack ``xox?-`` tokens and
+   incoming-webhook URLs, Google ``AIza`` API keys, Stripe ``sk_live_``/``rk_live_``, PEM
+   and PuTTY private-key blocks (with a body of at least 64 base64 characters, so a
+   sentence that *mentions* "BEGIN PRIVATE KEY" is not one) and JWTs (three dot-separated
+   base64url parts whose first decodes to a JSON header with ``alg``).
+2. **Credentials in URLs**: ``scheme://user:password@host``; a URL without a password is
+   not a credential.
+3. **Base64-wrapped**: a value that is valid base64 (16+ characters) and decodes to
+   printable UTF-8 is decoded and checked against rules 1-2; the hit's kind is
+   ``base64-encoded:<inner kind>``.
+4. **Keyword-named keys**. The key is split into words (``SMTP_PASSWORD``, ``clientSecret``,
+   ``api-key``); trailing ``value``/``base``/``data``/``string``... are dropped. The key is
+   sensitive only when its *last* word is a keyword: ``password``/``passwd``/``pwd``/``pass``/
+   ``passphrase`` (the password class), or ``secret``/``token``/``credential(s)``/``creds``/
+   ``auth``/``bearer``/``apikey``... or ``key`` after a qualifier (``api``, ``access``,
+   ``secret``, ``private``, ``client``, ``signing``...). So ``secretName``, ``key_id``,
+   ``token_path``, ``keyFile``, ``PASSWORD_FILE``, ``MAX_TOKENS`` and a bare ``key`` are
+   references or settings, not secrets.
+
+   - password class: any literal single-word value of 3+ characters that survives the
+     filters below is a plaintext password (``kind="plaintext-password"``); weak values
+     such as ``admin`` are reported, being worse, not better.
+   - other keyword classes: the value must be high-entropy (``keyword-high-entropy``):
+     hex (12+ chars) above 3.0 bits/char; base64-charset (12+ chars) above 4.5 bits/char,
+     or, for values too short to ever reach 4.5, above 85% of the maximum ``log2(len)``;
+     anything else (10+ chars) above 3.5 bits/char. Each needs a letter and a digit, which
+     removes names such as ``my-client-secret``.
+5. **Embedded settings**: in a value whose own key is not keyword-named (typically a config
+   file kept in a ConfigMap) each ``name = value`` / ``name: value`` line is checked like
+   rule 4, but with the high-entropy test only, also for the password class: config files
+   are full of ``passwd: compat`` (nsswitch.conf) and ``auth_client_required = cephx``
+   (ceph.conf).
+
+Filters (rules 4-5; the password of rule 2 too; a provider token only gets the placeholder
+test, so ``AKIAIOSFODNN7EXAMPLE`` from the AWS docs is not reported): empty values;
+templates and substitutions (``$(VAR)``, ``${VAR}``, ``$VAR``, ``{{ ... }}``, ``{% %}``,
+``<% %>``, ``#{}``, ``%VAR%``); file paths (``/etc/x``, ``./x``, ``../x``, ``~/x``,
+``C:\\x``, ``file:``); URLs (handled by rule 2); booleans, ``null`` and numbers (with unit
+suffixes: ``30s``, ``512Mi``); ``namespace/name`` references; values with whitespace
+(sentences, commands); a value equal to its own key name (``HF_TOKEN=HF_TOKEN``) or to a
+bare keyword (``password: password``, the commonest placeholder of all); and placeholders.
+A value is a placeholder when, lowercased with leetspeak undone (``Ch4ngeM3`` →
+``changeme``) and separators removed, it contains ``change``, ``replace``,
+``example``, ``dummy``, ``placeholder``, ``sample``, ``your``, ``insert``, ``redacted``,
+``todo``, ``fixme``, ``fake``, ``notreal``, ``test`` or ``xxx``; or it is wrapped in ``<>``;
+or it is one character repeated (``*****``), or has a run of 8+ equal characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialHit:
+    """What a value looks like and why; never the value or a piece of it."""
+
+    #: Stable detector id: ``aws-access-key-id``, ``keyword-high-entropy``,
+    #: ``base64-encoded:github-token``...
+    kind: str
+    #: A noun phrase for messages: ``"an AWS access key id"``, ``"a password"``.
+    what: str
+    #: Why it fired, in words: ``"matches the AWS access key id pattern"``.
+    reason: str
+
+
+# --------------------------------------------------------------------------- provider patterns
+
+_B: Final = r"(?<![A-Za-z0-9_])"  # no word character before
+_E: Final = r"(?![A-Za-z0-9_])"  # and none after
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    kind: str
+    what: str
+    name: str
+    regex: re.Pattern[str]
+
+
+_PATTERNS: Final = (
+    _Pattern(
+        "aws-access-key-id",
+        "an AWS access key id",
+        "AWS access key id",
+        re.compile(_B + r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}" + _E),
+    ),
+    _Pattern(
+        "github-token",
+        "a GitHub token",
+        "GitHub token",
+        re.compile(_B + r"(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}|github_pat_\w{82})" + _E),
+    ),
+    _Pattern(
+        "gitlab-token",
+        "a GitLab token",
+        "GitLab personal access token",
+        re.compile(_B + r"glpat-[A-Za-z0-9_-]{20,}" + r"(?![A-Za-z0-9_-])"),
+    ),
+    _Pattern(
+        "slack-token",
+        "a Slack token",
+        "Slack token",
+        re.compile(_B + r"xox[aboprs]-(?:[0-9]+-)+[0-9A-Za-z-]{6,}" + r"(?![A-Za-z0-9_-])"),
+    ),
+    _Pattern(
+        "slack-webhook",
+        "a Slack webhook URL",
+        "Slack incoming-webhook URL",
+        re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{20,}"),
+    ),
+    _Pattern(
+        "google-api-key",
+        "a Google API key",
+        "Google API key",
+        re.compile(_B + r"AIza[0-9A-Za-z_-]{35}" + r"(?![A-Za-z0-9_-])"),
+    ),
+    _Pattern(
+        "stripe-live-key",
+        "a Stripe live key",
+        "Stripe live secret or restricted key",
+        re.compile(_B + r"(?:sk|rk)_live_[0-9A-Za-z]{24,}" + _E),
+    ),
+    _Pattern(
+        "jwt",
+        "a JSON Web Token",
+        "JSON Web Token",
+        re.compile(
+            _B + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+            r"(?![A-Za-z0-9_-])"
+        ),
+    ),
+)
+
+_PRIVATE_KEY: Final = re.compile(
+    r"-----BEGIN (?:(?:RSA|DSA|EC|OPENSSH|PGP|ENCRYPTED|SSH2) )?PRIVATE KEY(?: BLOCK)?-----"
+    r"(?P<body>.*?)(?:-----END|\Z)",
+    re.DOTALL,
+)
+_PUTTY_KEY: Final = re.compile(
+    r"PuTTY-User-Key-File-[23]:.*?Private-Lines:\s*\d+\s*(?P<body>.*)", re.DOTALL
+)
+_URL_CREDENTIALS: Final = re.compile(
+    r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@"
+    r"[A-Za-z0-9\[]"
+)
+_BASE64_TEXT: Final = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_BASE64_BODY: Final = re.compile(r"[A-Za-z0-9+/=]")
+_MIN_KEY_BODY: Final = 64
+
+# --------------------------------------------------------------------------- keyword-named keys
+
+_PASSWORD_WORDS: Final = frozenset({"password", "passwd", "pwd", "pass", "passphrase", "passwort"})
+_SECRET_WORDS: Final = frozenset(
+    {
+        "secret",
+        "token",
+        "credential",
+        "credentials",
+        "creds",
+        "cred",
+        "auth",
+        "bearer",
+        "apikey",
+        "accesskey",
+        "secretkey",
+        "privatekey",
+        "clientsecret",
+        "authkey",
+        "authtoken",
+        "accesstoken",
+        "refreshtoken",
+    }
+)
+#: Words that make a following ``key`` a secret key (``api key``, ``signing key``).
+_KEY_QUALIFIERS: Final = frozenset(
+    {
+        "api",
+        "access",
+        "secret",
+        "private",
+        "auth",
+        "service",
+        "account",
+        "client",
+        "db",
+        "database",
+        "encryption",
+        "signing",
+        "session",
+        "master",
+        "shared",
+        "storage",
+        "license",
+        "hmac",
+        "app",
+    }
+)
+#: Trailing words that do not change what a key holds (``SECRET_KEY_BASE``, ``token_value``).
+_NEUTRAL_SUFFIXES: Final = frozenset(
+    {"value", "base", "data", "string", "str", "plain", "text", "raw", "b64", "base64"}
+)
+_KEY_WORDS: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+# --------------------------------------------------------------------------- value filters
+
+_TEMPLATE: Final = re.compile(
+    r"\$\(|\$\{|\{\{|\{%|<%|#\{|%\{|^\$[A-Za-z_][A-Za-z0-9_]*$|^%[A-Za-z_][A-Za-z0-9_]*%$"
+)
+_PATH: Final = re.compile(r"^(?:/|\./|\.\./|~/|[A-Za-z]:[\\/]|file:)")
+_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_BOOL_NULL: Final = frozenset(
+    {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "nil", "none", "~"}
+)
+_NUMBER: Final = re.compile(
+    r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?:ms|s|m|h|d|[KMGTP]i?|[kmgt]b?|%)?$"
+)
+_NAMESPACED_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9.-]*/[a-z0-9][a-z0-9.-]*$")
+_LEET: Final = str.maketrans("430157@$", "aeoistas")
+_PLACEHOLDER_MARKERS: Final = (
+    "change",
+    "replace",
+    "example",
+    "dummy",
+    "placeholder",
+    "sample",
+    "your",
+    "insert",
+    "redacted",
+    "todo",
+    "fixme",
+    "fake",
+    "notreal",
+    "test",
+    "xxx",
+)
+_HEX: Final = re.compile(r"^[0-9a-fA-F-]+$")
+_BASE64_CHARSET: Final = re.compile(r"^[A-Za-z0-9+/=_-]+$")
+_ASSIGNMENT: Final = re.compile(
+    r"""^\s*(?:export\s+|-\s+)?["']?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)["']?\s*[:=]\s*(?P<value>.*)$"""
+)
+
+
+def detect(key: str | None, value: str) -> CredentialHit | None:
+    """Return the first credential rule *key* = *value* triggers, or ``None``."""
+    for hit in _detect_all(key, value):
+        return hit
+    return None
+
+
+def provider_fingerprints(text: str) -> frozenset[str]:
+    """Digests of every provider-pattern match in *text* (raw or base64-wrapped).
+
+    Lets a check compare two texts ("does this copy hold a token the live object does
+    not?") without handling the tokens themselves. A digest is one-way and never reported.
+    """
+    return frozenset(
+        hashlib.blake2b(token.encode(), digest_size=16).hexdigest()
+        for _, token in _provider_matches(text, decode=True)
+    )
+
+
+def shannon_entropy(text: str) -> float:
+    """Bits per character of *text* (0.0 for an empty text)."""
+    if not text:
+        return 0.0
+    total = len(text)
+    return -sum(n / total * math.log2(n / total) for n in Counter(text).values())
+
+
+def key_class(key: str) -> str | None:
+    """``"password"``, ``"token"``, ``"secret"`` or ``None``: what a key's name says it holds."""
+    words = [w.lower() for w in _KEY_WORDS.findall(key)]
+    while len(words) > 1 and words[-1] in _NEUTRAL_SUFFIXES:
+        words.pop()
+    if not words:
+        return None
+    last = words[-1]
+    if last in _PASSWORD_WORDS:
+        return "password"
+    if last in _SECRET_WORDS:
+        return "token" if "token" in last else "secret"
+    if last == "key" and len(words) > 1 and words[-2] in _KEY_QUALIFIERS:
+        return "secret"
+    return None
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _detect_all(key: str | None, value: str) -> Iterator[CredentialHit]:
+    text = value.strip()
+    if not text:
+        return
+    for provider_hit, _ in _provider_matches(text, decode=False):
+        yield provider_hit
+    for decoded_hit, _ in _decoded_matches(text):
+        yield decoded_hit
+    if key is not None and "\n" not in text:
+        hit = _keyword_hit(key, text, embedded=False)
+        if hit is not None:
+            yield hit
+    if key is None or key_class(key) is None:
+        for line in text.splitlines():
+            match = _ASSIGNMENT.match(line)
+            if match is None:
+                continue
+            inner = _unquote(match.group("value"))
+            hit = _keyword_hit(match.group("key"), inner, embedded=True)
+            if hit is not None:
+                yield hit
+
+
+def _provider_matches(text: str, *, decode: bool) -> Iterator[tuple[CredentialHit, str]]:
+    for pattern in _PATTERNS:
+        for match in pattern.regex.finditer(text):
+            token = match.group(0)
+            if _placeholder_token(token) or (pattern.kind == "jwt" and not _jwt_header(token)):
+                continue
+            hit = CredentialHit(pattern.kind, pattern.what, f"matches the {pattern.name} pattern")
+            yield hit, token
+    for regex in (_PRIVATE_KEY, _PUTTY_KEY):
+        for match in regex.finditer(text):
+            body = "".join(line for line in match.group("body").splitlines() if ":" not in line)
+            if len(_BASE64_BODY.findall(body)) >= _MIN_KEY_BODY and not _placeholder_token(body):
+                yield (
+                    CredentialHit(
+                        "private-key-block",
+                        "a private key",
+                        "contains a private key block with key material",
+                    ),
+                    match.group(0),
+                )
+    for match in _URL_CREDENTIALS.finditer(text):
+        password = match.group("password")
+        if _filtered(password) or _placeholder(password) or _same_as_key("", password):
+            continue
+        yield (
+            CredentialHit(
+                "url-credentials",
+                "a password in a URL",
+                "a URL carries a user name and a literal password",
+            ),
+            match.group(0),
+        )
+    if decode:
+        yield from _decoded_matches(text)
+
+
+def _decoded_matches(text: str) -> Iterator[tuple[CredentialHit, str]]:
+    compact = "".join(text.split())
+    candidates = [compact] if _BASE64_TEXT.fullmatch(compact) else []
+    candidates += [m.group(0) for m in _BASE64_TEXT.finditer(text) if m.group(0) != compact]
+    for candidate in candidates:
+        decoded = _b64decode(candidate)
+        if decoded is None:
+            continue
+        for inner, token in _provider_matches(decoded, decode=False):
+            yield (
+                CredentialHit(
+                    f"base64-encoded:{inner.kind}",
+                    f"{inner.what} (base64-encoded)",
+                    f"decodes from base64 to text that {inner.reason}",
+                ),
+                token,
+            )
+
+
+def _b64decode(candidate: str) -> str | None:
+    padded = candidate + "=" * (-len(candidate) % 4)
+    try:
+        if "-" in candidate or "_" in candidate:
+            raw = base64.urlsafe_b64decode(padded)
+        else:
+            raw = base64.b64decode(padded, validate=True)
+        text = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    printable = sum(ch.isprintable() or ch in "\n\r\t" for ch in text)
+    return text if text and printable == len(text) else None
+
+
+def _jwt_header(token: str) -> bool:
+    header = token.split(".", 1)[0]
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(decoded, dict) and "alg" in decoded
+
+
+def _keyword_hit(key: str, value: str, *, embedded: bool) -> CredentialHit | None:
+    cls = key_class(key)
+    if cls is None or _filtered(value) or _placeholder(value) or _same_as_key(key, value):
+        return None
+    setting = f'embedded setting "{key}"' if embedded else "keyword-named key"
+    if _high_entropy(value):
+        return CredentialHit(
+            "keyword-high-entropy", f"a {cls}", f"{setting} with a high-entropy value"
+        )
+    if cls == "password" and not embedded and len(value) >= 3 and _has_letter(value):
+        return CredentialHit(
+            "plaintext-password", "a plaintext password", "password-named key with a literal value"
+        )
+    return None
+
+
+def _filtered(value: str) -> bool:
+    """True for values that are not literal secrets: templates, paths, URLs, flags..."""
+    text = value.strip()
+    return (
+        not text
+        or any(ch.isspace() for ch in text)
+        or _TEMPLATE.search(text) is not None
+        or _PATH.match(text) is not None
+        or _URL.match(text) is not None
+        or text.lower() in _BOOL_NULL
+        or _NUMBER.match(text) is not None
+        or _NAMESPACED_NAME.match(text) is not None
+    )
+
+
+def _placeholder(value: str) -> bool:
+    text = value.strip()
+    if len(text) >= 2 and text.startswith("<") and text.endswith(">"):
+        return True
+    return _placeholder_token(text)
+
+
+def _placeholder_token(token: str) -> bool:
+    normal = re.sub(r"[^a-z0-9]", "", token.lower().translate(_LEET))
+    if any(marker in normal for marker in _PLACEHOLDER_MARKERS):
+        return True
+    stripped = re.sub(r"[\s\-_.]", "", token)
+    return len(set(stripped)) <= 1 or re.search(r"(.)\1{7,}", stripped) is not None
+
+
+def _same_as_key(key: str, value: str) -> bool:
+    """``HF_TOKEN=HF_TOKEN``, ``password: password``: a name where the value should go."""
+    norm = _normal(value)
+    return norm == _normal(key) or norm in _PASSWORD_WORDS or norm in _SECRET_WORDS
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _high_entropy(value: str) -> bool:
+    if not (_has_letter(value) and any(ch.isdigit() for ch in value)):
+        return False
+    if _HEX.fullmatch(value):
+        bare = value.replace("-", "")
+        return len(bare) >= 12 and shannon_entropy(bare) > 3.0
+    if _BASE64_CHARSET.fullmatch(value):
+        if len(value) < 12:
+            return False
+        return shannon_entropy(value) > min(4.5, 0.85 * math.log2(len(value)))
+    return len(value) >= 10 and shannon_entropy(value) > 3.5
+
+
+def _has_letter(value: str) -> bool:
+    return any(ch.isalpha() for ch in value)
+
+
+def _unquote(value: str) -> str:
+    text = value.strip().rstrip(",;").strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1]
+    return text
