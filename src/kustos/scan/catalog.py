@@ -10,7 +10,15 @@ from collections.abc import Mapping
 from typing import Final
 
 from kustos.scan.checking import Check
-from kustos.scan.checks import credentials, isolation, rbac, secrets, workloads
+from kustos.scan.checks import (
+    auditpolicy,
+    credentials,
+    encryption,
+    isolation,
+    rbac,
+    secrets,
+    workloads,
+)
 from kustos.scan.findings import Rule
 
 CHECKS: Final[tuple[Check, ...]] = tuple(
@@ -21,6 +29,8 @@ CHECKS: Final[tuple[Check, ...]] = tuple(
             *secrets.CHECKS,
             *credentials.CHECKS,
             *isolation.CHECKS,
+            *encryption.CHECKS,
+            *auditpolicy.CHECKS,
         ),
         key=lambda c: c.rule.id,
     )

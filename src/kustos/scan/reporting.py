@@ -156,6 +156,10 @@ def to_sarif(result: ScanResult, *, root: Path | None = None) -> str:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
+def _short(finding: Finding) -> str:
+    return Path(finding.location.file).name if finding.location else ""
+
+
 def render_table(result: ScanResult, console: Console) -> None:
     """Findings grouped by severity (worst first), then by object; coloured; one block each.
 
