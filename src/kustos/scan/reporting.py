@@ -174,11 +174,7 @@ def render_table(result: ScanResult, console: Console) -> None:
         console.rule(f"[{style}]{severity.label.upper()}[/] ({len(group)})", align="left")
         last = None
         for f in group:
-            obj = (
-                str(f.resource)
-                if f.resource
-                else f"(config) {f.location.file if f.location else ''}"
-            )
+            obj = str(f.resource) if f.resource else f"config file {_short(f)}"
             if obj != last:
                 console.print(f"[bold]{obj}[/]", highlight=False)
                 last = obj
