@@ -187,7 +187,9 @@ _CREATORS: Final = (
 def _user_bindings(scan: ScanInput) -> Iterator[tuple[Policy, Binding]]:
     policy = build_policy(scan.index)
     for binding in policy.bindings:
-        if binding.role is not None and not binding.bootstrap and not binding.role.bootstrap:
+        # The API server's own bindings are the platform's; a user's binding to a default
+        # role (edit, admin) is the user's and is reported.
+        if binding.role is not None and not binding.bootstrap:
             yield policy, binding
 
 

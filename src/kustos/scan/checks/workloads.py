@@ -153,18 +153,16 @@ def _automount(spec: Mapping[str, Any], sa: KubeObject | None) -> bool:
 def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
     """KST022, KST023: default ServiceAccount use and needless token mounts."""
     policy = build_policy(scan.index)
+    # The API server's own bindings (service-account issuer discovery for every
+    # ServiceAccount, ...) do not mean a pod talks to the API.
+    user_bindings = [b for b in policy.bindings if b.role is not None and not b.bootstrap]
     bound = {
         (s.namespace, s.name)
-        for b in policy.bindings
+        for b in user_bindings
         for s in b.subjects
-        if s.kind == "ServiceAccount" and b.role is not None
+        if s.kind == "ServiceAccount"
     }
-    bound_groups = {
-        s.name
-        for b in policy.bindings
-        for s in b.subjects
-        if s.kind == "Group" and b.role is not None
-    }
+    bound_groups = {s.name for b in user_bindings for s in b.subjects if s.kind == "Group"}
     for obj in _top_level_workloads(scan):
         view = pod_spec_of(obj)
         if view is None:
@@ -182,7 +180,7 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
         groups = {"system:serviceaccounts", f"system:serviceaccounts:{obj.namespace}"}
         if (obj.namespace, sa_name) in bound or groups & bound_groups:
             continue
-        if not policy.bindings:
+        if not user_bindings:
             continue  # no RBAC in the input at all: cannot tell whether the pod uses the API
         yield finding(
             TOKEN_AUTOMOUNT, obj,
@@ -197,7 +195,11 @@ def _sa_ref(namespace: str, name: str) -> ObjectRef:
 
 
 def check_mounts(scan: ScanInput) -> Iterator[Finding]:
-    """KST024-KST026: how Secret volumes and host paths are mounted."""
+    """KST024-KST026: how Secret volumes and host paths are mounted.
+
+    KST024 is judged on files only: the API server drops ``readOnly: false`` (Go
+    ``omitempty``), so a live object cannot tell it from an absent flag.
+    """
     for obj in _top_level_workloads(scan):
         view = pod_spec_of(obj)
         if view is None:
@@ -236,7 +238,8 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
                 mounts = container.get("volumeMounts") if isinstance(container, Mapping) else None
                 for mi, mount in enumerate(mounts if isinstance(mounts, list) else []):
                     if (
-                        isinstance(mount, Mapping)
+                        not scan.live
+                        and isinstance(mount, Mapping)
                         and mount.get("name") in secret_volumes
                         and mount.get("readOnly") is False
                     ):
