@@ -20,6 +20,7 @@ import itertools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -52,6 +53,44 @@ class ParseResult:
     objects: tuple[KubeObject, ...]
     errors: tuple[DocumentError, ...]
     skipped: int
+
+
+_STR: Final = "tag:yaml.org,2002:str"
+_MAP: Final = "tag:yaml.org,2002:map"
+_SEQ: Final = "tag:yaml.org,2002:seq"
+
+
+def load_yaml(text: str) -> Any:
+    """Load one YAML document like ``yaml.safe_load``, faster for Kubernetes manifests.
+
+    libyaml composes the node tree; plain string scalars, string-keyed mappings and
+    sequences (nearly all of a manifest) are then built here directly, and everything else
+    (ints, booleans, timestamps, merge keys, ...) goes through PyYAML's own safe
+    constructor, so the result is the same as ``yaml.safe_load`` (a unit test holds the
+    whole corpus to that).
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return None if node is None else _construct(loader, node)
+    finally:
+        loader.dispose()
+
+
+def _construct(loader: Any, node: yaml.Node) -> Any:
+    kind = type(node)
+    if kind is yaml.ScalarNode:
+        return node.value if node.tag == _STR else loader.construct_object(node, deep=True)
+    if kind is yaml.MappingNode and node.tag == _MAP:
+        out: dict[Any, Any] = {}
+        for key, value in node.value:
+            if type(key) is not yaml.ScalarNode or key.tag != _STR:
+                return loader.construct_object(node, deep=True)  # merge keys, odd keys
+            out[key.value] = _construct(loader, value)
+        return out
+    if kind is yaml.SequenceNode and node.tag == _SEQ:
+        return [_construct(loader, item) for item in node.value]
+    return loader.construct_object(node, deep=True)
 
 
 def split_documents(text: str) -> Iterator[Chunk]:
@@ -96,7 +135,7 @@ def parse_stream(text: str, source: str, *, default_namespace: str = "default") 
         docs = []
         for chunk in split_documents(text):
             try:
-                docs.append((yaml.load(chunk.text, Loader=_Loader), chunk.line, chunk.index))  # noqa: S506 - safe loader
+                docs.append((load_yaml(chunk.text), chunk.line, chunk.index))
             except yaml.YAMLError as exc:
                 errors.append(_yaml_error(exc, source, chunk))
     for value, line, index in docs:
@@ -236,8 +275,93 @@ def parse_path(path: str) -> list[str | int]:
     return steps
 
 
+_KEY: Final = re.compile(r"""^(?:"([^"]*)"|'([^']*)'|([^\s#'"{\[][^:#]*?))\s*:(?:\s|$)""")
+
+
+def _key_of(text: str) -> str | None:
+    match = _KEY.match(text)
+    if match is None:
+        return None
+    return next(g for g in match.groups() if g is not None)
+
+
+_Row = tuple[int, int, str]
+
+
+@lru_cache(maxsize=256)
+def _rows(document_text: str) -> tuple[_Row, ...]:
+    """(line index, indentation, content) of every line that holds YAML content."""
+    rows = []
+    for number, raw in enumerate(document_text.split("\n")):
+        stripped = raw.strip()
+        if stripped and not stripped.startswith("#") and stripped not in ("---", "..."):
+            rows.append((number, len(raw) - len(raw.lstrip(" ")), stripped))
+    return tuple(rows)
+
+
+#: ``None`` for "shape not followed, compose instead"; else (window below, line found, done).
+_Walk = tuple[tuple[_Row, ...], int, bool] | None
+
+
+@lru_cache(maxsize=8192)
+def _walk(document_text: str, steps: tuple[str | int, ...]) -> _Walk:
+    """Follow *steps* through the rows; memoised so that sibling fields share the walk."""
+    if not steps:
+        rows = _rows(document_text)
+        return (rows, rows[0][0], False) if rows else None
+    parent = _walk(document_text, steps[:-1])
+    if parent is None:
+        return None
+    window, found, done = parent
+    if done or not window:
+        return ((), found, True)
+    step = steps[-1]
+    base = window[0][1]
+    if isinstance(step, int):
+        items = [i for i, r in enumerate(window) if r[1] == base and r[2].startswith("-")]
+        if step >= len(items):
+            return ((), found, True)
+        start = items[step]
+        number, indent, text = window[start]
+        rest = text[1:].lstrip(" ")
+        offset = indent + (len(text) - len(rest))
+        end = items[step + 1] if step + 1 < len(items) else len(window)
+        below = tuple(r for r in window[start + 1 : end] if r[1] > base)
+        return (((number, offset, rest), *below) if rest else below, number, False)
+    for i, (number, indent, text) in enumerate(window):
+        if indent == base and _key_of(text) == step:
+            value = text.split(":", 1)[1].strip() if ":" in text else ""
+            if value.startswith(("{", "[", "&", "*", "!")):
+                return None
+            tail: list[_Row] = []
+            for row in window[i + 1 :]:
+                if row[1] > base or (row[1] == base and row[2].startswith("-")):
+                    tail.append(row)
+                else:
+                    break
+            return (tuple(tail), number, False)
+    if window[0][2].startswith(("{", "[")):
+        return None
+    return ((), found, True)
+
+
+def fast_line_of(document_text: str, first_line: int, path: str) -> int | None:
+    """Find *path* in block-style YAML by indentation alone, without building a node tree.
+
+    Handles block mappings and block sequences (including ``- key: value`` items and
+    sequences indented at their parent key's level); a missing part gives the line of the
+    deepest part found. Returns ``None`` when the document uses a shape it does not follow
+    (flow collections, anchors, tags on the way), and the caller composes the document.
+    """
+    walked = _walk(document_text, tuple(parse_path(path)))
+    return None if walked is None else first_line + walked[1]
+
+
 def line_of(document_text: str, first_line: int, path: str) -> int:
     """Return the 1-based line of *path* inside one document; the deepest found part wins."""
+    fast = fast_line_of(document_text, first_line, path)
+    if fast is not None:
+        return fast
     try:
         node = yaml.compose(document_text, Loader=_Composer)
     except yaml.YAMLError:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from kustos.errors import DocumentError
-from kustos.kube.objects import KubeObject, ObjectRef
+from kustos.kube.objects import KubeObject, ObjectRef, api_group
 from kustos.kube.references import WORKLOAD_KINDS, SecretReference, secret_references
 
 #: Controllers whose pods (or ReplicaSets/Jobs) are managed copies of their own template.
@@ -28,6 +28,10 @@ _CONTROLLER_KINDS = frozenset(
         "ReplicationController",
     }
 )
+
+
+def _identity(obj: KubeObject) -> tuple[str, str, str, str]:
+    return (api_group(obj.api_version), obj.kind, obj.namespace, obj.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,9 @@ class ObjectIndex:
     skipped_documents: int = 0
     _refs: dict[int, tuple[SecretReference, ...]] | None = None
     _consumers: dict[tuple[str, str], list[SecretReference]] | None = None
+    _sorted: dict[tuple[tuple[str, ...], str | None], list[KubeObject]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def of(cls, objects: Iterable[KubeObject]) -> ObjectIndex:
@@ -76,6 +83,7 @@ class ObjectIndex:
         self._by_kind[obj.kind].append(obj)
         self._refs = None
         self._consumers = None
+        self._sorted.clear()
 
     def add_all(self, objects: Iterable[KubeObject]) -> None:
         """Add many objects."""
@@ -106,14 +114,18 @@ class ObjectIndex:
 
     def of_kind(self, *kinds: str, namespace: str | None = None) -> list[KubeObject]:
         """Objects of the given kinds, optionally in one namespace, sorted by identity."""
-        found = [
-            obj
-            for kind in kinds
-            for obj in self._by_kind.get(kind, ())
-            if namespace is None or obj.namespace == namespace
-        ]
-        found.sort(key=lambda o: o.ref)
-        return found
+        key = (kinds, namespace)
+        cached = self._sorted.get(key)
+        if cached is None:
+            cached = [
+                obj
+                for kind in kinds
+                for obj in self._by_kind.get(kind, ())
+                if namespace is None or obj.namespace == namespace
+            ]
+            cached.sort(key=_identity)
+            self._sorted[key] = cached
+        return list(cached)
 
     def namespaces(self) -> frozenset[str]:
         """Namespaces that hold at least one object or are declared as Namespace objects."""

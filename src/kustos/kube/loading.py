@@ -51,6 +51,7 @@ class ManifestLoader:
         self._default_namespace = default_namespace
         self._stdin = stdin if stdin is not None else sys.stdin
         self._stdin_text: str | None = None
+        self._chunks: dict[str, dict[int, Chunk]] = {}
 
     def load(self, paths: Iterable[str | Path], index: ObjectIndex | None = None) -> ObjectIndex:
         """Load every manifest under *paths* into *index* (a new one by default)."""
@@ -81,14 +82,16 @@ class ManifestLoader:
 
     def line(self, source: Source, field: str) -> int:
         """The line of *field* (a path like ``spec.containers[0].env[1]``) in *source*."""
-        text = self._stdin_text if source.file == STDIN else _read(source.file)
-        if text is None:
+        chunks = self._chunks.get(source.file)
+        if chunks is None:
+            text = self._stdin_text if source.file == STDIN else _read(source.file)
+            chunks = {c.line: c for c in split_documents(text or "")}
+            self._chunks[source.file] = chunks
+        chunk = chunks.get(source.line)
+        if chunk is None:
             return source.line
-        for chunk in _chunks(text):
-            if chunk.line == source.line:
-                path = f"{source.path_prefix}.{field}" if source.path_prefix else field
-                return line_of(chunk.text, chunk.line, path)
-        return source.line
+        path = f"{source.path_prefix}.{field}" if source.path_prefix else field
+        return line_of(chunk.text, chunk.line, path)
 
 
 @lru_cache(maxsize=64)
@@ -97,10 +100,6 @@ def _read(file: str) -> str | None:
         return Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-
-
-def _chunks(text: str) -> list[Chunk]:
-    return list(split_documents(text))
 
 
 def load_manifests(
