@@ -10,9 +10,7 @@ from typing import Annotated
 import typer
 
 from kustos.errors import UsageError
-from kustos.kube.client import ClientSettings, make_client
 from kustos.kube.index import ObjectIndex
-from kustos.kube.listing import list_cluster
 from kustos.kube.loading import ManifestLoader
 
 Paths = Annotated[
@@ -44,6 +42,10 @@ def load_index(
     if not cluster and not paths:
         raise UsageError("nothing to read: give PATH arguments, '-' for stdin, or --cluster")
     if cluster:
+        # Imported here: file scans should not pay for loading the Kubernetes client.
+        from kustos.kube.client import ClientSettings, make_client  # noqa: PLC0415
+        from kustos.kube.listing import list_cluster  # noqa: PLC0415
+
         with make_client(ClientSettings(kubeconfig=kubeconfig, context=context)) as client:
             return list_cluster(client, namespaces=list(namespaces or ())), None
     loader = ManifestLoader(stdin=sys.stdin)
