@@ -96,7 +96,7 @@ def test_who_can_direct_paths_agree_with_subject_access_review(
 ) -> None:  # fmt: skip
     apply_manifests(kube, [_example_in(namespace, tmp_path)])
     argv = ["who-can", "get", "secrets", "db-credentials", "-n", namespace, "--cluster",
-            "--kubeconfig", str(control_plane.kubeconfig), "--format", "json"]  # fmt: skip
+            "--kubeconfig", str(control_plane.kubeconfig), "--format", "json", "--all-subjects"]  # fmt: skip
     assert main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
     direct = [s for s in doc["subjects"] if any(p["type"] == "direct" for p in s["paths"])]
@@ -134,7 +134,7 @@ def test_matrix_on_the_live_cluster_agrees_with_subject_access_review(
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     apply_manifests(kube, [_example_in(namespace, tmp_path)])
-    argv = ["who-can", "--matrix", "-n", namespace, "--cluster",
+    argv = ["who-can", "--matrix", "-n", namespace, "--cluster", "--all-subjects",
             "--kubeconfig", str(control_plane.kubeconfig), "--format", "json"]  # fmt: skip
     assert main(argv) == 0
     doc = json.loads(capsys.readouterr().out)

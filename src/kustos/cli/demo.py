@@ -8,6 +8,7 @@ the KWOK nodes and shows, from the live cluster, which workload uses which Secre
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,12 @@ from kustos.kube.applying import apply_manifests
 from kustos.kube.client import ClientSettings, make_async_client, make_client
 from kustos.kube.listing import list_cluster
 from kustos.kube.rollout import ROLLABLE, wait_for_rollout
+from kustos.rbac.access import is_platform_subject, who_can
+from kustos.rbac.matching import Request
+from kustos.rbac.model import build_policy
+from kustos.scan.checking import ScanInput
+from kustos.scan.reporting import render_table
+from kustos.scan.scanning import scan as run_scan
 from kustos.testing.controlplane import ControlPlane, ControlPlaneSettings, default_state_dir
 
 EXAMPLE_NAMESPACE = "shop"
@@ -68,6 +75,7 @@ def demo(
 
 
 def _tour(console: Console, client: Client, settings: ClientSettings, examples: Path) -> None:
+    """Chapters 2-5: deploy the example app, then look at it as each capability does."""
 
     console.rule("[bold]2. The example application")
     applied = apply_manifests(client, [examples])
@@ -106,3 +114,33 @@ def _tour(console: Console, client: Client, settings: ClientSettings, examples: 
                 r.field,
             )
     console.print(table)
+
+    console.rule("[bold]4. Inspect: every secrets risk, read from the live cluster")
+    scan_result = run_scan(
+        ScanInput(index=index, live=True, now=dt.datetime.now(dt.UTC)),
+    )
+    render_table(scan_result, console)
+    console.print(
+        "Same findings from the files, with file and line: [bold]kustos scan examples/[/]",
+        highlight=False,
+    )
+
+    console.rule("[bold]5. Who can read shop/db-credentials, and how")
+    policy = build_policy(index)
+    request = Request("get", "", "secrets", namespace=EXAMPLE_NAMESPACE, name="db-credentials")
+    shown = 3
+    subjects = who_can(policy, request, index=index)
+    for sp in [sp for sp in subjects if not is_platform_subject(sp.subject)]:
+        console.print(f"[bold]{sp.subject}[/]", highlight=False)
+        for p in sp.paths[:shown]:
+            colour = "red" if p.type == "direct" else "yellow"
+            console.print(f"  [{colour}]{p.type}[/] {p.via}", highlight=False)
+        if len(sp.paths) > shown:
+            console.print(f"  [dim]… {len(sp.paths) - shown} more paths[/]", highlight=False)
+    hidden = sum(1 for sp in subjects if is_platform_subject(sp.subject))
+    console.print(f"[dim]{hidden} control-plane identities hidden (--all-subjects)[/]")
+    console.print(
+        "All paths, as JSON: [bold]kustos who-can get secrets db-credentials -n shop "
+        "--cluster --format json[/]",
+        highlight=False,
+    )

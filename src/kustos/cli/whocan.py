@@ -13,7 +13,7 @@ from rich.table import Table
 
 from kustos.cli.inputs import Cluster, Context, Kubeconfig, load_index
 from kustos.errors import UsageError
-from kustos.rbac.access import SubjectPaths, secret_matrix, who_can
+from kustos.rbac.access import SubjectPaths, is_platform_subject, secret_matrix, who_can
 from kustos.rbac.matching import Request, parse_resource
 from kustos.rbac.model import build_policy
 
@@ -31,6 +31,12 @@ def _subjects_json(subjects: list[SubjectPaths]) -> list[dict[str, Any]]:
         }
         for sp in subjects
     ]
+
+
+def _visible(subjects: list[SubjectPaths], *, all_subjects: bool) -> list[SubjectPaths]:
+    if all_subjects:
+        return subjects
+    return [sp for sp in subjects if not is_platform_subject(sp.subject)]
 
 
 def _split(args: list[str], *, matrix: bool) -> tuple[str, str, str, list[str]]:
@@ -58,6 +64,13 @@ def who_can_command(
         bool, typer.Option("--matrix", help="For each Secret in -n NS: who can read it.")
     ] = False,
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    all_subjects: Annotated[
+        bool,
+        typer.Option(
+            "--all-subjects",
+            help="Include control-plane identities (kube-system ServiceAccounts, system: users).",
+        ),
+    ] = False,
 ) -> int:
     """Every User, Group and ServiceAccount that can do VERB on RESOURCE, and how."""
     if output_format not in ("table", "json"):
@@ -73,7 +86,10 @@ def who_can_command(
     policy = build_policy(index)
     if matrix:
         assert namespace is not None  # noqa: S101 - checked above
-        table = secret_matrix(policy, index, namespace)
+        table = {
+            name: _visible(subjects, all_subjects=all_subjects)
+            for name, subjects in secret_matrix(policy, index, namespace).items()
+        }
         if output_format == "json":
             doc = {
                 "namespace": namespace,
@@ -98,7 +114,7 @@ def who_can_command(
         return 0
     group, res, sub = parse_resource(resource)
     request = Request(verb, group, res, sub, namespace or "", name)
-    subjects = who_can(policy, request, index=index)
+    subjects = _visible(who_can(policy, request, index=index), all_subjects=all_subjects)
     if output_format == "json":
         doc = {
             "verb": verb, "resource": resource, "namespace": namespace or "", "name": name,

@@ -188,6 +188,27 @@ def _indirect_secret_paths(
             yield grant.subject, grant.path("indirect", f"{verb} nodes/proxy (kubelet API)")
 
 
+#: Groups that stand for "everyone" of some kind: always worth showing.
+_BROAD_GROUPS: Final = frozenset(
+    {"system:authenticated", "system:unauthenticated", "system:serviceaccounts"}
+)
+
+
+def is_platform_subject(subject: Subject) -> bool:
+    """Control-plane identities: ServiceAccounts in kube-system and ``system:`` users/groups.
+
+    They can read Secrets by design; ``who-can`` hides them unless asked
+    (``--all-subjects``). ``system:masters`` and the broad groups are never hidden.
+    """
+    if subject.kind == "ServiceAccount":
+        return subject.namespace == "kube-system"
+    if subject == SUPERUSER_GROUP or subject.name in _BROAD_GROUPS:
+        return False
+    return subject.name.startswith("system:") and not subject.name.startswith(
+        "system:serviceaccounts:"
+    )
+
+
 def _has_consumers(index: ObjectIndex | None, namespace: str, name: str) -> bool:
     if index is None:
         return True  # unknown workloads: assume some pod uses it

@@ -10,7 +10,7 @@ nodes/proxy); system:masters; the per-Secret matrix with resourceNames.
 
 from __future__ import annotations
 
-from kustos.rbac.access import SUPERUSER_GROUP, secret_matrix, who_can
+from kustos.rbac.access import SUPERUSER_GROUP, is_platform_subject, secret_matrix, who_can
 from kustos.rbac.matching import Request
 from kustos.rbac.model import Subject, build_policy
 from tests.unit.manifests import index_of
@@ -148,3 +148,12 @@ def test_matrix_honours_resource_names() -> None:
     matrix = secret_matrix(build_policy(index), index, "team")
     names = {k: [str(sp.subject) for sp in v] for k, v in matrix.items()}
     assert names == {"a": ["Group system:masters", "User alice"], "b": ["Group system:masters"]}
+
+
+def test_platform_subjects_are_recognised() -> None:
+    assert is_platform_subject(Subject("ServiceAccount", "job-controller", "kube-system"))
+    assert is_platform_subject(Subject("User", "system:kube-controller-manager"))
+    assert not is_platform_subject(SUPERUSER_GROUP)
+    assert not is_platform_subject(Subject("Group", "system:authenticated"))
+    assert not is_platform_subject(Subject("Group", "system:serviceaccounts:team"))
+    assert not is_platform_subject(Subject("ServiceAccount", "default", "team"))

@@ -282,7 +282,7 @@ def _api_readers(scan: ScanInput) -> dict[str, int]:
     readers: dict[str, set[Subject]] = defaultdict(set)
     namespaces = {s.namespace for s in scan.index.of_kind("Secret")}
     for binding in policy.bindings:
-        if binding.role is None:
+        if binding.role is None or binding.bootstrap:
             continue
         scopes = sorted(namespaces) if binding.cluster_wide else [binding.namespace]
         for ns in scopes:
