@@ -45,6 +45,9 @@ def test_dev_cluster_up_status_env_down_leaves_no_process(
         assert main(["dev-cluster", "down", "--state-dir", str(state)]) == 0
     assert [n for n, p in pids.items() if pid_alive(p)] == []
     assert main(["dev-cluster", "status", "--state-dir", str(state)]) == 1
+    # Up again in the same folder: a fresh cluster, not a clash with the old data.
+    assert main(["dev-cluster", "up", "--state-dir", str(state), "--nodes", "1"]) == 0
+    assert main(["dev-cluster", "down", "--state-dir", str(state)]) == 0
 
 
 def test_failed_start_stops_what_it_started(tmp_path: Path) -> None:

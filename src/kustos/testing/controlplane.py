@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -177,6 +178,9 @@ class ControlPlane:
         """
         bins = require_binaries(self.settings.bin_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Every start is a fresh cluster: new certificates would not match old data anyway.
+        for leftover in ("etcd", "kwok-work", "kcm-certs", "scheduler-certs"):
+            shutil.rmtree(self.state_dir / leftover, ignore_errors=True)
         self.logs_dir.mkdir(exist_ok=True)
         deadline = time.monotonic() + self.settings.start_timeout
         if not detach:
