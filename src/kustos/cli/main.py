@@ -17,7 +17,7 @@ import typer
 from kustos import __version__
 from kustos.errors import KustosError
 
-#: command → (module, function); "dev-cluster" is a group (a Typer app named ``app``).
+#: command → (module, function); groups (``kms``, ``dev-cluster``) are Typer apps.
 COMMANDS: Final = {
     "scan": ("kustos.cli.scan", "scan"),
     "rules": ("kustos.cli.scan", "rules"),
@@ -25,6 +25,7 @@ COMMANDS: Final = {
     "who-can": ("kustos.cli.whocan", "who_can_command"),
     "refs": ("kustos.cli.refs", "refs"),
     "demo": ("kustos.cli.demo", "demo"),
+    "kms": ("kustos.cli.kms", "app"),
     "dev-cluster": ("kustos.cli.devcluster", "app"),
 }
 

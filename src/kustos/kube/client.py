@@ -107,3 +107,24 @@ def api_errors(what: str) -> Iterator[None]:
         raise KubeError(f"{what}: HTTP {code}: {message}") from exc
     except httpx2.TransportError as exc:
         raise KubeConnectionError(f"{what}: API server unreachable ({type(exc).__name__})") from exc
+
+
+def raw_get(settings: ClientSettings, path: str) -> str:
+    """GET a non-resource path (``/metrics``, ``/healthz/kms-providers``) as text."""
+    from lightkube.config.client_adapter import Client as HttpClient  # noqa: PLC0415
+    from lightkube.config.client_adapter import ConnectionParams  # noqa: PLC0415
+
+    config = load_config(settings).get(context_name=settings.context)
+    if config is None:
+        raise ConfigError("kubeconfig has no usable context")
+    params = ConnectionParams(timeout=httpx2.Timeout(settings.timeout))
+    try:
+        with HttpClient(config, params) as http:
+            response = http.get(path)
+    except httpx2.TransportError as exc:
+        raise KubeConnectionError(
+            f"GET {path}: API server unreachable ({type(exc).__name__})"
+        ) from exc
+    if response.status_code >= 400:
+        raise KubeError(f"GET {path}: HTTP {response.status_code}: {quote_foreign(response.text)}")
+    return response.text
