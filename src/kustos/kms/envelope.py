@@ -36,7 +36,7 @@ def is_fqdn(name: str) -> bool:
     """A DNS-1123 subdomain of at least two labels (the API server's annotation key rule)."""
     if len(name) > 253 or "." not in name:
         return False
-    return all(_FQDN_LABEL.match(label) for label in name.split("."))
+    return all(len(label) <= 63 and _FQDN_LABEL.match(label) for label in name.split("."))
 
 
 def check_annotations(annotations: Mapping[str, bytes]) -> None:
