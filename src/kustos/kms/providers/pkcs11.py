@@ -54,9 +54,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11.exceptions import (
     DeviceRemoved,
     KeyHandleInvalid,
-    MultipleObjectsReturned,
     MultipleTokensReturned,
-    NoSuchKey,
     NoSuchToken,
     ObjectHandleInvalid,
     PinExpired,
@@ -143,6 +141,10 @@ class Pkcs11Provider:
     """A ``KeyProvider`` whose keys never leave a PKCS#11 token."""
 
     def __init__(self, *, module: Path, token_label: str, pin: Sensitive) -> None:
+        """Load *module*, find the token labelled *token_label*, log in, read the state.
+
+        Every failure is one ``KmsError`` line naming the module or token, never the PIN.
+        """
         self._label = token_label
         self._pin = pin
         self._lock = threading.Lock()
@@ -150,6 +152,7 @@ class Pkcs11Provider:
         self._state = _EMPTY
         self._reported_current: str | None = None
         self._closed = False
+        self._pin_refused: str | None = None
         self._token = _find_token(_load(module), token_label)
         self._mechanism = _choose_mechanism(self._token, token_label)
         self._session: Session | None = self._login()
@@ -201,12 +204,16 @@ class Pkcs11Provider:
     # ---- KeyProvider: wrapping
 
     def wrap(self, key_id: str, plaintext: bytes, aad: bytes) -> bytes:
-        """Encrypt *plaintext* with key *key_id* inside the token, binding *aad*."""
+        """Encrypt *plaintext* with key *key_id* inside the token, binding *aad*.
+
+        Any live key wraps, not only the current one: the service asks for the current
+        id and then wraps, and a reload may land in between (the keyring does the same).
+        """
 
         def op() -> bytes:
             record = self._record(key_id)
-            if record is None or record.state is not KeyState.CURRENT:
-                raise KmsError("cannot wrap: the key id is not the current key")
+            if record is None or record.state is KeyState.RETIRED:
+                raise KmsError("cannot wrap: unknown or retired key id")
             kek = self._kek(key_id)
             if self._mechanism is Mechanism.AES_GCM:
                 nonce = secrets.token_bytes(_NONCE_LEN)
@@ -334,7 +341,14 @@ class Pkcs11Provider:
     # ---- sessions
 
     def _login(self) -> Session:
-        """Open a read-write session and log the user in."""
+        """Open a read-write session and log the user in.
+
+        A PIN the token refused is never offered again by this provider: a real HSM
+        locks its user after a few wrong PINs, and retrying on every call would lock it
+        within seconds. A restart with the right PIN is the way out.
+        """
+        if self._pin_refused is not None:
+            raise KmsError(self._pin_refused)
         label = self._label
         try:
             return self._token.open(rw=True, user_pin=self._pin.reveal_text())
@@ -344,16 +358,10 @@ class Pkcs11Provider:
             # python-pkcs11 does not hand back the session of the refused login; it stays
             # open until the library is finalised.
             return self._open_without_pin()
-        except PinIncorrect as exc:
-            raise KmsError(f'wrong PIN for PKCS#11 token "{label}"') from exc
-        except PinLocked as exc:
-            raise KmsError(f'PKCS#11 token "{label}" is locked after too many wrong PINs') from exc
-        except PinExpired as exc:
-            raise KmsError(f'the PIN of PKCS#11 token "{label}" has expired') from exc
-        except (PinInvalid, PinLenRange) as exc:
-            raise KmsError(
-                f'PKCS#11 token "{label}" does not accept that PIN (length or characters)'
-            ) from exc
+        except (PinIncorrect, PinLocked, PinExpired, PinInvalid, PinLenRange) as exc:
+            self._pin_refused = _pin_refusal(exc, label)
+            _log.error("%s; this PIN will not be offered again", self._pin_refused)
+            raise KmsError(self._pin_refused) from exc
         except UserPinNotInitialized as exc:
             raise KmsError(f'PKCS#11 token "{label}" has no user PIN set') from exc
         except (TokenNotPresent, TokenNotRecognised, DeviceRemoved) as exc:
@@ -418,6 +426,17 @@ class Pkcs11Provider:
             raise SessionClosed()
         return self._session
 
+    def _objects(self, template: dict[Attribute, Any]) -> list[Object]:
+        """The objects matching *template*, searched on a session known to be alive.
+
+        python-pkcs11 leaves a search whose ``C_FindObjectsInit`` failed half-open, and
+        its finaliser raises later, at garbage collection; so a dead session must fail
+        on a plain call first.
+        """
+        session = self._live
+        session.generate_random(64)
+        return list(session.get_objects(template))
+
     def _probe_login(self) -> None:
         """Raise ``UserNotLoggedIn`` unless this process is logged in to the token.
 
@@ -437,11 +456,7 @@ class Pkcs11Provider:
     # ---- state object
 
     def _read_state_locked(self) -> tuple[_State, list[Object]]:
-        found = list(
-            self._live.get_objects(
-                {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: STATE_LABEL}
-            )
-        )
+        found = self._objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: STATE_LABEL})
         if not found:
             self._probe_login()
             return _EMPTY, []
@@ -525,20 +540,19 @@ class Pkcs11Provider:
         )
 
     def _find_kek(self, key_id: str) -> _Kek | None:
-        try:
-            found = self._live.get_key(
-                object_class=ObjectClass.SECRET_KEY,
-                key_type=KeyType.AES,
-                label=key_id,
-                id=key_id.encode(),
-            )
-        except NoSuchKey:
-            return None
-        except MultipleObjectsReturned as exc:
+        found = self._objects(
+            {
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: KeyType.AES,
+                Attribute.LABEL: key_id,
+                Attribute.ID: key_id.encode(),
+            }
+        )
+        if len(found) > 1:
             raise KmsError(
                 f'PKCS#11 token "{self._label}" holds more than one key labelled {key_id}'
-            ) from exc
-        return cast(_Kek, found)
+            )
+        return cast(_Kek, found[0]) if found else None
 
     def _kek(self, key_id: str) -> _Kek:
         kek = self._kek_cache.get(key_id)
@@ -659,6 +673,17 @@ def _choose_mechanism(token: Token, label: str) -> Mechanism:
         if mechanism in available:
             return mechanism
     raise KmsError(f'PKCS#11 token "{label}" supports neither CKM_AES_GCM nor CKM_AES_KEY_WRAP_PAD')
+
+
+def _pin_refusal(exc: PKCS11Error, label: str) -> str:
+    """One line for a PIN the token refused (never the PIN itself)."""
+    if isinstance(exc, PinLocked):
+        return f'PKCS#11 token "{label}" is locked after too many wrong PINs'
+    if isinstance(exc, PinExpired):
+        return f'the PIN of PKCS#11 token "{label}" has expired'
+    if isinstance(exc, PinInvalid | PinLenRange):
+        return f'PKCS#11 token "{label}" does not accept that PIN (length or characters)'
+    return f'wrong PIN for PKCS#11 token "{label}"'
 
 
 def _aad_digest(aad: bytes) -> bytes:
