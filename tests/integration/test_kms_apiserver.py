@@ -1,4 +1,4 @@
-"""The KMS v2 plugin (local keyring) behind a real kube-apiserver and etcd.
+"""The KMS v2 plugin (local keyring and SoftHSM2) behind a real kube-apiserver and etcd.
 
 Aspects: Secrets written through the API are stored in etcd as ``k8s:enc:kms:v2:kustos:``
 with the plaintext absent and the plugin's key id inside, and read back intact; after
@@ -11,6 +11,7 @@ keep working, and after a restart everything recovers with no data lost.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -26,11 +27,9 @@ from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 
-from kustos.cli.main import main
-from kustos.kms.providers.keyring import LocalKeyring
 from kustos.kube.client import ClientSettings, make_client, raw_get
-from kustos.sensitive import Sensitive
 from kustos.testing.controlplane import ControlPlane, ControlPlaneSettings
+from kustos.testing.softhsm import make_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 PREFIX = b"k8s:enc:kms:v2:kustos:"
@@ -40,18 +39,29 @@ PREFIX = b"k8s:enc:kms:v2:kustos:"
 class KmsCluster:
     plane: ControlPlane
     socket: Path
-    keyring: Path
-    passphrase: Path
+    root: Path
+    flags: list[str]
+    env: dict[str, str]
     plugin: subprocess.Popen[bytes] | None = None
 
     def keyring_flags(self) -> list[str]:
-        return ["--keyring", str(self.keyring), "--passphrase-file", str(self.passphrase)]
+        return self.flags
 
     def start_plugin(self) -> None:
-        cmd = [sys.executable, "-m", "kustos", "kms", "serve", "--socket", str(self.socket),
-               *self.keyring_flags()]  # fmt: skip
-        with (self.keyring.parent / "plugin.log").open("ab") as log:
-            self.plugin = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        cmd = [
+            sys.executable,
+            "-m",
+            "kustos",
+            "kms",
+            "serve",
+            "--socket",
+            str(self.socket),
+            *self.keyring_flags(),
+        ]
+        with (self.root / "plugin.log").open("ab") as log:
+            self.plugin = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            )
         deadline = time.monotonic() + 20
         while not self.socket.exists():
             assert self.plugin.poll() is None, "plugin exited"
@@ -75,8 +85,36 @@ class KmsCluster:
         return _field(value[len(PREFIX) :], 2).decode()
 
     def current_key(self) -> str:
-        ring = LocalKeyring(self.keyring, Sensitive(self.passphrase.read_bytes().strip()))
-        return ring.current_key_id()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kustos",
+                "kms",
+                "keys",
+                "list",
+                *self.flags,
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **self.env},
+        )
+        keys = json.loads(result.stdout)["keys"]
+        return str(next(k["key_id"] for k in keys if k["state"] == "current"))
+
+    def cli(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run ``kustos`` in a child process that sees the provider's environment."""
+        return subprocess.run(
+            [sys.executable, "-m", "kustos", *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **self.env},
+            timeout=300,
+        )
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -107,12 +145,28 @@ def _field(message: bytes, number: int) -> bytes:
     raise AssertionError(f"field {number} not found")
 
 
-@pytest.fixture(scope="module")
-def kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KmsCluster]:
-    root = tmp_path_factory.mktemp("kms")
-    passphrase = root / "passphrase"
-    passphrase.write_text("integration passphrase\n")
-    passphrase.chmod(0o600)
+@pytest.fixture(scope="module", params=["keyring", "pkcs11"])
+def kms(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KmsCluster]:
+    root = tmp_path_factory.mktemp(f"kms-{request.param}")
+    env: dict[str, str] = {}
+    if request.param == "keyring":
+        passphrase = root / "passphrase"
+        passphrase.write_text("integration passphrase\n")
+        passphrase.chmod(0o600)
+        flags = ["--keyring", str(root / "keyring.json"), "--passphrase-file", str(passphrase)]
+    else:
+        token = make_token(root / "hsm")
+        env = {"SOFTHSM2_CONF": str(token.conf)}
+        flags = [
+            "--pkcs11-module",
+            str(token.module),
+            "--pkcs11-token",
+            token.label,
+            "--pkcs11-pin-file",
+            str(token.pin_file),
+        ]
     socket = root / "kms.sock"
     config = root / "encryption.yaml"
     config.write_text(
@@ -121,9 +175,9 @@ def kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KmsCluster]:
         f"      - kms: {{apiVersion: v2, name: kustos, endpoint: 'unix://{socket}', timeout: 3s}}\n"
         "      - identity: {}\n"
     )
-    cluster = KmsCluster(ControlPlane(ControlPlaneSettings(root / "cp", nodes=1, encryption_config=config)),
-                         socket, root / "keyring.json", passphrase)  # fmt: skip
-    assert main(["kms", "keys", "init", *cluster.keyring_flags()]) == 0
+    plane = ControlPlane(ControlPlaneSettings(root / "cp", nodes=1, encryption_config=config))
+    cluster = KmsCluster(plane, socket, root, flags, env)
+    assert cluster.cli("kms", "keys", "init", *flags).returncode == 0
     cluster.start_plugin()
     try:
         cluster.plane.start()
@@ -163,25 +217,32 @@ def test_secrets_are_stored_encrypted_under_the_plugin_key(kms: KmsCluster, clie
 
 
 def test_rotation_then_reencrypt_moves_every_secret_to_the_new_key(
-    kms: KmsCluster, client: Client, capsys: pytest.CaptureFixture[str]
+    kms: KmsCluster, client: Client
 ) -> None:
     old = kms.current_key()
     _secret(client, "before-rotation", "old-value")
     assert kms.key_id_in_etcd("default", "before-rotation") == old
-    assert main(["kms", "keys", "rotate", *kms.keyring_flags()]) == 0
+    assert kms.cli("kms", "keys", "rotate", *kms.flags).returncode == 0
     new = kms.current_key()
     assert new != old
     # reencrypt waits for the API server's Status poll (up to a minute), then rewrites.
-    argv = ["kms", "reencrypt", "--kubeconfig", str(kms.plane.kubeconfig),
-            "--cursor-file", str(kms.keyring.parent / "cursor"), *kms.keyring_flags()]  # fmt: skip
-    assert main(argv) == 0
-    assert "recorded: every object rewritten" in capsys.readouterr().out
+    result = kms.cli(
+        "kms",
+        "reencrypt",
+        "--kubeconfig",
+        str(kms.plane.kubeconfig),
+        "--cursor-file",
+        str(kms.root / "cursor"),
+        *kms.flags,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "recorded: every object rewritten" in result.stdout
     _secret(client, "after-rotation", "new-value")
     for name in ("first", "before-rotation", "after-rotation"):
         assert kms.key_id_in_etcd("default", name) == new, name
     assert _read(client, "before-rotation") == b"old-value"
     assert _read(client, "after-rotation") == b"new-value"
-    assert main(["kms", "keys", "retire", old, *kms.keyring_flags()]) == 0
+    assert kms.cli("kms", "keys", "retire", old, *kms.flags).returncode == 0
     assert _read(client, "before-rotation") == b"old-value"
 
 
