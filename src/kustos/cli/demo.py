@@ -18,7 +18,9 @@ from lightkube import Client
 from rich.console import Console
 from rich.table import Table
 
+from kustos.cli.devcluster import local_keyring_flags
 from kustos.errors import InputError
+from kustos.kms.reencrypting import reencrypt
 from kustos.kube.applying import apply_manifests
 from kustos.kube.client import ClientSettings, make_async_client, make_client
 from kustos.kube.listing import list_cluster
@@ -29,6 +31,7 @@ from kustos.rbac.model import build_policy
 from kustos.scan.checking import ScanInput
 from kustos.scan.reporting import render_table
 from kustos.scan.scanning import scan as run_scan
+from kustos.sensitive import Sensitive
 from kustos.testing.controlplane import ControlPlane, ControlPlaneSettings, default_state_dir
 
 EXAMPLE_NAMESPACE = "shop"
@@ -67,11 +70,54 @@ def demo(
     settings = ClientSettings(kubeconfig=plane.kubeconfig)
     with make_client(settings) as client:
         _tour(console, client, settings, examples)
+        _protect_keys(console, plane, client, directory)
     console.print(
         f"\nThe cluster stays up. [bold]export KUBECONFIG={plane.kubeconfig}[/]", soft_wrap=True
     )
     console.print("Stop it with: kustos dev-cluster down")
     return 0
+
+
+def _describe_raw(raw: bytes | None, value: Sensitive) -> str:
+    """How etcd holds a Secret: its prefix, and whether the value is readable (never shown)."""
+    if raw is None:
+        return "not found in etcd"
+    visible = bool(value) and value.reveal() in raw
+    if raw.startswith(b"k8s:enc:kms:v2:"):
+        head = raw[: raw.index(b":", len("k8s:enc:kms:v2:")) + 1].decode()
+        where = raw.find(b"kek-")
+        key = raw[where : where + 17].decode(errors="replace") if where >= 0 else "?"
+        return f"{head} (key {key}); the value is {'VISIBLE' if visible else 'not in the bytes'}"
+    return (
+        f"{raw[:12]!r}… plain protobuf; the value is {'VISIBLE' if visible else 'not in the bytes'}"
+    )
+
+
+def _protect_keys(console: Console, plane: ControlPlane, client: Client, state: Path) -> None:
+    """Chapter 6: the same Secret in etcd before and after the Kustos KMS v2 plugin."""
+    console.rule("[bold]6. Protect (keys): Secrets encrypted at rest by the Kustos KMS v2 plugin")
+    key = f"/registry/secrets/{EXAMPLE_NAMESPACE}/db-credentials"
+    live = list_cluster(client, namespaces=[EXAMPLE_NAMESPACE], kinds=["Secret"])
+    secret = live.secret(EXAMPLE_NAMESPACE, "db-credentials")
+    value = secret.body["data"]["password"] if secret is not None else Sensitive(b"")
+    console.print(
+        f"etcd {key}, before: {_describe_raw(plane.etcd_value(key), value)}", highlight=False
+    )
+    if "kms-plugin" not in plane.status():
+        plane.enable_kms(local_keyring_flags(state / "kms"))
+        console.print(
+            "Started `kustos kms serve` (local keyring) and restarted kube-apiserver "
+            "with a KMS v2 EncryptionConfiguration",
+            highlight=False,
+        )
+    rewritten = reencrypt(client, ["secrets"])
+    console.print(f"kustos kms reencrypt: {rewritten[0].done} Secrets rewritten", highlight=False)
+    console.print(
+        f"etcd {key}, after:  {_describe_raw(plane.etcd_value(key), value)}", highlight=False
+    )
+    console.print(
+        "Rotate with `kustos kms keys rotate`, then `kustos kms reencrypt` (docs/kms.md)."
+    )
 
 
 def _tour(console: Console, client: Client, settings: ClientSettings, examples: Path) -> None:

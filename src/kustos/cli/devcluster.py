@@ -27,6 +27,24 @@ StateDir = Annotated[
 ]
 
 
+def local_keyring_flags(directory: Path) -> list[str]:
+    """A keyring (and a random passphrase) in *directory*, created once; its serve flags."""
+    import datetime as dt  # noqa: PLC0415
+    import secrets  # noqa: PLC0415
+
+    from kustos.kms.providers.keyring import LocalKeyring  # noqa: PLC0415
+    from kustos.sensitive import Sensitive  # noqa: PLC0415
+
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keyring, passphrase = directory / "keyring.json", directory / "passphrase"
+    if not keyring.exists():
+        passphrase.write_text(secrets.token_urlsafe(24) + "\n")
+        passphrase.chmod(0o600)
+        ring = LocalKeyring(keyring, Sensitive(passphrase.read_text().strip()), must_exist=False)
+        ring.init_keys(created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    return ["--keyring", str(keyring), "--passphrase-file", str(passphrase)]
+
+
 def _dir(state_dir: Path | None) -> Path:
     return state_dir or default_state_dir()
 
@@ -42,6 +60,9 @@ def up(
     audit_webhook_config: Annotated[
         Path | None, typer.Option(help="Audit webhook kubeconfig.")
     ] = None,
+    kms: Annotated[
+        bool, typer.Option("--kms", help="Encrypt Secrets with the Kustos KMS v2 plugin.")
+    ] = False,
 ) -> None:
     """Start the local control plane in the background (reused if already running)."""
     directory = _dir(state_dir)
@@ -62,8 +83,12 @@ def up(
         )
     )
     plane.start(detach=True)
+    if kms:
+        plane.enable_kms(local_keyring_flags(directory / "kms"))
+    extra = ", Secrets encrypted by the Kustos KMS v2 plugin" if kms else ""
     typer.echo(
-        f"dev-cluster up in {time.monotonic() - started:.1f}s: {plane.server}, {nodes} KWOK nodes"
+        f"dev-cluster up in {time.monotonic() - started:.1f}s: {plane.server}, "
+        f"{nodes} KWOK nodes{extra}"
     )
     typer.echo(f"export KUBECONFIG={plane.kubeconfig}")
 

@@ -18,6 +18,7 @@ Decisions (see ``docs/controlplane.md``):
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import json
 import os
@@ -25,6 +26,7 @@ import shutil
 import signal
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +40,18 @@ import yaml
 
 from kustos.errors import ControlPlaneError, quote_foreign
 from kustos.testing.binaries import require_binaries
-from kustos.testing.pki import CertPair, ClusterPKI, make_pki
+from kustos.testing.pki import CertPair, ClusterPKI, make_pki, pki_in
 
 LOOPBACK: Final = "127.0.0.1"
-START_ORDER: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+START_ORDER: Final = (
+    "etcd",
+    "kms-plugin",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+)
+KMS_PROVIDER_NAME: Final = "kustos"
 SERVICE_CIDR: Final = "10.96.0.0/12"
 POD_CIDR: Final = "10.244.0.0/16"
 FAKE_NODE_ANNOTATION: Final = "kwok.x-k8s.io/node"
@@ -151,9 +161,9 @@ class ControlPlane:
 
     @property
     def pki(self) -> ClusterPKI:
-        """The certificates in use."""
+        """The certificates in use (read from the state folder when attached)."""
         if self._pki is None:
-            raise ControlPlaneError("control plane not started")
+            self._pki = pki_in(self.state_dir / "pki")
         return self._pki
 
     def pids(self) -> dict[str, int]:
@@ -202,7 +212,7 @@ class ControlPlane:
             self._wait("etcd", self._etcd_healthy, deadline)
             self._launch("kube-apiserver")
             self._wait("kube-apiserver", self._apiserver_ready, deadline)
-            for name in START_ORDER[2:]:
+            for name in START_ORDER[3:]:
                 self._launch(name)
             self._save_state()
             self._create_nodes()
@@ -242,6 +252,65 @@ class ControlPlane:
         if name in probe:
             self._wait(name, probe[name], deadline)
         self._save_state()
+
+    def enable_kms(self, serve_flags: Sequence[str], *, env: dict[str, str] | None = None) -> Path:
+        """Start ``kustos kms serve`` as a component and restart kube-apiserver to use it.
+
+        *serve_flags* name the key store (``--keyring F --passphrase-file P`` or the
+        ``--pkcs11-*`` flags). Secrets written afterwards are encrypted with KMS v2; older
+        ones stay readable through the ``identity`` provider until they are rewritten
+        (``kustos kms reencrypt``). Returns the EncryptionConfiguration written.
+        """
+        kms_dir = self.state_dir / "kms"
+        kms_dir.mkdir(mode=0o700, exist_ok=True)
+        socket_path = kms_dir / "kms.sock"
+        argv = [
+            sys.executable,
+            "-m",
+            "kustos",
+            "kms",
+            "serve",
+            "--socket",
+            str(socket_path),
+            *serve_flags,
+        ]
+        self._procs["kms-plugin"] = _Proc(
+            "kms-plugin", argv, self.logs_dir / "kms-plugin.log", dict(env or {})
+        )
+        self._launch("kms-plugin")
+        deadline = time.monotonic() + self.settings.start_timeout
+        self._wait("kms-plugin", socket_path.exists, deadline)
+        config = kms_dir / "encryption.yaml"
+        config.write_text(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n"
+            "  - resources: [secrets]\n    providers:\n"
+            f"      - kms: {{apiVersion: v2, name: {KMS_PROVIDER_NAME}, "
+            f"endpoint: 'unix://{socket_path}', timeout: 3s}}\n"
+            "      - identity: {}\n"
+        )
+        apiserver = self._procs["kube-apiserver"]
+        apiserver.argv = [
+            a for a in apiserver.argv if not a.startswith("--encryption-provider-config")
+        ]
+        apiserver.argv += [
+            f"--encryption-provider-config={config}",
+            "--encryption-provider-config-automatic-reload=true",
+        ]
+        self.restart("kube-apiserver")
+        self._wait("kube-apiserver", self._kms_healthy, deadline + 60)
+        self._save_state()
+        return config
+
+    def etcd_value(self, key: str) -> bytes | None:
+        """The raw value etcd stores under *key* (``/registry/secrets/ns/name``), or ``None``."""
+        encoded = base64.b64encode(key.encode()).decode()
+        reply = httpx.post(f"{self.etcd_endpoint}/v3/kv/range", json={"key": encoded}, timeout=5.0)
+        kvs = reply.json().get("kvs") or []
+        return base64.b64decode(kvs[0]["value"]) if kvs else None
+
+    def _kms_healthy(self) -> bool:
+        with self._http() as client:
+            return client.get("/healthz/kms-providers").status_code == 200
 
     def kill(self, name: str) -> None:
         """Stop one component (to test what happens when it goes away)."""

@@ -168,3 +168,21 @@ def make_pki(directory: Path, *, now: dt.datetime | None = None) -> ClusterPKI:
         sa_private=sa_private,
         sa_public=sa_public,
     )
+
+
+def pki_in(directory: Path) -> ClusterPKI:
+    """The files :func:`make_pki` wrote in *directory* (for attaching to a running plane)."""
+
+    def pair(stem: str) -> CertPair:
+        return CertPair(directory / f"{stem}.crt", directory / f"{stem}.key")
+
+    return ClusterPKI(
+        ca=pair("ca"),
+        serving=pair("apiserver"),
+        admin=pair("admin"),
+        controller_manager=pair("controller-manager"),
+        scheduler=pair("scheduler"),
+        kwok=pair("kwok"),
+        sa_private=directory / "sa.key",
+        sa_public=directory / "sa.pub",
+    )
