@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 
+from kustos.kms.stored import parse_stored
 from kustos.kube.client import ClientSettings, make_client, raw_get
 from kustos.testing.controlplane import ControlPlane, ControlPlaneSettings
 from kustos.testing.softhsm import make_token
@@ -75,14 +75,15 @@ class KmsCluster:
         self.plugin = None
 
     def raw(self, namespace: str, name: str) -> bytes:
-        key = base64.b64encode(f"/registry/secrets/{namespace}/{name}".encode()).decode()
-        reply = httpx.post(f"{self.plane.etcd_endpoint}/v3/kv/range", json={"key": key}, timeout=5)
-        return base64.b64decode(reply.json()["kvs"][0]["value"])
+        value = self.plane.etcd_value(f"/registry/secrets/{namespace}/{name}")
+        assert value is not None
+        return value
 
     def key_id_in_etcd(self, namespace: str, name: str) -> str:
-        value = self.raw(namespace, name)
-        assert value.startswith(PREFIX)
-        return _field(value[len(PREFIX) :], 2).decode()
+        stored = parse_stored(self.raw(namespace, name))
+        assert stored.encrypted
+        assert stored.provider == "kustos"
+        return stored.key_id
 
     def current_key(self) -> str:
         result = subprocess.run(
@@ -115,34 +116,6 @@ class KmsCluster:
             env={**os.environ, **self.env},
             timeout=300,
         )
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _field(message: bytes, number: int) -> bytes:
-    """One length-delimited field of a protobuf message (EncryptedObject.keyID is field 2)."""
-    pos = 0
-    while pos < len(message):
-        tag, pos = _varint(message, pos)
-        if tag & 7 == 2:
-            length, pos = _varint(message, pos)
-            if tag >> 3 == number:
-                return message[pos : pos + length]
-            pos += length
-        elif tag & 7 == 0:
-            _, pos = _varint(message, pos)
-        else:
-            raise AssertionError(f"unexpected wire type {tag & 7}")
-    raise AssertionError(f"field {number} not found")
 
 
 @pytest.fixture(scope="module", params=["keyring", "pkcs11"])

@@ -21,6 +21,7 @@ from rich.table import Table
 from kustos.cli.devcluster import local_keyring_flags
 from kustos.errors import InputError
 from kustos.kms.reencrypting import reencrypt
+from kustos.kms.stored import parse_stored
 from kustos.kube.applying import apply_manifests
 from kustos.kube.client import ClientSettings, make_async_client, make_client
 from kustos.kube.listing import list_cluster
@@ -83,11 +84,10 @@ def _describe_raw(raw: bytes | None, value: Sensitive) -> str:
     if raw is None:
         return "not found in etcd"
     visible = bool(value) and value.reveal() in raw
-    if raw.startswith(b"k8s:enc:kms:v2:"):
-        head = raw[: raw.index(b":", len("k8s:enc:kms:v2:")) + 1].decode()
-        where = raw.find(b"kek-")
-        key = raw[where : where + 17].decode(errors="replace") if where >= 0 else "?"
-        return f"{head} (key {key}); the value is {'VISIBLE' if visible else 'not in the bytes'}"
+    stored = parse_stored(raw)
+    if stored.encrypted:
+        seen = "VISIBLE" if visible else "not in the bytes"
+        return f"k8s:enc:kms:v2:{stored.provider}: (key {stored.key_id}); the value is {seen}"
     return (
         f"{raw[:12]!r}… plain protobuf; the value is {'VISIBLE' if visible else 'not in the bytes'}"
     )

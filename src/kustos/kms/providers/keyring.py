@@ -144,8 +144,9 @@ class LocalKeyring:
             (info.st_mtime_ns, info.st_size),
         )
 
-    def _write(self, state: _State) -> None:
-        body = {
+    @staticmethod
+    def _body(state: _State) -> dict[str, Any]:
+        return {
             "keys": [
                 {
                     "key_id": r.key_id,
@@ -160,6 +161,9 @@ class LocalKeyring:
             ],
             "reencrypted_under": state.reencrypted_under,
         }
+
+    def _write(self, state: _State) -> None:
+        body = self._body(state)
         nonce = secrets.token_bytes(12)
         sealed = AESGCM(self._derive(state.salt)).encrypt(
             nonce, json.dumps(body).encode(), FILE_AAD
@@ -309,23 +313,7 @@ class LocalKeyring:
         """The decrypted keyring (key material included), for an ``age``-encrypted backup."""
         with self._lock:
             state = self._read()
-        body = {
-            "kustos_keyring_export": FORMAT,
-            "keys": [
-                {
-                    "key_id": r.key_id,
-                    "sequence": r.sequence,
-                    "created": r.created,
-                    "state": r.state.value,
-                    "material": _b64(state.materials[r.key_id].reveal())
-                    if r.key_id in state.materials
-                    else "",
-                }
-                for r in state.records
-            ],
-            "reencrypted_under": state.reencrypted_under,
-        }
-        return json.dumps(body).encode()
+        return json.dumps({"kustos_keyring_export": FORMAT, **self._body(state)}).encode()
 
     def import_payload(self, payload: bytes) -> list[KeyRecord]:
         """Create this keyring file from an export (recovery); refuses to overwrite."""
