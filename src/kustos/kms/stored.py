@@ -21,6 +21,8 @@ class StoredValue:
     encrypted: bool
     provider: str = ""
     key_id: str = ""
+    #: The wrapped DEK seed (``encryptedDEKSource``): one per seed the API server drew.
+    dek_source: bytes = b""
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -59,6 +61,9 @@ def parse_stored(raw: bytes) -> StoredValue:
         return StoredValue(encrypted=False)
     end = raw.index(b":", len(KMS_V2_PREFIX))
     provider = raw[len(KMS_V2_PREFIX) : end].decode(errors="replace")
-    key_id = _field(raw[end + 1 :], 2)
+    message = raw[end + 1 :]
+    key_id = _field(message, 2)
     text = key_id.decode(errors="replace") if key_id else ""
-    return StoredValue(encrypted=True, provider=provider, key_id=text)
+    return StoredValue(
+        encrypted=True, provider=provider, key_id=text, dek_source=_field(message, 3) or b""
+    )
