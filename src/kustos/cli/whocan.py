@@ -86,31 +86,58 @@ def who_can_command(
     policy = build_policy(index)
     if matrix:
         assert namespace is not None  # noqa: S101 - checked above
-        table = {
-            name: _visible(subjects, all_subjects=all_subjects)
-            for name, subjects in secret_matrix(policy, index, namespace).items()
-        }
+        result = secret_matrix(policy, index, namespace)
+        common = _visible(result.common, all_subjects=all_subjects)
+        in_use = _visible(result.in_use, all_subjects=all_subjects)
+        extra = {n: _visible(e, all_subjects=all_subjects) for n, e in sorted(result.extra.items())}
         if output_format == "json":
             doc = {
                 "namespace": namespace,
+                "all_secrets": {"subjects": _subjects_json(common)},
+                "secrets_used_by_pods": {"subjects": _subjects_json(in_use)},
+                "become_any_serviceaccount_in": {
+                    ns: {"subjects": _subjects_json(_visible(sps, all_subjects=all_subjects))}
+                    for ns, sps in result.become_any.items()
+                },
                 "secrets": [
-                    {"name": secret, "subjects": _subjects_json(subjects)}
-                    for secret, subjects in sorted(table.items())
+                    {
+                        "name": name,
+                        "used_by_pods": name in result.used_by_pods,
+                        "subjects": _subjects_json(subjects),
+                    }
+                    for name, subjects in extra.items()
                 ],
             }
             sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
             return 0
-        grid = Table(title=f"Who can read each Secret in {namespace}")
+        console = Console()
+        console.print(
+            f"[bold]Every Secret in {namespace} ({len(extra)}) can be read by {len(common)} "
+            "subjects:[/]",
+            highlight=False,
+        )
+        for sp in common:
+            kinds = sorted({p.type for p in sp.paths})
+            console.print(f"  {sp.subject} [dim]({', '.join(kinds)})[/]", highlight=False)
+        if in_use:
+            console.print(
+                f"[bold]and every Secret a pod uses ({len(result.used_by_pods)}) by "
+                f"{len(in_use)} more (exec/attach):[/]",
+                highlight=False,
+            )
+            for sp in in_use:
+                console.print(f"  {sp.subject}", highlight=False)
+        grid = Table(title="Beyond those, per Secret")
         grid.add_column("Secret", no_wrap=True)
         grid.add_column("Direct", overflow="fold")
         grid.add_column("Indirect", overflow="fold")
-        for secret, subjects in sorted(table.items()):
+        for secret, subjects in extra.items():
             direct = [str(s.subject) for s in subjects if any(p.type == "direct" for p in s.paths)]
             indirect = [
                 str(s.subject) for s in subjects if all(p.type == "indirect" for p in s.paths)
             ]
-            grid.add_row(secret, "\n".join(direct), "\n".join(indirect))
-        Console().print(grid)
+            grid.add_row(secret, "\n".join(direct) or "-", "\n".join(indirect) or "-")
+        console.print(grid)
         return 0
     group, res, sub = parse_resource(resource)
     request = Request(verb, group, res, sub, namespace or "", name)

@@ -7,17 +7,28 @@ creating pods or pod-creating workloads in the namespace, exec/attach into pods 
 the Secret, requesting a token for (or impersonating) someone who can read it,
 bind/escalate on roles, and the kubelet API through ``nodes/proxy``. Members of the group
 ``system:masters`` bypass authorization altogether and are always listed.
+
+Rules are looked up by the resource they name (``Policy.rules_for``), so a question costs
+a pass over the few rules that could answer it, not over every binding. Being able to
+impersonate, or mint tokens for, *any* ServiceAccount (or user, or group) is one path,
+not one path per reader: with hundreds of readers the answer stays readable and small.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from kustos.kube.index import ObjectIndex
-from kustos.rbac.matching import CLUSTER_SCOPED_RESOURCES, Request, rule_allows
+from kustos.rbac.matching import (
+    CLUSTER_SCOPED_RESOURCES,
+    Request,
+    group_matches,
+    name_matches,
+    verb_matches,
+)
 from kustos.rbac.model import RBAC_GROUP, Binding, Policy, PolicyRule, Role, Subject
 
 SUPERUSER_GROUP: Final = Subject("Group", "system:masters")
@@ -33,6 +44,8 @@ POD_CREATORS: Final = (
     ("batch", "jobs", ("create", "update", "patch")),
     ("batch", "cronjobs", ("create", "update", "patch")),
 )
+#: A name no object can have: a request naming it matches only rules without resourceNames.
+_ANY: Final = "\x00any"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +76,14 @@ class Grant:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SubjectPaths:
+    """A subject and every path it has."""
+
+    subject: Subject
+    paths: tuple[Path, ...]
+
+
 def _applies(binding: Binding, request: Request) -> bool:
     if binding.role is None:
         return False
@@ -75,22 +96,16 @@ def _applies(binding: Binding, request: Request) -> bool:
 def direct_grants(policy: Policy, request: Request) -> list[Grant]:
     """Every grant that allows *request*, in binding order."""
     found: list[Grant] = []
-    for binding in policy.bindings:
-        role = binding.role
-        if role is None or not _applies(binding, request):
-            continue
-        for rule in role.rules:
-            if rule_allows(rule, request):
-                found.extend(Grant(s, binding, role, rule) for s in binding.subjects)
+    for binding, rule in policy.rules_for(request.resource, request.subresource):
+        if (
+            _applies(binding, request)
+            and verb_matches(rule, request.verb)
+            and group_matches(rule, request.group)
+            and name_matches(rule, request.name)
+        ):
+            assert binding.role is not None  # noqa: S101 - _applies checked it
+            found.extend(Grant(s, binding, binding.role, rule) for s in binding.subjects)
     return found
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectPaths:
-    """A subject and every path it has."""
-
-    subject: Subject
-    paths: tuple[Path, ...]
 
 
 def _grants_any(policy: Policy, requests: Iterable[Request]) -> Iterator[tuple[Request, Grant]]:
@@ -99,93 +114,254 @@ def _grants_any(policy: Policy, requests: Iterable[Request]) -> Iterator[tuple[R
             yield request, grant
 
 
-def who_can(
-    policy: Policy, request: Request, *, index: ObjectIndex | None = None
-) -> list[SubjectPaths]:
-    """Every subject that can do *request*: direct paths, and indirect ones for Secret reads."""
-    paths: dict[Subject, list[Path]] = defaultdict(list)
-    paths[SUPERUSER_GROUP].append(Path("direct", "system:masters bypasses authorization"))
-    direct = direct_grants(policy, request)
-    for grant in direct:
-        paths[grant.subject].append(grant.path("direct", "RBAC"))
-    if request.resource == "secrets" and request.group == "" and request.verb in READ_VERBS:
-        for subject, path in _indirect_secret_paths(policy, request, direct, index):
-            paths[subject].append(path)
-    return [SubjectPaths(s, tuple(dict.fromkeys(p))) for s, p in sorted(paths.items())]
+# ---------------------------------------------------------------------------- indirect paths
+Pair = tuple[Subject, Path]
 
 
-def _indirect_secret_paths(
-    policy: Policy, request: Request, direct: list[Grant], index: ObjectIndex | None
-) -> Iterator[tuple[Subject, Path]]:
-    ns = request.namespace
-    # 1. Create pods, or create/update workloads whose pods can mount any Secret here.
-    if ns:
+def namespace_paths(policy: Policy, namespace: str) -> list[Pair]:
+    """Indirect paths to *every* Secret of a namespace (and, for ``""``, cluster-wide ones)."""
+    pairs: list[Pair] = []
+    if namespace:
         creators = [
-            Request(verb, group, resource, namespace=ns)
+            Request(verb, group, resource, namespace=namespace)
             for group, resource, verbs in POD_CREATORS
             for verb in verbs
         ]
         for req, grant in _grants_any(policy, creators):
-            yield (
-                grant.subject,
-                grant.path("indirect", f"{req.verb} {req.combined} (mounts any Secret)"),
+            pairs.append(
+                (
+                    grant.subject,
+                    grant.path("indirect", f"{req.verb} {req.combined} (mounts any Secret)"),
+                )
             )
-    # 2. exec/attach into pods that use the Secret, or add an ephemeral container to them.
-    if ns and _has_consumers(index, ns, request.name):
-        entry = [
-            Request(v, "", "pods", sub, namespace=ns)
-            for sub in ("exec", "attach")
-            for v in ("create", "get")
-        ] + [
-            Request(v, "", "pods", "ephemeralcontainers", namespace=ns) for v in ("update", "patch")
-        ]
-        for req, grant in _grants_any(policy, entry):
-            yield (
-                grant.subject,
-                grant.path("indirect", f"{req.verb} {req.combined} on pods using it"),
-            )
-    # 3. Become someone who can read it: request their token, or impersonate them.
-    readers = {g.subject for g in direct}
-    for reader in sorted(readers):
-        asks: list[tuple[Request, str]] = []
-        if reader.kind == "ServiceAccount":
-            ns, name = reader.namespace, reader.name
-            token = Request("create", "", "serviceaccounts", "token", ns, name)
-            asks.append((token, f"create a token for {reader}"))
-            as_sa = Request("impersonate", "", "serviceaccounts", "", ns, name)
-            asks.append((as_sa, f"impersonate {reader}"))
-        elif reader.kind == "User":
-            asks.append(
-                (Request("impersonate", "", "users", name=reader.name), f"impersonate {reader}")
-            )
-        else:
-            asks.append(
-                (Request("impersonate", "", "groups", name=reader.name), f"impersonate {reader}")
-            )
-        for req, via in asks:
-            for grant in direct_grants(policy, req):
-                if grant.subject != reader:
-                    yield grant.subject, grant.path("indirect", via)
-    # 4. Impersonating system:masters, or any user or group at all.
-    for req in (Request("impersonate", "", "groups", name="system:masters"),):
-        for grant in direct_grants(policy, req):
-            yield grant.subject, grant.path("indirect", "impersonate Group system:masters")
-    # 5. bind/escalate: grant themselves a role that reads it.
-    scopes = [("roles", ns), ("clusterroles", "")] if ns else [("clusterroles", "")]
+    scopes = [("roles", namespace), ("clusterroles", "")] if namespace else [("clusterroles", "")]
     for resource, scope in scopes:
         for verb in ("bind", "escalate"):
-            req = Request(verb, RBAC_GROUP, resource, namespace=scope)
-            for grant in direct_grants(policy, req):
-                if resource == "clusterroles" and not grant.binding.cluster_wide and not ns:
-                    continue
-                yield (
-                    grant.subject,
-                    grant.path("indirect", f"{verb} {resource} (grant itself access)"),
+            for grant in direct_grants(
+                policy, Request(verb, RBAC_GROUP, resource, namespace=scope)
+            ):
+                pairs.append(
+                    (
+                        grant.subject,
+                        grant.path("indirect", f"{verb} {resource} (grant itself access)"),
+                    )
                 )
-    # 6. The kubelet API: exec into any pod on a node.
+    for grant in direct_grants(policy, Request("impersonate", "", "groups", name="system:masters")):
+        pairs.append((grant.subject, grant.path("indirect", "impersonate Group system:masters")))
     for verb in ("get", "create"):
         for grant in direct_grants(policy, Request(verb, "", "nodes", "proxy")):
-            yield grant.subject, grant.path("indirect", f"{verb} nodes/proxy (kubelet API)")
+            pairs.append(
+                (grant.subject, grant.path("indirect", f"{verb} nodes/proxy (kubelet API)"))
+            )
+    return pairs
+
+
+def exec_paths(policy: Policy, namespace: str) -> list[Pair]:
+    """exec/attach into pods of the namespace, or adding ephemeral containers to them."""
+    entry = [
+        Request(v, "", "pods", sub, namespace=namespace)
+        for sub in ("exec", "attach")
+        for v in ("create", "get")
+    ] + [
+        Request(v, "", "pods", "ephemeralcontainers", namespace=namespace)
+        for v in ("update", "patch")
+    ]
+    return [
+        (grant.subject, grant.path("indirect", f"{req.verb} {req.combined} on pods using it"))
+        for req, grant in _grants_any(policy, entry)
+    ]
+
+
+@dataclass(slots=True)
+class _Becoming:
+    """Paths to *become* a reader: impersonation and token requests, memoised."""
+
+    policy: Policy
+    _generic: dict[tuple[str, str], list[Grant]]
+    _named: dict[Subject, list[Pair]]
+
+    @classmethod
+    def of(cls, policy: Policy) -> _Becoming:
+        return cls(policy, {}, {})
+
+    def named(self, reader: Subject) -> list[Pair]:
+        """Grants restricted by resourceNames that let someone else become *reader*."""
+        cached = self._named.get(reader)
+        if cached is None:
+            cached = [
+                (grant.subject, grant.path("indirect", via))
+                for request, via in self._asks(reader)
+                for grant in direct_grants(self.policy, request)
+                if grant.subject != reader and grant.rule.resource_names
+            ]
+            self._named[reader] = cached
+        return cached
+
+    def generic_grants(self, verb: str, resource: str, sub: str, namespace: str) -> list[Grant]:
+        key = (f"{verb} {resource}/{sub}", namespace)
+        if key not in self._generic:
+            request = Request(verb, "", resource, sub, namespace, _ANY)
+            self._generic[key] = direct_grants(self.policy, request)
+        return self._generic[key]
+
+    def paths(self, readers: Iterable[Subject], *, generic: bool = True) -> list[Pair]:
+        """Become-paths for these readers: named grants per reader, generic ones per group.
+
+        With ``generic=False`` only grants restricted by ``resourceNames`` are followed (the
+        matrix reports "any ServiceAccount in namespace X" grants once, not per Secret).
+        """
+        pairs: list[Pair] = []
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for reader in readers:
+            if reader == SUPERUSER_GROUP:
+                continue
+            kind = reader.kind
+            counts[(kind, reader.namespace if kind == "ServiceAccount" else "")] += 1
+            pairs += self.named(reader)
+        for (kind, namespace), count in sorted(counts.items()) if generic else ():
+            readers_text = f"{count} {kind}{'s' if count != 1 else ''} of them can read it"
+            if kind == "ServiceAccount":
+                for verb, sub, what in (
+                    ("create", "token", "create a token for"),
+                    ("impersonate", "", "impersonate"),
+                ):
+                    for grant in self.generic_grants(verb, "serviceaccounts", sub, namespace):
+                        via = f"{what} any ServiceAccount in {namespace} ({readers_text})"
+                        pairs.append((grant.subject, grant.path("indirect", via)))
+            else:
+                resource = "users" if kind == "User" else "groups"
+                for grant in self.generic_grants("impersonate", resource, "", ""):
+                    via = f"impersonate any {kind} ({readers_text})"
+                    pairs.append((grant.subject, grant.path("indirect", via)))
+        return pairs
+
+    @staticmethod
+    def _asks(reader: Subject) -> list[tuple[Request, str]]:
+        if reader.kind == "ServiceAccount":
+            ns, name = reader.namespace, reader.name
+            return [
+                (
+                    Request("create", "", "serviceaccounts", "token", ns, name),
+                    f"create a token for {reader}",
+                ),
+                (
+                    Request("impersonate", "", "serviceaccounts", "", ns, name),
+                    f"impersonate {reader}",
+                ),
+            ]
+        resource = "users" if reader.kind == "User" else "groups"
+        return [(Request("impersonate", "", resource, name=reader.name), f"impersonate {reader}")]
+
+
+def _merge(*groups: Iterable[Pair]) -> list[SubjectPaths]:
+    paths: dict[Subject, list[Path]] = defaultdict(list)
+    for group in groups:
+        for subject, path in group:
+            paths[subject].append(path)
+    return [SubjectPaths(s, tuple(dict.fromkeys(p))) for s, p in sorted(paths.items())]
+
+
+def _superuser() -> Pair:
+    return SUPERUSER_GROUP, Path("direct", "system:masters bypasses authorization")
+
+
+def who_can(
+    policy: Policy, request: Request, *, index: ObjectIndex | None = None
+) -> list[SubjectPaths]:
+    """Every subject that can do *request*: direct paths, and indirect ones for Secret reads."""
+    direct = direct_grants(policy, request)
+    pairs: list[Pair] = [_superuser(), *((g.subject, g.path("direct", "RBAC")) for g in direct)]
+    if request.resource == "secrets" and request.group == "" and request.verb in READ_VERBS:
+        ns = request.namespace
+        pairs += namespace_paths(policy, ns)
+        if ns and _has_consumers(index, ns, request.name):
+            pairs += exec_paths(policy, ns)
+        pairs += _Becoming.of(policy).paths(dict.fromkeys(g.subject for g in direct))
+    return _merge(pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class Matrix:
+    """Who can read each Secret of a namespace, with what repeats factored out.
+
+    Thousands of Secrets times hundreds of subjects would repeat the same paths over and
+    over; instead: ``common`` reaches every Secret, ``in_use`` every Secret a pod uses
+    (exec/attach), ``extra`` what a single Secret adds (``resourceNames`` grants), and
+    ``become_any`` who can impersonate or mint tokens for any ServiceAccount of a
+    namespace whose ServiceAccounts appear among the named readers.
+    """
+
+    namespace: str
+    common: list[SubjectPaths]
+    in_use: list[SubjectPaths]
+    used_by_pods: frozenset[str]
+    extra: dict[str, list[SubjectPaths]]
+    become_any: dict[str, list[SubjectPaths]]
+
+    def for_secret(self, name: str) -> list[SubjectPaths]:
+        """Everything that reaches one Secret directly or through the namespace."""
+        groups = [*self.common, *self.extra.get(name, ())]
+        if name in self.used_by_pods:
+            groups += self.in_use
+        return _merge([(sp.subject, p) for sp in groups for p in sp.paths])
+
+
+def secret_matrix(
+    policy: Policy, index: ObjectIndex, namespace: str, *, verb: str = "get"
+) -> Matrix:
+    """For every Secret in *namespace*: who can read it (``get`` by default).
+
+    The grants and paths that do not depend on the Secret's name are found once; each
+    Secret then costs only its named grants (``resourceNames``).
+    """
+    base = Request(verb, "", "secrets", namespace=namespace, name=_ANY)
+    unnamed = direct_grants(policy, base)
+    named: dict[str, list[Grant]] = defaultdict(list)
+    for binding, rule in policy.rules_for("secrets"):
+        if (
+            rule.resource_names
+            and _applies(binding, base)
+            and verb_matches(rule, verb)
+            and group_matches(rule, "")
+        ):
+            assert binding.role is not None  # noqa: S101 - _applies checked it
+            for name in rule.resource_names:
+                named[name].extend(Grant(s, binding, binding.role, rule) for s in binding.subjects)
+    becoming = _Becoming.of(policy)
+    common = _merge(
+        [
+            _superuser(),
+            *((g.subject, g.path("direct", "RBAC")) for g in unnamed),
+            *namespace_paths(policy, namespace),
+            *becoming.paths(dict.fromkeys(g.subject for g in unnamed)),
+        ]
+    )
+    extra: dict[str, list[SubjectPaths]] = {}
+    used: set[str] = set()
+    known = {g.subject for g in unnamed}
+    named_sa_namespaces: set[str] = set()
+    for secret in index.of_kind("Secret", namespace=namespace):
+        grants = named.get(secret.name, [])
+        pairs: list[Pair] = [(g.subject, g.path("direct", "RBAC")) for g in grants]
+        readers = dict.fromkeys(g.subject for g in grants if g.subject not in known)
+        pairs += becoming.paths(readers, generic=False)
+        named_sa_namespaces.update(r.namespace for r in readers if r.kind == "ServiceAccount")
+        if index.consumers_of(namespace, secret.name):
+            used.add(secret.name)
+        extra[secret.name] = _merge(pairs)
+    become_any = {
+        ns: _merge(
+            (grant.subject, grant.path("indirect", f"{what} any ServiceAccount in {ns}"))
+            for verb_, sub, what in (
+                ("create", "token", "create a token for"),
+                ("impersonate", "", "impersonate"),
+            )
+            for grant in becoming.generic_grants(verb_, "serviceaccounts", sub, ns)
+        )
+        for ns in sorted(named_sa_namespaces)
+    }
+    in_use = _merge(exec_paths(policy, namespace)) if used else []
+    return Matrix(namespace, common, in_use, frozenset(used), extra, become_any)
 
 
 #: Groups that stand for "everyone" of some kind: always worth showing.
@@ -220,39 +396,3 @@ def _has_consumers(index: ObjectIndex | None, namespace: str, name: str) -> bool
 def is_cluster_scoped(resource: str) -> bool:
     """Resources that live outside namespaces (``nodes``, ``clusterroles``, ...)."""
     return resource in CLUSTER_SCOPED_RESOURCES
-
-
-def secret_matrix(
-    policy: Policy, index: ObjectIndex, namespace: str, *, verb: str = "get"
-) -> dict[str, list[SubjectPaths]]:
-    """For every Secret in *namespace*: who can read it (``get`` by default).
-
-    Computed per Secret, but the name-independent grants are found once: with thousands of
-    bindings and Secrets the cost is one pass over the bindings plus a small step per Secret.
-    """
-    base = Request(verb, "", "secrets", namespace=namespace)
-    result: dict[str, list[SubjectPaths]] = {}
-    cache: dict[tuple[frozenset[Grant], bool], list[SubjectPaths]] = {}
-    named: dict[str, list[Grant]] = defaultdict(list)
-    unnamed: list[Grant] = []
-    for binding in policy.bindings:
-        if not _applies(binding, base) or binding.role is None:
-            continue
-        for rule in binding.role.rules:
-            if not rule_allows(replace(rule, resource_names=frozenset()), base):
-                continue
-            grants = [Grant(s, binding, binding.role, rule) for s in binding.subjects]
-            if rule.resource_names:
-                for name in rule.resource_names:
-                    named[name].extend(grants)
-            else:
-                unnamed.extend(grants)
-    for secret in index.of_kind("Secret", namespace=namespace):
-        grants = unnamed + named.get(secret.name, [])
-        consumers = bool(index.consumers_of(namespace, secret.name))
-        # The answer depends only on the grants and on whether pods use the Secret.
-        key = (frozenset(grants), consumers)
-        if key not in cache:
-            cache[key] = who_can(policy, replace(base, name=secret.name), index=index)
-        result[secret.name] = cache[key]
-    return result

@@ -207,6 +207,36 @@ class Policy:
 
     roles: dict[tuple[str, str, str], Role]
     bindings: list[Binding]
+    #: resource (``pods/exec``, ``*``, ``*/exec``) → (binding, rule) pairs; built on first use.
+    _by_resource: dict[str, list[tuple[Binding, PolicyRule]]] | None = None
+    _lookups: dict[tuple[str, str], list[tuple[Binding, PolicyRule]]] = field(default_factory=dict)
+
+    def rules_for(self, resource: str, subresource: str = "") -> list[tuple[Binding, PolicyRule]]:
+        """(binding, rule) pairs whose rule names this (sub)resource or a wildcard for it."""
+        if self._by_resource is None:
+            table: dict[str, list[tuple[Binding, PolicyRule]]] = {}
+            for binding in self.bindings:
+                if binding.role is None:
+                    continue
+                for rule in binding.role.rules:
+                    for name in rule.resources:
+                        table.setdefault(name, []).append((binding, rule))
+            self._by_resource = table
+        cached = self._lookups.get((resource, subresource))
+        if cached is not None:
+            return cached
+        combined = f"{resource}/{subresource}" if subresource else resource
+        keys = [combined, "*"] + ([f"*/{subresource}"] if subresource else [])
+        found: list[tuple[Binding, PolicyRule]] = []
+        seen: set[tuple[int, int]] = set()
+        for key in keys:
+            for pair in self._by_resource.get(key, ()):
+                ident = (id(pair[0]), id(pair[1]))
+                if ident not in seen:
+                    seen.add(ident)
+                    found.append(pair)
+        self._lookups[(resource, subresource)] = found
+        return found
 
     def role(self, kind: str, namespace: str, name: str) -> Role | None:
         """The role ``kind namespace/name`` (namespace ``""`` for ClusterRoles)."""

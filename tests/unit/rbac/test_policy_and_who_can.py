@@ -128,7 +128,9 @@ def test_indirect_paths() -> None:
     assert got["User dave"] == ["indirect:create a token for ServiceAccount team/app"]
     assert got["User erin"] == ["indirect:get nodes/proxy (kubelet API)"]
     assert got["User frank"] == ["indirect:bind clusterroles (grant itself access)"]
-    assert got["User gina"] == ["indirect:impersonate ServiceAccount team/app"]
+    assert got["User gina"] == [
+        "indirect:impersonate any ServiceAccount in team (1 ServiceAccount of them can read it)"
+    ]
     assert got[str(SUPERUSER_GROUP)] == ["direct:system:masters bypasses authorization"]
     # No pod uses "unused": exec gives nothing there.
     got = subjects_of(text, Request("get", "", "secrets", namespace="team", name="unused"))
@@ -146,8 +148,11 @@ def test_matrix_honours_resource_names() -> None:
     )  # fmt: skip
     index = index_of(text)
     matrix = secret_matrix(build_policy(index), index, "team")
-    names = {k: [str(sp.subject) for sp in v] for k, v in matrix.items()}
+    assert [str(sp.subject) for sp in matrix.common] == ["Group system:masters"]
+    names = {k: [str(sp.subject) for sp in matrix.for_secret(k)] for k in ("a", "b")}
     assert names == {"a": ["Group system:masters", "User alice"], "b": ["Group system:masters"]}
+    assert [str(sp.subject) for sp in matrix.extra["a"]] == ["User alice"]
+    assert matrix.extra["b"] == []
 
 
 def test_platform_subjects_are_recognised() -> None:
