@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all demo test unit integration lint format deps system-deps venv controlplane clean help
+.PHONY: all demo test unit integration lint format deps system-deps venv controlplane proto bench bench-peers clean help
 
 all: test
 
@@ -20,6 +20,8 @@ help:
 	@echo "make integration   integration tests only"
 	@echo "make lint          ruff, ruff format --check, mypy --strict, import-linter"
 	@echo "make controlplane  build or reuse the control-plane binaries"
+	@echo "make bench         install Checkov/Trivy, run every benchmark (about an hour)"
+	@echo "make proto         regenerate the KMS v2 gRPC stubs from kms_v2.proto"
 
 deps: system-deps venv controlplane
 
@@ -39,14 +41,25 @@ controlplane:
 	@tools/controlplane/build.sh >/dev/null
 
 lint: venv
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: venv
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --grpc_python_out=src \
+		--pyi_out=src src/kustos/kms/proto/kms_v2.proto
+
+bench-peers:
+	@tools/peers/install.sh
+
+bench: deps bench-peers
+	$(BIN)/python -m bench
+	$(BIN)/python -m bench.kms
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
