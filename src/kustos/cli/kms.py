@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
+import logging
 import signal
 import stat
 import sys
@@ -77,6 +79,36 @@ def open_provider(
     raise UsageError("name a key store: --keyring FILE --passphrase-file F, or --pkcs11-*")
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (messages never hold values)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        return json.dumps(doc)
+
+
+def _configure_logging(log_format: str) -> None:
+    if log_format not in ("text", "json"):
+        raise UsageError(f"unknown --log-format {log_format!r} (text or json)")
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger("kustos")
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -92,8 +124,12 @@ def serve(
     metrics_address: Annotated[
         str | None, typer.Option("--metrics-address", help="HOST:PORT for Prometheus metrics.")
     ] = None,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text, or json (one object per line).")
+    ] = "text",
 ) -> None:
     """Serve v2.KeyManagementService on a UNIX socket until SIGTERM."""
+    _configure_logging(log_format)
     from kustos.kms.serving import ServeSettings  # noqa: PLC0415 - grpc on demand
     from kustos.kms.serving import serve as run  # noqa: PLC0415
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyrage
@@ -32,8 +33,11 @@ def store(tmp_path: Path) -> list[str]:
 def _serve(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kustos", "kms", "serve", *argv],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_serve_misconfigurations_fail_with_one_line(store: list[str], tmp_path: Path) -> None:
@@ -99,8 +103,23 @@ def test_keys_list_export_import(
     assert backup.stat().st_mode & 0o777 == 0o600
     assert b"material" not in backup.read_bytes()
     new_ring = tmp_path / "restored.json"
-    assert main(["kms", "keys", "import", str(backup), "--identity-file", str(tmp_path / "id.txt"),
-                 "--keyring", str(new_ring), "--passphrase-file", store[3]]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "kms",
+                "keys",
+                "import",
+                str(backup),
+                "--identity-file",
+                str(tmp_path / "id.txt"),
+                "--keyring",
+                str(new_ring),
+                "--passphrase-file",
+                store[3],
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert (
         main(
@@ -123,3 +142,42 @@ def test_keys_list_export_import(
         main(["kms", "keys", "export", *store, "--recipient", "age1notakey", "-o", str(backup)])
         == 2
     )
+
+
+def test_serve_logs_json_lines_without_keys_or_passphrase(store: list[str], tmp_path: Path) -> None:
+    socket = tmp_path / "kms.sock"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kustos",
+            "kms",
+            "serve",
+            "--socket",
+            str(socket),
+            *store,
+            "--log-format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(200):
+            if socket.exists():
+                break
+            time.sleep(0.05)
+        assert socket.exists()
+        assert socket.stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert any("serving KMS v2" in entry["message"] for entry in lines)
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
+    ring = json.loads(Path(store[1]).read_text())
+    assert "kek-0001" not in err  # key ids appear as hashes only
+    assert Path(store[3]).read_text().strip() not in err
+    assert ring["ciphertext"] not in err
+    assert not socket.exists()  # removed on shutdown
