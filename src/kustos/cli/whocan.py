@@ -14,7 +14,7 @@ from rich.table import Table
 from kustos.cli.inputs import Cluster, Context, Kubeconfig, load_index
 from kustos.errors import UsageError
 from kustos.rbac.access import SubjectPaths, is_platform_subject, secret_matrix, who_can
-from kustos.rbac.matching import Request, parse_resource
+from kustos.rbac.matching import CLUSTER_SCOPED_RESOURCES, Request, parse_resource
 from kustos.rbac.model import build_policy
 
 
@@ -140,7 +140,9 @@ def who_can_command(
         console.print(grid)
         return 0
     group, res, sub = parse_resource(resource)
-    request = Request(verb, group, res, sub, namespace or "", name)
+    # RoleBindings never grant cluster-scoped resources: ignore -n for them.
+    scope = "" if res in CLUSTER_SCOPED_RESOURCES else namespace or ""
+    request = Request(verb, group, res, sub, scope, name)
     subjects = _visible(who_can(policy, request, index=index), all_subjects=all_subjects)
     if output_format == "json":
         doc = {

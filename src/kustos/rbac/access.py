@@ -23,7 +23,6 @@ from typing import Final
 
 from kustos.kube.index import ObjectIndex
 from kustos.rbac.matching import (
-    CLUSTER_SCOPED_RESOURCES,
     Request,
     group_matches,
     name_matches,
@@ -391,8 +390,3 @@ def _has_consumers(index: ObjectIndex | None, namespace: str, name: str) -> bool
     if name:
         return bool(index.consumers_of(namespace, name))
     return any(r.namespace == namespace for r in index.secret_references())
-
-
-def is_cluster_scoped(resource: str) -> bool:
-    """Resources that live outside namespaces (``nodes``, ``clusterroles``, ...)."""
-    return resource in CLUSTER_SCOPED_RESOURCES

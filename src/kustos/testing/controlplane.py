@@ -39,7 +39,7 @@ import httpx
 import yaml
 
 from kustos.errors import ControlPlaneError, quote_foreign
-from kustos.testing.binaries import require_binaries
+from kustos.testing.binaries import cache_root, require_binaries
 from kustos.testing.pki import CertPair, ClusterPKI, make_pki, pki_in
 
 LOOPBACK: Final = "127.0.0.1"
@@ -657,11 +657,4 @@ def default_state_dir() -> Path:
     explicit = os.environ.get("KUSTOS_DEV_CLUSTER_DIR")
     if explicit:
         return Path(explicit)
-    from kustos.testing.binaries import cache_root  # noqa: PLC0415 - keep import local and cheap
-
     return cache_root() / "dev-cluster"
-
-
-def apply_args(extra: Sequence[str]) -> tuple[str, ...]:
-    """Normalise extra apiserver flags to ``--key=value`` form."""
-    return tuple(a if a.startswith("--") else f"--{a}" for a in extra)
