@@ -146,6 +146,7 @@ def reencrypt(
                     elif code == 404:
                         missing += 1  # deleted meanwhile
                     else:
+                        _save_cursor(cursor_file, cursor)  # resumable from the last one done
                         raise KubeError(
                             f"rewrite {name} {key}: HTTP {code}: "
                             f"{quote_foreign(str(exc.status.message if exc.status else ''))}"
