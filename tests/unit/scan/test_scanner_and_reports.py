@@ -226,3 +226,37 @@ spec:
     for text in (out, err):
         assert CANARY not in text
         assert CANARY[:8] not in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["who-can", "get", "secrets", "s", "-n", "team"],
+        ["who-can", "--matrix", "-n", "team", "--format", "json"],
+        ["refs", "--format", "json"],
+    ],
+)
+def test_canary_never_printed_by_who_can_or_refs(
+    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "m.yaml").write_text(f"""\
+apiVersion: v1
+kind: Secret
+metadata: {{name: s, namespace: team}}
+stringData: {{password: {CANARY}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: r, namespace: team}}
+rules: [{{apiGroups: [""], resources: [secrets], verbs: [get]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: b, namespace: team}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}}
+subjects: [{{kind: User, name: alice}}]
+""")
+    code, out, err = run([*argv, str(tmp_path)], capsys)
+    assert code == 0
+    assert "alice" in out or "references" in out
+    assert CANARY not in out + err
