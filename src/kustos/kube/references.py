@@ -93,6 +93,33 @@ def pod_spec_of(obj: KubeObject) -> PodSpecView | None:
     return PodSpecView(node, ".".join(steps)) if isinstance(node, Mapping) else None
 
 
+@dataclass(frozen=True, slots=True)
+class ContainerView:
+    """One container of a pod spec, with the field path that leads to it."""
+
+    container: Mapping[str, Any]
+    name: str
+    #: ``spec.template.spec.initContainers[0]``
+    path: str
+
+
+def containers(view: PodSpecView) -> Iterator[ContainerView]:
+    """Every init, regular and ephemeral container of a pod spec, in that order."""
+    for list_name in CONTAINER_LISTS:
+        for ci, container in items(view.spec.get(list_name)):
+            yield ContainerView(
+                container, _str(container.get("name")), f"{view.path}.{list_name}[{ci}]"
+            )
+
+
+def items(value: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """(index, mapping) for each mapping in a list; anything else yields nothing."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, Mapping):
+                yield i, item
+
+
 def service_account_name(spec: Mapping[str, Any]) -> str:
     """The ServiceAccount a pod spec runs as (``serviceAccountName``, then the old field)."""
     name = spec.get("serviceAccountName") or spec.get("serviceAccount")
@@ -110,13 +137,13 @@ def secret_references(obj: KubeObject) -> tuple[SecretReference, ...]:
 
 
 def _service_account_refs(obj: KubeObject) -> Iterator[SecretReference]:
-    for i, item in _items(obj.body.get("imagePullSecrets")):
+    for i, item in items(obj.body.get("imagePullSecrets")):
         name = _str(item.get("name"))
         if name:
             yield SecretReference(
                 obj.ref, obj.namespace, name, Via.SA_IMAGE_PULL, f"imagePullSecrets[{i}]"
             )
-    for i, item in _items(obj.body.get("secrets")):
+    for i, item in items(obj.body.get("secrets")):
         name = _str(item.get("name"))
         if name and (item.get("namespace") in (None, "", obj.namespace)):
             yield SecretReference(obj.ref, obj.namespace, name, Via.SA_SECRET, f"secrets[{i}]")
@@ -125,41 +152,37 @@ def _service_account_refs(obj: KubeObject) -> Iterator[SecretReference]:
 def _pod_spec_refs(obj: KubeObject, view: PodSpecView) -> Iterator[SecretReference]:
     spec, base = view.spec, view.path
     ns, ref = obj.namespace, obj.ref
-    for list_name in CONTAINER_LISTS:
-        for ci, container in _items(spec.get(list_name)):
-            cname = _str(container.get("name"))
-            cpath = f"{base}.{list_name}[{ci}]"
-            for ei, env in _items(container.get("env")):
-                value_from = env.get("valueFrom")
-                key_ref = (
-                    value_from.get("secretKeyRef") if isinstance(value_from, Mapping) else None
+    for cview in containers(view):
+        container, cname, cpath = cview.container, cview.name, cview.path
+        for ei, env in items(container.get("env")):
+            value_from = env.get("valueFrom")
+            key_ref = value_from.get("secretKeyRef") if isinstance(value_from, Mapping) else None
+            if isinstance(key_ref, Mapping) and _str(key_ref.get("name")):
+                yield SecretReference(
+                    ref,
+                    ns,
+                    _str(key_ref.get("name")),
+                    Via.ENV,
+                    f"{cpath}.env[{ei}].valueFrom.secretKeyRef",
+                    container=cname,
+                    key=_str(key_ref.get("key")) or None,
+                    optional=key_ref.get("optional") is True,
                 )
-                if isinstance(key_ref, Mapping) and _str(key_ref.get("name")):
-                    yield SecretReference(
-                        ref,
-                        ns,
-                        _str(key_ref.get("name")),
-                        Via.ENV,
-                        f"{cpath}.env[{ei}].valueFrom.secretKeyRef",
-                        container=cname,
-                        key=_str(key_ref.get("key")) or None,
-                        optional=key_ref.get("optional") is True,
-                    )
-            for fi, env_from in _items(container.get("envFrom")):
-                secret_ref = env_from.get("secretRef")
-                if isinstance(secret_ref, Mapping) and _str(secret_ref.get("name")):
-                    yield SecretReference(
-                        ref,
-                        ns,
-                        _str(secret_ref.get("name")),
-                        Via.ENV_FROM,
-                        f"{cpath}.envFrom[{fi}].secretRef",
-                        container=cname,
-                        optional=secret_ref.get("optional") is True,
-                    )
-    for vi, volume in _items(spec.get("volumes")):
+        for fi, env_from in items(container.get("envFrom")):
+            secret_ref = env_from.get("secretRef")
+            if isinstance(secret_ref, Mapping) and _str(secret_ref.get("name")):
+                yield SecretReference(
+                    ref,
+                    ns,
+                    _str(secret_ref.get("name")),
+                    Via.ENV_FROM,
+                    f"{cpath}.envFrom[{fi}].secretRef",
+                    container=cname,
+                    optional=secret_ref.get("optional") is True,
+                )
+    for vi, volume in items(spec.get("volumes")):
         yield from _volume_refs(ref, ns, volume, f"{base}.volumes[{vi}]")
-    for pi, pull in _items(spec.get("imagePullSecrets")):
+    for pi, pull in items(spec.get("imagePullSecrets")):
         name = _str(pull.get("name"))
         if name:
             yield SecretReference(ref, ns, name, Via.IMAGE_PULL, f"{base}.imagePullSecrets[{pi}]")
@@ -182,7 +205,7 @@ def _volume_refs(
         )
     projected = volume.get("projected")
     if isinstance(projected, Mapping):
-        for si, source in _items(projected.get("sources")):
+        for si, source in items(projected.get("sources")):
             psecret = source.get("secret")
             if isinstance(psecret, Mapping) and _str(psecret.get("name")):
                 yield SecretReference(
@@ -228,13 +251,6 @@ def _volume_refs(
             f"{vpath}.azureFile.secretName",
             volume=vname,
         )
-
-
-def _items(value: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            if isinstance(item, Mapping):
-                yield i, item
 
 
 def _str(value: Any) -> str:

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from kustos.kube.objects import KubeObject
-from kustos.kube.references import CONTAINER_LISTS, pod_spec_of
+from kustos.kube.references import containers, items, pod_spec_of
 from kustos.scan.checking import Check, ScanInput, finding
 from kustos.scan.credentials import CredentialHit, detect, provider_fingerprints
 from kustos.scan.findings import Finding, Rule, Severity
@@ -115,24 +115,22 @@ def env_literal_credentials(scan: ScanInput) -> Iterator[Finding]:
         view = pod_spec_of(obj)
         if view is None or scan.index.is_owned(obj.ref):
             continue
-        for list_name in CONTAINER_LISTS:
-            for ci, container in _items(view.spec.get(list_name)):
-                cname = container.get("name")
-                for ei, env in _items(container.get("env")):
-                    name, value = env.get("name"), _text(env.get("value"))
-                    if not isinstance(name, str) or value is None or "valueFrom" in env:
-                        continue
-                    hit = detect(name, value)
-                    if hit is None:
-                        continue
-                    where = f'container "{cname}"' if isinstance(cname, str) else "a container"
-                    yield finding(
-                        ENV_LITERAL_CREDENTIAL,
-                        obj,
-                        f'Env var "{name}" of {where} holds what looks like {_phrase(hit)}',
-                        field=f"{view.path}.{list_name}[{ci}].env[{ei}]",
-                        details={"detector": hit.kind, "env": name},
-                    )
+        for cview in containers(view):
+            for ei, env in items(cview.container.get("env")):
+                name, value = env.get("name"), _text(env.get("value"))
+                if not isinstance(name, str) or value is None or "valueFrom" in env:
+                    continue
+                hit = detect(name, value)
+                if hit is None:
+                    continue
+                where = f'container "{cview.name}"' if cview.name else "a container"
+                yield finding(
+                    ENV_LITERAL_CREDENTIAL,
+                    obj,
+                    f'Env var "{name}" of {where} holds what looks like {_phrase(hit)}',
+                    field=f"{cview.path}.env[{ei}]",
+                    details={"detector": hit.kind, "env": name},
+                )
 
 
 def annotation_credentials(scan: ScanInput) -> Iterator[Finding]:
@@ -229,13 +227,6 @@ def _json_strings(text: str) -> Iterator[str]:
     except ValueError:
         return
     yield from _strings(parsed)
-
-
-def _items(value: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            if isinstance(item, Mapping):
-                yield i, item
 
 
 def _text(value: Any) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from kustos.kube.objects import KubeObject, ObjectRef
-from kustos.kube.references import CONTAINER_LISTS, Via, pod_spec_of, service_account_name
+from kustos.kube.references import Via, containers, items, pod_spec_of, service_account_name
 from kustos.rbac.model import build_policy
 from kustos.scan.checking import Check, ScanInput, finding
 from kustos.scan.findings import Finding, Rule, Severity
@@ -230,25 +230,19 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
                         f'volume "{name}" mounts host path {path}, which holds node credentials',
                         field=f"{vpath}.hostPath",
                     )  # fmt: skip
-        for list_name in CONTAINER_LISTS:
-            containers = view.spec.get(list_name)
-            if not isinstance(containers, list):
-                continue
-            for ci, container in enumerate(containers):
-                mounts = container.get("volumeMounts") if isinstance(container, Mapping) else None
-                for mi, mount in enumerate(mounts if isinstance(mounts, list) else []):
-                    if (
-                        not scan.live
-                        and isinstance(mount, Mapping)
-                        and mount.get("name") in secret_volumes
-                        and mount.get("readOnly") is False
-                    ):
-                        yield finding(
-                            WRITABLE_MOUNT, obj,
-                            f'container "{container.get("name")}" mounts Secret volume '
-                            f'"{mount.get("name")}" with readOnly: false',
-                            field=f"{view.path}.{list_name}[{ci}].volumeMounts[{mi}]",
-                        )  # fmt: skip
+        for cview in containers(view):
+            for mi, mount in items(cview.container.get("volumeMounts")):
+                if (
+                    not scan.live
+                    and mount.get("name") in secret_volumes
+                    and mount.get("readOnly") is False
+                ):
+                    yield finding(
+                        WRITABLE_MOUNT, obj,
+                        f'container "{cview.name}" mounts Secret volume '
+                        f'"{mount.get("name")}" with readOnly: false',
+                        field=f"{cview.path}.volumeMounts[{mi}]",
+                    )  # fmt: skip
 
 
 def _has_secret(volume: Mapping[str, Any]) -> bool:
