@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kustos.kube.index import ObjectIndex
 from kustos.kube.objects import KubeObject
+from kustos.rbac.model import Policy, build_policy
 from kustos.scan.findings import Finding, Resource, Rule
 
 
@@ -42,6 +43,13 @@ class ScanInput:
     now: dt.datetime | None = None
     #: Secrets older than this (days) are reported when ``live``.
     max_secret_age_days: int = 90
+    _policy: list[Policy] = field(default_factory=list, repr=False, compare=False)
+
+    def policy(self) -> Policy:
+        """The RBAC policy of the index, built once per scan and shared by every check."""
+        if not self._policy:
+            self._policy.append(build_policy(self.index))
+        return self._policy[0]
 
 
 CheckFunction = Callable[[ScanInput], Iterable[Finding]]

@@ -16,7 +16,7 @@ from kustos.conventions import ANNOTATION_ROTATED_AT
 from kustos.kube.objects import KubeObject
 from kustos.kube.references import Via
 from kustos.rbac.matching import Request, rule_allows
-from kustos.rbac.model import Subject, build_policy
+from kustos.rbac.model import Subject
 from kustos.scan.checking import Check, ScanInput, finding
 from kustos.scan.findings import Finding, Rule, Severity
 
@@ -278,7 +278,7 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
 
 def _api_readers(scan: ScanInput) -> dict[str, int]:
     """Per namespace: how many ServiceAccounts RBAC lets get Secrets there."""
-    policy = build_policy(scan.index)
+    policy = scan.policy()
     readers: dict[str, set[Subject]] = defaultdict(set)
     namespaces = {s.namespace for s in scan.index.of_kind("Secret")}
     for binding in policy.bindings:

@@ -12,7 +12,6 @@ from typing import Any, Final
 
 from kustos.kube.objects import KubeObject, ObjectRef
 from kustos.kube.references import Via, containers, items, pod_spec_of, service_account_name
-from kustos.rbac.model import build_policy
 from kustos.scan.checking import Check, ScanInput, finding
 from kustos.scan.findings import Finding, Rule, Severity
 
@@ -152,7 +151,7 @@ def _automount(spec: Mapping[str, Any], sa: KubeObject | None) -> bool:
 
 def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
     """KST022, KST023: default ServiceAccount use and needless token mounts."""
-    policy = build_policy(scan.index)
+    policy = scan.policy()
     # The API server's own bindings (service-account issuer discovery for every
     # ServiceAccount, ...) do not mean a pod talks to the API.
     user_bindings = [b for b in policy.bindings if b.role is not None and not b.bootstrap]
