@@ -9,14 +9,26 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     KustosError
     ├── UsageError                  bad flags or arguments (exit code 2)
     ├── InputError                  input Kustos was given cannot be used (exit code 2)
-    │   └── DocumentError           one malformed YAML/JSON document (file and line)
+    │   ├── DocumentError           one malformed YAML/JSON document (file and line)
+    │   └── FileAccessError         a file cannot be read or written (names the path)
+    │       └── FileMissingError    the file does not exist
     ├── ConfigError                 a settings file or environment variable is wrong
     ├── KubeError                   talking to the Kubernetes API failed
-    │   ├── KubeConnectionError     no API server answered
+    │   ├── KubeConnectionError     no API server answered (exit code 3)
+    │   ├── KubeAuthError           401/403: credentials refused or verb not allowed
     │   ├── KubeNotFoundError       the object does not exist
+    │   ├── KubeConflictError       409: changed or created meanwhile
+    │   ├── KubeInvalidError        422: the API server rejected the object
     │   └── RolloutError            a rollout did not complete
+    ├── KmsError                    the KMS plugin or its key store failed
+    │   └── ContractError           a KMS v2 request broke the protocol contract
+    ├── ServiceError                a long-running service cannot start (bind, key store, peer)
     └── ControlPlaneError           the local control plane could not be built or run
         └── BinaryMissingError      a control-plane binary is not in the cache
+
+Exit codes (``exit_code``): 0 success; 1 the command's own "found something" result
+(findings at or above ``--fail-on``, a failed verification) or a failure while working;
+2 usage and input errors; 3 the Kubernetes API server could not be reached.
 """
 
 from __future__ import annotations
@@ -49,6 +61,18 @@ class InputError(KustosError):
     exit_code = 2
 
 
+class FileAccessError(InputError):
+    """A file cannot be read or written; the message names the path and the reason."""
+
+    def __init__(self, path: object, action: str, reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: cannot {action}: {reason}")
+
+
+class FileMissingError(FileAccessError):
+    """The file does not exist (told apart so nobody is sent hunting for a wrong key)."""
+
+
 class DocumentError(InputError):
     """One document of a YAML/JSON stream is malformed; the others may still load."""
 
@@ -73,6 +97,20 @@ class KubeError(KustosError):
 class KubeConnectionError(KubeError):
     """No API server answered at the configured address."""
 
+    exit_code = 3
+
+
+class KubeAuthError(KubeError):
+    """The API server refused the credentials (401) or the verb on the resource (403)."""
+
+
+class KubeConflictError(KubeError):
+    """The object changed or appeared meanwhile (409)."""
+
+
+class KubeInvalidError(KubeError):
+    """The API server rejected the object as invalid (422)."""
+
 
 class KubeNotFoundError(KubeError):
     """The object asked for does not exist."""
@@ -80,6 +118,18 @@ class KubeNotFoundError(KubeError):
 
 class RolloutError(KubeError):
     """A workload's rollout did not complete in time or failed."""
+
+
+class KmsError(KustosError):
+    """The KMS plugin, a key provider or a key store failed."""
+
+
+class ContractError(KmsError):
+    """A KMS v2 request or stored value breaks the protocol's contract."""
+
+
+class ServiceError(KustosError):
+    """A long-running service cannot start: it cannot bind, open its store or reach a peer."""
 
 
 class ControlPlaneError(KustosError):

@@ -50,7 +50,8 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.exceptions import AttributeSensitive
 from pkcs11.types import Session
 
-from kustos.kms.keys import KeyState, KmsError, key_id_hash
+from kustos.errors import KmsError
+from kustos.kms.keys import KeyState, key_id_hash
 from kustos.kms.providers import KeyProvider
 from kustos.kms.providers.pkcs11 import (
     FORMAT_GCM,

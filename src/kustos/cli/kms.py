@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
-from kustos.errors import UsageError
-from kustos.kms.keys import KmsError, key_id_hash
+from kustos.errors import KmsError, UsageError
+from kustos.kms.keys import key_id_hash
 from kustos.kms.providers import KeyProvider
 from kustos.kms.providers.keyring import LocalKeyring
 from kustos.sensitive import Sensitive

@@ -16,7 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from kustos.kms.keys import KEY_ID_MAX, KmsError
+from kustos.errors import ContractError
+from kustos.kms.keys import KEY_ID_MAX
 
 FORMAT_V1: Final = b"\x01"
 CIPHERTEXT_MAX: Final = 1024
@@ -26,10 +27,6 @@ PLAINTEXT_MAX: Final = CIPHERTEXT_MAX - 12 - 16 - 1
 VERSION_ANNOTATION: Final = "version.kms.kustos.io"
 VERSION_VALUE: Final = b"1"
 _FQDN_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-class ContractError(KmsError):
-    """A request or response that breaks the KMS v2 contract."""
 
 
 def is_fqdn(name: str) -> bool:

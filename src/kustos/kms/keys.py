@@ -14,13 +14,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
-from kustos.errors import KustosError
+from kustos.errors import KmsError
 
 KEY_ID_MAX: Final = 1024
-
-
-class KmsError(KustosError):
-    """A key operation failed (unknown key id, tampered ciphertext, dead token, ...)."""
 
 
 class KeyState(StrEnum):

@@ -20,9 +20,9 @@ from typing import Any, Final, NoReturn
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from kustos.errors import ContractError, KmsError
 from kustos.kms import envelope
-from kustos.kms.envelope import ContractError
-from kustos.kms.keys import KeyState, KmsError, key_id_hash
+from kustos.kms.keys import KeyState, key_id_hash
 from kustos.kms.proto import kms_v2_pb2 as pb
 from kustos.kms.proto import kms_v2_pb2_grpc as pb_grpc
 from kustos.kms.providers import KeyProvider

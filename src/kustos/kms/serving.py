@@ -20,7 +20,8 @@ from pathlib import Path
 import grpc
 from prometheus_client import start_http_server
 
-from kustos.kms.keys import KmsError, key_id_hash
+from kustos.errors import KmsError
+from kustos.kms.keys import key_id_hash
 from kustos.kms.proto import kms_v2_pb2_grpc as pb_grpc
 from kustos.kms.providers import KeyProvider
 from kustos.kms.service import KmsService

@@ -17,7 +17,8 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from kustos.kms.keys import KeyState, KmsError
+from kustos.errors import KmsError
+from kustos.kms.keys import KeyState
 from kustos.kms.providers.keyring import LocalKeyring
 from kustos.sensitive import Sensitive
 

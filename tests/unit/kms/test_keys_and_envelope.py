@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from kustos.errors import ContractError, KmsError
 from kustos.kms import envelope
-from kustos.kms.envelope import ContractError
-from kustos.kms.keys import KeyState, KmsError, check_retire, current, key_id_hash, rotate
+from kustos.kms.keys import KeyState, check_retire, current, key_id_hash, rotate
 
 NOW = "2026-11-29T00:00:00+00:00"
 

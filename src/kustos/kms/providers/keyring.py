@@ -25,10 +25,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from kustos.errors import KmsError
 from kustos.kms.keys import (
     KeyRecord,
     KeyState,
-    KmsError,
     check_retire,
     current,
     key_id_hash,

@@ -75,8 +75,9 @@ from pkcs11.exceptions import (
 )
 from pkcs11.mechanisms import GCMParams
 
+from kustos.errors import KmsError
 from kustos.kms import keys
-from kustos.kms.keys import KeyRecord, KeyState, KmsError, key_id_hash
+from kustos.kms.keys import KeyRecord, KeyState, key_id_hash
 
 if TYPE_CHECKING:
     from pkcs11.types import Object, Session, Token
