@@ -91,7 +91,7 @@ def load_yaml(text: str) -> Any:
 
 
 def load_yaml_all(text: str, source: str) -> list[Any]:
-    """Every non-empty document of *text*, for config files; ``DocumentError`` at the first bad one."""
+    """Every non-empty document of *text* (config files); ``DocumentError`` at the first bad one."""
     out = []
     for chunk in split_documents(text):
         try:
