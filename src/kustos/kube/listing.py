@@ -2,8 +2,10 @@
 
 Every kind is read with ``LIST`` in pages of ``chunk_size`` (the API server's ``limit`` and
 ``continue``), never one ``GET`` per object, so loading a cluster costs one request per
-page. Objects come out exactly as :func:`kustos.kube.documents.to_object` makes them from
-files: the same index, the same Secret values wrapped in ``Sensitive``.
+page. A refused, failed or unanswered call is the ``KubeError`` that
+:func:`kustos.kube.client.api_errors` makes of it. Objects come out exactly as
+:func:`kustos.kube.documents.to_object` makes them from files: the same index, the same
+Secret values wrapped in ``Sensitive``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def list_cluster(
     index = index if index is not None else ObjectIndex()
     for kind in kinds:
         api_version, resource = RESOURCES[kind]
+        plural = resource._api_info.plural
         namespaced = issubclass(resource, NamespacedResource)
         scopes: Sequence[str | None] = (
             namespaces if namespaced and namespaces else ["*" if namespaced else None]
@@ -64,13 +67,14 @@ def list_cluster(
         if kind == "Namespace" and namespaces:
             # Only the namespaces asked for, but through the same paginated list call.
             wanted = set(namespaces)
-            with api_errors(f"list {kind}"):
+            with api_errors(f"list {kind}", verb="list", resource=plural):
                 for obj in client.list(resource, chunk_size=chunk_size):
                     if obj.metadata is not None and obj.metadata.name in wanted:
                         index.add(_convert(obj, api_version, kind))
             continue
         for scope in scopes:
-            with api_errors(f"list {kind}" + (f" in {scope}" if scope not in (None, "*") else "")):
+            where = f" in {scope}" if scope not in (None, "*") else ""
+            with api_errors(f"list {kind}{where}", verb="list", resource=plural):
                 items = (
                     client.list(resource, namespace=scope, chunk_size=chunk_size)
                     if scope is not None

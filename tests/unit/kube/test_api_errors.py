@@ -221,6 +221,17 @@ def test_listing_translates_its_list_calls() -> None:
         list_cluster(client, kinds=["Secret"])
 
 
+def test_listing_names_verb_and_resource_when_the_server_does_not() -> None:
+    with (
+        mock_client(lambda _: status(403, "Forbidden", "denied by policy")) as client,
+        pytest.raises(KubeAuthError) as info,
+    ):
+        list_cluster(client, namespaces=["shop"], kinds=["NetworkPolicy"])
+    assert str(info.value) == (
+        "list NetworkPolicy in shop: forbidden: the API server refused to list networkpolicies"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
