@@ -33,6 +33,24 @@ ANNOTATION_RESTARTED_AT: Final = PREFIX + "restarted-at"
 ANNOTATION_WATCH_SECRETS: Final = PREFIX + "watch-secrets"
 #: On a Secret: the time the value was last rotated (RFC 3339).
 ANNOTATION_ROTATED_AT: Final = PREFIX + "rotated-at"
+#: On the live Secret of a ManagedSecret: the version number it holds.
+ANNOTATION_VERSION: Final = PREFIX + "version"
+#: On live and version Secrets: a short fingerprint of the data (never the data).
+ANNOTATION_CONTENT_HASH: Final = PREFIX + "content-hash"
+#: On a version Secret: why it was made (Initial, Scheduled, Manual, Rollback to v3, ...).
+ANNOTATION_ROTATION_REASON: Final = PREFIX + "rotation-reason"
+#: On a version Secret: where the value came from (generated, rollback of v3, a store).
+ANNOTATION_ORIGIN: Final = PREFIX + "origin"
+#: On a version Secret: the database role its credentials log in as.
+ANNOTATION_DB_ROLE: Final = PREFIX + "db-role"
+#: On a pod template: which Secret version the last restart rolled to (``db-v7``).
+ANNOTATION_RESTART_REASON: Final = PREFIX + "restart-reason"
+#: On a workload: opt in to restarts when any Secret it uses changes.
+ANNOTATION_RELOAD: Final = PREFIX + "reload"
+#: Reloader's annotation, honoured for users migrating from it.
+ANNOTATION_RELOADER_SECRETS: Final = "secret.reloader.stakater.com/reload"
+#: On a pod template: fingerprints of the Secrets a reload last rolled to.
+ANNOTATION_SECRET_HASHES: Final = PREFIX + "secret-hashes"
 
 ALL_LABELS: Final = (LABEL_MANAGED_SECRET, LABEL_VERSION, LABEL_TEST_NAMESPACE)
 ALL_ANNOTATIONS: Final = (
@@ -41,4 +59,12 @@ ALL_ANNOTATIONS: Final = (
     ANNOTATION_RESTARTED_AT,
     ANNOTATION_WATCH_SECRETS,
     ANNOTATION_ROTATED_AT,
+    ANNOTATION_VERSION,
+    ANNOTATION_CONTENT_HASH,
+    ANNOTATION_ROTATION_REASON,
+    ANNOTATION_ORIGIN,
+    ANNOTATION_DB_ROLE,
+    ANNOTATION_RESTART_REASON,
+    ANNOTATION_RELOAD,
+    ANNOTATION_SECRET_HASHES,
 )

@@ -23,6 +23,7 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     ├── KmsError                    the KMS plugin or its key store failed
     │   └── ContractError           a KMS v2 request broke the protocol contract
     ├── ServiceError                a long-running service cannot start (bind, key store, peer)
+    ├── DatabaseError               a database refused a credential change or is unreachable
     └── ControlPlaneError           the local control plane could not be built or run
         └── BinaryMissingError      a control-plane binary is not in the cache
 
@@ -130,6 +131,10 @@ class ContractError(KmsError):
 
 class ServiceError(KustosError):
     """A long-running service cannot start: it cannot bind, open its store or reach a peer."""
+
+
+class DatabaseError(KustosError):
+    """A database (PostgreSQL for ``postgresRole``) is unreachable or refused a change."""
 
 
 class ControlPlaneError(KustosError):
