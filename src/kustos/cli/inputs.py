@@ -1,17 +1,29 @@
-"""Options and loading shared by every command that reads manifests or a live cluster."""
+"""Options and loading shared by every command that reads manifests or a live cluster.
+
+What the user names is checked, what Kustos finds is forgiven: a path given on the command
+line that cannot be read (missing, permission denied, not UTF-8 text, binary stdin) is an
+input error, one line and exit code 2, because the user asked for that file and would
+otherwise get a clean report of nothing. Files found while walking a named folder, and
+malformed documents inside readable files, are skipped with a note on stderr
+(:func:`kustos.cli.output.report_skipped`) and do not change the exit code: real corpora
+hold a few of them, and one bad chart must not hide the findings in the rest.
+"""
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
-from kustos.errors import UsageError
+from kustos.errors import FileAccessError, InputError, UsageError
+from kustos.files import read_text
 from kustos.kube.index import ObjectIndex
-from kustos.kube.loading import ManifestLoader
+from kustos.kube.loading import STDIN, ManifestLoader
 
 Paths = Annotated[
     list[str] | None, typer.Argument(help="Files or folders of YAML/JSON; '-' reads stdin.")
@@ -48,11 +60,55 @@ def load_index(
 
         with make_client(ClientSettings(kubeconfig=kubeconfig, context=context)) as client:
             return list_cluster(client, namespaces=list(namespaces or ())), None
-    loader = ManifestLoader(stdin=sys.stdin)
-    index = loader.load(paths or ())
+    named = list(paths or ())
+    check_named_files(named)
+    loader = ManifestLoader(stdin=_stdin_text() if "-" in named else sys.stdin)
+    index = loader.load(named)
     if namespaces:
         wanted = set(namespaces)
         kept = ObjectIndex.of(o for o in index if not o.namespace or o.namespace in wanted)
         kept.errors.extend(index.errors)
         index = kept
     return index, loader
+
+
+def check_named_files(paths: Sequence[str]) -> None:
+    """Refuse a path named on the command line that cannot be read (exit code 2).
+
+    A named file must be readable UTF-8 text and a named folder must be listable; what the
+    folder holds is the loader's business (skipped, not refused), and so is a path that does
+    not exist (the loader names it). Each named file is read here and again by the loader:
+    the page cache makes the second read cheap, and the loader's rule "unreadable means
+    skipped" stays right for the files it finds by itself.
+    """
+    for raw in paths:
+        if raw == "-":
+            continue
+        path = Path(raw)
+        try:
+            if path.is_dir():
+                with os.scandir(path):
+                    pass
+            elif path.is_file():
+                read_text(path, what="manifests")
+        except OSError as exc:
+            raise FileAccessError(
+                path, "read manifests", exc.strerror or type(exc).__name__
+            ) from exc
+
+
+def _stdin_text() -> TextIO:
+    """Stdin read whole and checked: binary input is refused here, not by a traceback."""
+    raw = getattr(sys.stdin, "buffer", None)
+    try:
+        if raw is not None:
+            text = raw.read().decode("utf-8")
+        else:  # a text stream (tests); a lenient decoder leaves surrogates for bad bytes
+            text = sys.stdin.read()
+            text.encode("utf-8")
+    except UnicodeError as exc:
+        at = getattr(exc, "start", 0)
+        raise InputError(
+            f"{STDIN}: cannot read manifests: not UTF-8 text (binary data at byte {at})"
+        ) from None
+    return io.StringIO(text)

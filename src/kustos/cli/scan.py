@@ -1,57 +1,69 @@
-"""``kustos scan``, ``kustos rules`` and ``kustos explain``."""
+"""``kustos scan``, ``kustos rules`` and ``kustos explain``.
+
+Exit codes of ``scan`` (``docs/scan.md``): 0 nothing at or above ``--fail-on``; 1 findings
+at or above it; 2 a usage or input error (a bad option, a named file that cannot be read, an
+invalid configuration file or baseline, an unwritable ``--output``); 3 the API server did
+not answer.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Final
 
-import orjson
 import typer
-import yaml
 from rich.console import Console
 
 from kustos.cli.inputs import Cluster, Context, Kubeconfig, Namespaces, Paths, load_index
+from kustos.cli.output import ReportFormat, TableOrJson, emit, emit_with, print_json, report_skipped
 from kustos.errors import InputError, UsageError, quote_foreign
+from kustos.files import StateFile, read_text
+from kustos.kube.documents import load_yaml_all
+from kustos.kube.index import ObjectIndex
+from kustos.scan.baseline import Baseline, baseline_of
 from kustos.scan.catalog import RULES, rule
-from kustos.scan.checking import ConfigDocument, ScanInput
+from kustos.scan.checking import ConfigDocument, scan_input
 from kustos.scan.findings import Severity
-from kustos.scan.reporting import render_table, rule_dict, to_html, to_json, to_sarif
+from kustos.scan.reporting import render_rules, render_table, rule_dict, to_html, to_json, to_sarif
+from kustos.scan.scanning import ScanResult
 from kustos.scan.scanning import scan as run_scan
 
-FORMATS = ("table", "json", "sarif", "html")
-BASELINE_VERSION = 1
+#: A report written to a file is as wide as a wide terminal and has no colour codes.
+FILE_WIDTH: Final = 160
+#: Baselines are committed to repositories: readable by everyone, unlike key state.
+BASELINE_MODE: Final = 0o644
+
+
+class FailOn(StrEnum):
+    """``--fail-on``: the least severity that makes ``scan`` exit 1."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def severity(self) -> Severity:
+        """The severity this choice names."""
+        return Severity[self.name]
 
 
 def _config(path: Path | None, what: str) -> ConfigDocument | None:
+    """Read a configuration file given on the command line; its first document is the body."""
     if path is None:
         return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read {what}: {type(exc).__name__}") from exc
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{line}: {what} is not valid YAML") from exc
+    text = read_text(path, what=what)
+    docs = load_yaml_all(text, str(path))
     if not docs or not isinstance(docs[0], dict):
         raise InputError(f"{path}: {what} holds no YAML mapping")
     return ConfigDocument(str(path), text, docs[0])
 
 
-def _baseline(path: Path | None) -> frozenset[str]:
-    if path is None:
-        return frozenset()
-    try:
-        doc: Any = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable baseline file") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("fingerprints"), list):
-        raise InputError(f"{path}: not a Kustos baseline (no fingerprints list)")
-    return frozenset(str(x) for x in doc["fingerprints"])
+def _baseline_file(path: Path) -> StateFile[Baseline]:
+    return StateFile(path, Baseline, what="baseline", mode=BASELINE_MODE)
 
 
 def scan(
@@ -67,17 +79,17 @@ def scan(
         Path | None, typer.Option("--audit-policy", help="Audit Policy file to check.")
     ] = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="table, json, sarif or html")
-    ] = "table",
+        ReportFormat, typer.Option("--format", help="Report format.")
+    ] = ReportFormat.TABLE,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the report here.")
     ] = None,
     fail_on: Annotated[
-        str,
+        FailOn,
         typer.Option(
-            "--fail-on", help="Exit 1 on findings at or above: critical, high, medium, low, info."
+            "--fail-on", case_sensitive=False, help="Exit 1 on findings at or above this severity."
         ),
-    ] = "high",
+    ] = FailOn.HIGH,
     baseline: Annotated[
         Path | None, typer.Option("--baseline", help="Hide findings recorded in this baseline.")
     ] = None,
@@ -90,70 +102,52 @@ def scan(
     ] = 90,
 ) -> int:
     """Find every secrets risk in manifests, a piped stream or a live cluster."""
-    if output_format not in FORMATS:
-        raise UsageError(f"unknown format {output_format!r} (one of {', '.join(FORMATS)})")
-    try:
-        threshold = Severity.parse(fail_on)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     enc = _config(encryption_config, "encryption config")
     audit = _config(audit_policy, "audit policy")
-    hidden = _baseline(baseline)
+    hidden = _baseline_file(baseline).read().hidden() if baseline is not None else frozenset()
     if not paths and not cluster and (enc or audit):
-        from kustos.kube.index import ObjectIndex  # noqa: PLC0415 - only for config-only scans
-
-        index, loader = ObjectIndex(), None
+        index, loader = ObjectIndex(), None  # a config-only scan
     else:
         index, loader = load_index(
             paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespace
         )
-    scan_input = ScanInput(
-        index=index, encryption_config=enc, audit_policy=audit, live=cluster,
+    parsed = scan_input(
+        index, encryption_config=enc, audit_policy=audit, live=cluster,
         now=dt.datetime.now(dt.UTC), max_secret_age_days=max_secret_age_days,
     )  # fmt: skip
-    result = run_scan(scan_input, locate=loader.line if loader else None, baseline=hidden)
-    for err in index.errors:
-        typer.echo(f"kustos: skipped {err}", err=True)
+    result = run_scan(parsed, locate=loader.line if loader else None, baseline=hidden)
+    report_skipped(index.errors)
     if write_baseline is not None:
-        fingerprints = sorted({f.fingerprint for f in result.findings} | hidden)
-        doc = {"kustos_baseline": BASELINE_VERSION, "fingerprints": fingerprints}
-        write_baseline.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    _emit(result, output_format, output)
-    return 1 if any(f.severity >= threshold for f in result.findings) else 0
+        _baseline_file(write_baseline).write(baseline_of(result.findings, keep=hidden))
+    _write_report(result, output_format, output)
+    return 1 if any(f.severity >= fail_on.severity for f in result.findings) else 0
 
 
-def _emit(result: Any, output_format: str, output: Path | None) -> None:
-    if output_format == "table":
+def _write_report(result: ScanResult, output_format: ReportFormat, output: Path | None) -> None:
+    if output_format is ReportFormat.TABLE:
         if output is None:
             render_table(result, Console())
         else:
-            with output.open("w", encoding="utf-8") as fh:
-                render_table(result, Console(file=fh, width=160, no_color=True))
+            emit_with(
+                lambda fh: render_table(result, Console(file=fh, width=FILE_WIDTH, no_color=True)),
+                output,
+                what="report",
+            )
         return
-    text = {"json": to_json, "sarif": to_sarif, "html": to_html}[output_format](result)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+    render = {ReportFormat.JSON: to_json, ReportFormat.SARIF: to_sarif, ReportFormat.HTML: to_html}
+    emit(render[output_format](result), output, what="report")
 
 
 def rules(
-    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    output_format: Annotated[
+        TableOrJson, typer.Option("--format", help="Output format.")
+    ] = TableOrJson.TABLE,
 ) -> int:
     """List the check catalog."""
-    if output_format == "json":
-        typer.echo(orjson.dumps([rule_dict(r) for r in RULES.values()], option=orjson.OPT_INDENT_2))
-        return 0
-    if output_format != "table":
-        raise UsageError(f"unknown format {output_format!r} (table or json)")
-    from rich.table import Table  # noqa: PLC0415
-
-    table = Table(title=f"Kustos checks ({len(RULES)})")
-    for col in ("ID", "Severity", "Family", "Title"):
-        table.add_column(col, no_wrap=col != "Title")
-    for r in RULES.values():
-        table.add_row(r.id, r.severity.label, r.family, r.title)
-    Console().print(table)
+    if output_format is TableOrJson.JSON:
+        print_json([rule_dict(r) for r in RULES.values()])
+    else:
+        render_rules(RULES.values(), Console())
     return 0
 
 

@@ -5,7 +5,8 @@ function from :class:`ScanInput` to findings. Several rules may share one functi
 pass over the RBAC policy finds KST001-KST004): the scanner runs each distinct function
 once and keeps the findings of the rules that are enabled. Check modules export a
 ``CHECKS`` tuple; :mod:`kustos.scan.catalog` gathers them. Checks never read files or the
-clock themselves: everything they need is in ``ScanInput``.
+clock themselves: everything they need is in ``ScanInput``, where the configuration files
+and the RBAC policy are already parsed, once per scan, into plain typed fields.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from typing import Any
 from kustos.kube.index import ObjectIndex
 from kustos.kube.objects import KubeObject
 from kustos.rbac.model import Policy, build_policy
+from kustos.scan.configs import auditpolicy, encryption
+from kustos.scan.configs.auditpolicy import AuditPolicy
+from kustos.scan.configs.encryption import EncryptionConfig
 from kustos.scan.findings import Finding, Resource, Rule
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigDocument:
-    """A parsed configuration file given on the command line (EncryptionConfiguration,
-    audit Policy): its path, its text (to find lines) and its body."""
+    """A configuration file given on the command line (EncryptionConfiguration, audit
+    Policy) as read: its path, its text (to find lines) and its first YAML document."""
 
     path: str
     text: str
@@ -32,24 +36,61 @@ class ConfigDocument:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """Where a parsed configuration file came from: its path and its text (to find lines)."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class ScanInput:
-    """Everything a check may look at."""
+    """Everything a check may look at, parsed once: build it with :func:`scan_input`."""
 
     index: ObjectIndex
-    encryption_config: ConfigDocument | None = None
-    audit_policy: ConfigDocument | None = None
+    encryption: EncryptionConfig | None = None
+    audit: AuditPolicy | None = None
+    #: The configuration files by the ``Rule.family`` that checks them: findings of that
+    #: family that name no object are located in that file.
+    sources: Mapping[str, ConfigSource] = field(default_factory=dict)
     #: True when the index was read from a live cluster (age checks need real timestamps).
     live: bool = False
     now: dt.datetime | None = None
     #: Secrets older than this (days) are reported when ``live``.
     max_secret_age_days: int = 90
-    _policy: list[Policy] = field(default_factory=list, repr=False, compare=False)
+    #: The RBAC policy of ``index``. Derived from the index when the input is made (so it
+    #: can never describe another index) and shared by every check; not an argument.
+    policy: Policy = field(init=False, repr=False, compare=False)
 
-    def policy(self) -> Policy:
-        """The RBAC policy of the index, built once per scan and shared by every check."""
-        if not self._policy:
-            self._policy.append(build_policy(self.index))
-        return self._policy[0]
+    def __post_init__(self) -> None:
+        # A frozen dataclass sets derived fields through object.__setattr__, once, here.
+        object.__setattr__(self, "policy", build_policy(self.index))
+
+
+def scan_input(
+    index: ObjectIndex,
+    *,
+    encryption_config: ConfigDocument | None = None,
+    audit_policy: ConfigDocument | None = None,
+    live: bool = False,
+    now: dt.datetime | None = None,
+    max_secret_age_days: int = 90,
+) -> ScanInput:
+    """Parse the configuration files and the RBAC policy once; the checks read the result."""
+    sources: dict[str, ConfigSource] = {}
+    if encryption_config is not None:
+        sources[encryption.FAMILY] = ConfigSource(encryption_config.path, encryption_config.text)
+    if audit_policy is not None:
+        sources[auditpolicy.FAMILY] = ConfigSource(audit_policy.path, audit_policy.text)
+    return ScanInput(
+        index=index,
+        encryption=encryption.read_config(encryption_config.body) if encryption_config else None,
+        audit=auditpolicy.read_policy(audit_policy.body) if audit_policy else None,
+        sources=sources,
+        live=live,
+        now=now,
+        max_secret_age_days=max_secret_age_days,
+    )
 
 
 CheckFunction = Callable[[ScanInput], Iterable[Finding]]

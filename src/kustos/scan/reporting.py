@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import html
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 from rich.console import Console
+from rich.table import Table
 
 from kustos import __version__
 from kustos.scan.catalog import RULES
@@ -195,6 +196,16 @@ def render_table(result: ScanResult, console: Console) -> None:
         + (f"; {counts['suppressed']} suppressed" if counts["suppressed"] else ""),
         highlight=False,
     )
+
+
+def render_rules(rules: Collection[Rule], console: Console) -> None:
+    """The catalog as a table: id, severity, family and title of each rule."""
+    table = Table(title=f"Kustos checks ({len(rules)})")
+    for col in ("ID", "Severity", "Family", "Title"):
+        table.add_column(col, no_wrap=col != "Title")
+    for r in rules:
+        table.add_row(r.id, r.severity.label, r.family, r.title)
+    console.print(table)
 
 
 def rule_dict(rule: Rule) -> dict[str, Any]:

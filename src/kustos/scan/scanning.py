@@ -54,17 +54,15 @@ def _ignored(scan: ScanInput, finding: Finding) -> bool:
     return "ALL" in ids or finding.rule_id in ids
 
 
-def _locate(scan: ScanInput, finding: Finding, locate: Locate | None) -> Finding:
+def _locate(scan: ScanInput, finding: Finding, family: str, locate: Locate | None) -> Finding:
+    """Fill in the file and line: the object's, or the config file its rule family checks."""
     if finding.origin is not None:
         line = locate(finding.origin, finding.field) if locate and finding.field else None
         return replace(finding, location=Location(finding.origin.file, line or finding.origin.line))
-    if finding.resource is None:
-        family = "encryption" if finding.rule_id < "KST100" else "audit"
-        doc = scan.encryption_config if family == "encryption" else scan.audit_policy
-        if doc is not None:
-            return replace(
-                finding, location=Location(doc.path, line_of(doc.text, 1, finding.field))
-            )
+    source = scan.sources.get(family) if finding.resource is None else None
+    if source is not None:
+        line = line_of(source.text, 1, finding.field)
+        return replace(finding, location=Location(source.path, line))
     return finding
 
 
@@ -88,11 +86,13 @@ def scan(
     baseline: frozenset[str] = frozenset(),
 ) -> ScanResult:
     """Run the checks, drop suppressed findings, fill locations and sort (worst first)."""
+    checks = tuple(checks)
+    family = {c.rule.id: c.rule.family for c in checks}
     kept: list[Finding] = []
     suppressed: list[Finding] = []
     seen: set[tuple[str, str, str]] = set()
     for finding in run_checks(scan_input, checks):
-        located = _locate(scan_input, finding, locate)
+        located = _locate(scan_input, finding, family[finding.rule_id], locate)
         key = (located.fingerprint, str(located.location), located.message)
         if key in seen:
             continue

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from kustos.kube.index import ObjectIndex
-from kustos.scan.checking import ConfigDocument, ScanInput
+from kustos.scan.checking import ConfigDocument, scan_input
 from kustos.scan.checks import auditpolicy
 from kustos.scan.checks.auditpolicy import pattern_contains, pattern_matches
 from kustos.scan.findings import Finding
@@ -49,7 +49,7 @@ def policy(*rules: dict[str, Any], **top: Any) -> dict[str, Any]:
 
 def run(body: Any, text: str = "") -> list[Finding]:
     """Every audit-policy finding for a file with this body."""
-    scan = ScanInput(index=ObjectIndex(), audit_policy=ConfigDocument("audit.yaml", text, body))
+    scan = scan_input(ObjectIndex(), audit_policy=ConfigDocument("audit.yaml", text, body))
     return [f for check in auditpolicy.CHECKS for f in check.run(scan)]
 
 
@@ -414,14 +414,14 @@ def test_good_policy_has_no_findings() -> None:
 
 
 def test_no_file_no_findings() -> None:
-    scan = ScanInput(index=ObjectIndex())
+    scan = scan_input(ObjectIndex())
     assert [f for check in auditpolicy.CHECKS for f in check.run(scan)] == []
 
 
 def test_checks_report_only_their_own_rule() -> None:
     body = policy({"level": "None", "users": ["a"]}, {"level": "RequestResponse"}, {"level": "x"})
     for candidate in (body, policy({"level": "RequestResponse"}, {"level": "None"})):
-        scan = ScanInput(index=ObjectIndex(), audit_policy=ConfigDocument("a", "", candidate))
+        scan = scan_input(ObjectIndex(), audit_policy=ConfigDocument("a", "", candidate))
         for check in auditpolicy.CHECKS:
             assert {f.rule_id for f in check.run(scan)} <= {check.rule.id}
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from kustos.kube.index import ObjectIndex
-from kustos.scan.checking import ConfigDocument, ScanInput
+from kustos.scan.checking import ConfigDocument, scan_input
 from kustos.scan.checks import encryption
 from kustos.scan.findings import Finding, Severity
 
@@ -49,7 +49,7 @@ def config(*entries: tuple[list[str], list[dict[str, Any]]]) -> dict[str, Any]:
 
 def run(body: Any, text: str = "") -> list[Finding]:
     """Every encryption finding for a file with this body."""
-    scan = ScanInput(index=ObjectIndex(), encryption_config=ConfigDocument("enc.yaml", text, body))
+    scan = scan_input(ObjectIndex(), encryption_config=ConfigDocument("enc.yaml", text, body))
     return [f for check in encryption.CHECKS for f in check.run(scan)]
 
 
@@ -227,13 +227,13 @@ def test_good_file_has_no_findings() -> None:
 
 
 def test_no_file_no_findings() -> None:
-    scan = ScanInput(index=ObjectIndex())
+    scan = scan_input(ObjectIndex())
     assert [f for check in encryption.CHECKS for f in check.run(scan)] == []
 
 
 def test_checks_report_only_their_own_rule() -> None:
     body = config((["secrets"], [IDENTITY, KMS_V1, AESCBC]))
-    scan = ScanInput(index=ObjectIndex(), encryption_config=ConfigDocument("e", "", body))
+    scan = scan_input(ObjectIndex(), encryption_config=ConfigDocument("e", "", body))
     for check in encryption.CHECKS:
         assert {f.rule_id for f in check.run(scan)} <= {check.rule.id}
 

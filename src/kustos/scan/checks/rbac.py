@@ -185,7 +185,7 @@ _CREATORS: Final = (
 
 
 def _user_bindings(scan: ScanInput) -> Iterator[tuple[Policy, Binding]]:
-    policy = scan.policy()
+    policy = scan.policy
     for binding in policy.bindings:
         # The API server's own bindings are the platform's; a user's binding to a default
         # role (edit, admin) is the user's and is reported.
@@ -258,7 +258,7 @@ def check_secret_reads(scan: ScanInput) -> Iterator[Finding]:
 
 def check_role_rules(scan: ScanInput) -> Iterator[Finding]:
     """KST005-KST007: wildcards covering Secrets, literal `x/*`, escalation verbs (per role)."""
-    policy = scan.policy()
+    policy = scan.policy
     for role in policy.roles.values():
         if role.obj is None or role.bootstrap:
             continue

@@ -278,7 +278,7 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
 
 def _api_readers(scan: ScanInput) -> dict[str, int]:
     """Per namespace: how many ServiceAccounts RBAC lets get Secrets there."""
-    policy = scan.policy()
+    policy = scan.policy
     readers: dict[str, set[Subject]] = defaultdict(set)
     namespaces = {s.namespace for s in scan.index.of_kind("Secret")}
     for binding in policy.bindings:

@@ -151,7 +151,7 @@ def _automount(spec: Mapping[str, Any], sa: KubeObject | None) -> bool:
 
 def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
     """KST022, KST023: default ServiceAccount use and needless token mounts."""
-    policy = scan.policy()
+    policy = scan.policy
     # The API server's own bindings (service-account issuer discovery for every
     # ServiceAccount, ...) do not mean a pod talks to the API.
     user_bindings = [b for b in policy.bindings if b.role is not None and not b.bootstrap]
