@@ -27,6 +27,7 @@ COMMANDS: Final = {
     "rotate": ("kustos.cli.rotate", "rotate"),
     "versions": ("kustos.cli.rotate", "versions"),
     "rollback": ("kustos.cli.rotate", "rollback"),
+    "operator": ("kustos.cli.operator", "app"),
     "demo": ("kustos.cli.demo", "demo"),
     "kms": ("kustos.cli.kms", "app"),
     "dev-cluster": ("kustos.cli.devcluster", "app"),

@@ -1,0 +1,128 @@
+"""``kustos operator run``: the ManagedSecret operator as a foreground service.
+
+Every option also reads a ``KUSTOS_OPERATOR_*`` environment variable (the Deployment in
+``deploy/rotation`` sets them). SIGTERM and SIGINT stop it cleanly: watches close, running
+rotations are cancelled between steps (the next leader resumes them from status), and the
+Lease is released so a standby takes over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from typing import Annotated
+
+import typer
+
+from kustos.cli.inputs import Context, Kubeconfig
+from kustos.errors import UsageError
+from kustos.kube.client import ClientSettings, make_async_client
+
+app = typer.Typer(help="The ManagedSecret operator.", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-n",
+            "--namespace",
+            help="Watch only these namespaces (repeatable).",
+            envvar="KUSTOS_OPERATOR_NAMESPACES",
+        ),
+    ] = None,
+    all_namespaces: Annotated[
+        bool,
+        typer.Option(
+            "--all-namespaces",
+            "-A",
+            help="Watch every namespace.",
+            envvar="KUSTOS_OPERATOR_ALL_NAMESPACES",
+        ),
+    ] = False,
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            help="HOST:PORT for /healthz, /readyz, /metrics.",
+            envvar="KUSTOS_OPERATOR_LISTEN",
+        ),
+    ] = "127.0.0.1:8080",
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            "--leader-elect/--no-leader-elect",
+            help="Lead through a Lease (needed for several replicas).",
+            envvar="KUSTOS_OPERATOR_LEADER_ELECT",
+        ),
+    ] = True,
+    lease_namespace: Annotated[
+        str,
+        typer.Option(
+            "--lease-namespace",
+            help="Namespace of the Lease.",
+            envvar="KUSTOS_OPERATOR_LEASE_NAMESPACE",
+        ),
+    ] = "kube-system",
+    lease_name: Annotated[
+        str, typer.Option("--lease-name", envvar="KUSTOS_OPERATOR_LEASE_NAME")
+    ] = "kustos-operator",
+    identity: Annotated[
+        str | None,
+        typer.Option(
+            "--identity",
+            help="This replica's name in the Lease [hostname-pid].",
+            envvar="KUSTOS_OPERATOR_IDENTITY",
+        ),
+    ] = None,
+    max_parallel: Annotated[
+        int, typer.Option("--max-parallel", min=1, max=64, envvar="KUSTOS_OPERATOR_MAX_PARALLEL")
+    ] = 4,
+    in_cluster: Annotated[
+        bool, typer.Option("--in-cluster", help="Use the pod's ServiceAccount.")
+    ] = False,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    log_level: Annotated[str, typer.Option("--log-level", envvar="KUSTOS_LOG_LEVEL")] = "info",
+) -> int:
+    """Watch ManagedSecrets and rotate each one when it is due; roll back failed rollouts."""
+    from kustos.operator.leading import LeaseSettings  # noqa: PLC0415
+    from kustos.operator.running import Operator, OperatorSettings  # noqa: PLC0415
+
+    if namespace and all_namespaces:
+        raise UsageError("give -n NAMESPACE or --all-namespaces, not both")
+    if not namespace and not all_namespaces:
+        raise UsageError("say which namespaces to watch: -n NAMESPACE ... or --all-namespaces")
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise UsageError(f"--log-level {log_level[:20]!r}: use debug, info, warning or error")
+    logging.getLogger().setLevel(level)
+    me = identity or f"{socket.gethostname()}-{os.getpid()}"
+    namespaces = tuple(n for item in namespace or () for n in item.split(",") if n)
+    lease = LeaseSettings(lease_namespace, lease_name, me) if leader_elect else None
+    settings = OperatorSettings(
+        namespaces=namespaces, listen=listen, lease=lease, max_parallel=max_parallel
+    )
+    client_settings = ClientSettings(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        client = make_async_client(client_settings)
+        try:
+            await Operator(client, settings).run(stop)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+            await client.close()
+
+    asyncio.run(main())
+    return 0

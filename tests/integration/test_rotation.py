@@ -1,0 +1,440 @@
+"""Rotation on the real control plane: versions, watched rollouts, rollback, resume.
+
+Aspects: the first rotation makes ``<name>-v1`` (immutable, owned, labelled) and the live
+Secret, and rolls the Deployment that reads it until its new pods are available; a second
+rotation makes v2 with a new value and rolls again; history beyond ``keep`` is pruned
+(never the current and previous); ``kustos rollback --to 1`` makes a new version holding
+v1's value; a rollout that cannot complete restores the previous value to the live Secret
+and says why in ``RolledBack``; a rotation interrupted after each persisted step resumes
+without generating a second value or restarting a workload twice; a spec Kustos cannot use
+gives ``Ready=False`` with the field named; every generator produces its keys in a live
+Secret of its type; no generated value appears in status, Events or command output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kustos.rotation.certificates import make_self_signed_ca
+from lightkube import Client, codecs
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.apps_v1 import DeploymentSpec
+from lightkube.models.core_v1 import (
+    Container,
+    EnvVar,
+    EnvVarSource,
+    PodSpec,
+    PodTemplateSpec,
+    SecretKeySelector,
+)
+from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Event, Secret
+from lightkube.types import PatchType
+
+from kustos.cli.main import main
+from kustos.errors import KubeError
+from kustos.kube.client import ClientSettings, make_async_client
+from kustos.rotation.rotating import Engine, NullObserver, Result
+from kustos.rotation.spec import InvalidSpecError
+from kustos.rotation.versions import Step
+from kustos.testing.controlplane import ControlPlane
+
+pytestmark = pytest.mark.integration
+CRD = Path(__file__).resolve().parents[2] / "deploy" / "rotation" / "crd-managedsecret.yaml"
+MS = create_namespaced_resource("kustos.io", "v1alpha1", "ManagedSecret", "managedsecrets")
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def crd(control_plane: ControlPlane) -> None:
+    """The ManagedSecret CRD, installed once for this module and Established."""
+    from kustos.kube.client import make_client  # noqa: PLC0415
+
+    with make_client(ClientSettings(kubeconfig=control_plane.kubeconfig)) as client:
+        obj = codecs.load_all_yaml(CRD.read_text())[0]
+        client.apply(obj, field_manager="kustos-tests", force=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = client.get(CustomResourceDefinition, "managedsecrets.kustos.io")
+            conditions = got.status.conditions if got.status else None
+            if any(c.type == "Established" and c.status == "True" for c in conditions or []):
+                break
+            time.sleep(0.2)
+        time.sleep(1)  # discovery of the new group reaches the API server's handlers
+
+
+def _run(plane: ControlPlane, call: Callable[[Engine], Awaitable[T]], **engine: Any) -> T:
+    async def go() -> T:
+        client = make_async_client(ClientSettings(kubeconfig=plane.kubeconfig))
+        try:
+            return await call(Engine(client, poll=0.2, **engine))
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def _managed(namespace: str, name: str, spec: dict[str, Any]) -> Any:
+    return MS(
+        apiVersion="kustos.io/v1alpha1",
+        kind="ManagedSecret",
+        metadata=ObjectMeta(name=name, namespace=namespace),
+        spec=spec,
+    )
+
+
+def _deployment(namespace: str, name: str, secret: str, key: str) -> Deployment:
+    labels = {"app": name}
+    env = EnvVar(
+        name="VALUE",
+        valueFrom=EnvVarSource(secretKeyRef=SecretKeySelector(name=secret, key=key)),
+    )
+    return Deployment(
+        metadata=ObjectMeta(name=name, namespace=namespace),
+        spec=DeploymentSpec(
+            replicas=2,
+            selector=LabelSelector(matchLabels=labels),
+            template=PodTemplateSpec(
+                metadata=ObjectMeta(labels=labels),
+                spec=PodSpec(
+                    containers=[
+                        Container(name="app", image="registry.example.invalid/a:1", env=[env])
+                    ]
+                ),
+            ),
+        ),
+    )
+
+
+def _data(kube: Client, namespace: str, name: str) -> dict[str, bytes]:
+    secret = kube.get(Secret, name, namespace=namespace)
+    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+
+def _status(kube: Client, namespace: str, name: str) -> dict[str, Any]:
+    return dict(kube.get(MS, name, namespace=namespace).to_dict().get("status") or {})
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions", []) if c["type"] == kind)
+
+
+def _wait_available(kube: Client, namespace: str, name: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        dep = kube.get(Deployment, name, namespace=namespace)
+        if dep.status and (dep.status.availableReplicas or 0) >= 2:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never became available")
+
+
+PASSWORD_SPEC: dict[str, Any] = {
+    "secretName": "db",
+    "data": {
+        "password": {"password": {"length": 24}},
+        "username": {"template": "app"},
+        "url": {"template": "postgres://{{ username }}:{{ password }}@db:5432/app"},
+    },
+    "history": {"keep": 2},
+    "rollout": {"timeout": "60s"},
+}
+
+
+def test_rotate_versions_roll_out_prune_and_roll_back(
+    control_plane: ControlPlane,
+    kube: Client,
+    namespace: str,
+    crd: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kube.create(_managed(namespace, "db", PASSWORD_SPEC))
+    kube.create(_deployment(namespace, "api", "db", "password"))
+    _wait_available(kube, namespace, "api")
+
+    first = _run(control_plane, lambda e: e.rotate(namespace, "db"))
+    assert first.outcome == "rotated", first.message
+    assert first.version == 1
+    assert first.restarted == (f"Deployment.apps {namespace}/api",)
+    live = _data(kube, namespace, "db")
+    assert set(live) == {"password", "username", "url"}
+    assert len(live["password"]) == 24
+    assert live["url"] == b"postgres://app:" + live["password"] + b"@db:5432/app"
+    v1 = kube.get(Secret, "db-v1", namespace=namespace)
+    assert v1.immutable is True
+    assert v1.metadata is not None
+    assert (v1.metadata.labels or {})["kustos.io/version"] == "1"
+    assert [o.kind for o in v1.metadata.ownerReferences or []] == ["ManagedSecret"]
+    assert _data(kube, namespace, "db-v1") == live
+    dep = kube.get(Deployment, "api", namespace=namespace)
+    assert dep.spec is not None
+    assert dep.spec.template.metadata is not None
+    annotations = dep.spec.template.metadata.annotations or {}
+    assert annotations["kustos.io/restart-reason"] == "db-v1"
+    status = _status(kube, namespace, "db")
+    assert status["currentVersion"] == 1
+    assert _condition(status, "Ready")["status"] == "True"
+    assert "rotation" not in status or status["rotation"] is None
+
+    for expected in (2, 3, 4):
+        result = _run(control_plane, lambda e: e.rotate(namespace, "db", reason="test"))
+        assert result.version == expected
+    assert _data(kube, namespace, "db")["password"] != live["password"]
+    versions = {
+        s.metadata.name
+        for s in kube.list(Secret, namespace=namespace, labels={"kustos.io/managed-secret": "db"})
+        if s.metadata and s.metadata.name != "db"
+    }
+    assert versions == {"db-v3", "db-v4"}, "keep: 2 prunes all but the current and previous"
+
+    # `kustos versions` lists them without values; `kustos rollback` restores v3's value.
+    v3 = _data(kube, namespace, "db-v3")
+    v3_meta = kube.get(Secret, "db-v3", namespace=namespace).metadata
+    assert v3_meta is not None
+    v3_hash = (v3_meta.annotations or {})["kustos.io/content-hash"]
+    assert (
+        main(
+            [
+                "versions",
+                f"{namespace}/db",
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    listed = capsys.readouterr().out
+    assert '"number": 4' in listed
+    assert '"number": 3' in listed
+    code = main(
+        ["rollback", f"{namespace}/db", "--to", "3", "--kubeconfig", str(control_plane.kubeconfig)]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert _data(kube, namespace, "db") == v3
+    status = _status(kube, namespace, "db")
+    assert status["currentVersion"] == 5
+    assert status["versions"][0]["origin"] == "rollback of v3"
+    assert status["versions"][0]["contentHash"] == v3_hash
+
+    # Canary: no value in status, events, or any command output.
+    events = " ".join(f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace))
+    text = str(status) + events + listed + out.out + out.err
+    for secret_value in (live["password"], v3["password"], v3["url"]):
+        assert secret_value.decode() not in text
+
+
+def test_failed_rollout_restores_the_previous_value(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None
+) -> None:
+    spec = {**PASSWORD_SPEC, "rollout": {"timeout": "4s"}}
+    kube.create(_managed(namespace, "db", spec))
+    kube.create(_deployment(namespace, "web", "db", "password"))
+    _wait_available(kube, namespace, "web")
+    assert _run(control_plane, lambda e: e.rotate(namespace, "db")).outcome == "rotated"
+    good = _data(kube, namespace, "db")
+    # From now on no new pod can be scheduled: the next rollout cannot complete.
+    kube.patch(
+        Deployment,
+        "web",
+        {"spec": {"template": {"spec": {"nodeSelector": {"kustos.io/no-such-node": "x"}}}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+
+    result = _run(control_plane, lambda e: e.rotate(namespace, "db"))
+    assert result.outcome == "rolled_back"
+    assert result.version == 1
+    assert _data(kube, namespace, "db") == good
+    status = _status(kube, namespace, "db")
+    assert status["currentVersion"] == 1
+    rolled = _condition(status, "RolledBack")
+    assert rolled["status"] == "True"
+    assert "version 2 rolled back to 1" in rolled["message"]
+    assert "not complete after 4s" in rolled["message"]
+    states = {v["number"]: v["state"] for v in status["versions"]}
+    assert states == {2: "Failed", 1: "Current"}
+    reasons = {e.reason for e in kube.list(Event, namespace=namespace)}
+    assert {"RotationStarted", "RolloutFailed", "RolledBack"} <= reasons
+
+
+class _Crash(BaseException):
+    """Stands in for the process dying right after a step was recorded."""
+
+
+@pytest.mark.parametrize("step", [Step.PENDING, Step.CREATED, Step.APPLIED, Step.ROLLING_OUT])
+def test_a_rotation_interrupted_after_each_step_resumes_once(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None, step: Step
+) -> None:
+    kube.create(_managed(namespace, "db", PASSWORD_SPEC))
+    kube.create(_deployment(namespace, "api", "db", "password"))
+    _wait_available(kube, namespace, "api")
+    assert _run(control_plane, lambda e: e.rotate(namespace, "db")).version == 1
+
+    async def crash_after(engine: Engine) -> Result:
+        original = engine._save
+
+        async def save(ctx: Any, state: Any, **extra: Any) -> None:
+            await original(ctx, state, **extra)
+            if state is not None and state.step is step:
+                raise _Crash
+
+        engine._save = save  # type: ignore[method-assign]
+        return await engine.rotate(namespace, "db")
+
+    with pytest.raises(_Crash):
+        _run(control_plane, crash_after)
+    status = _status(kube, namespace, "db")
+    assert status["rotation"]["step"] == step.value
+    assert status["rotation"]["version"] == 2
+    made = {s.metadata.name for s in kube.list(Secret, namespace=namespace) if s.metadata}
+    assert ("db-v2" in made) is (step is not Step.PENDING)
+    value = _data(kube, namespace, "db-v2") if step is not Step.PENDING else None
+    dep = kube.get(Deployment, "api", namespace=namespace)
+    generation = dep.metadata.generation if dep.metadata else None
+
+    resumed = _run(control_plane, lambda e: e.rotate(namespace, "db"))
+    assert resumed.outcome == "rotated"
+    assert resumed.version == 2, "the resumed rotation finishes version 2, not a new one"
+    stored = _data(kube, namespace, "db-v2")
+    if value is not None:
+        assert stored == value, "the value is generated once"
+    assert _data(kube, namespace, "db")["password"] == stored["password"]
+    dep = kube.get(Deployment, "api", namespace=namespace)
+    if step is Step.ROLLING_OUT:
+        assert dep.metadata is not None
+        assert dep.metadata.generation == generation, "not restarted a second time"
+    assert _status(kube, namespace, "db")["currentVersion"] == 2
+    names = {s.metadata.name for s in kube.list(Secret, namespace=namespace) if s.metadata}
+    assert "db-v3" not in names
+
+
+def test_unusable_spec_sets_ready_false_and_exits_2(
+    control_plane: ControlPlane,
+    kube: Client,
+    namespace: str,
+    crd: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = {
+        "secretName": "db",
+        "data": {"p": {"password": {}}},
+        "rotation": {"every": "3 fortnights"},
+    }
+    kube.create(_managed(namespace, "bad", spec))
+    with pytest.raises(InvalidSpecError):
+        _run(control_plane, lambda e: e.rotate(namespace, "bad"))
+    ready = _condition(_status(kube, namespace, "bad"), "Ready")
+    assert ready["status"] == "False"
+    assert ready["reason"] == "InvalidSpec"
+    assert "spec.rotation" in ready["message"]
+    code = main(["rotate", f"{namespace}/bad", "--kubeconfig", str(control_plane.kubeconfig)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("kustos: error: spec.rotation")
+    assert "Traceback" not in err
+
+
+def test_every_generator_makes_a_secret_of_its_type(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None
+) -> None:
+    import datetime as dt  # noqa: PLC0415
+
+    ca = make_self_signed_ca("kustos test CA", dt.datetime.now(dt.UTC), 30)
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="ca", namespace=namespace),
+            type="kubernetes.io/tls",
+            data={
+                "tls.crt": base64.b64encode(ca.cert_pem).decode(),
+                "tls.key": base64.b64encode(ca.key_pem.reveal()).decode(),
+            },
+        )
+    )
+    specs: dict[str, dict[str, Any]] = {
+        "opaque": {
+            "secretName": "opaque",
+            "data": {"t": {"token": {"bytes": 32, "encoding": "base64url"}}, "id": {"uuid": {}}},
+        },
+        "tls": {
+            "secretName": "tls",
+            "type": "kubernetes.io/tls",
+            "data": {
+                "tls.crt": {
+                    "x509": {
+                        "issuer": {"name": "ca"},
+                        "commonName": "api.example",
+                        "dnsNames": ["api.example"],
+                        "caKey": "ca.crt",
+                    }
+                }
+            },
+        },
+        "ssh": {
+            "secretName": "ssh",
+            "type": "kubernetes.io/ssh-auth",
+            "data": {"ssh-privatekey": {"sshKeypair": {"algorithm": "ed25519"}}},
+        },
+        "basic": {
+            "secretName": "basic",
+            "type": "kubernetes.io/basic-auth",
+            "data": {"username": {"template": "bot"}, "password": {"password": {"length": 16}}},
+        },
+        "docker": {
+            "secretName": "pull",
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {
+                "token": {"password": {"length": 20}},
+                ".dockerconfigjson": {
+                    "dockerConfig": {
+                        "registry": "registry.example.invalid",
+                        "username": "bot",
+                        "passwordFrom": "token",
+                    }
+                },
+            },
+        },
+    }
+    expected = {
+        "opaque": {"t", "id"},
+        "tls": {"tls.crt", "tls.key", "ca.crt"},
+        "ssh": {"ssh-privatekey", "ssh-privatekey.pub"},
+        "basic": {"username", "password"},
+        "pull": {"token", ".dockerconfigjson"},
+    }
+    for name, spec in specs.items():
+        kube.create(_managed(namespace, name, {**spec, "rollout": {"strategy": "none"}}))
+        result = _run(control_plane, lambda e, n=name: e.rotate(namespace, n))
+        assert result.outcome == "rotated", (name, result.message)
+    for secret_name, keys in expected.items():
+        secret = kube.get(Secret, secret_name, namespace=namespace)
+        assert set(secret.data or {}) == keys, secret_name
+    assert kube.get(Secret, "tls", namespace=namespace).type == "kubernetes.io/tls"
+    assert b"BEGIN CERTIFICATE" in _data(kube, namespace, "tls")["tls.crt"]
+
+
+def test_missing_ca_secret_is_a_clear_error(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None
+) -> None:
+    spec = {
+        "secretName": "tls",
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": {"x509": {"issuer": {"name": "nope"}, "commonName": "x"}}},
+        "rollout": {"strategy": "none"},
+    }
+    kube.create(_managed(namespace, "tls", spec))
+    with pytest.raises(KubeError, match="CA Secret nope not found"):
+        _run(control_plane, lambda e: e.rotate(namespace, "tls"), observer=NullObserver())
+    assert not list(
+        kube.list(Secret, namespace=namespace, labels={"kustos.io/managed-secret": "tls"})
+    )
