@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from kustos.cli.inputs import Cluster, Context, Kubeconfig, Namespaces, Paths, load_index
-from kustos.errors import UsageError
+from kustos.cli.output import TableOrJson, print_json, report_skipped
+from kustos.kube.index import ObjectIndex
+from kustos.kube.references import SecretReference
 
 
 def refs(
@@ -19,67 +21,74 @@ def refs(
     kubeconfig: Kubeconfig = None,
     context: Context = None,
     namespace: Namespaces = None,
-    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    output_format: Annotated[
+        TableOrJson, typer.Option("--format", help="Output format.")
+    ] = TableOrJson.TABLE,
     all_consumers: Annotated[
         bool, typer.Option("--all", help="Include pods and ReplicaSets owned by controllers.")
     ] = False,
 ) -> int:
     """List every Secret reference: Secret, consumer, how (env, volume, ...) and field path."""
-    if output_format not in ("table", "json"):
-        raise UsageError(f"unknown format {output_format!r} (table or json)")
     index, _ = load_index(
         paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespace
     )
     found = index.secret_references()
     if not all_consumers:
         found = [r for r in found if not index.is_owned(r.consumer)]
-    secrets = {(s.namespace, s.name) for s in index.of_kind("Secret")}
     rows = sorted(found, key=lambda r: (r.namespace, r.secret, str(r.consumer), r.field))
-    if output_format == "json":
-        doc = {
-            "references": [
-                {
-                    "namespace": r.namespace,
-                    "secret": r.secret,
-                    "secret_exists": (r.namespace, r.secret) in secrets,
-                    "consumer": {
-                        "kind": r.consumer.kind,
-                        "namespace": r.consumer.namespace,
-                        "name": r.consumer.name,
-                    },
-                    "via": r.via.value,
-                    "field": r.field,
-                    "container": r.container,
-                    "key": r.key,
-                    "optional": r.optional,
-                }
-                for r in rows
-            ],
-            "summary": {
-                "objects": len(index),
-                "secrets": len(secrets),
-                "references": len(rows),
-                "errors": len(index.errors),
-            },
-        }
-        typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    secrets = {(s.namespace, s.name) for s in index.of_kind("Secret")}
+    if output_format is TableOrJson.JSON:
+        print_json(_document(rows, secrets, index))
     else:
-        console = Console()
-        table = Table(title=f"Secret references ({len(rows)} in {len(index)} objects)")
-        for col in ("Secret", "Consumer", "Via"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("Field", overflow="fold")
-        for r in rows:
-            missing = (
-                "" if (r.namespace, r.secret) in secrets or r.optional else " [red](missing)[/]"
-            )
-            table.add_row(
-                f"{r.namespace}/{r.secret}{missing}",
-                f"{r.consumer.kind}/{r.consumer.name}",
-                r.via.value + (f" {r.key}" if r.key else ""),
-                r.field,
-            )
-        console.print(table)
-    for err in index.errors:
-        typer.echo(f"kustos: skipped {err}", err=True)
+        Console().print(_table(rows, secrets, index))
+    report_skipped(index.errors)
     return 0
+
+
+def _document(
+    rows: Sequence[SecretReference], secrets: set[tuple[str, str]], index: ObjectIndex
+) -> dict[str, Any]:
+    return {
+        "references": [
+            {
+                "namespace": r.namespace,
+                "secret": r.secret,
+                "secret_exists": (r.namespace, r.secret) in secrets,
+                "consumer": {
+                    "kind": r.consumer.kind,
+                    "namespace": r.consumer.namespace,
+                    "name": r.consumer.name,
+                },
+                "via": r.via.value,
+                "field": r.field,
+                "container": r.container,
+                "key": r.key,
+                "optional": r.optional,
+            }
+            for r in rows
+        ],
+        "summary": {
+            "objects": len(index),
+            "secrets": len(secrets),
+            "references": len(rows),
+            "errors": len(index.errors),
+        },
+    }
+
+
+def _table(
+    rows: Sequence[SecretReference], secrets: set[tuple[str, str]], index: ObjectIndex
+) -> Table:
+    table = Table(title=f"Secret references ({len(rows)} in {len(index)} objects)")
+    for col in ("Secret", "Consumer", "Via"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Field", overflow="fold")
+    for r in rows:
+        missing = "" if (r.namespace, r.secret) in secrets or r.optional else " [red](missing)[/]"
+        table.add_row(
+            f"{r.namespace}/{r.secret}{missing}",
+            f"{r.consumer.kind}/{r.consumer.name}",
+            r.via.value + (f" {r.key}" if r.key else ""),
+            r.field,
+        )
+    return table

@@ -1,55 +1,41 @@
-"""``kustos who-can``: every subject that can do something, with every path."""
+"""``kustos who-can``: every subject that can do something, with every path.
+
+Two questions share the command: one request (``who-can VERB RESOURCE [NAME]``) and the
+matrix of a namespace's Secrets (``who-can --matrix -n NS``). Each is parse, evaluate
+(:mod:`kustos.rbac.access`), render (:mod:`kustos.rbac.reporting`); this module only reads
+the input and prints.
+"""
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from kustos.cli.inputs import Cluster, Context, Kubeconfig, load_index
+from kustos.cli.output import TableOrJson, print_json, report_skipped
 from kustos.errors import UsageError
-from kustos.rbac.access import SubjectPaths, is_platform_subject, secret_matrix, who_can
-from kustos.rbac.matching import CLUSTER_SCOPED_RESOURCES, Request, parse_resource
+from kustos.kube.index import ObjectIndex
+from kustos.rbac.access import secret_matrix, who_can
+from kustos.rbac.matching import request_of
 from kustos.rbac.model import build_policy
+from kustos.rbac.reporting import (
+    Question,
+    TextReport,
+    matrix_doc,
+    matrix_text,
+    request_doc,
+    request_text,
+)
 
+USAGE = "usage: kustos who-can VERB RESOURCE [NAME] [PATH ... | --cluster]"
 
-def _subjects_json(subjects: list[SubjectPaths]) -> list[dict[str, Any]]:
-    return [
-        {
-            "kind": sp.subject.kind,
-            "namespace": sp.subject.namespace,
-            "name": sp.subject.name,
-            "paths": [
-                {"type": p.type, "via": p.via, "binding": p.binding, "role": p.role, "rule": p.rule}
-                for p in sp.paths
-            ],
-        }
-        for sp in subjects
-    ]
-
-
-def _visible(subjects: list[SubjectPaths], *, all_subjects: bool) -> list[SubjectPaths]:
-    if all_subjects:
-        return subjects
-    return [sp for sp in subjects if not is_platform_subject(sp.subject)]
-
-
-def _split(args: list[str], *, matrix: bool) -> tuple[str, str, str, list[str]]:
-    """VERB RESOURCE [NAME] [PATH ...]: a third word is a NAME unless it exists on disk."""
-    if matrix:
-        return "get", "secrets", "", args
-    if len(args) < 2:
-        raise UsageError("usage: kustos who-can VERB RESOURCE [NAME] [PATH ... | --cluster]")
-    verb, resource, rest = args[0], args[1], args[2:]
-    name = ""
-    if rest and rest[0] != "-" and not Path(rest[0]).exists():
-        name, rest = rest[0], rest[1:]
-    return verb, resource, name, rest
+#: Reads the index from the PATH arguments (or the cluster) and reports what was skipped.
+Load = Callable[[list[str]], ObjectIndex]
 
 
 def who_can_command(
@@ -63,7 +49,9 @@ def who_can_command(
     matrix: Annotated[
         bool, typer.Option("--matrix", help="For each Secret in -n NS: who can read it.")
     ] = False,
-    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    output_format: Annotated[
+        TableOrJson, typer.Option("--format", help="Output format.")
+    ] = TableOrJson.TABLE,
     all_subjects: Annotated[
         bool,
         typer.Option(
@@ -73,92 +61,76 @@ def who_can_command(
     ] = False,
 ) -> int:
     """Every User, Group and ServiceAccount that can do VERB on RESOURCE, and how."""
-    if output_format not in ("table", "json"):
-        raise UsageError(f"unknown format {output_format!r} (table or json)")
-    verb, resource, name, paths = _split(list(args or []), matrix=matrix)
-    if matrix and not namespace:
-        raise UsageError("--matrix needs -n NAMESPACE")
-    index, _ = load_index(
-        paths or None, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=None
-    )
-    for err in index.errors:
-        typer.echo(f"kustos: skipped {err}", err=True)
-    policy = build_policy(index)
-    if matrix:
-        assert namespace is not None  # noqa: S101 - checked above
-        result = secret_matrix(policy, index, namespace)
-        common = _visible(result.common, all_subjects=all_subjects)
-        in_use = _visible(result.in_use, all_subjects=all_subjects)
-        extra = {n: _visible(e, all_subjects=all_subjects) for n, e in sorted(result.extra.items())}
-        if output_format == "json":
-            doc = {
-                "namespace": namespace,
-                "all_secrets": {"subjects": _subjects_json(common)},
-                "secrets_used_by_pods": {"subjects": _subjects_json(in_use)},
-                "become_any_serviceaccount_in": {
-                    ns: {"subjects": _subjects_json(_visible(sps, all_subjects=all_subjects))}
-                    for ns, sps in result.become_any.items()
-                },
-                "secrets": [
-                    {
-                        "name": name,
-                        "used_by_pods": name in result.used_by_pods,
-                        "subjects": _subjects_json(subjects),
-                    }
-                    for name, subjects in extra.items()
-                ],
-            }
-            sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-            return 0
-        console = Console()
-        console.print(
-            f"[bold]Every Secret in {namespace} ({len(extra)}) can be read by {len(common)} "
-            "subjects:[/]",
-            highlight=False,
+
+    def load(paths: list[str]) -> ObjectIndex:
+        index, _ = load_index(
+            paths or None, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=None
         )
-        for sp in common:
-            kinds = sorted({p.type for p in sp.paths})
-            console.print(f"  {sp.subject} [dim]({', '.join(kinds)})[/]", highlight=False)
-        if in_use:
-            console.print(
-                f"[bold]and every Secret a pod uses ({len(result.used_by_pods)}) by "
-                f"{len(in_use)} more (exec/attach):[/]",
-                highlight=False,
-            )
-            for sp in in_use:
-                console.print(f"  {sp.subject}", highlight=False)
-        grid = Table(title="Beyond those, per Secret")
-        grid.add_column("Secret", no_wrap=True)
-        grid.add_column("Direct", overflow="fold")
-        grid.add_column("Indirect", overflow="fold")
-        for secret, subjects in extra.items():
-            direct = [str(s.subject) for s in subjects if any(p.type == "direct" for p in s.paths)]
-            indirect = [
-                str(s.subject) for s in subjects if all(p.type == "indirect" for p in s.paths)
-            ]
-            grid.add_row(secret, "\n".join(direct) or "-", "\n".join(indirect) or "-")
-        console.print(grid)
-        return 0
-    group, res, sub = parse_resource(resource)
-    # RoleBindings never grant cluster-scoped resources: ignore -n for them.
-    scope = "" if res in CLUSTER_SCOPED_RESOURCES else namespace or ""
-    request = Request(verb, group, res, sub, scope, name)
-    subjects = _visible(who_can(policy, request, index=index), all_subjects=all_subjects)
-    if output_format == "json":
-        doc = {
-            "verb": verb, "resource": resource, "namespace": namespace or "", "name": name,
-            "subjects": _subjects_json(subjects),
-        }  # fmt: skip
-        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
-    console = Console()
-    console.print(f"[bold]Who can {request}[/]", highlight=False)
-    for sp in subjects:
-        console.print(f"[bold]{sp.subject}[/]", highlight=False)
-        for p in sp.paths:
-            colour = "red" if p.type == "direct" else "yellow"
-            line = f"  [{colour}]{p.type}[/] {p.via}"
-            if p.binding:
-                line += f" [dim]({p.binding} → {p.role}: {p.rule})[/]"
-            console.print(line, highlight=False)
+        report_skipped(index.errors)
+        return index
+
+    words = list(args or [])
+    if matrix:
+        if not namespace:
+            raise UsageError("--matrix needs -n NAMESPACE")
+        return _matrix(words, namespace, load, output_format, all_subjects=all_subjects)
+    return _single(words, namespace or "", load, output_format, all_subjects=all_subjects)
+
+
+def _single(
+    words: list[str],
+    namespace: str,
+    load: Load,
+    output_format: TableOrJson,
+    *,
+    all_subjects: bool,
+) -> int:
+    """VERB RESOURCE [NAME] [PATH ...]: a third word is a NAME unless it exists on disk."""
+    if len(words) < 2:
+        raise UsageError(USAGE)
+    verb, resource, rest = words[0], words[1], words[2:]
+    name = ""
+    if rest and rest[0] != "-" and not Path(rest[0]).exists():
+        name, rest = rest[0], rest[1:]
+    index = load(rest)
+    request = request_of(verb, resource, name=name, namespace=namespace)
+    subjects = who_can(build_policy(index), request, index=index)
+    if output_format is TableOrJson.JSON:
+        question = Question(verb, resource, namespace, name)
+        print_json(request_doc(question, subjects, all_subjects=all_subjects))
+    else:
+        _print(request_text(request, subjects, all_subjects=all_subjects))
     return 0
+
+
+def _matrix(
+    paths: list[str],
+    namespace: str,
+    load: Load,
+    output_format: TableOrJson,
+    *,
+    all_subjects: bool,
+) -> int:
+    """--matrix -n NS [PATH ...]: who can read each Secret of the namespace."""
+    index = load(paths)
+    result = secret_matrix(build_policy(index), index, namespace)
+    if output_format is TableOrJson.JSON:
+        print_json(matrix_doc(result, all_subjects=all_subjects))
+    else:
+        _print(matrix_text(result, all_subjects=all_subjects))
+    return 0
+
+
+def _print(report: TextReport) -> None:
+    console = Console()
+    for line in report.lines:
+        console.print(line, highlight=False)
+    if report.grid is not None:
+        table = Table(title=report.grid.title)
+        key, *others = report.grid.columns
+        table.add_column(key, no_wrap=True)
+        for column in others:
+            table.add_column(column, overflow="fold")
+        for row in report.grid.rows:
+            table.add_row(*row)
+        console.print(table)

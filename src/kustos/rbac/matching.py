@@ -75,6 +75,17 @@ def parse_resource(text: str) -> tuple[str, str, str]:
     return group, resource, sub
 
 
+def request_of(verb: str, resource: str, *, name: str = "", namespace: str = "") -> Request:
+    """The request ``kustos who-can VERB RESOURCE [NAME] [-n NAMESPACE]`` asks about.
+
+    RoleBindings never grant cluster-scoped resources, so *namespace* is ignored for them:
+    ``who-can get nodes -n team`` asks about ``nodes``, not about nothing.
+    """
+    group, res, sub = parse_resource(resource)
+    scope = "" if res in CLUSTER_SCOPED_RESOURCES else namespace
+    return Request(verb, group, res, sub, scope, name)
+
+
 def verb_matches(rule: PolicyRule, verb: str) -> bool:
     """The rule lists the verb or ``*``."""
     return verb in rule.verbs or "*" in rule.verbs
