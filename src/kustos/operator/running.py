@@ -29,6 +29,7 @@ from kustos import conventions as c
 from kustos.errors import InputError, KustosError, ServiceError
 from kustos.kube.objects import ObjectRef
 from kustos.operator.leading import LeaderElector, LeaseSettings
+from kustos.operator.reloading import Reloader
 from kustos.rotation.certificates import CertFacts, certificate_facts
 from kustos.rotation.planning import next_rotation
 from kustos.rotation.recording import KubeRecorder
@@ -52,6 +53,8 @@ class OperatorSettings:
     retry_base: float = 10.0
     retry_max: float = 600.0
     component: str = "kustos-operator"
+    reload: bool = True  # roll opted-in workloads when a Secret they use changes
+    reload_window: float = 5.0
 
 
 @dataclass(slots=True)
@@ -166,6 +169,16 @@ class Operator:
         self.synced: set[str] = set()
         self.wake = asyncio.Event()
         self.elector = LeaderElector(client, settings.lease) if settings.lease else None
+        self.reloader = (
+            Reloader(
+                client,
+                settings.namespaces,
+                window=settings.reload_window,
+                recorder=KubeRecorder(client, settings.component),
+            )
+            if settings.reload
+            else None
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
@@ -182,6 +195,9 @@ class Operator:
         if self.elector is not None:
             tasks.append(asyncio.create_task(self.elector.run(stop), name="lease"))
         tasks.append(asyncio.create_task(self._schedule(stop), name="schedule"))
+        if self.reloader is not None:
+            leading = self.elector.leading if self.elector is not None else None
+            tasks.append(asyncio.create_task(self.reloader.run(stop, leading), name="reload"))
         try:
             await stop.wait()
         finally:
