@@ -28,6 +28,7 @@ COMMANDS: Final = {
     "versions": ("kustos.cli.rotate", "versions"),
     "rollback": ("kustos.cli.rotate", "rollback"),
     "operator": ("kustos.cli.operator", "app"),
+    "pull-secret": ("kustos.cli.pullsecret", "app"),
     "demo": ("kustos.cli.demo", "demo"),
     "kms": ("kustos.cli.kms", "app"),
     "dev-cluster": ("kustos.cli.devcluster", "app"),
