@@ -6,15 +6,18 @@ that a file scan reads, so that the two indexes can be compared.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from lightkube import Client, codecs
 from lightkube.core.exceptions import LoadResourceError
 from lightkube.core.resource import NamespacedResource
 
 from kustos.errors import InputError, quote_foreign
+from kustos.files import read_text
 from kustos.kube.client import FIELD_MANAGER, api_errors
+from kustos.kube.documents import load_yaml_all
 from kustos.kube.loading import manifest_files
 
 #: Applied first so that the objects inside them can be created.
@@ -25,14 +28,15 @@ def apply_manifests(
     client: Client, paths: Iterable[str | Path], *, namespace: str | None = None
 ) -> list[str]:
     """Server-side apply every object in *paths*; return ``Kind namespace/name`` of each."""
-    objects = []
+    objects: list[Any] = []
     for path in manifest_files(paths):
         if path is None:
             raise InputError("stdin cannot be applied here; name files or folders")
+        # Parsed by Kustos's own YAML loader (alias bombs refused), then typed by lightkube.
+        documents = load_yaml_all(read_text(path, what="manifest"), str(path))
         try:
-            with path.open(encoding="utf-8") as fh:
-                objects.extend(codecs.load_all_yaml(fh))
-        except (LoadResourceError, ValueError) as exc:
+            objects.extend(codecs.from_dict(d) for d in _flatten(documents))
+        except (LoadResourceError, ValueError, TypeError) as exc:
             raise InputError(f"{path}: cannot apply: {quote_foreign(str(exc))}") from exc
     objects.sort(key=lambda o: _FIRST.index(o.kind) if o.kind in _FIRST else len(_FIRST))
     applied = []
@@ -42,7 +46,18 @@ def apply_manifests(
         ns = meta.namespace if meta is not None else None
         if namespace and meta is not None and isinstance(obj, NamespacedResource):
             meta.namespace = ns = namespace
-        with api_errors(f"apply {obj.kind} {name}"):
+        plural = type(obj)._api_info.plural
+        with api_errors(f"apply {obj.kind} {name}", verb="patch", resource=plural):
             client.apply(obj, field_manager=FIELD_MANAGER, force=True)
         applied.append(f"{obj.kind} {ns + '/' if ns else ''}{name}")
     return applied
+
+
+def _flatten(documents: Iterable[Any]) -> Iterator[Any]:
+    """Objects of the documents, with the items of ``*List`` kinds expanded (as lightkube)."""
+    for doc in documents:
+        kind = doc.get("kind") if isinstance(doc, Mapping) else None
+        if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
+            yield from _flatten(doc["items"])
+        else:
+            yield doc

@@ -124,10 +124,11 @@ async def restart(
             }
         }
     }
-    with api_errors(f"restart {kind} {namespace}/{name}"):
-        await client.patch(
-            _resource(kind), name, patch, namespace=namespace, patch_type=PatchType.MERGE
-        )
+    resource = _resource(kind)
+    with api_errors(
+        f"restart {kind} {namespace}/{name}", verb="patch", resource=resource._api_info.plural
+    ):
+        await client.patch(resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
 
 
 async def wait_for_rollout(
@@ -145,7 +146,9 @@ async def wait_for_rollout(
     deadline = loop.time() + timeout
     progress = _going("not observed yet")
     while loop.time() < deadline:
-        with api_errors(f"read {kind} {namespace}/{name}"):
+        with api_errors(
+            f"read {kind} {namespace}/{name}", verb="get", resource=resource._api_info.plural
+        ):
             obj = await client.get(resource, name, namespace=namespace)
         progress = rollout_progress(kind, obj.to_dict())
         if progress.failed:

@@ -190,7 +190,9 @@ def test_loader_reads_folders_recursively_and_skips_hidden(tmp_path: Path) -> No
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00bad")
     index = load_manifests([tmp_path])
     assert sorted(o.name for o in index) == ["one", "two"]
-    assert [str(e) for e in index.errors] == [f"{tmp_path / 'binary.yaml'}: not UTF-8 text"]
+    assert [str(e) for e in index.errors] == [
+        f"{tmp_path / 'binary.yaml'}: cannot read manifest: not UTF-8 text (binary data at byte 0)"
+    ]
 
 
 def test_loader_reads_stdin_and_locates_fields_in_it() -> None:
