@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from kustos.rotation.certificates import make_self_signed_ca
-from lightkube import Client, codecs
+from lightkube import Client
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.apps_v1 import DeploymentSpec
 from lightkube.models.core_v1 import (
@@ -34,7 +34,6 @@ from lightkube.models.core_v1 import (
     SecretKeySelector,
 )
 from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
-from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Event, Secret
 from lightkube.types import PatchType
@@ -42,6 +41,7 @@ from lightkube.types import PatchType
 from kustos.cli.main import main
 from kustos.errors import KubeError
 from kustos.kube.client import ClientSettings, make_async_client
+from kustos.rotation.certificates import make_self_signed_ca
 from kustos.rotation.rotating import Engine, NullObserver, Result
 from kustos.rotation.spec import InvalidSpecError
 from kustos.rotation.versions import Step
@@ -51,24 +51,6 @@ pytestmark = pytest.mark.integration
 CRD = Path(__file__).resolve().parents[2] / "deploy" / "rotation" / "crd-managedsecret.yaml"
 MS = create_namespaced_resource("kustos.io", "v1alpha1", "ManagedSecret", "managedsecrets")
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def crd(control_plane: ControlPlane) -> None:
-    """The ManagedSecret CRD, installed once for this module and Established."""
-    from kustos.kube.client import make_client  # noqa: PLC0415
-
-    with make_client(ClientSettings(kubeconfig=control_plane.kubeconfig)) as client:
-        obj = codecs.load_all_yaml(CRD.read_text())[0]
-        client.apply(obj, field_manager="kustos-tests", force=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            got = client.get(CustomResourceDefinition, "managedsecrets.kustos.io")
-            conditions = got.status.conditions if got.status else None
-            if any(c.type == "Established" and c.status == "True" for c in conditions or []):
-                break
-            time.sleep(0.2)
-        time.sleep(1)  # discovery of the new group reaches the API server's handlers
 
 
 def _run(plane: ControlPlane, call: Callable[[Engine], Awaitable[T]], **engine: Any) -> T:
@@ -120,7 +102,8 @@ def _data(kube: Client, namespace: str, name: str) -> dict[str, bytes]:
 
 
 def _status(kube: Client, namespace: str, name: str) -> dict[str, Any]:
-    return dict(kube.get(MS, name, namespace=namespace).to_dict().get("status") or {})
+    obj: Any = kube.get(MS, name, namespace=namespace)
+    return dict(obj.to_dict().get("status") or {})
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -345,6 +328,10 @@ def test_unusable_spec_sets_ready_false_and_exits_2(
     assert "Traceback" not in err
 
 
+async def _rotate_one(engine: Engine, *, namespace: str, name: str) -> Result:
+    return await engine.rotate(namespace, name)
+
+
 def test_every_generator_makes_a_secret_of_its_type(
     control_plane: ControlPlane, kube: Client, namespace: str, crd: None
 ) -> None:
@@ -414,7 +401,7 @@ def test_every_generator_makes_a_secret_of_its_type(
     }
     for name, spec in specs.items():
         kube.create(_managed(namespace, name, {**spec, "rollout": {"strategy": "none"}}))
-        result = _run(control_plane, lambda e, n=name: e.rotate(namespace, n))
+        result = _run(control_plane, functools.partial(_rotate_one, namespace=namespace, name=name))
         assert result.outcome == "rotated", (name, result.message)
     for secret_name, keys in expected.items():
         secret = kube.get(Secret, secret_name, namespace=namespace)
