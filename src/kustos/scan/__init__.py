@@ -1,10 +1,14 @@
 """Inspect: the secrets-risk checks behind ``kustos scan``.
 
 All modules here except ``reporting`` are purely data-manipulative: checks are functions
-from an :class:`~kustos.kube.index.ObjectIndex` (and parsed config files) to
-:class:`~kustos.scan.findings.Finding` values; no I/O, no clock, no network. Reading files
-and clusters happens in ``kustos.kube.loading``/``listing``; printing in ``reporting``.
+from a :class:`~kustos.scan.checking.ScanInput` (an
+:class:`~kustos.kube.index.ObjectIndex`, the RBAC policy and the configuration files of
+``configs``, each parsed once) to :class:`~kustos.scan.findings.Finding` values; no I/O, no
+clock, no network. Reading files and clusters happens in ``kustos.kube.loading``/``listing``
+and the CLI; printing in ``reporting``. ``baseline`` is the model of the baseline file,
+which the CLI reads and writes through ``kustos.files``.
 
-May import: ``kustos.kube`` (pure modules), ``kustos.rbac``, ``kustos.errors``,
-``kustos.conventions``, ``kustos.sensitive``. Must not import the CLI or adapters.
+May import: ``kustos.kube`` (pure modules), ``kustos.rbac``, ``kustos.files`` (the state-file
+model only), ``kustos.errors``, ``kustos.conventions``, ``kustos.sensitive``. Must not import
+the CLI or adapters.
 """
