@@ -4,11 +4,19 @@
 ``keyring.LocalKeyring`` (an encrypted file) and ``pkcs11.Pkcs11Provider`` (an HSM token,
 SoftHSM2 in tests). Providers are synchronous and thread-safe; the asyncio service calls
 them through ``asyncio.to_thread``.
+
+A provider holds a session or decrypted keys: use it as a context manager (``with``), so
+that it is closed when the command or the server is done with it. Implementations subclass
+``KeyProvider`` to inherit ``__enter__``/``__exit__``.
+
+Failures are ``KmsError`` (one line, never key material, a PIN or a passphrase); a key
+store file that cannot be read or written is a ``FileAccessError`` naming it.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from kustos.kms.keys import KeyRecord
 
@@ -37,8 +45,19 @@ class KeyProvider(Protocol):
         ...
 
     def close(self) -> None:
-        """Release sessions and handles."""
+        """Release sessions and handles; calling it again does nothing."""
         ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # ---- lifecycle (``kustos kms keys ...``); each persists its change before returning
 

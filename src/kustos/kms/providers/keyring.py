@@ -1,31 +1,39 @@
 """A local keyring file: AES-256 key-encryption keys, encrypted with a passphrase.
 
-File format (JSON, mode 0600): ``{"kustos_keyring": 1, "kdf": {"name": "scrypt", "salt",
-"n", "r", "p"}, "nonce", "ciphertext"}``; the ciphertext is AES-256-GCM under a key derived
-from the passphrase with scrypt and holds ``{"keys": [{"key_id", "sequence", "created",
-"state", "material"}], "reencrypted_under"}``. Key material never leaves this module except
-through ``export`` (an ``age``-encrypted backup). The file is rewritten atomically
-(temporary file, fsync, rename), so a running plugin never reads half a file.
+File format (JSON, mode 0600), :class:`KeyringDocument`: ``{"kustos_keyring": 1, "kdf":
+{"name": "scrypt", "salt", "n", "r", "p"}, "nonce", "ciphertext"}``; the ciphertext is
+AES-256-GCM under a key derived from the passphrase with scrypt and holds a
+:class:`KeyringBody`: ``{"keys": [{"key_id", "sequence", "created", "state", "material"}],
+"reencrypted_under"}``. An export (:class:`KeyringExport`) is the body with
+``"kustos_keyring_export": 1``. Both documents go through the one state-file codec
+(``kustos.files``): pydantic models, errors that name fields and never values, atomic
+rewrites (temporary file, fsync, rename) so a running plugin never reads half a file, and
+read-modify-write under a lock so two ``kms keys`` commands cannot lose each other's key.
+
+Key material never leaves this module except through ``export_payload`` (for an
+``age``-encrypted backup); inside the models it is a ``Sensitive``, so no ``repr`` shows it.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+import binascii
 import logging
-import os
 import secrets
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Final, Literal, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from pydantic import PlainSerializer, PlainValidator
 
-from kustos.errors import KmsError
+from kustos.errors import FileAccessError, FileMissingError, InputError, KmsError
+from kustos.files import PRIVATE, StateFile, StateModel, decode, encode, read_bytes
 from kustos.kms.keys import (
     KeyRecord,
     KeyState,
@@ -34,6 +42,7 @@ from kustos.kms.keys import (
     key_id_hash,
     rotate,
 )
+from kustos.kms.providers import KeyProvider
 from kustos.sensitive import Sensitive
 
 log = logging.getLogger("kustos.kms.keyring")
@@ -44,7 +53,91 @@ SCRYPT_N: Final = 2**15
 SCRYPT_R: Final = 8
 SCRYPT_P: Final = 1
 
+M = TypeVar("M", bound=StateModel)
 
+
+# ---------------------------------------------------------------------- the documents
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(value: object) -> bytes:
+    if isinstance(value, bytes):  # built in Python, not read from a file
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected base64 text")  # noqa: TRY004 - pydantic wants ValueError
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("not base64") from None
+
+
+def _sensitive(value: object) -> Sensitive:
+    return value if isinstance(value, Sensitive) else Sensitive(_unb64(value))
+
+
+#: Bytes stored as base64 text.
+Base64 = Annotated[bytes, PlainValidator(_unb64), PlainSerializer(_b64, return_type=str)]
+#: Key material stored as base64 text, held as ``Sensitive`` in memory.
+Material = Annotated[
+    Sensitive,
+    PlainValidator(_sensitive),
+    PlainSerializer(lambda s: _b64(s.reveal()), return_type=str),
+]
+
+
+class Kdf(StateModel):
+    """How the file key is derived from the passphrase (only these parameters are read)."""
+
+    name: Literal["scrypt"] = "scrypt"
+    salt: Base64
+    n: Literal[32768] = SCRYPT_N
+    r: Literal[8] = SCRYPT_R
+    p: Literal[1] = SCRYPT_P
+
+
+class KeyringDocument(StateModel):
+    """The keyring file as stored: the sealed body and how to open it."""
+
+    kustos_keyring: Literal[1] = FORMAT
+    kdf: Kdf
+    nonce: Base64
+    ciphertext: Base64
+
+
+class KeyEntry(StateModel):
+    """One key with its material (empty once retired)."""
+
+    key_id: str
+    sequence: int
+    created: str
+    state: KeyState
+    material: Material
+
+    def record(self) -> KeyRecord:
+        """The public facts of this key."""
+        return KeyRecord(self.key_id, self.sequence, self.created, self.state)
+
+
+class KeyringBody(StateModel):
+    """What the keyring's ciphertext holds."""
+
+    keys: tuple[KeyEntry, ...]
+    reencrypted_under: str | None = None
+
+
+class KeyringExport(KeyringBody):
+    """The decrypted keyring as exported for a backup (then encrypted with age)."""
+
+    kustos_keyring_export: Literal[1] = FORMAT
+
+
+def _detail(exc: InputError, source: str, what: str) -> str:
+    """The field and reason of a decode error, without repeating the path."""
+    return str(exc).removeprefix(f"{source}: not a valid {what} (").removesuffix(")")
+
+
+# ---------------------------------------------------------------------- the provider
 @dataclass(slots=True)
 class _State:
     records: list[KeyRecord]
@@ -53,22 +146,39 @@ class _State:
     salt: bytes
     stamp: tuple[int, int]
 
+    @classmethod
+    def from_body(cls, body: KeyringBody, salt: bytes, stamp: tuple[int, int]) -> _State:
+        return cls(
+            [entry.record() for entry in body.keys],
+            {e.key_id: e.material for e in body.keys if e.state is not KeyState.RETIRED},
+            body.reencrypted_under,
+            salt,
+            stamp,
+        )
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+    def body(self) -> KeyringBody:
+        empty = Sensitive(b"")
+        return KeyringBody(
+            keys=tuple(
+                KeyEntry(
+                    key_id=r.key_id,
+                    sequence=r.sequence,
+                    created=r.created,
+                    state=r.state,
+                    material=self.materials.get(r.key_id, empty),
+                )
+                for r in self.records
+            ),
+            reencrypted_under=self.reencrypted_under,
+        )
 
 
-def _unb64(text: Any) -> bytes:
-    if not isinstance(text, str):
-        raise TypeError("not base64 text")
-    return base64.b64decode(text, validate=True)
-
-
-class LocalKeyring:
+class LocalKeyring(KeyProvider):
     """``KeyProvider`` over an encrypted keyring file."""
 
     def __init__(self, path: Path, passphrase: Sensitive, *, must_exist: bool = True) -> None:
         self.path = path
+        self._file = StateFile(path, KeyringDocument, what="keyring", mode=PRIVATE)
         self._passphrase = passphrase
         self._lock = threading.Lock()
         self._derived: dict[bytes, Sensitive] = {}
@@ -89,106 +199,69 @@ class LocalKeyring:
         info = self.path.stat()
         return (info.st_mtime_ns, info.st_size)
 
+    def _missing(self) -> KmsError:
+        return KmsError(f"keyring {self.path} does not exist: run `kustos kms keys init`")
+
+    def _decode(self, model: type[M], data: bytes, what: str) -> M:
+        try:
+            return decode(model, data, source=str(self.path), what=what)
+        except InputError as exc:
+            detail = _detail(exc, str(self.path), what)
+            raise KmsError(
+                f"keyring {self.path} is not a Kustos keyring (damaged or foreign): {detail}"
+            ) from exc
+
     def _read(self) -> _State:
+        """Read and open the file: one ``KmsError`` line for every way that can fail."""
         try:
             info = self.path.stat()
         except FileNotFoundError:
-            raise KmsError(
-                f"keyring {self.path} does not exist: run `kustos kms keys init`"
-            ) from None
+            raise self._missing() from None
         except OSError as exc:
-            raise KmsError(f"keyring {self.path} cannot be read: {exc.strerror}") from exc
+            raise FileAccessError(self.path, "read keyring", exc.strerror or "error") from exc
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KmsError(
                 f"keyring {self.path} is accessible by group or others "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}); run chmod 600 on it"
             )
         try:
-            doc = json.loads(self.path.read_bytes())
-            if doc.get("kustos_keyring") != FORMAT:
-                raise ValueError("unknown format")
-            kdf = doc["kdf"]
-            salt = _unb64(kdf["salt"])
-            if (kdf["name"], kdf["n"], kdf["r"], kdf["p"]) != (
-                "scrypt",
-                SCRYPT_N,
-                SCRYPT_R,
-                SCRYPT_P,
-            ):
-                raise ValueError("unsupported key derivation")
-            nonce, sealed = _unb64(doc["nonce"]), _unb64(doc["ciphertext"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise KmsError(
-                f"keyring {self.path} is not a Kustos keyring (damaged or foreign)"
-            ) from exc
+            data = read_bytes(self.path, what="keyring")
+        except FileMissingError:
+            raise self._missing() from None
+        doc = self._decode(KeyringDocument, data, "keyring")
         try:
-            payload = AESGCM(self._derive(salt)).decrypt(nonce, sealed, FILE_AAD)
+            payload = AESGCM(self._derive(doc.kdf.salt)).decrypt(
+                doc.nonce, doc.ciphertext, FILE_AAD
+            )
         except InvalidTag:
             raise KmsError(
                 f"wrong passphrase for keyring {self.path} (or the file was altered)"
             ) from None
-        body = json.loads(payload)
-        records, materials = [], {}
-        for entry in body["keys"]:
-            record = KeyRecord(
-                entry["key_id"], int(entry["sequence"]), entry["created"], KeyState(entry["state"])
-            )
-            records.append(record)
-            if record.state is not KeyState.RETIRED:
-                materials[record.key_id] = Sensitive(_unb64(entry["material"]))
-        return _State(
-            records,
-            materials,
-            body.get("reencrypted_under"),
-            salt,
-            (info.st_mtime_ns, info.st_size),
-        )
-
-    @staticmethod
-    def _body(state: _State) -> dict[str, Any]:
-        return {
-            "keys": [
-                {
-                    "key_id": r.key_id,
-                    "sequence": r.sequence,
-                    "created": r.created,
-                    "state": r.state.value,
-                    "material": _b64(state.materials[r.key_id].reveal())
-                    if r.key_id in state.materials
-                    else "",
-                }
-                for r in state.records
-            ],
-            "reencrypted_under": state.reencrypted_under,
-        }
+        body = self._decode(KeyringBody, payload, "keyring body")
+        return _State.from_body(body, doc.kdf.salt, (info.st_mtime_ns, info.st_size))
 
     def _write(self, state: _State) -> None:
-        body = self._body(state)
         nonce = secrets.token_bytes(12)
-        sealed = AESGCM(self._derive(state.salt)).encrypt(
-            nonce, json.dumps(body).encode(), FILE_AAD
-        )
-        doc = {
-            "kustos_keyring": FORMAT,
-            "kdf": {
-                "name": "scrypt",
-                "salt": _b64(state.salt),
-                "n": SCRYPT_N,
-                "r": SCRYPT_R,
-                "p": SCRYPT_P,
-            },
-            "nonce": _b64(nonce),
-            "ciphertext": _b64(sealed),
-        }
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(doc, indent=1).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(self.path)
+        sealed = AESGCM(self._derive(state.salt)).encrypt(nonce, encode(state.body()), FILE_AAD)
+        self._file.write(KeyringDocument(kdf=Kdf(salt=state.salt), nonce=nonce, ciphertext=sealed))
         state.stamp = self._stamp()
+
+    def _create(self, state: _State, *, instead: str) -> None:
+        """Write a new keyring file; refuse if one is there (checked under the file lock).
+
+        *instead* tells the user what to do when the file exists.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FileAccessError(
+                self.path.parent, "create the keyring folder", exc.strerror or "error"
+            ) from exc
+        with self._file.locked():
+            if self.path.exists():
+                raise KmsError(f"keyring {self.path} already exists; {instead}")
+            self._write(state)
+        self._state = state
 
     def _loaded(self) -> _State:
         if self._state is None:
@@ -253,14 +326,12 @@ class LocalKeyring:
         """Forget decrypted material held in memory."""
         with self._lock:
             self._state = None
+            self._derived = {}
 
     # ------------------------------------------------------------------ lifecycle
     def init_keys(self, *, created: str) -> KeyRecord:
         """Create the keyring file with its first key (refuses to overwrite one)."""
         with self._lock:
-            if self.path.exists():
-                raise KmsError(f"keyring {self.path} already exists; use `kustos kms keys rotate`")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             records = rotate([], created=created)
             record = records[-1]
             state = _State(
@@ -270,39 +341,46 @@ class LocalKeyring:
                 secrets.token_bytes(16),
                 (0, 0),
             )
+            self._create(state, instead="use `kustos kms keys rotate`")
+            return record
+
+    def _change(self, change: Callable[[_State], None]) -> _State:
+        """Read the file, apply *change*, write it back, all under the file lock."""
+        with self._lock, self._file.locked():
+            state = self._read()
+            change(state)
             self._write(state)
             self._state = state
-            return record
+            return state
 
     def rotate_keys(self, *, created: str) -> KeyRecord:
         """Add a new current key."""
-        with self._lock:
-            state = self._read()
+
+        def add(state: _State) -> None:
             state.records = rotate(state.records, created=created)
-            record = state.records[-1]
-            state.materials[record.key_id] = Sensitive(AESGCM.generate_key(bit_length=256))
-            self._write(state)
-            self._state = state
-            return record
+            key_id = state.records[-1].key_id
+            state.materials[key_id] = Sensitive(AESGCM.generate_key(bit_length=256))
+
+        return self._change(add).records[-1]
 
     def retire_key(self, key_id: str, *, force: bool) -> None:
         """Retire a key and destroy its material."""
-        with self._lock:
-            state = self._read()
+
+        def retire(state: _State) -> None:
             state.records = check_retire(
                 state.records, key_id, reencrypted_under=state.reencrypted_under, force=force
             )
             state.materials.pop(key_id, None)
-            self._write(state)
-            self._state = state
+
+        self._change(retire)
 
     def record_reencrypt(self, key_id: str) -> None:
         """Remember a complete re-encryption under *key_id*."""
-        with self._lock:
-            state = self._read()
+
+        def record(state: _State) -> None:
             state.reencrypted_under = key_id
-            self._write(state)
-            self._state = state
+
+        self._change(record)
 
     def reencrypted_under(self) -> str | None:
         """The key of the last complete re-encryption."""
@@ -312,33 +390,22 @@ class LocalKeyring:
     def export_payload(self) -> bytes:
         """The decrypted keyring (key material included), for an ``age``-encrypted backup."""
         with self._lock:
-            state = self._read()
-        return json.dumps({"kustos_keyring_export": FORMAT, **self._body(state)}).encode()
+            body = self._read().body()
+        return encode(KeyringExport(keys=body.keys, reencrypted_under=body.reencrypted_under))
 
-    def import_payload(self, payload: bytes) -> list[KeyRecord]:
-        """Create this keyring file from an export (recovery); refuses to overwrite."""
+    def import_payload(self, payload: bytes, *, source: str = "the backup") -> list[KeyRecord]:
+        """Create this keyring file from an export (recovery); refuses to overwrite.
+
+        *source* names the export in an error (the backup file the payload came from).
+        """
+        what = "Kustos keyring export"
+        try:
+            export = decode(KeyringExport, payload, source=source, what=what)
+        except InputError as exc:
+            raise KmsError(
+                f"{source} is not a Kustos keyring export: {_detail(exc, source, what)}"
+            ) from exc
         with self._lock:
-            if self.path.exists():
-                raise KmsError(f"keyring {self.path} already exists; import into a new path")
-            try:
-                body = json.loads(payload)
-                if body.get("kustos_keyring_export") != FORMAT:
-                    raise ValueError("not an export")
-                records = [
-                    KeyRecord(e["key_id"], int(e["sequence"]), e["created"], KeyState(e["state"]))
-                    for e in body["keys"]
-                ]
-                materials = {
-                    e["key_id"]: Sensitive(_unb64(e["material"]))
-                    for e in body["keys"]
-                    if e["state"] != KeyState.RETIRED.value
-                }
-            except (ValueError, KeyError, TypeError) as exc:
-                raise KmsError("the file is not a Kustos keyring export") from exc
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            state = _State(
-                records, materials, body.get("reencrypted_under"), secrets.token_bytes(16), (0, 0)
-            )
-            self._write(state)
-            self._state = state
-            return records
+            state = _State.from_body(export, secrets.token_bytes(16), (0, 0))
+            self._create(state, instead="import into a new path")
+            return list(state.records)

@@ -78,6 +78,7 @@ from pkcs11.mechanisms import GCMParams
 from kustos.errors import KmsError
 from kustos.kms import keys
 from kustos.kms.keys import KeyRecord, KeyState, key_id_hash
+from kustos.kms.providers import KeyProvider
 
 if TYPE_CHECKING:
     from pkcs11.types import Object, Session, Token
@@ -138,7 +139,7 @@ class _State:
 _EMPTY: Final = _State(0, (), None)
 
 
-class Pkcs11Provider:
+class Pkcs11Provider(KeyProvider):
     """A ``KeyProvider`` whose keys never leave a PKCS#11 token."""
 
     def __init__(self, *, module: Path, token_label: str, pin: Sensitive) -> None:
