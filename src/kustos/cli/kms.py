@@ -1,4 +1,11 @@
-"""``kustos kms``: the KMS v2 plugin, its keys and re-encryption."""
+"""``kustos kms``: the KMS v2 plugin, its keys and re-encryption.
+
+The key-store flags (``--keyring``/``--passphrase-file`` or the ``--pkcs11-*`` flags) are
+declared once, on the ``kms`` group, and become one :class:`KeyStoreFlags` for every
+command; they may be written before or after the command's name (``kustos kms keys init
+--keyring F`` and ``kustos kms --keyring F keys init`` are the same). Every provider is
+opened with ``with``, so a PKCS#11 session is closed when the command is done.
+"""
 
 from __future__ import annotations
 
@@ -9,47 +16,143 @@ import json
 import logging
 import signal
 import stat
-import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 import typer
+from typer.core import TyperGroup, TyperOption
 
-from kustos.errors import KmsError, UsageError
+from kustos.cli.output import TableOrJson, print_json
+from kustos.errors import FileAccessError, InputError, KmsError, UsageError
+from kustos.files import read_bytes, write_atomic
 from kustos.kms.keys import key_id_hash
 from kustos.kms.providers import KeyProvider
 from kustos.kms.providers.keyring import LocalKeyring
 from kustos.sensitive import Sensitive
 
+#: Passphrase, PIN and identity files are a line or two; anything larger is a wrong path.
+SECRET_FILE_LIMIT: Final = 64 * 1024
+
+
+class OptionsAnywhere(TyperGroup):
+    """A group whose own valued options may also follow a subcommand's name.
+
+    Click parses a group's options only before the subcommand; ``kustos kms keys init
+    --keyring F`` has always been the documented form, so the group's options found later
+    on the command line are moved in front of the subcommand before parsing.
+    """
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]  # typer.Context is what Typer passes
+        """Parse *args* with this group's options hoisted in front."""
+        names = {
+            name
+            for param in self.params
+            if isinstance(param, TyperOption) and not param.is_flag
+            for name in param.opts
+        }
+        return super().parse_args(ctx, hoist_options(args, names))
+
+
+def hoist_options(args: Sequence[str], names: set[str]) -> list[str]:
+    """*args* with every ``--name value`` / ``--name=value`` of *names* moved to the front.
+
+    Nothing after ``--`` moves: those are arguments, whatever they look like.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name, eq, _ = arg.partition("=")
+        if name in names:
+            taken = 1 if eq else 2
+            front.extend(args[i : i + taken])
+            i += taken
+        else:
+            rest.append(arg)
+            i += 1
+    return front + rest
+
+
 app = typer.Typer(
-    help="KMS v2 plugin for kube-apiserver: serve, manage keys, re-encrypt.", no_args_is_help=True
+    cls=OptionsAnywhere,
+    help="KMS v2 plugin for kube-apiserver: serve, manage keys, re-encrypt.",
+    no_args_is_help=True,
 )
 keys_app = typer.Typer(
     help="Key-encryption keys: init, rotate, list, retire, export, import.", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
 
-Keyring = Annotated[Path | None, typer.Option("--keyring", help="Local keyring file.")]
-Passphrase = Annotated[
-    Path | None, typer.Option("--passphrase-file", help="File holding the keyring passphrase.")
-]
-Module = Annotated[Path | None, typer.Option("--pkcs11-module", help="PKCS#11 module (.so).")]
-Token = Annotated[str | None, typer.Option("--pkcs11-token", help="PKCS#11 token label.")]
-PinFile = Annotated[Path | None, typer.Option("--pkcs11-pin-file", help="File holding the PIN.")]
-
 
 def _secret_file(path: Path, what: str) -> Sensitive:
+    """The secret held by *path* (one line); the error names the path, never the content."""
+    data = read_bytes(path, what=f"{what} file", limit=SECRET_FILE_LIMIT)
     try:
-        data = path.read_bytes()
         mode = stat.S_IMODE(path.stat().st_mode)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read the {what} file ({exc.strerror})") from exc
+        raise FileAccessError(path, f"read {what} file", exc.strerror or "error") from exc
     if mode & 0o077:
         typer.echo(f"kustos: warning: {path} is readable by group or others ({mode:04o})", err=True)
     value = data.rstrip(b"\r\n")
     if not value:
-        raise UsageError(f"{path}: the {what} file is empty")
+        raise InputError(f"{path}: the {what} file is empty")
     return Sensitive(value)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStoreFlags:
+    """Which key store a command opens: a local keyring, or a PKCS#11 token."""
+
+    keyring: Path | None = None
+    passphrase_file: Path | None = None
+    module: Path | None = None
+    token: str | None = None
+    pin_file: Path | None = None
+
+    @property
+    def given(self) -> bool:
+        """True if any key-store flag was given."""
+        return any(getattr(self, f.name) is not None for f in fields(self))
+
+    def _pkcs11_given(self) -> bool:
+        return self.module is not None or self.token is not None or self.pin_file is not None
+
+    def open(self, *, must_exist: bool = True) -> KeyProvider:
+        """The provider named by the flags; exactly one of keyring or PKCS#11."""
+        if self.keyring is not None and self._pkcs11_given():
+            raise UsageError("give either --keyring or the --pkcs11-* flags, not both")
+        if self.keyring is not None:
+            return self.open_keyring(must_exist=must_exist)
+        if self._pkcs11_given():
+            if self.module is None or self.token is None or self.pin_file is None:
+                raise UsageError(
+                    "PKCS#11 needs --pkcs11-module, --pkcs11-token and --pkcs11-pin-file"
+                )
+            from kustos.kms.providers.pkcs11 import Pkcs11Provider  # noqa: PLC0415 - optional
+
+            pin = _secret_file(self.pin_file, "PIN")
+            return Pkcs11Provider(module=self.module, token_label=self.token, pin=pin)
+        raise UsageError("name a key store: --keyring FILE --passphrase-file F, or --pkcs11-*")
+
+    def open_keyring(self, *, must_exist: bool = True) -> LocalKeyring:
+        """The local keyring named by ``--keyring`` and ``--passphrase-file``."""
+        if self._pkcs11_given():
+            raise UsageError(
+                "this works on a local keyring (--keyring); HSM keys stay in the token"
+            )
+        if self.keyring is None:
+            raise UsageError("name the keyring: --keyring FILE --passphrase-file F")
+        if self.passphrase_file is None:
+            raise UsageError("--keyring needs --passphrase-file")
+        passphrase = _secret_file(self.passphrase_file, "passphrase")
+        return LocalKeyring(self.keyring, passphrase, must_exist=must_exist)
 
 
 def open_provider(
@@ -61,22 +164,45 @@ def open_provider(
     pin_file: Path | None,
     must_exist: bool = True,
 ) -> KeyProvider:
-    """The provider named by the flags; exactly one of keyring or PKCS#11."""
-    if keyring is not None and (module or token or pin_file):
-        raise UsageError("give either --keyring or the --pkcs11-* flags, not both")
-    if keyring is not None:
-        if passphrase_file is None:
-            raise UsageError("--keyring needs --passphrase-file")
-        return LocalKeyring(
-            keyring, _secret_file(passphrase_file, "passphrase"), must_exist=must_exist
-        )
-    if module is not None or token is not None or pin_file is not None:
-        if module is None or token is None or pin_file is None:
-            raise UsageError("PKCS#11 needs --pkcs11-module, --pkcs11-token and --pkcs11-pin-file")
-        from kustos.kms.providers.pkcs11 import Pkcs11Provider  # noqa: PLC0415 - optional HSM
+    """The provider named by the flags (for callers outside the CLI, such as the benches)."""
+    flags = KeyStoreFlags(keyring, passphrase_file, module, token, pin_file)
+    return flags.open(must_exist=must_exist)
 
-        return Pkcs11Provider(module=module, token_label=token, pin=_secret_file(pin_file, "PIN"))
-    raise UsageError("name a key store: --keyring FILE --passphrase-file F, or --pkcs11-*")
+
+@app.callback()
+def kms(
+    ctx: typer.Context,
+    keyring: Annotated[Path | None, typer.Option("--keyring", help="Local keyring file.")] = None,
+    passphrase_file: Annotated[
+        Path | None, typer.Option("--passphrase-file", help="File holding the keyring passphrase.")
+    ] = None,
+    pkcs11_module: Annotated[
+        Path | None, typer.Option("--pkcs11-module", help="PKCS#11 module (.so).")
+    ] = None,
+    pkcs11_token: Annotated[
+        str | None, typer.Option("--pkcs11-token", help="PKCS#11 token label.")
+    ] = None,
+    pkcs11_pin_file: Annotated[
+        Path | None, typer.Option("--pkcs11-pin-file", help="File holding the PIN.")
+    ] = None,
+) -> None:
+    """KMS v2 plugin for kube-apiserver: serve, manage keys, re-encrypt.
+
+    The key-store options may come before or after the command's name.
+    """
+    ctx.obj = KeyStoreFlags(keyring, passphrase_file, pkcs11_module, pkcs11_token, pkcs11_pin_file)
+
+
+def _flags(ctx: typer.Context) -> KeyStoreFlags:
+    found = ctx.find_object(KeyStoreFlags)
+    return found if found is not None else KeyStoreFlags()
+
+
+class LogFormat(StrEnum):
+    """``--log-format`` of ``kms serve``."""
+
+    TEXT = "text"
+    JSON = "json"
 
 
 class JsonFormatter(logging.Formatter):
@@ -94,13 +220,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
-def _configure_logging(log_format: str) -> None:
-    if log_format not in ("text", "json"):
-        raise UsageError(f"unknown --log-format {log_format!r} (text or json)")
+def _configure_logging(log_format: LogFormat) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter()
-        if log_format == "json"
+        if log_format is LogFormat.JSON
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger("kustos")
@@ -115,34 +239,28 @@ def _now() -> str:
 
 @app.command("serve")
 def serve(
+    ctx: typer.Context,
     socket: Annotated[Path, typer.Option("--socket", help="UNIX socket to listen on.")],
-    keyring: Keyring = None,
-    passphrase_file: Passphrase = None,
-    pkcs11_module: Module = None,
-    pkcs11_token: Token = None,
-    pkcs11_pin_file: PinFile = None,
     metrics_address: Annotated[
         str | None, typer.Option("--metrics-address", help="HOST:PORT for Prometheus metrics.")
     ] = None,
     log_format: Annotated[
-        str, typer.Option("--log-format", help="text, or json (one object per line).")
-    ] = "text",
+        LogFormat, typer.Option("--log-format", help="text, or json (one object per line).")
+    ] = LogFormat.TEXT,
 ) -> None:
-    """Serve v2.KeyManagementService on a UNIX socket until SIGTERM."""
+    """Serve v2.KeyManagementService on a UNIX socket until SIGTERM.
+
+    Fails at start, with one line, when it cannot listen on the socket or serve metrics,
+    or cannot open the key store.
+    """
     _configure_logging(log_format)
-    from kustos.kms.serving import ServeSettings  # noqa: PLC0415 - grpc on demand
+    from kustos.kms.serving import ServeSettings, check_listen  # noqa: PLC0415 - grpc on demand
     from kustos.kms.serving import serve as run  # noqa: PLC0415
 
-    provider = open_provider(
-        keyring=keyring,
-        passphrase_file=passphrase_file,
-        module=pkcs11_module,
-        token=pkcs11_token,
-        pin_file=pkcs11_pin_file,
-    )
     settings = ServeSettings(socket=socket, metrics_address=metrics_address)
+    check_listen(settings)  # before the key store is opened: a typo costs no HSM login
 
-    async def main() -> None:
+    async def main(provider: KeyProvider) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -150,94 +268,48 @@ def serve(
                 loop.add_signal_handler(sig, stop.set)
         await run(provider, settings, stop)
 
-    try:
-        asyncio.run(main())
-    finally:
-        provider.close()
-
-
-def _provider_options(
-    keyring: Path | None,
-    passphrase_file: Path | None,
-    module: Path | None,
-    token: str | None,
-    pin_file: Path | None,
-    *,
-    must_exist: bool = True,
-) -> KeyProvider:
-    return open_provider(
-        keyring=keyring,
-        passphrase_file=passphrase_file,
-        module=module,
-        token=token,
-        pin_file=pin_file,
-        must_exist=must_exist,
-    )
+    with _flags(ctx).open() as provider:
+        asyncio.run(main(provider))
 
 
 @keys_app.command("init")
-def keys_init(
-    keyring: Keyring = None,
-    passphrase_file: Passphrase = None,
-    pkcs11_module: Module = None,
-    pkcs11_token: Token = None,
-    pkcs11_pin_file: PinFile = None,
-) -> None:
+def keys_init(ctx: typer.Context) -> None:
     """Create the first key-encryption key."""
-    provider = _provider_options(
-        keyring, passphrase_file, pkcs11_module, pkcs11_token, pkcs11_pin_file, must_exist=False
-    )
-    record = provider.init_keys(created=_now())
+    with _flags(ctx).open(must_exist=False) as provider:
+        record = provider.init_keys(created=_now())
     typer.echo(f"created key {record.key_id} (current)")
 
 
 @keys_app.command("rotate")
-def keys_rotate(
-    keyring: Keyring = None,
-    passphrase_file: Passphrase = None,
-    pkcs11_module: Module = None,
-    pkcs11_token: Token = None,
-    pkcs11_pin_file: PinFile = None,
-) -> None:
+def keys_rotate(ctx: typer.Context) -> None:
     """Make a new current key; older keys keep decrypting. Then run `kustos kms reencrypt`."""
-    provider = _provider_options(
-        keyring, passphrase_file, pkcs11_module, pkcs11_token, pkcs11_pin_file
-    )
-    record = provider.rotate_keys(created=_now())
+    with _flags(ctx).open() as provider:
+        record = provider.rotate_keys(created=_now())
     typer.echo(f"created key {record.key_id} (current); a running plugin picks it up within 5s")
 
 
 @keys_app.command("list")
 def keys_list(
-    keyring: Keyring = None,
-    passphrase_file: Passphrase = None,
-    pkcs11_module: Module = None,
-    pkcs11_token: Token = None,
-    pkcs11_pin_file: PinFile = None,
-    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    ctx: typer.Context,
+    output_format: Annotated[
+        TableOrJson, typer.Option("--format", help="table or json")
+    ] = TableOrJson.TABLE,
 ) -> None:
     """Every key: id, state, creation time (never key material)."""
-    provider = _provider_options(
-        keyring, passphrase_file, pkcs11_module, pkcs11_token, pkcs11_pin_file
-    )
-    records = provider.records()
-    under = provider.reencrypted_under()
-    if output_format == "json":
-        import orjson  # noqa: PLC0415
-
-        doc = {
-            "keys": [
-                {
-                    "key_id": r.key_id,
-                    "state": r.state.value,
-                    "created": r.created,
-                    "key_id_hash": key_id_hash(r.key_id),
-                }
-                for r in records
-            ],
-            "reencrypted_under": under,
-        }
-        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    with _flags(ctx).open() as provider:
+        records = provider.records()
+        under = provider.reencrypted_under()
+    if output_format is TableOrJson.JSON:
+        keys: list[dict[str, Any]] = [
+            {
+                "key_id": r.key_id,
+                "state": r.state.value,
+                "created": r.created,
+                "key_id_hash": key_id_hash(r.key_id),
+            }
+            for r in records
+        ]
+        print_json({"keys": keys, "reencrypted_under": under})
         return
     for r in records:
         typer.echo(f"{r.key_id:<22} {r.state.value:<9} {r.created}")
@@ -246,82 +318,95 @@ def keys_list(
 
 @keys_app.command("retire")
 def keys_retire(
+    ctx: typer.Context,
     key_id: Annotated[str, typer.Argument(help="The key to retire.")],
-    keyring: Keyring = None,
-    passphrase_file: Passphrase = None,
-    pkcs11_module: Module = None,
-    pkcs11_token: Token = None,
-    pkcs11_pin_file: PinFile = None,
     force: Annotated[
         bool, typer.Option("--force", help="Retire without proof of re-encryption.")
     ] = False,
 ) -> None:
     """Destroy an old key once nothing can be encrypted under it."""
-    provider = _provider_options(
-        keyring, passphrase_file, pkcs11_module, pkcs11_token, pkcs11_pin_file
-    )
-    provider.retire_key(key_id, force=force)
+    with _flags(ctx).open() as provider:
+        provider.retire_key(key_id, force=force)
     typer.echo(f"retired key {key_id}")
 
 
 @keys_app.command("export")
 def keys_export(
+    ctx: typer.Context,
     recipient: Annotated[str, typer.Option("--recipient", help="age public key (age1...).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the backup.")],
-    keyring: Keyring = None,
-    passphrase_file: Passphrase = None,
 ) -> None:
     """Back up a local keyring, encrypted to an age recipient (see docs/kms.md, recovery)."""
     import pyrage  # noqa: PLC0415
 
-    provider = _provider_options(keyring, passphrase_file, None, None, None)
-    if not isinstance(provider, LocalKeyring):
-        raise UsageError("export works on a local keyring; HSM keys never leave the token")
     try:
         target = pyrage.x25519.Recipient.from_str(recipient)
     except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
         raise UsageError(f"--recipient is not an age public key ({type(exc).__name__})") from None
-    output.write_bytes(pyrage.encrypt(provider.export_payload(), [target]))
-    output.chmod(0o600)
-    typer.echo(f"exported {len(provider.records())} keys to {output} (age, for {recipient[:12]}…)")
+    with _flags(ctx).open_keyring() as keyring:
+        payload = keyring.export_payload()
+        count = len(keyring.records())
+    write_atomic(output, pyrage.encrypt(payload, [target]), what="key export", mode=0o600)
+    typer.echo(f"exported {count} keys to {output} (age, for {recipient[:12]}…)")
+
+
+def _identities(path: Path) -> list[Any]:
+    """The age identities in *path*; a malformed line is named by number, never quoted."""
+    import pyrage  # noqa: PLC0415
+
+    identities = []
+    for number, line in enumerate(_secret_file(path, "identity").reveal_text().splitlines(), 1):
+        text = line.strip()
+        if not text.startswith("AGE-SECRET-KEY-"):
+            continue
+        try:
+            identities.append(pyrage.x25519.Identity.from_str(text))
+        except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
+            raise InputError(
+                f"{path}:{number}: not an age identity ({type(exc).__name__})"
+            ) from None
+    if not identities:
+        raise InputError(f"{path}: no AGE-SECRET-KEY line")
+    return identities
 
 
 @keys_app.command("import")
 def keys_import(
+    ctx: typer.Context,
     backup: Annotated[Path, typer.Argument(help="An export made by `kustos kms keys export`.")],
     identity_file: Annotated[
         Path, typer.Option("--identity-file", help="age identity (AGE-SECRET-KEY-...).")
     ],
-    keyring: Keyring = None,
-    passphrase_file: Passphrase = None,
 ) -> None:
     """Recreate a keyring from an export, protected by a (new) passphrase."""
     import pyrage  # noqa: PLC0415
 
-    if keyring is None or passphrase_file is None:
+    flags = _flags(ctx)
+    if flags.keyring is None or flags.passphrase_file is None:
         raise UsageError("import needs --keyring (a new file) and --passphrase-file")
-    identities = [
-        pyrage.x25519.Identity.from_str(line.strip())
-        for line in _secret_file(identity_file, "identity").reveal_text().splitlines()
-        if line.strip().startswith("AGE-SECRET-KEY-")
-    ]
-    if not identities:
-        raise UsageError(f"{identity_file}: no AGE-SECRET-KEY line")
+    sealed = read_bytes(backup, what="key export")
+    identities = _identities(identity_file)
     try:
-        payload = pyrage.decrypt(backup.read_bytes(), identities)
+        payload = pyrage.decrypt(sealed, identities)
     except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
         raise KmsError(
             f"{backup}: cannot decrypt with that identity ({type(exc).__name__})"
         ) from None
-    target = LocalKeyring(keyring, _secret_file(passphrase_file, "passphrase"), must_exist=False)
-    records = target.import_payload(payload)
-    typer.echo(f"imported {len(records)} keys into {keyring}")
+    with flags.open_keyring(must_exist=False) as target:
+        records = target.import_payload(payload, source=str(backup))
+    typer.echo(f"imported {len(records)} keys into {flags.keyring}")
 
 
 @app.command("reencrypt")
 def reencrypt(
+    ctx: typer.Context,
     resources: Annotated[
-        str, typer.Option("--resources", help="Comma-separated resources.")
+        str,
+        typer.Option(
+            "--resources",
+            help="Comma-separated: secrets, configmaps, or GROUP/VERSION/PLURAL (v1/PLURAL "
+            "for the core group).",
+        ),
     ] = "secrets",
     kubeconfig: Annotated[
         Path | None, typer.Option("--kubeconfig", help="Kubeconfig file.")
@@ -330,11 +415,6 @@ def reencrypt(
     cursor_file: Annotated[
         Path, typer.Option("--cursor-file", help="Progress file; a rerun resumes from it.")
     ] = Path(".kustos-reencrypt.cursor"),
-    keyring: Keyring = None,
-    passphrase_file: Passphrase = None,
-    pkcs11_module: Module = None,
-    pkcs11_token: Token = None,
-    pkcs11_pin_file: PinFile = None,
     wait_timeout: Annotated[
         float, typer.Option("--wait-timeout", help="Seconds to wait for the API server's poll.")
     ] = 180.0,
@@ -349,31 +429,32 @@ def reencrypt(
     from kustos.kms.reencrypting import wait_for_key  # noqa: PLC0415
     from kustos.kube.client import ClientSettings, make_client, raw_get  # noqa: PLC0415
 
-    provider = None
-    if keyring is not None or pkcs11_module is not None:
-        provider = _provider_options(
-            keyring, passphrase_file, pkcs11_module, pkcs11_token, pkcs11_pin_file
-        )
-    key_id = provider.current_key_id() if provider else None
     names = [r.strip() for r in resources.split(",") if r.strip()]
+    if not names:
+        raise UsageError("--resources names no resource")
     settings = ClientSettings(kubeconfig=kubeconfig, context=context)
-    if key_id is not None:
-        typer.echo(
-            f"waiting for kube-apiserver to use key {key_id} (it polls once a minute)…", err=True
-        )
-        wait_for_key(lambda: raw_get(settings, "/metrics"), key_id, timeout=wait_timeout)
-    with make_client(settings) as client:
-        results = run(
-            client,
-            names,
-            cursor_file=cursor_file,
-            on_progress=lambda p: typer.echo(f"  {p.resource}: {p.done} rewritten", err=True),
-        )
-    for p in results:
-        typer.echo(
-            f"{p.resource}: {p.done} rewritten "
-            f"({p.conflicts} changed meanwhile, {p.missing} deleted)"
-        )
-    if provider is not None and key_id is not None:
-        provider.record_reencrypt(key_id)
-        typer.echo(f"recorded: every object rewritten while {key_id} was current")
+    flags = _flags(ctx)
+    with contextlib.ExitStack() as stack:
+        provider = stack.enter_context(flags.open()) if flags.given else None
+        key_id = provider.current_key_id() if provider is not None else None
+        if key_id is not None:
+            typer.echo(
+                f"waiting for kube-apiserver to use key {key_id} (it polls once a minute)…",
+                err=True,
+            )
+            wait_for_key(lambda: raw_get(settings, "/metrics"), key_id, timeout=wait_timeout)
+        with make_client(settings) as client:
+            results = run(
+                client,
+                names,
+                cursor_file=cursor_file,
+                on_progress=lambda p: typer.echo(f"  {p.resource}: {p.done} rewritten", err=True),
+            )
+        for p in results:
+            typer.echo(
+                f"{p.resource}: {p.done} rewritten "
+                f"({p.conflicts} changed meanwhile, {p.missing} deleted)"
+            )
+        if provider is not None and key_id is not None:
+            provider.record_reencrypt(key_id)
+            typer.echo(f"recorded: every object rewritten while {key_id} was current")
