@@ -19,6 +19,8 @@ Aspects:
 - session loss: a session closed behind the provider's back, and a logout by another
   provider of the same process, are recovered on the next call; when the reopen fails
   too (PIN changed meanwhile) the call is one ``KmsError``;
+- a provider is a context manager: leaving the ``with`` closes its session, and every
+  ``kms keys`` command closes the provider it opened (also when the command fails);
 - many threads share one provider safely; a wrap/unwrap stays far inside the API
   server's 10 ms decrypt budget;
 - canary: plaintext, AAD and PIN appear in no log record or error string; key ids are
@@ -559,6 +561,50 @@ def test_closed_provider_refuses_calls(provider: Pkcs11Provider) -> None:
     with pytest.raises(KmsError, match="is closed"):
         provider.reload()
     provider.close()  # twice is fine
+
+
+def test_leaving_the_with_block_closes_the_session(softhsm: SoftHsm) -> None:
+    with open_provider() as opened:
+        key_id = opened.init_keys(created=CREATED).key_id
+        assert opened._session is not None
+    assert opened._session is None
+    with pytest.raises(KmsError, match="is closed"):
+        opened.wrap(key_id, seed(), b"aad")
+
+
+def test_every_keys_command_closes_the_token_session(
+    softhsm: SoftHsm,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kustos.cli.main import main  # noqa: PLC0415 - the CLI only for this test
+
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(PIN + "\n")
+    pin_file.chmod(0o600)
+    flags = ["--pkcs11-module", str(MODULE), "--pkcs11-token", LABEL,
+             "--pkcs11-pin-file", str(pin_file)]  # fmt: skip
+    closed: list[bool] = []
+    real_close = Pkcs11Provider.close
+
+    def counting_close(self: Pkcs11Provider) -> None:
+        real_close(self)
+        closed.append(self._session is None)
+
+    monkeypatch.setattr(Pkcs11Provider, "close", counting_close)
+    commands = [
+        (["keys", "init"], 0),
+        (["keys", "rotate"], 0),
+        (["keys", "list", "--format", "json"], 0),
+        (["keys", "retire", "kek-9999-00000000"], 1),  # fails; the session is closed anyway
+        (["keys", "init"], 1),  # the token already has keys
+    ]
+    for number, (argv, code) in enumerate(commands, 1):
+        assert main(["kms", *argv, *flags]) == code, capsys.readouterr().err
+        assert closed == [True] * number, argv
+    out, err = capsys.readouterr()
+    assert PIN not in out + err
 
 
 # ---- concurrency and speed
