@@ -566,7 +566,7 @@ def test_closed_provider_refuses_calls(provider: Pkcs11Provider) -> None:
 def test_leaving_the_with_block_closes_the_session(softhsm: SoftHsm) -> None:
     with open_provider() as opened:
         key_id = opened.init_keys(created=CREATED).key_id
-        assert opened._session is not None
+        assert [r.key_id for r in opened.records()] == [key_id]
     assert opened._session is None
     with pytest.raises(KmsError, match="is closed"):
         opened.wrap(key_id, seed(), b"aad")
