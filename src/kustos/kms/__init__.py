@@ -5,5 +5,6 @@ ciphertext format and the contract's limits). Adapters: ``providers`` (the local
 file, PKCS#11 tokens), ``service`` (the gRPC servicer), ``serving`` (the asyncio server,
 reload, metrics), ``reencrypting`` (rewriting stored objects through the API server).
 
-May import: the kernel (``kustos.kube``, ``kustos.errors``, ``kustos.sensitive``).
+May import: the kernel (``kustos.kube``, ``kustos.files``, ``kustos.errors``,
+``kustos.sensitive``).
 """
