@@ -32,10 +32,9 @@ def parse_duration(text: str) -> dt.timedelta:
     seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(value))
     if seconds <= 0:
         raise InvalidDurationError(f"{text[:40]!r}: a duration must be positive")
-    result = dt.timedelta(seconds=seconds)
-    if result > MAX_DURATION:
+    if seconds > MAX_DURATION.total_seconds():  # before timedelta(), which overflows
         raise InvalidDurationError(f"{text[:40]!r} is longer than ten years")
-    return result
+    return dt.timedelta(seconds=seconds)
 
 
 def format_duration(value: dt.timedelta) -> str:
