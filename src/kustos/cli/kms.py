@@ -86,7 +86,10 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 keys_app = typer.Typer(
-    help="Key-encryption keys: init, rotate, list, retire, export, import.", no_args_is_help=True
+    help="Key-encryption keys: init, rotate, list, retire, export, import. The key-store "
+    "options (--keyring, --passphrase-file, --pkcs11-*) are those of `kustos kms --help`, "
+    "given before or after the command.",
+    no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 from prometheus_client import start_http_server
 
-from kustos.errors import InputError, KmsError, ServiceError
+from kustos.errors import InputError, KmsError, ServiceError, UsageError
 from kustos.kms.keys import key_id_hash
 from kustos.kms.proto import kms_v2_pb2_grpc as pb_grpc
 from kustos.kms.providers import KeyProvider
@@ -93,12 +93,12 @@ def _reason(exc: OSError) -> str:
 def _split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ServiceError(f"--metrics-address {address!r} is not HOST:PORT")
+        raise UsageError(f"--metrics-address {address!r} is not HOST:PORT")
     return host or "127.0.0.1", int(port)
 
 
 def check_listen(settings: ServeSettings) -> None:
-    """Raise ``ServiceError`` now if the socket or the metrics address cannot be used.
+    """Raise now if the socket (``ServiceError``) or the metrics address (``UsageError``) is bad.
 
     ``serve`` checks again; calling this first lets a command fail before it opens a key
     store (an HSM login) for a server that could not start anyway.

@@ -40,6 +40,7 @@ def _serve(argv: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.timeout(60)  # nine `kustos kms serve` subprocesses, one after another
 def test_serve_misconfigurations_fail_with_one_line(store: list[str], tmp_path: Path) -> None:
     wrong = tmp_path / "wrong"
     wrong.write_text("not it\n")

@@ -6,7 +6,9 @@ keyring is missing; the passphrase is wrong; the metrics port is in use; another
 already answers on the socket. Each exits non-zero with one ``kustos: error:`` line
 naming what failed, no traceback and no gRPC log line, and leaves no socket behind.
 In process: ``serve`` raises ``ServiceError`` before it listens, for a missing folder and
-a busy metrics port, and ``check_listen`` refuses a bad metrics address.
+a busy metrics port, and ``check_listen`` refuses a bad metrics address (a usage error).
+Once serving, a keyring that becomes unreadable is logged as one line and the plugin
+keeps serving with the keys it holds.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from kustos.cli.main import main
-from kustos.errors import ServiceError
+from kustos.errors import ServiceError, UsageError
+from kustos.kms.proto import kms_v2_pb2 as pb
+from kustos.kms.proto import kms_v2_pb2_grpc as pb_grpc
 from kustos.kms.providers.keyring import LocalKeyring
 from kustos.kms.serving import ServeSettings, check_listen, serve
 from kustos.sensitive import Sensitive
@@ -158,7 +163,45 @@ async def test_serve_raises_before_listening(tmp_path: Path, busy_port: int) -> 
         assert not (tmp_path / "kms.sock").exists()
 
 
+@pytest.mark.asyncio
+async def test_a_keyring_that_becomes_unreadable_keeps_the_server_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ring.json"
+    LocalKeyring(path, Sensitive(PASSPHRASE), must_exist=False).init_keys(created=NOW)
+    socket_path = tmp_path / "kms.sock"
+    stop = asyncio.Event()
+    with LocalKeyring(path, Sensitive(PASSPHRASE)) as provider:
+        settings = ServeSettings(socket=socket_path, reload_interval=0.05)
+        task = asyncio.create_task(serve(provider, settings, stop))
+        try:
+            for _ in range(200):
+                if socket_path.exists():
+                    break
+                await asyncio.sleep(0.05)
+            path.rename(tmp_path / "moved.json")
+            path.mkdir(mode=0o700)  # the file becomes a folder: reading it fails
+            for _ in range(100):
+                if "key reload failed" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+            assert "key reload failed" in caplog.text
+            assert f"{path}: cannot read keyring: is a directory" in caplog.text
+            assert not task.done()  # still serving with the keys in memory
+            channel = grpc.aio.insecure_channel(f"unix://{socket_path}")
+            try:
+                stub = pb_grpc.KeyManagementServiceStub(channel)
+                status = await stub.Status(pb.StatusRequest())
+            finally:
+                await channel.close()
+            assert status.healthz == "ok"
+        finally:
+            stop.set()
+            await task
+    assert PASSPHRASE not in caplog.text
+
+
 @pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:", "host:99999"])
 def test_check_listen_refuses_a_bad_metrics_address(tmp_path: Path, address: str) -> None:
-    with pytest.raises(ServiceError, match="is not HOST:PORT"):
+    with pytest.raises(UsageError, match="is not HOST:PORT"):
         check_listen(ServeSettings(socket=tmp_path / "kms.sock", metrics_address=address))
