@@ -83,6 +83,19 @@ def run(
     max_parallel: Annotated[
         int, typer.Option("--max-parallel", min=1, max=64, envvar="KUSTOS_OPERATOR_MAX_PARALLEL")
     ] = 4,
+    reload_window: Annotated[
+        float,
+        typer.Option(
+            "--reload-window",
+            min=0.0,
+            max=600.0,
+            help="Seconds to gather Secret changes before one reload restart.",
+            envvar="KUSTOS_OPERATOR_RELOAD_WINDOW",
+        ),
+    ] = 5.0,
+    no_reload: Annotated[
+        bool, typer.Option("--no-reload", help="Do not roll workloads that opt in to reloads.")
+    ] = False,
     in_cluster: Annotated[
         bool, typer.Option("--in-cluster", help="Use the pod's ServiceAccount.")
     ] = False,
@@ -106,8 +119,9 @@ def run(
     namespaces = tuple(n for item in namespace or () for n in item.split(",") if n)
     lease = LeaseSettings(lease_namespace, lease_name, me) if leader_elect else None
     settings = OperatorSettings(
-        namespaces=namespaces, listen=listen, lease=lease, max_parallel=max_parallel
-    )
+        namespaces=namespaces, listen=listen, lease=lease, max_parallel=max_parallel,
+        reload=not no_reload, reload_window=reload_window,
+    )  # fmt: skip
     client_settings = ClientSettings(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
 
     async def main() -> None:

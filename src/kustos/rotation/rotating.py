@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from kustos.kube.references import secret_references
 from kustos.kube.rollout import rollout_progress
 from kustos.rotation.certificates import CaMaterial
 from kustos.rotation.durations import parse_duration
-from kustos.rotation.generators import generate
+from kustos.rotation.generators import RandomSource, generate
 from kustos.rotation.planning import Reason, data_spec_hash, next_rotation
 from kustos.rotation.spec import (
     KIND,
@@ -95,18 +96,6 @@ class SystemClock:
     def now(self) -> dt.datetime:
         """The current time in UTC."""
         return dt.datetime.now(dt.UTC)
-
-
-class Random(Protocol):
-    """Randomness for generators (the ``secrets`` module satisfies it)."""
-
-    def token_bytes(self, nbytes: int) -> bytes:
-        """*nbytes* random bytes."""
-        ...
-
-    def randbelow(self, exclusive_upper_bound: int) -> int:
-        """A random int in ``[0, n)``."""
-        ...
 
 
 class DatabaseApplier(Protocol):
@@ -243,7 +232,7 @@ class Engine:
         client: AsyncClient,
         *,
         clock: Clock | None = None,
-        rng: Random | None = None,
+        rng: RandomSource | None = None,
         database: DatabaseApplier | None = None,
         observer: Observer | None = None,
         poll: float = 0.5,
@@ -252,7 +241,7 @@ class Engine:
 
         self.client = client
         self.clock: Clock = clock or SystemClock()
-        self.rng: Random = rng or secrets
+        self.rng: RandomSource = rng or secrets
         self.database = database
         self.observer: Observer = observer or NullObserver()
         self.poll = poll
@@ -574,8 +563,11 @@ class Engine:
             if isinstance(config, PostgresRole):
                 role = await self._next_role(ctx, config)
                 users[key] = role
-        values = generate(
-            ctx.spec, rng=self.rng, now=self.clock.now(), ca=cas, postgres_users=users
+        # Key generation (RSA above all) takes CPU seconds: keep the event loop free.
+        values = await asyncio.to_thread(
+            functools.partial(
+                generate, ctx.spec, rng=self.rng, now=self.clock.now(), ca=cas, postgres_users=users
+            )
         )
         return values, role
 

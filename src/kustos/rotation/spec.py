@@ -256,8 +256,8 @@ class Rotation(_Model):
             raise ValueError("every must be at least 1m")
         if self.schedule is not None:
             parse_cron(self.schedule)
-        if self.max_age is not None:
-            parse_duration(self.max_age)
+        if self.max_age is not None and parse_duration(self.max_age).total_seconds() < 60:
+            raise ValueError("maxAge must be at least 1m")
         return self
 
 
@@ -316,10 +316,10 @@ class ManagedSecretSpec(_Model):
     def _valid(self) -> ManagedSecretSpec:
         if not _DNS1123.match(self.secret_name):
             raise ValueError("secretName must be a DNS-1123 subdomain (lowercase, digits, -, .)")
-        for key in self.data:
-            if not _KEY.match(key) or len(key) > 253:
-                raise ValueError(f"data key {key!r} is not a valid Secret key")
         keys = produced_keys(self)
+        for key in keys:
+            if not _KEY.match(key) or len(key) > 253 or key in {".", ".."} or key.startswith(".."):
+                raise ValueError(f"key {key[:64]!r} is not a valid Secret key")
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
             raise ValueError(f"key {twice[0]!r} is produced by two generators")
@@ -327,6 +327,8 @@ class ManagedSecretSpec(_Model):
         missing = [k for k in REQUIRED_KEYS[self.type] if k not in produced]
         if missing:
             raise ValueError(f"type {self.type.value} needs keys {', '.join(missing)}")
+        if self.type is SecretType.BASIC_AUTH and not {"username", "password"} & produced:
+            raise ValueError("type kubernetes.io/basic-auth needs a username or password key")
         return self
 
 

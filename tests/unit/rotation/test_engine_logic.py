@@ -207,9 +207,10 @@ def _workload(annotations: dict[str, str]) -> Any:
 
 def test_opt_in_annotations() -> None:
     assert watched_secrets(_workload({})) is None
-    assert watched_secrets(_workload({"kustos.io/reload": "true"})) == {"used"}
-    assert watched_secrets(_workload({"reloader.stakater.com/auto": "true"})) == {"used"}
-    assert watched_secrets(_workload({"secret.reloader.stakater.com/reload": "a, b"})) == {"a", "b"}
+    assert watched_secrets(_workload({"kustos.io/reload": "true"})) == frozenset({"used"})
+    assert watched_secrets(_workload({"reloader.stakater.com/auto": "true"})) == frozenset({"used"})
+    legacy = watched_secrets(_workload({"secret.reloader.stakater.com/reload": "a, b"}))
+    assert legacy == frozenset({"a", "b"})
     assert watched_secrets(_workload({"kustos.io/reload": "false"})) is None
 
 

@@ -190,7 +190,7 @@ def with_(path: str, value: Any) -> dict[str, Any]:
         (with_("data", {}), "spec.data: Dictionary should have at least 1 item"),
         (
             with_("data/bad key!", {"uuid": {}}),
-            "spec: data key 'bad key!' is not a valid Secret key",
+            "spec: key 'bad key!' is not a valid Secret key",
         ),
         (with_("data/x", {}), "spec.data.x: choose exactly one generator"),
         (with_("data/x", {"uuid": {}, "token": {}}), "spec.data.x: choose exactly one generator"),
