@@ -192,6 +192,17 @@ def with_(path: str, value: Any) -> dict[str, Any]:
             with_("data/bad key!", {"uuid": {}}),
             "spec: key 'bad key!' is not a valid Secret key",
         ),
+        (with_("data/..", {"uuid": {}}), "spec: key '..' is not a valid Secret key"),
+        (with_("data/..x", {"uuid": {}}), "spec: key '..x' is not a valid Secret key"),
+        (
+            {"secretName": "s", "data": {"k": {"sshKeypair": {"publicKeyKey": "no good"}}}},
+            "spec: key 'no good' is not a valid Secret key",
+        ),
+        (
+            {"secretName": "s", "type": "kubernetes.io/basic-auth", "data": {"t": {"uuid": {}}}},
+            "spec: type kubernetes.io/basic-auth needs a username or password key",
+        ),
+        (with_("rotation/maxAge", "1ms"), "spec.rotation: maxAge must be at least 1m"),
         (with_("data/x", {}), "spec.data.x: choose exactly one generator"),
         (with_("data/x", {"uuid": {}, "token": {}}), "spec.data.x: choose exactly one generator"),
         (
