@@ -19,8 +19,11 @@ import yaml
 from kustos.kube.loading import MANIFEST_SUFFIXES, load_manifests
 from kustos.kube.references import Via
 
-CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "manifests"
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared/corpus not beside the repo")
+
+@pytest.fixture(scope="module")
+def manifests(corpus_dir: Path) -> Path:
+    """The corpus's manifest folder (the test is skipped when the corpus is missing)."""
+    return corpus_dir / "manifests"
 
 
 def _oracle_objects(value: Any) -> Iterator[dict[str, Any]]:
@@ -51,14 +54,14 @@ def _oracle(path: Path) -> tuple[int, int] | None:
     )
 
 
-def _files() -> list[Path]:
-    if not CORPUS.is_dir():
-        return []
-    return sorted(p for p in CORPUS.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+def _files(manifests: Path) -> list[Path]:
+    return sorted(p for p in manifests.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
 
 
-def test_index_counts_equal_an_independent_reading_of_every_file() -> None:
-    files = _files()
+# Reads 1,500 files twice, once with PyYAML's pure-Python loader: far beyond the unit timeout.
+@pytest.mark.timeout(600)
+def test_index_counts_equal_an_independent_reading_of_every_file(manifests: Path) -> None:
+    files = _files(manifests)
     assert len(files) > 1500
     mismatches = []
     unparsable = []
@@ -73,15 +76,18 @@ def test_index_counts_equal_an_independent_reading_of_every_file() -> None:
         got = (len(index), len(index.of_kind("Secret")))
         total_objects += got[0]
         if got != expected:
-            mismatches.append((str(path.relative_to(CORPUS)), got, expected))
+            mismatches.append((str(path.relative_to(manifests)), got, expected))
     assert mismatches == []
     # PROVENANCE.md: one historical kubernetes-website example contains a tab and does not parse.
     assert [p.name for p in unparsable] == ["pod-multiple-secret-env-variable.yaml"]
     assert total_objects > 3000
 
 
-def test_whole_corpus_loads_in_one_index_with_the_bad_file_reported_by_line() -> None:
-    index = load_manifests([CORPUS])
+@pytest.mark.timeout(120)  # the whole corpus in one index
+def test_whole_corpus_loads_in_one_index_with_the_bad_file_reported_by_line(
+    manifests: Path,
+) -> None:
+    index = load_manifests([manifests])
     assert len(index.errors) == 1
     err = index.errors[0]
     assert err.source.endswith("pod-multiple-secret-env-variable.yaml")
@@ -95,8 +101,8 @@ def test_whole_corpus_loads_in_one_index_with_the_bad_file_reported_by_line() ->
     )
 
 
-def _refs(relative: str) -> list[tuple[str, str, str, str, str | None, bool]]:
-    index = load_manifests([CORPUS / relative])
+def _refs(manifests: Path, relative: str) -> list[tuple[str, str, str, str, str | None, bool]]:
+    index = load_manifests([manifests / relative])
     return [
         (r.consumer.name, r.secret, r.via.value, r.field, r.key, r.optional)
         for r in index.secret_references()
@@ -205,12 +211,14 @@ WEBSITE = "kubernetes-website/content/en/examples"
         ),
     ],
 )
-def test_references_checked_by_hand(relative: str, expected: list[tuple[Any, ...]]) -> None:
-    assert _refs(relative) == expected
+def test_references_checked_by_hand(
+    manifests: Path, relative: str, expected: list[tuple[Any, ...]]
+) -> None:
+    assert _refs(manifests, relative) == expected
 
 
-def test_secret_and_its_consumer_in_one_file_are_linked() -> None:
-    index = load_manifests([CORPUS / WEBSITE / "secret" / "dotfile-secret.yaml"])
+def test_secret_and_its_consumer_in_one_file_are_linked(manifests: Path) -> None:
+    index = load_manifests([manifests / WEBSITE / "secret" / "dotfile-secret.yaml"])
     secret = index.secret("default", "dotfile-secret")
     assert secret is not None
     (ref,) = index.consumers_of("default", "dotfile-secret")
@@ -221,8 +229,8 @@ def test_secret_and_its_consumer_in_one_file_are_linked() -> None:
     )
 
 
-def test_linkerd_golden_file_has_39_objects_and_two_secrets() -> None:
+def test_linkerd_golden_file_has_39_objects_and_two_secrets(manifests: Path) -> None:
     # Checked with grep: 39 documents with a kind, two of them "kind: Secret".
-    index = load_manifests([CORPUS / "linkerd2/cli/cmd/testdata/install_default.golden"])
+    index = load_manifests([manifests / "linkerd2/cli/cmd/testdata/install_default.golden"])
     assert len(index) == 39
     assert len(index.of_kind("Secret")) == 2

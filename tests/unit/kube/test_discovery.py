@@ -5,8 +5,8 @@ Aspects: a plural maps to the kind and scope the API server declares (``ingresse
 are left out; one request per group/version however many lookups, and one ``Discovery``
 per client; the core group lives under ``/api/v1``; an unserved group/version or plural is
 ``KubeNotFoundError`` naming it; a refused discovery request is the usual ``KubeAuthError``;
-``group/version/plural`` names parse, bad ones are usage errors; the lightkube class is the
-typed one when lightkube has it, a generic one with the discovered kind otherwise.
+``group/version/plural`` names parse, bad ones are usage errors; the lightkube class carries
+the discovered kind, plural and scope (typed when lightkube has one, generic otherwise).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 from lightkube import Client, KubeConfig
 from lightkube.config.models import Cluster, User
 from lightkube.core.resource import NamespacedResource
-from lightkube.resources import networking_v1
 
 from kustos.errors import KubeAuthError, KubeNotFoundError, UsageError
 from kustos.kube.discovery import (
@@ -173,14 +172,20 @@ def test_bad_resource_names_are_usage_errors(name: str) -> None:
         GroupVersionResource.parse(name)
 
 
-def test_lightkube_class_typed_when_known_generic_otherwise() -> None:
+def test_lightkube_class_carries_the_discovered_kind_and_plural() -> None:
     found, _ = discovery(**{"/apis/example.com/v1": WIDGETS})
     ingress = found.resource("networking.k8s.io", "v1", "ingresses").lightkube_resource()
-    assert ingress is networking_v1.Ingress
+    # lightkube's typed class, or a generic one if another module registered that first.
+    assert ingress._api_info.resource.kind == "Ingress"
+    assert ingress._api_info.plural == "ingresses"
+    assert issubclass(ingress, NamespacedResource)
     widget = found.resource("example.com", "v1", "widgetries").lightkube_resource()
     assert widget.__name__ == "Widgetry"
     assert widget._api_info.plural == "widgetries"
     assert issubclass(widget, NamespacedResource)
+    assert found.resource("example.com", "v1", "widgetries").lightkube_resource() is widget
+    ingress_class = found.resource("networking.k8s.io", "v1", "ingressclasses").lightkube_resource()
+    assert not issubclass(ingress_class, NamespacedResource)
 
 
 def test_one_discovery_per_client() -> None:
