@@ -3,6 +3,7 @@
 #
 #   Checkov  (PyPI checkov)                        -> $PEERS/checkov-venv (its own venv)
 #   Trivy    (Go module github.com/aquasecurity/trivy) -> $PEERS/bin/trivy
+#   reload-loop (tools/peers/reloadloop, client-go)  -> $PEERS/bin/reload-loop
 #
 # The Go scanner is Trivy because the two preferred ones cannot be had here: the Go module
 # proxy answers 403 "not available" for golang.stackrox.io/kube-linter (and
@@ -60,6 +61,21 @@ else
     "$TRIVY_MODULE/cmd/trivy@$TRIVY_VERSION" >"$LOGS/trivy-build.log" 2>&1 \
     || fail "go install $TRIVY_MODULE/cmd/trivy@$TRIVY_VERSION failed (see $LOGS/trivy-build.log)"
   step "$("$trivy" --version | head -n 1) built"
+fi
+
+# --------------------------------------------------------------------------- reload loop
+# Reloader itself is refused by the Go module proxy (bench/README.md); the baseline is a
+# client-go informer loop of ours that restarts the way Reloader does (tools/peers/reloadloop).
+reload_loop="$PEERS/bin/reload-loop"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [[ -x "$reload_loop" ]] && [[ "$reload_loop" -nt "$here/reloadloop/main.go" ]]; then
+  step "reload-loop already built ($reload_loop)"
+else
+  command -v go >/dev/null || fail "go is not installed; reload-loop needs Go 1.26"
+  step "building reload-loop (client-go) into $PEERS/bin (log: $LOGS/reload-loop-build.log)"
+  (cd "$here/reloadloop" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
+    go build -trimpath -ldflags "-s -w" -o "$reload_loop" .) >"$LOGS/reload-loop-build.log" 2>&1 \
+    || fail "go build of tools/peers/reloadloop failed (see $LOGS/reload-loop-build.log)"
 fi
 
 step "peers ready in $PEERS"
