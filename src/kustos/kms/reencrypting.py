@@ -7,7 +7,9 @@ resourceVersion). A conflict means someone else just wrote it, which re-encrypte
 
 Resources other than ``secrets`` and ``configmaps`` are named ``group/version/plural``
 (``v1/plural`` for the core group); their kind and scope come from the API server's
-discovery document for that group and version, never from the spelling of the plural.
+discovery document for that group and version (``kustos.kube.discovery``), never from
+the spelling of the plural, and their objects travel as generic resources, so that a
+field lightkube's typed models do not know is sent back too.
 Every name is resolved before the first object is rewritten, so a typo stops the run
 before it has changed anything.
 
@@ -19,6 +21,7 @@ module. Secret values pass through in memory only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -28,14 +31,18 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 
-from lightkube import ApiError, Client
-from lightkube.core.resource_registry import resource_registry
-from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube import Client
+from lightkube.generic_resource import (
+    GenericGlobalResource,
+    GenericNamespacedResource,
+    create_api_info,
+)
 from lightkube.resources.core_v1 import ConfigMap, Secret
-from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
+from pydantic import ConfigDict, RootModel
 
 from kustos.errors import (
     FileAccessError,
+    KubeConflictError,
     KubeConnectionError,
     KubeError,
     KubeNotFoundError,
@@ -43,6 +50,7 @@ from kustos.errors import (
 )
 from kustos.files import StateFile
 from kustos.kube.client import api_errors
+from kustos.kube.discovery import Discovery, GroupVersionResource, discovery_for
 
 log = logging.getLogger("kustos.kms.reencrypt")
 
@@ -117,89 +125,42 @@ def wait_for_key(
     sleep(interval)  # the seed rotation completes in the same poll; leave it a moment
 
 
-# ---------------------------------------------------------------------- discovery
-class ApiResource(BaseModel):
-    """One entry of an ``APIResourceList`` (the fields re-encryption needs)."""
+# ---------------------------------------------------------------------- resources
+@functools.cache
+def _generic(group: str, version: str, kind: str, plural: str, *, namespaced: bool) -> Any:
+    """A lightkube class for *kind* that keeps every field of the objects it carries.
 
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    kind: str
-    namespaced: bool
-    verbs: tuple[str, ...] = ()
-
-
-class ApiResourceList(BaseModel):
-    """The discovery document of one group/version (``/api/v1``, ``/apis/G/V``)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    resources: tuple[ApiResource, ...] = ()
+    Not lightkube's typed model even where it has one: a typed model drops the fields it
+    does not know (added by a newer API server), and a PUT without them would change the
+    object instead of rewriting it. Not registered either, so it never clashes with a
+    typed class registered for the same kind.
+    """
+    base = GenericNamespacedResource if namespaced else GenericGlobalResource
+    return type(kind, (base,), {"_api_info": create_api_info(group, version, kind, plural)})
 
 
-def find_resource(doc: ApiResourceList, plural: str) -> ApiResource | None:
-    """The resource named *plural* in *doc* (subresources such as ``pods/log`` excluded)."""
-    for resource in doc.resources:
-        if resource.name == plural:
-            return resource
-    return None
-
-
-def _split(name: str) -> tuple[str, str, str]:
-    parts = name.split("/")
-    if len(parts) == 2:  # "v1/endpoints": the core group
-        return "", parts[0], parts[1]
-    if len(parts) == 3 and all(parts[1:]):  # group/version/plural
-        return parts[0], parts[1], parts[2]
-    raise UsageError(
-        f"unknown resource {name!r}: use secrets, configmaps, group/version/plural or v1/plural"
-    )
-
-
-def _discovery(client: Client, group: str, version: str) -> ApiResourceList:
-    """GET the discovery document of *group*/*version* (``KubeNotFoundError`` if not served)."""
-    path = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    with api_errors(f"GET {path}"):
-        # lightkube has no public call for a non-resource path; its generic client builds,
-        # sends and checks the request so that errors come out as its ApiError.
-        http = client._client
-        response = http.send(http._client.build_request("GET", path))
-        http.raise_for_status(response)  # type: ignore[no-untyped-call]
-    try:
-        return ApiResourceList.model_validate_json(response.content)
-    except ValidationError:
-        raise KubeError(f"GET {path}: not an APIResourceList") from None
-
-
-def resolve(client: Client, name: str) -> Target:
+def resolve(name: str, discovery: Discovery) -> Target:
     """The target for a resource name; ``UsageError`` naming it if the server lacks it."""
     known = KNOWN.get(name)
     if known is not None:
         return known
-    group, version, plural = _split(name)
-    group_version = f"{group}/{version}" if group else version
-    try:
-        doc = _discovery(client, group, version)
-    except KubeNotFoundError:
+    if "/" not in name:
         raise UsageError(
-            f"unknown resource {name!r}: the API server does not serve {group_version}"
-        ) from None
-    found = find_resource(doc, plural)
-    if found is None:
-        raise UsageError(f"unknown resource {name!r}: {group_version} has no resource {plural!r}")
-    if not set(found.verbs) >= NEEDED_VERBS:
+            f"unknown resource {name!r}: use secrets, configmaps, group/version/plural or v1/plural"
+        )
+    gvr = GroupVersionResource.parse(name)
+    try:
+        found = discovery.resource(gvr.group, gvr.version, gvr.plural)
+    except KubeNotFoundError as exc:
+        raise UsageError(f"unknown resource {name!r}: {exc}") from None
+    if not found.verbs >= NEEDED_VERBS:
         raise UsageError(
             f"resource {name!r} cannot be rewritten: the API server allows "
-            f"{', '.join(found.verbs) or 'no verbs'} on it, not list and update"
+            f"{', '.join(sorted(found.verbs)) or 'no verbs'} on it, not list and update"
         )
-    create = create_namespaced_resource if found.namespaced else create_global_resource
-    try:
-        resource: Any = create(group, version, found.kind, plural)
-    except ValueError:
-        # lightkube already registered another class for this kind (its typed model).
-        resource = resource_registry.get(group_version, found.kind)
-        if resource is None:
-            raise
+    resource = _generic(
+        found.group, found.version, found.kind, found.plural, namespaced=found.namespaced
+    )
     return Target(name, resource, namespaced=found.namespaced)
 
 
@@ -249,17 +210,14 @@ class Outcome(Enum):
     MISSING = "missing"  # deleted meanwhile
 
 
-def _rewrite(client: Client, obj: Any, what: str) -> Outcome:
-    with api_errors(what):
-        try:
+def _rewrite(client: Client, obj: Any, target: Target, key: str) -> Outcome:
+    try:
+        with api_errors(f"rewrite {target.name} {key}", verb="update", resource=target.name):
             client.replace(obj)
-        except ApiError as exc:
-            code = exc.status.code if exc.status else None
-            if code == 409:  # HTTP Conflict
-                return Outcome.CONFLICT
-            if code == 404:  # HTTP Not Found
-                return Outcome.MISSING
-            raise
+    except KubeConflictError:
+        return Outcome.CONFLICT
+    except KubeNotFoundError:
+        return Outcome.MISSING
     return Outcome.REWRITTEN
 
 
@@ -286,12 +244,12 @@ def _rewrite_all(
     name = target.name
     after = cursor.get(name, "")
     done = conflicts = missing = 0
-    with api_errors(f"list {name}"):
+    with api_errors(f"list {name}", verb="list", resource=name):
         for obj in _objects(client, target, page_size):
             key = _key(obj)
             if after and key <= after:
                 continue  # done by an earlier, interrupted run
-            outcome = _rewrite(client, obj, f"rewrite {name} {key}")
+            outcome = _rewrite(client, obj, target, key)
             if outcome is Outcome.CONFLICT:
                 conflicts += 1
             elif outcome is Outcome.MISSING:
@@ -312,14 +270,17 @@ def reencrypt(
     cursor_file: Path | None = None,
     page_size: int = 250,
     on_progress: Callable[[Progress], None] | None = None,
+    discovery: Discovery | None = None,
 ) -> list[Progress]:
     """Rewrite every object of *resources*; resume after the cursor if one is saved.
 
     Raise ``UsageError`` for a resource the API server does not serve (before anything is
     rewritten), ``KubeError`` for a refused call, ``KubeConnectionError`` naming where a
     rerun resumes when the API server goes away; the cursor is saved in every case.
+    *discovery* answers which kinds the cluster serves (by default, the one of *client*).
     """
-    targets = [resolve(client, name) for name in resources]
+    found = discovery if discovery is not None else discovery_for(client)
+    targets = [resolve(name, found) for name in resources]
     store = _CursorFile(cursor_file)
     cursor = store.load()
     store.save(cursor)  # an unwritable cursor path fails now, not after the first page

@@ -2,7 +2,8 @@
 
 Aspects:
 - kinds come from discovery: ``networking.k8s.io/v1/ingresses`` is rewritten as kind
-  ``Ingress`` (never ``Ingresse``) at the namespaced URL; a cluster-scoped resource is
+  ``Ingress`` (never ``Ingresse``) at the namespaced URL, and a field lightkube's typed
+  model does not know is sent back unchanged; a cluster-scoped resource is
   listed without a namespace and its cursor key is the bare name; ``v1/endpoints`` names
   the core group;
 - a resource the server does not serve (unknown plural, unknown group/version, no
@@ -28,6 +29,7 @@ from typing import Any
 import httpx2
 import pytest
 from lightkube import ApiError, Client, KubeConfig
+from lightkube.core.resource_registry import resource_registry
 
 from kustos.errors import (
     FileMissingError,
@@ -37,7 +39,8 @@ from kustos.errors import (
     KustosError,
     UsageError,
 )
-from kustos.kms.reencrypting import ApiResourceList, Progress, find_resource, reencrypt
+from kustos.kms.reencrypting import Progress, reencrypt
+from kustos.kube.discovery import Discovery
 
 CORE: dict[str, Any] = {
     "kind": "APIResourceList",
@@ -141,6 +144,13 @@ def server() -> FakeApiServer:
 
 
 @pytest.fixture
+def discovery(server: FakeApiServer) -> Discovery:
+    return Discovery(
+        lambda: httpx2.Client(base_url="http://kube.test", transport=httpx2.MockTransport(server))
+    )
+
+
+@pytest.fixture
 def client(server: FakeApiServer) -> Iterator[Client]:
     config = KubeConfig.from_dict(
         {
@@ -157,7 +167,9 @@ def client(server: FakeApiServer) -> Iterator[Client]:
         made.close()
 
 
-def test_kind_and_scope_come_from_discovery(server: FakeApiServer, client: Client) -> None:
+def test_kind_and_scope_come_from_discovery(
+    server: FakeApiServer, client: Client, discovery: Discovery
+) -> None:
     server.objects["/apis/networking.k8s.io/v1/ingresses"] = [
         _object("Ingress", "networking.k8s.io/v1", "web", "shop"),
         _object("Ingress", "networking.k8s.io/v1", "api", "tools"),
@@ -169,6 +181,7 @@ def test_kind_and_scope_come_from_discovery(server: FakeApiServer, client: Clien
     results = reencrypt(
         client,
         ["networking.k8s.io/v1/ingresses", "networking.k8s.io/v1/ingressclasses", "v1/endpoints"],
+        discovery=discovery,
     )
     assert [(r.resource, r.done) for r in results] == [
         ("networking.k8s.io/v1/ingresses", 2),
@@ -188,31 +201,40 @@ def test_kind_and_scope_come_from_discovery(server: FakeApiServer, client: Clien
     ("name", "message"),
     [
         ("networking.k8s.io/v1/ingresss", "networking.k8s.io/v1 has no resource 'ingresss'"),
-        ("example.com/v1/widgets", "does not serve example.com/v1"),
+        ("example.com/v1/widgets", "example.com/v1 is not served"),
         ("v1/bindings", "not list and update"),
-        ("v1/pods/log", "does not serve v1/pods"),
+        ("v1/pods/log", "v1/pods is not served"),
         ("ingresses", "use secrets, configmaps, group/version/plural"),
-        ("a/b/c/d", "use secrets, configmaps"),
+        ("a/b/c/d", "expected group/version/plural"),
     ],
 )
-def test_unknown_resources_are_refused_before_any_write(
-    server: FakeApiServer, client: Client, tmp_path: Path, name: str, message: str
+def test_unknown_resources_are_refused_before_any_write(  # noqa: PLR0917 - fixtures and params
+    server: FakeApiServer,
+    client: Client,
+    discovery: Discovery,
+    tmp_path: Path,
+    name: str,
+    message: str,
 ) -> None:
     server.objects["/api/v1/secrets"] = [_secret("a", "s1")]
     cursor = tmp_path / "cursor"
     with pytest.raises(UsageError, match=message) as info:
-        reencrypt(client, ["secrets", name], cursor_file=cursor)
+        reencrypt(client, ["secrets", name], cursor_file=cursor, discovery=discovery)
     assert repr(name) in str(info.value) or name in str(info.value)
     assert server.put == []
     assert not cursor.exists()
 
 
-def test_find_resource_skips_subresources() -> None:
-    doc = ApiResourceList.model_validate(CORE)
-    found = find_resource(doc, "pods")
-    assert found is not None
-    assert (found.kind, found.namespaced) == ("Pod", True)
-    assert find_resource(doc, "log") is None
+def test_fields_lightkube_does_not_know_are_sent_back(
+    server: FakeApiServer, client: Client, discovery: Discovery
+) -> None:
+    resource_registry.load("networking.k8s.io/v1", "Ingress")  # lightkube's typed model
+    ingress = _object("Ingress", "networking.k8s.io/v1", "web", "shop")
+    ingress["spec"]["fieldOfAFutureRelease"] = {"kept": True}
+    server.objects["/apis/networking.k8s.io/v1/ingresses"] = [ingress]
+    reencrypt(client, ["networking.k8s.io/v1/ingresses"], discovery=discovery)
+    ((_, sent),) = server.put
+    assert sent["spec"] == {"x": "web", "fieldOfAFutureRelease": {"kept": True}}
 
 
 def test_a_forbidden_list_is_one_kustos_line_and_keeps_the_cursor(
