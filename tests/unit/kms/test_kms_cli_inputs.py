@@ -26,18 +26,14 @@ from kustos.cli.kms import hoist_options
 from kustos.cli.main import main
 from kustos.kms.providers.keyring import LocalKeyring
 from kustos.sensitive import Sensitive
+from tests.unit.kms.stores import init_keyring
 
 PASSPHRASE = "canary-passphrase-3f1b7c"
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> list[str]:
-    passphrase = tmp_path / "pass"
-    passphrase.write_text(PASSPHRASE + "\n")
-    passphrase.chmod(0o600)
-    flags = ["--keyring", str(tmp_path / "ring.json"), "--passphrase-file", str(passphrase)]
-    assert main(["kms", "keys", "init", *flags]) == 0
-    return flags
+    return init_keyring(tmp_path, PASSPHRASE)
 
 
 def _material(store: list[str]) -> str:

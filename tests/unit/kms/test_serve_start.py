@@ -26,13 +26,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from kustos.cli.main import main
 from kustos.errors import ServiceError, UsageError
 from kustos.kms.proto import kms_v2_pb2 as pb
 from kustos.kms.proto import kms_v2_pb2_grpc as pb_grpc
 from kustos.kms.providers.keyring import LocalKeyring
 from kustos.kms.serving import ServeSettings, check_listen, serve
 from kustos.sensitive import Sensitive
+from tests.unit.kms.stores import init_keyring
 
 PASSPHRASE = "serve-start-canary-pass"
 NOW = "2026-11-29T00:00:00+00:00"
@@ -40,12 +40,7 @@ NOW = "2026-11-29T00:00:00+00:00"
 
 @pytest.fixture
 def store(tmp_path: Path) -> list[str]:
-    passphrase = tmp_path / "pass"
-    passphrase.write_text(PASSPHRASE + "\n")
-    passphrase.chmod(0o600)
-    flags = ["--keyring", str(tmp_path / "ring.json"), "--passphrase-file", str(passphrase)]
-    assert main(["kms", "keys", "init", *flags]) == 0
-    return flags
+    return init_keyring(tmp_path, PASSPHRASE)
 
 
 @pytest.fixture
