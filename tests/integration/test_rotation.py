@@ -255,9 +255,23 @@ class _Crash(BaseException):
     """Stands in for the process dying right after a step was recorded."""
 
 
-@pytest.mark.parametrize("step", [Step.PENDING, Step.CREATED, Step.APPLIED, Step.ROLLING_OUT])
+@pytest.mark.parametrize(
+    ("step", "after_restart"),
+    [
+        (Step.PENDING, False),
+        (Step.CREATED, False),
+        (Step.APPLIED, False),
+        (Step.ROLLING_OUT, False),  # recorded, consumers not yet restarted
+        (Step.ROLLING_OUT, True),  # consumers restarted, rollout being watched
+    ],
+)
 def test_a_rotation_interrupted_after_each_step_resumes_once(
-    control_plane: ControlPlane, kube: Client, namespace: str, crd: None, step: Step
+    control_plane: ControlPlane,
+    kube: Client,
+    namespace: str,
+    crd: None,
+    step: Step,
+    after_restart: bool,
 ) -> None:
     kube.create(_managed(namespace, "db", PASSWORD_SPEC))
     kube.create(_deployment(namespace, "api", "db", "password"))
@@ -269,10 +283,15 @@ def test_a_rotation_interrupted_after_each_step_resumes_once(
 
         async def save(ctx: Any, state: Any, **extra: Any) -> None:
             await original(ctx, state, **extra)
-            if state is not None and state.step is step:
+            if state is not None and state.step is step and not after_restart:
                 raise _Crash
 
+        async def wait(ref: Any, timeout: float) -> None:  # noqa: ASYNC109 - the engine's signature
+            raise _Crash  # the restart patch is written; the process dies while watching
+
         engine._save = save  # type: ignore[method-assign]
+        if after_restart:
+            engine._wait = wait  # type: ignore[method-assign]
         return await engine.rotate(namespace, "db")
 
     with pytest.raises(_Crash):
@@ -294,9 +313,12 @@ def test_a_rotation_interrupted_after_each_step_resumes_once(
         assert stored == value, "the value is generated once"
     assert _data(kube, namespace, "db")["password"] == stored["password"]
     dep = kube.get(Deployment, "api", namespace=namespace)
-    if step is Step.ROLLING_OUT:
-        assert dep.metadata is not None
+    assert dep.metadata is not None
+    assert generation is not None
+    if after_restart:
         assert dep.metadata.generation == generation, "not restarted a second time"
+    else:
+        assert dep.metadata.generation == generation + 1, "restarted exactly once"
     assert _status(kube, namespace, "db")["currentVersion"] == 2
     names = {s.metadata.name for s in kube.list(Secret, namespace=namespace) if s.metadata}
     assert "db-v3" not in names

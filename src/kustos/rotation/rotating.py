@@ -46,6 +46,7 @@ from kustos.rotation.certificates import CaMaterial
 from kustos.rotation.durations import parse_duration
 from kustos.rotation.generators import RandomSource, generate
 from kustos.rotation.planning import Reason, data_spec_hash, next_rotation
+from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.spec import (
     KIND,
     PLURAL,
@@ -243,7 +244,7 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.rng: RandomSource = rng or secrets
         self.database = database
-        self.observer: Observer = observer or NullObserver()
+        self.observer: Observer = observer or KubeRecorder(client, "kustos")
         self.poll = poll
 
     # ------------------------------------------------------------------ reading
