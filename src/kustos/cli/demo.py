@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +32,12 @@ from kustos.scan.checking import ScanInput
 from kustos.scan.reporting import render_table
 from kustos.scan.scanning import scan as run_scan
 from kustos.sensitive import Sensitive
-from kustos.testing.controlplane import ControlPlane, ControlPlaneSettings, default_state_dir
+from kustos.testing.controlplane import (
+    ControlPlane,
+    ControlPlaneSettings,
+    default_state_dir,
+    reuse_or_start,
+)
 
 EXAMPLE_NAMESPACE = "shop"
 
@@ -53,18 +57,14 @@ def demo(
     directory = state_dir or default_state_dir()
 
     console.rule("[bold]1. A real control plane on loopback")
-    plane = ControlPlane(ControlPlaneSettings(directory))
-    started = time.monotonic()
-    if plane.load_state() and all(plane.status().values()):
+    running = reuse_or_start(ControlPlaneSettings(directory))
+    plane = running.plane
+    if running.reused:
         console.print(f"Reusing the running dev-cluster in {directory}")
     else:
-        if plane.load_state():
-            plane.stop()
-        plane = ControlPlane(ControlPlaneSettings(directory))
-        plane.start(detach=True)
         console.print(
             f"Started etcd, kube-apiserver, controller-manager, scheduler and KWOK "
-            f"in {time.monotonic() - started:.1f}s"
+            f"in {running.seconds:.1f}s"
         )
     for name, alive in plane.status().items():
         console.print(f"  {name:<24} {'[green]running[/]' if alive else '[red]stopped[/]'}")

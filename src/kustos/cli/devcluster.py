@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +13,7 @@ from kustos.testing.controlplane import (
     ControlPlaneSettings,
     default_state_dir,
     read_state,
+    reuse_or_start,
 )
 
 app = typer.Typer(
@@ -65,30 +65,24 @@ def up(
     ] = False,
 ) -> None:
     """Start the local control plane in the background (reused if already running)."""
-    directory = _dir(state_dir)
-    existing = ControlPlane(ControlPlaneSettings(directory))
-    if existing.load_state() and all(existing.status().values()):
-        typer.echo(f"dev-cluster already running; kubeconfig: {existing.kubeconfig}")
-        return
-    if read_state(directory) is not None:
-        existing.stop()  # half-dead leftovers from an earlier run
-    started = time.monotonic()
-    plane = ControlPlane(
+    running = reuse_or_start(
         ControlPlaneSettings(
-            directory,
+            _dir(state_dir),
             nodes=nodes,
             encryption_config=encryption_config,
             audit_policy=audit_policy,
             audit_webhook_config=audit_webhook_config,
         )
     )
-    plane.start(detach=True)
-    if kms:
-        plane.enable_kms(local_keyring_flags(directory / "kms"))
+    plane = running.plane
+    if kms and "kms-plugin" not in plane.status():
+        plane.enable_kms(local_keyring_flags(plane.state_dir / "kms"))
+    if running.reused:
+        typer.echo(f"dev-cluster already running; kubeconfig: {plane.kubeconfig}")
+        return
     extra = ", Secrets encrypted by the Kustos KMS v2 plugin" if kms else ""
     typer.echo(
-        f"dev-cluster up in {time.monotonic() - started:.1f}s: {plane.server}, "
-        f"{nodes} KWOK nodes{extra}"
+        f"dev-cluster up in {running.seconds:.1f}s: {plane.server}, {nodes} KWOK nodes{extra}"
     )
     typer.echo(f"export KUBECONFIG={plane.kubeconfig}")
 
@@ -115,9 +109,9 @@ def status(state_dir: StateDir = None) -> int:
     states = plane.status()
     for name, alive in states.items():
         typer.echo(f"{name:<24} {'running' if alive else 'STOPPED'}")
-    state = read_state(directory) or {}
-    typer.echo(f"{'server':<24} {state.get('server', '?')}")
-    typer.echo(f"{'kubeconfig':<24} {state.get('kubeconfig', '?')}")
+    state = read_state(directory)
+    typer.echo(f"{'server':<24} {state.server if state else '?'}")
+    typer.echo(f"{'kubeconfig':<24} {state.kubeconfig if state else '?'}")
     return 0 if all(states.values()) else 1
 
 
@@ -127,4 +121,4 @@ def env(state_dir: StateDir = None) -> None:
     state = read_state(_dir(state_dir))
     if state is None:
         raise ControlPlaneError("dev-cluster is not running; start it with `kustos dev-cluster up`")
-    typer.echo(f"export KUBECONFIG={state['kubeconfig']}")
+    typer.echo(f"export KUBECONFIG={state.kubeconfig}")
