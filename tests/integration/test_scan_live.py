@@ -3,7 +3,9 @@
 Aspects: the example app applied to the cluster gives the same findings from the cluster
 as from its files; every direct path ``who-can`` reports on the live cluster (bootstrap
 roles included) is allowed by the API server's own SubjectAccessReview, and subjects that
-only have indirect paths, or none, are denied; the live matrix agrees with SAR too.
+only have indirect paths, or none, are denied; the live matrix agrees with SAR too; an API
+server that refuses the credentials is one line for every command, never a traceback (and
+one that does not answer is exit code 3: ``tests/unit/cli/test_bad_input.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from lightkube import Client
 from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
 from lightkube.resources.authorization_v1 import SubjectAccessReview
 
 from kustos.cli.main import main
+from kustos.errors import KubeAuthError
 from kustos.kube.applying import apply_manifests
 from kustos.testing.controlplane import ControlPlane
 
@@ -148,3 +152,23 @@ def test_matrix_on_the_live_cluster_agrees_with_subject_access_review(
                 assert _allowed(
                     kube, user=user, groups=groups, namespace=namespace, name=secret["name"]
                 )
+
+
+def test_refused_credentials_are_one_line(
+    control_plane: ControlPlane, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = yaml.safe_load(control_plane.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": "not-a-token-this-api-server-knows"}
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    for command in (["scan"], ["refs"], ["who-can", "get", "secrets"], ["who-can", "--matrix"]):
+        argv = [*command, "-n", "default", "--cluster", "--kubeconfig", str(kubeconfig)]
+        # The code is the error tree's (errors.py), whatever the command: never 0.
+        assert main(argv) == KubeAuthError.exit_code != 0, argv
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.startswith("kustos: error: "), err
+        assert "refused the credentials (401" in err
+        assert err.count("\n") == 1
+        assert "Traceback" not in err
