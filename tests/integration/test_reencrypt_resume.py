@@ -3,6 +3,10 @@
 Aspects: the run stops with a ``KubeConnectionError`` that names where to resume, the
 cursor file holds the last object done, nothing is lost, and a second run after the API
 server is back starts after the cursor, finishes the rest and removes the cursor.
+Kinds come from the real API server's discovery: ``networking.k8s.io/v1/ingresses`` is
+rewritten as ``Ingress`` objects, a cluster-scoped ``networking.k8s.io/v1/ingressclasses``
+too, and a plural the server does not serve is a ``UsageError`` before anything is
+rewritten.
 """
 
 from __future__ import annotations
@@ -13,9 +17,17 @@ from pathlib import Path
 
 import pytest
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.networking_v1 import (
+    IngressBackend,
+    IngressClassSpec,
+    IngressServiceBackend,
+    IngressSpec,
+    ServiceBackendPort,
+)
 from lightkube.resources.core_v1 import Namespace, Secret
+from lightkube.resources.networking_v1 import Ingress, IngressClass
 
-from kustos.errors import KubeConnectionError
+from kustos.errors import KubeConnectionError, UsageError
 from kustos.kms.reencrypting import Progress, reencrypt
 from kustos.kube.client import ClientSettings, make_client
 from kustos.testing.controlplane import ControlPlane, ControlPlaneSettings
@@ -73,3 +85,42 @@ def test_api_server_gone_mid_run_then_resume(plane: ControlPlane, tmp_path: Path
             s.metadata.name: s.data for s in client.list(Secret, namespace="many") if s.metadata
         }
     assert len(values) == COUNT
+
+
+def test_kinds_come_from_the_api_servers_discovery(plane: ControlPlane, tmp_path: Path) -> None:
+    settings = ClientSettings(kubeconfig=plane.kubeconfig, timeout=10)
+    with make_client(settings) as client:
+        client.create(Namespace(metadata=ObjectMeta(name="web")))
+        client.create(
+            IngressClass(
+                metadata=ObjectMeta(name="kustos"), spec=IngressClassSpec(controller="x/y")
+            )
+        )
+        for name in ("a", "b"):
+            client.create(
+                Ingress(
+                    metadata=ObjectMeta(name=name, namespace="web"),
+                    spec=IngressSpec(
+                        ingressClassName="kustos",
+                        defaultBackend=IngressBackend(
+                            service=IngressServiceBackend(
+                                name="web", port=ServiceBackendPort(number=80)
+                            )
+                        ),
+                    ),
+                )
+            )
+        cursor = tmp_path / "cursor"
+        with pytest.raises(UsageError, match="ingresss"):
+            reencrypt(client, ["networking.k8s.io/v1/ingresss"], cursor_file=cursor)
+        ingresses, classes = reencrypt(
+            client,
+            ["networking.k8s.io/v1/ingresses", "networking.k8s.io/v1/ingressclasses"],
+            cursor_file=cursor,
+        )
+        assert (ingresses.done, ingresses.conflicts, ingresses.missing) == (2, 0, 0)
+        assert classes.done >= 1
+        assert not cursor.exists()
+        spec = client.get(Ingress, "a", namespace="web").spec
+        assert spec is not None
+        assert spec.ingressClassName == "kustos"
