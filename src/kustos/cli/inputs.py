@@ -7,6 +7,10 @@ otherwise get a clean report of nothing. Files found while walking a named folde
 malformed documents inside readable files, are skipped with a note on stderr
 (:func:`kustos.cli.output.report_skipped`) and do not change the exit code: real corpora
 hold a few of them, and one bad chart must not hide the findings in the rest.
+
+The loader tells the two apart (``ManifestLoader.input_errors`` holds the named paths it
+could not read); this module refuses the first of them, a named folder it may not list, and
+stdin that is not UTF-8 text.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from typing import Annotated, TextIO
 import typer
 
 from kustos.errors import FileAccessError, InputError, UsageError
-from kustos.files import read_text
 from kustos.kube.index import ObjectIndex
 from kustos.kube.loading import STDIN, ManifestLoader
 
@@ -61,9 +64,12 @@ def load_index(
         with make_client(ClientSettings(kubeconfig=kubeconfig, context=context)) as client:
             return list_cluster(client, namespaces=list(namespaces or ())), None
     named = list(paths or ())
-    check_named_files(named)
+    _check_named_folders(named)
     loader = ManifestLoader(stdin=_stdin_text() if "-" in named else sys.stdin)
     index = loader.load(named)
+    refused = loader.input_errors
+    if refused:
+        raise refused[0]
     if namespaces:
         wanted = set(namespaces)
         kept = ObjectIndex.of(o for o in index if not o.namespace or o.namespace in wanted)
@@ -72,29 +78,22 @@ def load_index(
     return index, loader
 
 
-def check_named_files(paths: Sequence[str]) -> None:
-    """Refuse a path named on the command line that cannot be read (exit code 2).
+def _check_named_folders(paths: Sequence[str]) -> None:
+    """Refuse a folder named on the command line that cannot be listed (exit code 2).
 
-    A named file must be readable UTF-8 text and a named folder must be listable; what the
-    folder holds is the loader's business (skipped, not refused), and so is a path that does
-    not exist (the loader names it). Each named file is read here and again by the loader:
-    the page cache makes the second read cheap, and the loader's rule "unreadable means
-    skipped" stays right for the files it finds by itself.
+    The loader refuses named files it cannot read, but a walk of a folder it may not list
+    finds nothing, which would pass for a clean scan.
     """
     for raw in paths:
-        if raw == "-":
-            continue
         path = Path(raw)
+        if raw == "-" or not path.is_dir():
+            continue
         try:
-            if path.is_dir():
-                with os.scandir(path):
-                    pass
-            elif path.is_file():
-                read_text(path, what="manifests")
+            with os.scandir(path):
+                pass
         except OSError as exc:
-            raise FileAccessError(
-                path, "read manifests", exc.strerror or type(exc).__name__
-            ) from exc
+            reason = exc.strerror or type(exc).__name__
+            raise FileAccessError(path, "list manifests", reason) from exc
 
 
 def _stdin_text() -> TextIO:
@@ -109,6 +108,6 @@ def _stdin_text() -> TextIO:
     except UnicodeError as exc:
         at = getattr(exc, "start", 0)
         raise InputError(
-            f"{STDIN}: cannot read manifests: not UTF-8 text (binary data at byte {at})"
+            f"{STDIN}: cannot read manifest: not UTF-8 text (binary data at byte {at})"
         ) from None
     return io.StringIO(text)

@@ -74,7 +74,7 @@ def test_a_named_binary_file_is_refused(
     command: list[str], binary: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     err = fails([*command, str(binary)], capsys)
-    assert f"{binary}: cannot read manifests: not UTF-8 text" in err
+    assert f"{binary}: cannot read manifest: not UTF-8 text" in err
 
 
 @pytest.mark.parametrize("command", [["scan"], ["refs"], ["who-can", "--matrix", "-n", "team"]])
@@ -91,7 +91,7 @@ def test_binary_stdin_is_refused(
 ) -> None:
     stdin = io.TextIOWrapper(io.BytesIO(b"kind: Secret\n" + BINARY), encoding="utf-8")
     monkeypatch.setattr("sys.stdin", stdin)
-    assert "<stdin>: cannot read manifests: not UTF-8 text" in fails([*command, "-"], capsys)
+    assert "<stdin>: cannot read manifest: not UTF-8 text" in fails([*command, "-"], capsys)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
@@ -100,7 +100,7 @@ def test_a_named_file_without_permission_is_refused(
 ) -> None:
     manifest.chmod(0)
     try:
-        assert f"{manifest}: cannot read manifests: Permission denied" in fails(
+        assert f"{manifest}: cannot read manifest: Permission denied" in fails(
             ["scan", str(manifest)], capsys
         )
     finally:
