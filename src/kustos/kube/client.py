@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import ssl
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +144,16 @@ def _single(settings: ClientSettings) -> SingleConfig:
     return single
 
 
+def _tls_error(single: SingleConfig, exc: OSError) -> ConfigError:
+    """A certificate or key file the kubeconfig names is missing or unreadable."""
+    filename = getattr(exc, "filename", None)
+    what = f"{filename}: {exc.strerror}" if filename else quote_foreign(str(exc), 80)
+    return ConfigError(
+        f"kubeconfig {single.fname or ''} context {single.context_name!r}: cannot load "
+        f"its TLS files ({what})"
+    )
+
+
 def _build(settings: ClientSettings, factory: Callable[..., C]) -> C:
     single = _single(settings)
     try:
@@ -154,14 +163,8 @@ def _build(settings: ClientSettings, factory: Callable[..., C]) -> C:
             field_manager=FIELD_MANAGER,
             timeout=httpx2.Timeout(settings.timeout),
         )
-    except (OSError, ssl.SSLError) as exc:
-        # A certificate or key file the kubeconfig names is missing or unreadable.
-        filename = getattr(exc, "filename", None)
-        what = f"{filename}: {exc.strerror}" if filename else quote_foreign(str(exc), 80)
-        raise ConfigError(
-            f"kubeconfig {single.fname or ''} context {single.context_name!r}: cannot load "
-            f"its TLS files ({what})"
-        ) from exc
+    except OSError as exc:  # ssl.SSLError is an OSError
+        raise _tls_error(single, exc) from exc
     except LightkubeConfigError as exc:
         raise ConfigError(
             f"kubeconfig context {single.context_name!r}: {quote_foreign(str(exc), 80)}"
@@ -184,11 +187,8 @@ def http_client(settings: ClientSettings) -> httpx2.Client:
     params = ConnectionParams(timeout=httpx2.Timeout(settings.timeout))
     try:
         return HttpClient(single, params)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"kubeconfig context {single.context_name!r}: cannot load its TLS files "
-            f"({quote_foreign(str(exc), 80)})"
-        ) from exc
+    except OSError as exc:
+        raise _tls_error(single, exc) from exc
 
 
 # --------------------------------------------------------------------------- API errors

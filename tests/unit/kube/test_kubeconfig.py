@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from kustos.errors import ConfigError
-from kustos.kube.client import ClientSettings, load_config, make_async_client, make_client
+from kustos.kube.client import (
+    ClientSettings,
+    load_config,
+    make_async_client,
+    make_client,
+    raw_get,
+)
 
 
 def kubeconfig(**overrides: Any) -> dict[str, Any]:
@@ -116,6 +122,8 @@ def test_missing_client_certificate(tmp_path: Path) -> None:
     assert message.startswith(f"kubeconfig {path} context 'x': cannot load its TLS files")
     with pytest.raises(ConfigError, match="cannot load its TLS files"):
         make_async_client(ClientSettings(kubeconfig=path))
+    with pytest.raises(ConfigError, match="cannot load its TLS files"):
+        raw_get(ClientSettings(kubeconfig=path), "/metrics")
 
 
 def test_kubeconfig_variable_uses_the_first_existing_file(
