@@ -87,27 +87,27 @@ class PostgresServer:
         pwfile.unlink()
         if init.returncode != 0:
             raise ControlPlaneError(f"initdb failed: {init.stderr.decode(errors='replace')[-400:]}")
-        log = (self.folder / "postgres.log").open("wb")
-        self.proc = subprocess.Popen(
-            self._cmd(
-                str(bins / "postgres"),
-                "-D",
-                str(self.data),
-                "-p",
-                str(self.port),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                f"unix_socket_directories={self.folder}",
-                "-c",
-                "fsync=off",
-                "-c",
-                "log_statement=ddl",
-            ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.folder / "postgres.log").open("wb") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                self._cmd(
+                    str(bins / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(self.port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={self.folder}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "log_statement=ddl",
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
