@@ -13,13 +13,13 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     │   └── FileAccessError         a file cannot be read or written (names the path)
     │       └── FileMissingError    the file does not exist
     ├── ConfigError                 a settings file or environment variable is wrong
-    ├── KubeError                   talking to the Kubernetes API failed
+    ├── KubeError                   the Kubernetes API failed (5xx, ...) (exit code 3)
     │   ├── KubeConnectionError     no API server answered (exit code 3)
-    │   ├── KubeAuthError           401/403: credentials refused or verb not allowed
-    │   ├── KubeNotFoundError       the object does not exist
-    │   ├── KubeConflictError       409: changed or created meanwhile
-    │   ├── KubeInvalidError        422: the API server rejected the object
-    │   └── RolloutError            a rollout did not complete
+    │   ├── KubeAuthError           401/403: credentials refused or verb not allowed (2)
+    │   ├── KubeNotFoundError       the object named does not exist (2)
+    │   ├── KubeConflictError       409: changed or created meanwhile (3)
+    │   ├── KubeInvalidError        422: the API server rejected the object (2)
+    │   └── RolloutError            a rollout did not complete (1)
     ├── KmsError                    the KMS plugin or its key store failed
     │   └── ContractError           a KMS v2 request broke the protocol contract
     ├── ServiceError                a long-running service cannot start (bind, key store, peer)
@@ -27,9 +27,11 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     └── ControlPlaneError           the local control plane could not be built or run
         └── BinaryMissingError      a control-plane binary is not in the cache
 
-Exit codes (``exit_code``): 0 success; 1 the command's own "found something" result
-(findings at or above ``--fail-on``, a failed verification) or a failure while working;
-2 usage and input errors; 3 the Kubernetes API server could not be reached.
+Exit codes (``exit_code``): 0 success; 1 only for the command's own documented result
+(findings at or above ``--fail-on``, a rollout that failed and was rolled back, a failed
+verification) and failures of Kustos's own components (KMS, database); 2 usage and input
+errors, including credentials or objects the user named that the API refuses or does not
+have; 3 the Kubernetes API server could not be reached or failed.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class ConfigError(KustosError):
 class KubeError(KustosError):
     """The Kubernetes API could not do what was asked."""
 
+    exit_code = 3
+
 
 class KubeConnectionError(KubeError):
     """No API server answered at the configured address."""
@@ -104,6 +108,8 @@ class KubeConnectionError(KubeError):
 class KubeAuthError(KubeError):
     """The API server refused the credentials (401) or the verb on the resource (403)."""
 
+    exit_code = 2
+
 
 class KubeConflictError(KubeError):
     """The object changed or appeared meanwhile (409)."""
@@ -112,13 +118,19 @@ class KubeConflictError(KubeError):
 class KubeInvalidError(KubeError):
     """The API server rejected the object as invalid (422)."""
 
+    exit_code = 2
+
 
 class KubeNotFoundError(KubeError):
     """The object asked for does not exist."""
 
+    exit_code = 2
+
 
 class RolloutError(KubeError):
     """A workload's rollout did not complete in time or failed."""
+
+    exit_code = 1
 
 
 class KmsError(KustosError):

@@ -78,7 +78,7 @@ def test_401_says_the_credentials_were_refused() -> None:
     error = failing_get(status(401, "Unauthorized", "Unauthorized"))
     assert type(error) is KubeAuthError
     assert str(error).startswith("read Secret shop/db: the API server refused the credentials")
-    assert error.exit_code == 1
+    assert error.exit_code == 2  # credentials are input: 1 is for findings
 
 
 def test_403_names_the_user_the_verb_and_the_resource() -> None:
