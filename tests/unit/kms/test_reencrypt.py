@@ -208,7 +208,7 @@ def test_kind_and_scope_come_from_discovery(
         ("a/b/c/d", "expected group/version/plural"),
     ],
 )
-def test_unknown_resources_are_refused_before_any_write(  # noqa: PLR0917 - fixtures and params
+def test_unknown_resources_are_refused_before_any_write(
     server: FakeApiServer,
     client: Client,
     discovery: Discovery,
