@@ -10,6 +10,7 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     ├── UsageError                  bad flags or arguments (exit code 2)
     ├── InputError                  input Kustos was given cannot be used (exit code 2)
     │   ├── DocumentError           one malformed YAML/JSON document (file and line)
+    │   ├── InvalidSpecError        a resource's spec (ManagedSecret, ...) cannot be used
     │   └── FileAccessError         a file cannot be read or written (names the path)
     │       └── FileMissingError    the file does not exist
     ├── ConfigError                 a settings file or environment variable is wrong
@@ -74,6 +75,10 @@ class FileAccessError(InputError):
 
 class FileMissingError(FileAccessError):
     """The file does not exist (told apart so nobody is sent hunting for a wrong key)."""
+
+
+class InvalidSpecError(InputError):
+    """A resource's spec cannot be used; the message names the field."""
 
 
 class DocumentError(InputError):

@@ -39,11 +39,10 @@ from lightkube.resources.core_v1 import Event, Secret
 from lightkube.types import PatchType
 
 from kustos.cli.main import main
-from kustos.errors import KubeError
+from kustos.crypto.certificates import make_self_signed_ca
+from kustos.errors import InvalidSpecError, KubeError
 from kustos.kube.client import ClientSettings, make_async_client
-from kustos.rotation.certificates import make_self_signed_ca
 from kustos.rotation.rotating import Engine, NullObserver, Result
-from kustos.rotation.spec import InvalidSpecError
 from kustos.rotation.versions import Step
 from kustos.testing.controlplane import ControlPlane
 

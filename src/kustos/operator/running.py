@@ -26,11 +26,11 @@ from lightkube.resources import core_v1
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from kustos import conventions as c
+from kustos.crypto.certificates import CertFacts, certificate_facts
 from kustos.errors import InputError, KustosError, ServiceError
 from kustos.kube.objects import ObjectRef
 from kustos.operator.leading import LeaderElector, LeaseSettings
 from kustos.operator.reloading import Reloader
-from kustos.rotation.certificates import CertFacts, certificate_facts
 from kustos.rotation.planning import next_rotation
 from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.rotating import Engine, ManagedSecret

@@ -42,19 +42,18 @@ from typing import Final, Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from kustos.errors import KustosError
-from kustos.rotation.certificates import (
+from kustos.crypto.certificates import (
     CaMaterial,
     InvalidIssuerError,
     check_dns_names,
     issue_leaf,
     load_issuer,
 )
-from kustos.rotation.durations import parse_duration
+from kustos.durations import parse_duration
+from kustos.errors import InvalidSpecError, KustosError
 from kustos.rotation.spec import (
     X509,
     DockerConfig,
-    InvalidSpecError,
     ManagedSecretSpec,
     Password,
     PostgresRole,

@@ -25,8 +25,8 @@ from enum import StrEnum
 
 import orjson
 
-from kustos.rotation.certificates import CertFacts, renewal_time
-from kustos.rotation.durations import parse_duration
+from kustos.crypto.certificates import CertFacts, renewal_time
+from kustos.durations import parse_duration
 from kustos.rotation.schedules import ALWAYS, parse_cron, parse_window
 from kustos.rotation.spec import X509, ManagedSecretSpec
 

@@ -36,14 +36,14 @@ from lightkube.resources import apps_v1, core_v1
 from lightkube.types import PatchType
 
 from kustos import conventions as c
-from kustos.errors import InputError, KubeError, KubeNotFoundError, RolloutError
+from kustos.crypto.certificates import CaMaterial
+from kustos.durations import parse_duration
+from kustos.errors import InputError, InvalidSpecError, KubeError, KubeNotFoundError, RolloutError
 from kustos.kube.client import api_errors
 from kustos.kube.documents import to_object
 from kustos.kube.objects import ObjectRef, Source
 from kustos.kube.references import secret_references
 from kustos.kube.rollout import rollout_progress
-from kustos.rotation.certificates import CaMaterial
-from kustos.rotation.durations import parse_duration
 from kustos.rotation.generators import RandomSource, generate
 from kustos.rotation.planning import Reason, data_spec_hash, next_rotation
 from kustos.rotation.recording import KubeRecorder
@@ -51,7 +51,6 @@ from kustos.rotation.spec import (
     KIND,
     PLURAL,
     X509,
-    InvalidSpecError,
     ManagedSecretSpec,
     PostgresRole,
     RolloutStrategy,
@@ -397,7 +396,7 @@ class Engine:
         )
 
     async def _certificates(self, ctx: _Context) -> dict[str, Any]:
-        from kustos.rotation.certificates import certificate_facts  # noqa: PLC0415
+        from kustos.crypto.certificates import certificate_facts  # noqa: PLC0415
 
         live = await self._get_secret(ctx.namespace, ctx.secret_name)
         data = _unb64(live.data) if live is not None else {}

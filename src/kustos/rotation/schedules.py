@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from kustos.rotation.durations import InvalidDurationError
+from kustos.durations import InvalidDurationError
 
 _MACROS: Final = {
     "@yearly": "0 0 1 1 *",

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kustos.errors import InputError
-from kustos.rotation.durations import parse_duration
+from kustos.durations import parse_duration
+from kustos.errors import InvalidSpecError
 from kustos.rotation.schedules import parse_cron, parse_window
 
 KIND: Final = "ManagedSecret"
@@ -30,10 +30,6 @@ DEFAULT_KEEP: Final = 5
 MAX_KEEP: Final = 100
 _KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+$")  # the API server's rule for Secret data keys
 _DNS1123: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-class InvalidSpecError(InputError):
-    """A ManagedSecret's spec cannot be used; the message names the field."""
 
 
 class _Model(BaseModel):

@@ -22,8 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kustos.errors import InputError
-from kustos.rotation.certificates import (
+from kustos.crypto.certificates import (
     BACKDATE,
     CaMaterial,
     CertFacts,
@@ -36,6 +35,7 @@ from kustos.rotation.certificates import (
     make_self_signed_ca,
     renewal_time,
 )
+from kustos.errors import InputError
 
 NOW = dt.datetime(2025, 6, 1, 8, 30, tzinfo=dt.UTC)
 

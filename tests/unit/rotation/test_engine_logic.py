@@ -26,9 +26,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from kustos.crypto.certificates import CertFacts
 from kustos.kube.documents import to_object
 from kustos.kube.objects import Source
-from kustos.rotation.certificates import CertFacts
 from kustos.rotation.planning import Reason, data_spec_hash, next_rotation
 from kustos.rotation.postgres import scram_verifier
 from kustos.rotation.reloading import ABSENT, decide, format_hashes, parse_hashes, watched_secrets

@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kustos.errors import InputError, KustosError
-from kustos.rotation.certificates import BACKDATE, CaMaterial, make_self_signed_ca
+from kustos.crypto.certificates import BACKDATE, CaMaterial, make_self_signed_ca
+from kustos.errors import InputError, InvalidSpecError, KustosError
 from kustos.rotation.generators import (
     RandomSourceError,
     check_references,
@@ -49,7 +49,6 @@ from kustos.rotation.generators import (
     password_text,
 )
 from kustos.rotation.spec import (
-    InvalidSpecError,
     ManagedSecretSpec,
     Password,
     parse_spec,

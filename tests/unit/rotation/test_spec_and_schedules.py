@@ -23,18 +23,17 @@ from typing import Any
 
 import pytest
 
-from kustos.errors import InputError
-from kustos.rotation.durations import (
+from kustos.durations import (
     MAX_DURATION,
     InvalidDurationError,
     format_duration,
     parse_duration,
 )
+from kustos.errors import InputError, InvalidSpecError
 from kustos.rotation.schedules import InvalidScheduleError, parse_cron, parse_window
 from kustos.rotation.spec import (
     DEFAULT_KEEP,
     X509,
-    InvalidSpecError,
     PostgresRole,
     PostgresStrategy,
     RolloutStrategy,

@@ -29,8 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kustos.errors import InputError
-from kustos.rotation.spec import InvalidSpecError
+from kustos.errors import InputError, InvalidSpecError
 from kustos.sensitive import Sensitive
 
 #: A leaf starts this long before "now", so clocks a little behind still accept it.
