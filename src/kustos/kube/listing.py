@@ -15,8 +15,11 @@ from typing import Any, Final
 
 from lightkube import Client
 from lightkube.core.resource import NamespacedResource
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources import apps_v1, batch_v1, core_v1, networking_v1, rbac_authorization_v1
 
+from kustos.conventions import API_VERSION, GROUP
+from kustos.errors import KubeNotFoundError
 from kustos.kube.client import api_errors
 from kustos.kube.documents import to_object
 from kustos.kube.index import ObjectIndex
@@ -43,8 +46,14 @@ RESOURCES: Final[dict[str, tuple[str, Any]]] = {
         rbac_authorization_v1.ClusterRoleBinding,
     ),
     "NetworkPolicy": ("networking.k8s.io/v1", networking_v1.NetworkPolicy),
+    "ManagedSecret": (
+        API_VERSION,
+        create_namespaced_resource(GROUP, "v1alpha1", "ManagedSecret", "managedsecrets"),
+    ),
 }
 DEFAULT_KINDS: Final = tuple(RESOURCES)
+#: Kinds of custom resources: a cluster without their CRD simply has none (404 on list).
+OPTIONAL_KINDS: Final = frozenset({"ManagedSecret"})
 
 
 def list_cluster(
@@ -74,14 +83,19 @@ def list_cluster(
             continue
         for scope in scopes:
             where = f" in {scope}" if scope not in (None, "*") else ""
-            with api_errors(f"list {kind}{where}", verb="list", resource=plural):
-                items = (
-                    client.list(resource, namespace=scope, chunk_size=chunk_size)
-                    if scope is not None
-                    else client.list(resource, chunk_size=chunk_size)
-                )
-                for obj in items:
-                    index.add(_convert(obj, api_version, kind))
+            try:
+                with api_errors(f"list {kind}{where}", verb="list", resource=plural):
+                    items = (
+                        client.list(resource, namespace=scope, chunk_size=chunk_size)
+                        if scope is not None
+                        else client.list(resource, chunk_size=chunk_size)
+                    )
+                    for obj in items:
+                        index.add(_convert(obj, api_version, kind))
+            except KubeNotFoundError:
+                if kind not in OPTIONAL_KINDS:
+                    raise
+                break  # the CRD is not installed
     return index
 
 
