@@ -446,3 +446,46 @@ def test_missing_ca_secret_is_a_clear_error(
     assert not list(
         kube.list(Secret, namespace=namespace, labels={"kustos.io/managed-secret": "tls"})
     )
+
+
+def test_scan_of_the_live_cluster_finds_stale_managed_secrets_and_expired_certificates(
+    control_plane: ControlPlane,
+    kube: Client,
+    namespace: str,
+    crd: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import datetime as dt  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    spec = {**PASSWORD_SPEC, "rotation": {"maxAge": "30d"}, "rollout": {"strategy": "none"}}
+    kube.create(_managed(namespace, "db", spec))
+    assert _run(control_plane, lambda e: e.rotate(namespace, "db")).version == 1
+    status = _status(kube, namespace, "db")
+    status["versions"][0]["created"] = "2020-01-01T00:00:00Z"
+    kube.patch(
+        MS.Status,
+        "db",
+        {"status": {"versions": status["versions"]}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    old = make_self_signed_ca("expired", dt.datetime(2024, 1, 1, tzinfo=dt.UTC), 30)
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="old-tls", namespace=namespace),
+            type="kubernetes.io/tls",
+            data={
+                "tls.crt": base64.b64encode(old.cert_pem).decode(),
+                "tls.key": base64.b64encode(old.key_pem.reveal()).decode(),
+            },
+        )
+    )
+    argv = ["scan", "--cluster", "-n", namespace, "--kubeconfig", str(control_plane.kubeconfig)]
+    code = main([*argv, "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == 1
+    found = {(f["rule_id"], f["resource"]["name"]) for f in json.loads(out)["findings"]}
+    assert ("KST049", "db") in found
+    assert ("KST047", "old-tls") in found
+    assert "BEGIN CERTIFICATE" not in out
