@@ -148,17 +148,17 @@ class ControlPlane:
     @property
     def server(self) -> str:
         """The API server's URL."""
-        return f"https://{LOOPBACK}:{self.ports.apiserver}"
+        return self.ports.server
 
     @property
     def etcd_endpoint(self) -> str:
         """etcd's client URL (plain HTTP on loopback)."""
-        return f"http://{LOOPBACK}:{self.ports.etcd}"
+        return self.ports.etcd_url
 
     @property
     def logs_dir(self) -> Path:
         """Where each component's log is written."""
-        return self.state_dir / "logs"
+        return self.state_dir / flags.LOGS_DIR
 
     @property
     def pki(self) -> ClusterPKI:
@@ -175,7 +175,7 @@ class ControlPlane:
         return Probe(
             server=self.server,
             etcd=self.etcd_endpoint,
-            scheduler=f"https://{LOOPBACK}:{self.ports.scheduler}",
+            scheduler=self.ports.scheduler_url,
             pki=self.pki,
         )
 

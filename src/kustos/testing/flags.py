@@ -34,6 +34,8 @@ KUBECONFIG_FILES: Final = {
     "kwok": "kwok.kubeconfig",
 }
 _ENCRYPTION_FLAGS: Final = ("--encryption-provider-config",)
+#: Folder of the component logs, inside the state folder.
+LOGS_DIR: Final = "logs"
 #: Port names in ``state.json`` (kept from the first format of the file).
 PORT_NAMES: Final = ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
 
@@ -58,6 +60,21 @@ class Ports:
     def from_names(cls, ports: Mapping[str, int]) -> Ports:
         """Ports from ``state.json``'s mapping; ``KeyError`` if one is missing."""
         return cls.of([ports[name] for name in PORT_NAMES])
+
+    @property
+    def server(self) -> str:
+        """The API server's URL."""
+        return f"https://{LOOPBACK}:{self.apiserver}"
+
+    @property
+    def etcd_url(self) -> str:
+        """etcd's client URL (plain HTTP on loopback)."""
+        return f"http://{LOOPBACK}:{self.etcd}"
+
+    @property
+    def scheduler_url(self) -> str:
+        """The scheduler's HTTPS endpoint (``/healthz``)."""
+        return f"https://{LOOPBACK}:{self.scheduler}"
 
     def by_name(self) -> dict[str, int]:
         """The mapping ``state.json`` stores."""
@@ -84,17 +101,17 @@ class Layout:
     @property
     def server(self) -> str:
         """The API server's URL."""
-        return f"https://{LOOPBACK}:{self.ports.apiserver}"
+        return self.ports.server
 
     @property
     def etcd_url(self) -> str:
-        """etcd's client URL (plain HTTP on loopback)."""
-        return f"http://{LOOPBACK}:{self.ports.etcd}"
+        """etcd's client URL."""
+        return self.ports.etcd_url
 
     @property
     def logs_dir(self) -> Path:
         """Where each component's log (and the audit log) is written."""
-        return self.state_dir / "logs"
+        return self.state_dir / LOGS_DIR
 
     @property
     def kwok_stages(self) -> Path:
