@@ -115,6 +115,9 @@ def run(
     if not isinstance(level, int):
         raise UsageError(f"--log-level {log_level[:20]!r}: use debug, info, warning or error")
     logging.getLogger().setLevel(level)
+    if level > logging.DEBUG:  # one line per HTTP request is for debugging only
+        for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     me = identity or f"{socket.gethostname()}-{os.getpid()}"
     namespaces = tuple(n for item in namespace or () for n in item.split(",") if n)
     lease = LeaseSettings(lease_namespace, lease_name, me) if leader_elect else None

@@ -49,6 +49,7 @@ class LeaderElector:
         self.settings = settings
         self.leading = asyncio.Event()
         self._held_until: dt.datetime | None = None
+        self._mine: Lease | None = None  # the Lease as we last wrote it, while we hold it
 
     async def run(self, stop: asyncio.Event) -> None:
         """Acquire and renew until *stop* is set; release the Lease on the way out."""
@@ -58,6 +59,7 @@ class LeaderElector:
                     held = await self._try()
                 except KubeError as exc:
                     log.warning("lease %s: %s", self.settings.name, exc)
+                    self._mine = None
                     held = False
                 if held:
                     self._held_until = _now() + dt.timedelta(seconds=self.settings.lease_seconds)
@@ -82,6 +84,18 @@ class LeaderElector:
 
     async def _try(self) -> bool:
         s = self.settings
+        if self._mine is not None:
+            # Renewal: write the Lease we hold, with the resourceVersion of our last write;
+            # if anyone else wrote since, the API server refuses it (409) and we read again.
+            lease, self._mine = self._mine, None
+            if lease.spec is not None:
+                lease.spec.renewTime = _now()
+            try:
+                with api_errors(f"renew Lease {s.namespace}/{s.name}"):
+                    self._mine = await self.client.replace(lease)
+            except (KubeConflictError, KubeNotFoundError):
+                return await self._try()
+            return True
         try:
             with api_errors(f"read Lease {s.namespace}/{s.name}"):
                 lease = await self.client.get(Lease, s.name, namespace=s.namespace)
@@ -99,7 +113,7 @@ class LeaderElector:
             )
             try:
                 with api_errors(f"create Lease {s.namespace}/{s.name}"):
-                    await self.client.create(fresh)
+                    self._mine = await self.client.create(fresh)
             except KubeConflictError:
                 return False
             return True
@@ -120,13 +134,14 @@ class LeaderElector:
         lease.spec = spec
         try:
             with api_errors(f"renew Lease {s.namespace}/{s.name}"):
-                await self.client.replace(lease)
+                self._mine = await self.client.replace(lease)
         except KubeConflictError:
             return False  # someone else wrote first: they hold it
         return True
 
     async def _release(self) -> None:
         s = self.settings
+        self._mine = None
         try:
             with api_errors(f"release Lease {s.namespace}/{s.name}"):
                 lease = await self.client.get(Lease, s.name, namespace=s.namespace)
