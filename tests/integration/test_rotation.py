@@ -443,9 +443,31 @@ def test_missing_ca_secret_is_a_clear_error(
     kube.create(_managed(namespace, "tls", spec))
     with pytest.raises(KubeError, match="CA Secret nope not found"):
         _run(control_plane, lambda e: e.rotate(namespace, "tls"), observer=NullObserver())
-    assert not list(
-        kube.list(Secret, namespace=namespace, labels={"kustos.io/managed-secret": "tls"})
+    status = _status(kube, namespace, "tls")
+    rotating = _condition(status, "Rotating")
+    assert (rotating["status"], rotating["reason"]) == ("True", "Blocked")
+    assert "blocked at step Pending" in rotating["message"]
+    assert "CA Secret nope not found" in rotating["message"]
+    made = kube.list(Secret, namespace=namespace, labels={"kustos.io/managed-secret": "tls"})
+    assert not list(made), "nothing half-applied: no version, no live Secret"
+    ready = _condition(status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RotationFailed")
+    # The CA appears: the recorded rotation resumes and finishes.
+    import datetime as dt  # noqa: PLC0415
+
+    ca = make_self_signed_ca("late CA", dt.datetime.now(dt.UTC), 30)
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="nope", namespace=namespace),
+            type="kubernetes.io/tls",
+            data={
+                "tls.crt": base64.b64encode(ca.cert_pem).decode(),
+                "tls.key": base64.b64encode(ca.key_pem.reveal()).decode(),
+            },
+        )
     )
+    assert _run(control_plane, lambda e: e.rotate(namespace, "tls")).version == 1
+    assert _condition(_status(kube, namespace, "tls"), "Ready")["status"] == "True"
 
 
 def test_scan_of_the_live_cluster_finds_stale_managed_secrets_and_expired_certificates(

@@ -38,7 +38,14 @@ from lightkube.types import PatchType
 from kustos import conventions as c
 from kustos.crypto.certificates import CaMaterial
 from kustos.durations import parse_duration
-from kustos.errors import InputError, InvalidSpecError, KubeError, KubeNotFoundError, RolloutError
+from kustos.errors import (
+    InputError,
+    InvalidSpecError,
+    KubeError,
+    KubeNotFoundError,
+    KustosError,
+    RolloutError,
+)
 from kustos.kube.client import api_errors
 from kustos.kube.documents import to_object
 from kustos.kube.objects import ObjectRef, Source
@@ -449,6 +456,30 @@ class Engine:
         return merge_conditions(ctx.status.get("conditions") or [], new)
 
     async def _run(self, ctx: _Context, state: RotationState) -> Result:
+        """Run the steps; on an error, say on the resource why it is blocked, then raise."""
+        try:
+            return await self._steps(ctx, state)
+        except KustosError as exc:
+            await self._blocked(ctx, exc)
+            raise
+
+    async def _blocked(self, ctx: _Context, exc: KustosError) -> None:
+        recorded = RotationState.from_status(ctx.status.get("rotation"))
+        step = recorded.step.value if recorded else "start"
+        why = f"blocked at step {step}: {exc}"
+        current = ctx.status.get("currentVersion")
+        if current:
+            ready = (True, "Rotated", f"version {current} is live; the next rotation is {why}")
+        else:
+            ready = (False, "RotationFailed", why)
+        retrying = why + "; retrying (the last good value stays live)"
+        conditions = self._conditions(ctx, rotating=(True, "Blocked", retrying), ready=ready)
+        with contextlib.suppress(KustosError):  # recording must not hide the cause
+            await self._patch_status(ctx.namespace, ctx.name, {"conditions": conditions})
+            ctx.status["conditions"] = conditions
+        await self.observer.event(ctx.ref, reason="RotationBlocked", message=why, warning=True)
+
+    async def _steps(self, ctx: _Context, state: RotationState) -> Result:
         started = asyncio.get_running_loop().time()
         if state.step is Step.PENDING:
             await self._create_version(ctx, state)
