@@ -511,3 +511,55 @@ def test_scan_of_the_live_cluster_finds_stale_managed_secrets_and_expired_certif
     assert ("KST049", "db") in found
     assert ("KST047", "old-tls") in found
     assert "BEGIN CERTIFICATE" not in out
+
+
+def test_statefulsets_and_daemonsets_roll_and_are_watched(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None
+) -> None:
+    from lightkube.models.apps_v1 import DaemonSetSpec, StatefulSetSpec  # noqa: PLC0415
+    from lightkube.resources.apps_v1 import DaemonSet, StatefulSet  # noqa: PLC0415
+
+    template = _deployment(namespace, "x", "db", "password").spec
+    assert template is not None
+    for name in ("store", "agent"):
+        labels = {"app": name}
+        pod = PodTemplateSpec(metadata=ObjectMeta(labels=labels), spec=template.template.spec)
+        if name == "store":
+            kube.create(
+                StatefulSet(
+                    metadata=ObjectMeta(name=name, namespace=namespace),
+                    spec=StatefulSetSpec(
+                        replicas=2,
+                        serviceName=name,
+                        selector=LabelSelector(matchLabels=labels),
+                        template=pod,
+                    ),
+                )
+            )
+        else:
+            kube.create(
+                DaemonSet(
+                    metadata=ObjectMeta(name=name, namespace=namespace),
+                    spec=DaemonSetSpec(selector=LabelSelector(matchLabels=labels), template=pod),
+                )
+            )
+    kube.create(_managed(namespace, "db", {**PASSWORD_SPEC, "rollout": {"timeout": "90s"}}))
+    first = _run(control_plane, lambda e: e.rotate(namespace, "db"))
+    assert first.outcome == "rotated", first.message
+    assert set(first.restarted) == {
+        f"DaemonSet.apps {namespace}/agent",
+        f"StatefulSet.apps {namespace}/store",
+    }
+    second = _run(control_plane, lambda e: e.rotate(namespace, "db"))
+    assert second.outcome == "rotated", second.message
+    sts = kube.get(StatefulSet, "store", namespace=namespace)
+    assert sts.status is not None
+    assert sts.status.updateRevision == sts.status.currentRevision
+    assert (sts.status.readyReplicas or 0) == 2
+    ds = kube.get(DaemonSet, "agent", namespace=namespace)
+    assert ds.status is not None
+    assert ds.status.updatedNumberScheduled == ds.status.desiredNumberScheduled == 3
+    for obj in (sts, ds):
+        assert obj.spec is not None
+        assert obj.spec.template.metadata is not None
+        assert (obj.spec.template.metadata.annotations or {})["kustos.io/restart-reason"] == "db-v2"
