@@ -10,6 +10,7 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     ├── UsageError                  bad flags or arguments (exit code 2)
     ├── InputError                  input Kustos was given cannot be used (exit code 2)
     │   ├── DocumentError           one malformed YAML/JSON document (file and line)
+    │   │   └── UnreadableInputError  a manifest file that cannot be read as text
     │   ├── InvalidSpecError        a resource's spec (ManagedSecret, ...) cannot be used
     │   └── FileAccessError         a file cannot be read or written (names the path)
     │       └── FileMissingError    the file does not exist
@@ -90,6 +91,19 @@ class DocumentError(InputError):
         self.reason = reason
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {reason}")
+
+
+class UnreadableInputError(DocumentError):
+    """A manifest file that could not be read as text: missing, unreadable, binary.
+
+    ``named`` is true for a path the user gave (a file, ``-``), false for a file found by
+    walking a named folder. ``str()`` is ``"<path>: <reason>"``, as for any
+    ``DocumentError``; ``line`` is ``None``.
+    """
+
+    def __init__(self, source: str, reason: str, *, named: bool) -> None:
+        super().__init__(source, None, reason)
+        self.named = named
 
 
 class ConfigError(KustosError):

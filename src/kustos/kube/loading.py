@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final, TextIO
 
-from kustos.errors import DocumentError, FileAccessError, KustosError
+from kustos.errors import FileAccessError, KustosError, UnreadableInputError
 from kustos.files import read_text
 from kustos.kube.documents import Chunk, line_of, parse_stream, split_documents
 from kustos.kube.index import ObjectIndex
@@ -30,19 +30,6 @@ from kustos.kube.objects import Source
 
 MANIFEST_SUFFIXES: Final = frozenset({".yaml", ".yml", ".json"})
 STDIN: Final = "<stdin>"
-
-
-class UnreadableInputError(DocumentError):
-    """A manifest file that could not be read as text: missing, unreadable, binary.
-
-    ``named`` is true for a path the user gave (a file, ``-``), false for a file found by
-    walking a named folder. ``str()`` is ``"<path>: <reason>"``, as for any
-    ``DocumentError``; ``line`` is ``None``.
-    """
-
-    def __init__(self, source: str, reason: str, *, named: bool) -> None:
-        super().__init__(source, None, reason)
-        self.named = named
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kustos.errors import InputError
-from kustos.kube.loading import ManifestLoader, UnreadableInputError, input_errors
+from kustos.errors import InputError, UnreadableInputError
+from kustos.kube.loading import ManifestLoader, input_errors
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\n"
 

@@ -39,7 +39,10 @@ from kustos.scan.checking import ScanInput
 from kustos.scan.checks.credentials import CHECKS
 
 CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "manifests"
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared/corpus not beside the repo")
+pytestmark = [
+    pytest.mark.skipif(not CORPUS.is_dir(), reason="shared/corpus not beside the repo"),
+    pytest.mark.timeout(120),  # the whole corpus: longer than a unit test's own limit
+]
 
 _GKE_MYSQL = "kubernetes-engine-samples/databases"
 _GALERA = "kubernetes-examples/_archived/storage/mysql-galera"

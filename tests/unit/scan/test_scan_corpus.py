@@ -20,7 +20,10 @@ from kustos.scan.findings import Finding
 from kustos.scan.scanning import scan
 
 CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "manifests"
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared/corpus not beside the repo")
+pytestmark = [
+    pytest.mark.skipif(not CORPUS.is_dir(), reason="shared/corpus not beside the repo"),
+    pytest.mark.timeout(120),  # the whole corpus: longer than a unit test's own limit
+]
 
 #: Reviewed by hand on 2026-11-29; a change here needs a new review of the affected rule.
 EXPECTED_COUNTS = {
