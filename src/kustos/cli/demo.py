@@ -21,7 +21,7 @@ from kustos.cli.devcluster import local_keyring_flags
 from kustos.errors import InputError
 from kustos.kms.reencrypting import reencrypt
 from kustos.kms.stored import parse_stored
-from kustos.kube.applying import apply_manifests
+from kustos.kube.applying import apply_manifests, wait_established
 from kustos.kube.client import ClientSettings, make_async_client, make_client
 from kustos.kube.listing import list_cluster
 from kustos.kube.rollout import ROLLABLE, wait_for_rollout
@@ -72,6 +72,7 @@ def demo(
     with make_client(settings) as client:
         _tour(console, client, settings, examples)
         _protect_keys(console, plane, client, directory)
+        _rotate(console, client, settings, examples.parent / "rotation")
     console.print(
         f"\nThe cluster stays up. [bold]export KUBECONFIG={plane.kubeconfig}[/]", soft_wrap=True
     )
@@ -117,6 +118,55 @@ def _protect_keys(console: Console, plane: ControlPlane, client: Client, state: 
     )
     console.print(
         "Rotate with `kustos kms keys rotate`, then `kustos kms reencrypt` (docs/kms.md)."
+    )
+
+
+def _rotate(console: Console, client: Client, settings: ClientSettings, folder: Path) -> None:
+    """Chapter 7: a ManagedSecret rotates, its consumer rolls, history and rollback."""
+    console.rule("[bold]7. Rotate: versions, watched rollouts, rollback")
+    crd = folder.parent.parent / "deploy" / "rotation" / "crd-managedsecret.yaml"
+    if not crd.is_file() or not folder.is_dir():
+        console.print(f"[yellow]skipped: {crd} or {folder} not found[/]")
+        return
+    apply_manifests(client, [crd])
+    wait_established(client, "managedsecrets.kustos.io")
+    for line in apply_manifests(client, [folder]):
+        console.print(f"  applied {line}")
+
+    async def run() -> list[str]:
+        from kustos.rotation.rotating import Engine, list_versions  # noqa: PLC0415
+
+        aclient = make_async_client(settings)
+        lines = []
+        try:
+            engine = Engine(aclient)
+            made = []
+            for reason in ("Manual", "Manual: quarterly"):
+                result = await engine.rotate(EXAMPLE_NAMESPACE, "shop-db", reason=reason)
+                made.append(result.version or 0)
+                rolled = ", ".join(result.restarted) or "nothing"
+                lines.append(f"kustos rotate shop/shop-db: {result.message}; rolled {rolled}")
+            back = made[0]  # rerunnable: always the version this run made first
+            result = await engine.rollback(EXAMPLE_NAMESPACE, "shop-db", to=back)
+            lines.append(f"kustos rollback shop/shop-db --to {back}: {result.message}")
+            status, versions = await list_versions(aclient, EXAMPLE_NAMESPACE, "shop-db")
+            current = status.get("currentVersion")
+            for v in versions[:4]:
+                mark = "*" if v["number"] == current else " "
+                lines.append(
+                    f"  v{v['number']}{mark} {v['created']}  {v['contentHash']}  {v['reason']}"
+                )
+        finally:
+            await aclient.close()
+        return lines
+
+    for line in asyncio.run(run()):
+        console.print(line, highlight=False)
+    console.print(
+        "The newest version has the fingerprint of the one rolled back to: the old value is "
+        "back, as a new version. On a schedule: "
+        "[bold]kustos operator run -n shop[/] (docs/rotate.md)",
+        highlight=False,
     )
 
 

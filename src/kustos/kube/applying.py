@@ -6,15 +6,18 @@ that a file scan reads, so that the two indexes can be compared.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lightkube import Client, codecs
+from lightkube import ApiError, Client, codecs
 from lightkube.core.exceptions import LoadResourceError
 from lightkube.core.resource import NamespacedResource
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
-from kustos.errors import InputError, quote_foreign
+from kustos.errors import InputError, KubeError, quote_foreign
 from kustos.files import read_text
 from kustos.kube.client import FIELD_MANAGER, api_errors
 from kustos.kube.documents import load_yaml_all
@@ -61,3 +64,35 @@ def _flatten(documents: Iterable[Any]) -> Iterator[Any]:
             yield from _flatten(doc["items"])
         else:
             yield doc
+
+
+def wait_established(client: Client, name: str, *, timeout: float = 30.0) -> None:
+    """Wait until the CustomResourceDefinition *name* is Established and served."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with api_errors(
+            f"read CustomResourceDefinition {name}",
+            verb="get",
+            resource="customresourcedefinitions",
+        ):
+            crd = client.get(CustomResourceDefinition, name)
+        conditions = crd.status.conditions if crd.status is not None else None
+        if any(c.type == "Established" and c.status == "True" for c in conditions or []):
+            break
+        if time.monotonic() > deadline:
+            raise KubeError(f"CustomResourceDefinition {name} not Established after {timeout:.0f}s")
+        time.sleep(0.2)
+    # Established is set before every API server handler serves the new resource; a list
+    # of it succeeds once it is served.
+    spec = crd.spec
+    version = next((v.name for v in spec.versions if v.served), spec.versions[0].name)
+    make = create_namespaced_resource if spec.scope == "Namespaced" else create_global_resource
+    resource = make(spec.group, version, spec.names.kind, spec.names.plural)
+    while time.monotonic() < deadline:
+        try:
+            next(iter(client.list(resource, chunk_size=1)), None)
+        except ApiError:
+            time.sleep(0.2)
+            continue
+        return
+    raise KubeError(f"CustomResourceDefinition {name} not served after {timeout:.0f}s")
