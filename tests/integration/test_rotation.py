@@ -563,3 +563,74 @@ def test_statefulsets_and_daemonsets_roll_and_are_watched(
         assert obj.spec is not None
         assert obj.spec.template.metadata is not None
         assert (obj.spec.template.metadata.annotations or {})["kustos.io/restart-reason"] == "db-v2"
+
+
+def _deployment_revision(kube: Client, namespace: str, name: str) -> str:
+    meta = kube.get(Deployment, name, namespace=namespace).metadata
+    assert meta is not None
+    return str((meta.annotations or {})["deployment.kubernetes.io/revision"])
+
+
+def test_a_killed_kustos_rotate_resumes_without_a_second_restart(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None
+) -> None:
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    kube.create(_managed(namespace, "db", {**PASSWORD_SPEC, "rollout": {"timeout": "120s"}}))
+    kube.create(_deployment(namespace, "api", "db", "password"))
+    _wait_available(kube, namespace, "api")
+    assert _run(control_plane, lambda e: e.rotate(namespace, "db")).version == 1
+    # Hold the next rollout: new pods cannot be scheduled until the selector is lifted.
+    hold = {"spec": {"template": {"spec": {"nodeSelector": {"kustos.io/hold": "x"}}}}}
+    kube.patch(Deployment, "api", hold, namespace=namespace, patch_type=PatchType.MERGE)
+    argv = [
+        sys.executable,
+        "-m",
+        "kustos",
+        "rotate",
+        f"{namespace}/db",
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+    ]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rotation = _status(kube, namespace, "db").get("rotation") or {}
+            dep = kube.get(Deployment, "api", namespace=namespace)
+            template = dep.spec.template.metadata if dep.spec else None
+            restarted = (
+                (template.annotations or {}).get("kustos.io/restart-reason") if template else None
+            )
+            if rotation.get("step") == "RollingOut" and restarted == "db-v2":
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the rotation never reached RollingOut")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the process dies as a node would take it
+        proc.wait(timeout=10)
+    revision = _deployment_revision(kube, namespace, "api")
+    value = _data(kube, namespace, "db-v2")
+    kube.patch(
+        Deployment,
+        "api",
+        {"spec": {"template": {"spec": {"nodeSelector": None}}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    # Lifting the selector is itself a template change: one more revision, by us.
+    resumed = _run(control_plane, lambda e: e.rotate(namespace, "db"))
+    assert resumed.outcome == "rotated", resumed.message
+    assert resumed.version == 2
+    assert _data(kube, namespace, "db-v2") == value
+    assert _data(kube, namespace, "db")["password"] == value["password"]
+    after = _deployment_revision(kube, namespace, "api")
+    assert int(after) == int(revision) + 1, (
+        "only the selector change rolled: Kustos did not restart again"
+    )
