@@ -26,6 +26,10 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     │   └── ContractError           a KMS v2 request broke the protocol contract
     ├── ServiceError                a long-running service cannot start (bind, key store, peer)
     ├── DatabaseError               a database refused a credential change or is unreachable
+    ├── StoreError                  a secrets manager (Vault, AWS Secrets Manager) refused
+    │   ├── StoreNotFoundError      the path, key or version does not exist (2)
+    │   ├── StoreConflictError      check-and-set: the store changed meanwhile
+    │   └── StoreUnavailableError   the store did not answer or failed (3)
     └── ControlPlaneError           the local control plane could not be built or run
         └── BinaryMissingError      a control-plane binary is not in the cache
 
@@ -166,6 +170,26 @@ class ServiceError(KustosError):
 
 class DatabaseError(KustosError):
     """A database (PostgreSQL for ``postgresRole``) is unreachable or refused a change."""
+
+
+class StoreError(KustosError):
+    """A secrets manager refused a request (credentials, permissions, bad data)."""
+
+
+class StoreNotFoundError(StoreError):
+    """The secret, key or version asked for does not exist in the store."""
+
+    exit_code = 2
+
+
+class StoreConflictError(StoreError):
+    """A check-and-set write lost: the store's value changed meanwhile."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store did not answer, timed out or failed (5xx): retry later."""
+
+    exit_code = 3
 
 
 class ControlPlaneError(KustosError):

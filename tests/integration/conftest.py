@@ -10,12 +10,15 @@ from kustos.kube.applying import apply_manifests, wait_established
 from kustos.kube.client import ClientSettings, make_client
 from kustos.testing.controlplane import ControlPlane
 
-CRD = Path(__file__).resolve().parents[2] / "deploy" / "rotation" / "crd-managedsecret.yaml"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+CRD = DEPLOY / "rotation" / "crd-managedsecret.yaml"
+SOURCES_CRD = DEPLOY / "sources" / "crd-secretsource.yaml"
 
 
 @pytest.fixture(scope="session")
 def crd(control_plane: ControlPlane) -> None:
-    """The ManagedSecret CRD, installed once per session, Established and served."""
+    """The Kustos CRDs, installed once per session, Established and served."""
     with make_client(ClientSettings(kubeconfig=control_plane.kubeconfig)) as client:
-        apply_manifests(client, [CRD])
-        wait_established(client, "managedsecrets.kustos.io")
+        apply_manifests(client, [CRD, SOURCES_CRD])
+        for name in ("managedsecrets", "secretsources", "clustersecretsources"):
+            wait_established(client, f"{name}.kustos.io")

@@ -35,14 +35,20 @@ def _engine_run(settings: ClientSettings, call: Any) -> Any:
         from kustos.rotation.postgres import PostgresApplier  # noqa: PLC0415
         from kustos.rotation.recording import KubeRecorder  # noqa: PLC0415
         from kustos.rotation.rotating import Engine  # noqa: PLC0415
+        from kustos.sources.reading import StoreReader  # noqa: PLC0415
 
         client = make_async_client(settings)
+        stores = StoreReader(client)
         try:
             engine = Engine(
-                client, database=PostgresApplier(), observer=KubeRecorder(client, "kustos-cli")
+                client,
+                database=PostgresApplier(),
+                observer=KubeRecorder(client, "kustos-cli"),
+                stores=stores,
             )
             return await call(engine)
         finally:
+            await stores.close()
             await client.close()
 
     return asyncio.run(main())

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from kustos import conventions as c
 from kustos.crypto.certificates import CertFacts, certificate_facts
+from kustos.durations import parse_duration
 from kustos.errors import InputError, KustosError, ServiceError
 from kustos.kube.objects import ObjectRef
 from kustos.operator.leading import LeaderElector, LeaseSettings
@@ -36,6 +37,7 @@ from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.rotating import Engine, ManagedSecret
 from kustos.rotation.spec import parse_spec
 from kustos.rotation.versions import Outcome, RotationState, VersionRecord, parse_time
+from kustos.sources.reading import StoreReader
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -160,7 +162,11 @@ class Operator:
         self.settings = settings
         self.metrics = Metrics()
         observer = _Observer(KubeRecorder(client, settings.component), self.metrics)
-        self.engine = engine or Engine(client, observer=observer, database=_database())
+        self.stores = StoreReader(client)
+        self.engine = engine or Engine(
+            client, observer=observer, database=_database(), stores=self.stores
+        )
+        self.checked: dict[Key, dt.datetime] = {}  # last store-version check per object
         self.objects: dict[Key, dict[str, Any]] = {}
         self.certs: dict[Key, dict[str, CertFacts]] = {}  # live Secret → x509 facts
         self.due: dict[Key, dt.datetime] = {}
@@ -208,6 +214,7 @@ class Operator:
                     await task
             server.close()
             await server.wait_closed()
+            await self.stores.close()
 
     def _scopes(self) -> list[str | None]:
         return list(self.settings.namespaces) or [None]
@@ -303,6 +310,12 @@ class Operator:
         except KustosError as exc:
             log.warning("%s/%s: %s", *key, exc)
             at = None
+        refresh = _refresh_seconds(spec_raw)
+        if refresh is not None:
+            # Ask the stores again every `refresh` (at once after a start).
+            last = self.checked.get(key)
+            check_at = (last + dt.timedelta(seconds=refresh)) if last else dt.datetime.now(dt.UTC)
+            at = check_at if at is None else min(at, check_at)
         retry_at = self.due.get(key) if self.failures.get(key) else None
         if at is not None and retry_at is not None:
             at = max(at, retry_at)  # a failing object waits for its backoff
@@ -360,6 +373,7 @@ class Operator:
                 if not self.leading:
                     return
                 await self.engine.reconcile(*key)
+                self.checked[key] = dt.datetime.now(dt.UTC)
                 self.failures.pop(key, None)
                 self.metrics.backoff.labels(*key).set(0)
             except KustosError as exc:
@@ -423,6 +437,16 @@ class Operator:
             pass
         finally:
             writer.close()
+
+
+def _refresh_seconds(spec: Mapping[str, Any]) -> float | None:
+    text = spec.get("refresh")
+    if not isinstance(text, str):
+        return None
+    try:
+        return max(parse_duration(text).total_seconds(), 10.0)
+    except InputError:
+        return None
 
 
 def _short(exc: BaseException) -> str:

@@ -111,11 +111,14 @@ def generate(
     ca: Mapping[str, CaMaterial],
     postgres_users: Mapping[str, str],
     previous: Mapping[str, Sensitive] | None = None,
+    sourced: Mapping[str, Sensitive] | None = None,
 ) -> dict[str, Sensitive]:
     """Return every produced key of *spec* with a fresh value, in ``produced_keys`` order.
 
     *ca* maps an issuer Secret name to its material; *postgres_users* maps a
     ``postgresRole`` data key to the role this version uses (one of its ``roles()``).
+    *sourced* holds the values the caller read from secrets managers (``vault``,
+    ``awsSecretsManager`` keys): they are taken as they are, and templates may use them.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -123,7 +126,11 @@ def generate(
     ctx = _Context(spec, rng, now, ca, postgres_users, previous or {})
     values: dict[str, Sensitive] = {}
     for key, gen in spec.data.items():
-        if key not in order:
+        if gen.from_store:
+            if sourced is None or key not in sourced:
+                raise InvalidSpecError(f"spec.data.{key}: its store value was not read")
+            values[key] = sourced[key]
+        elif key not in order:
             values.update(_primary(ctx, key, gen.config))
     for key in order:
         config = spec.data[key].config

@@ -42,6 +42,7 @@ class Reason(StrEnum):
     MANUAL = "Manual"
     RESUME = "Resume"
     ROLLBACK = "Rollback"
+    SOURCE_CHANGED = "SourceChanged"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from kustos.errors import (
     KubeNotFoundError,
     KustosError,
     RolloutError,
+    StoreError,
 )
 from kustos.kube.client import api_errors
 from kustos.kube.documents import to_object
@@ -58,9 +61,12 @@ from kustos.rotation.spec import (
     KIND,
     PLURAL,
     X509,
+    Generator,
     ManagedSecretSpec,
     PostgresRole,
+    Push,
     RolloutStrategy,
+    VaultValue,
     parse_spec,
 )
 from kustos.rotation.versions import (
@@ -86,7 +92,14 @@ ROLLABLE: Final[dict[str, Any]] = {
     "StatefulSet": apps_v1.StatefulSet,
     "DaemonSet": apps_v1.DaemonSet,
 }
-CONDITIONS: Final = ("Ready", "Rotating", "RolloutProgressing", "RolloutFailed", "RolledBack")
+CONDITIONS: Final = (
+    "Ready",
+    "Rotating",
+    "RolloutProgressing",
+    "RolloutFailed",
+    "RolledBack",
+    "SourcesReady",
+)
 
 
 class Clock(Protocol):
@@ -103,6 +116,36 @@ class SystemClock:
     def now(self) -> dt.datetime:
         """The current time in UTC."""
         return dt.datetime.now(dt.UTC)
+
+
+class SourcedValue(Protocol):
+    """A value read from a store, with the store's version it came from."""
+
+    @property
+    def value(self) -> Sensitive:
+        """The value."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """The store's own version of it."""
+        ...
+
+
+class Stores(Protocol):
+    """Secrets managers (``kustos.sources.reading.StoreReader`` implements it)."""
+
+    async def version(self, namespace: str, key: str, gen: Generator) -> str:
+        """The store's current version of a ``vault``/``awsSecretsManager`` value."""
+        ...
+
+    async def read(self, namespace: str, key: str, gen: Generator) -> SourcedValue:
+        """The value and its store version."""
+        ...
+
+    async def push(self, namespace: str, push: Push, values: Mapping[str, Sensitive]) -> str:
+        """Write generated values to a store; its new version."""
+        ...
 
 
 class DatabaseApplier(Protocol):
@@ -176,6 +219,15 @@ class _Context:
         return self.spec.secret_name
 
 
+def _source_versions(annotations: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The store versions a version Secret records (``kustos.io/source-versions``)."""
+    try:
+        doc = json.loads(annotations.get(c.ANNOTATION_SOURCE_VERSIONS) or "{}")
+    except ValueError:
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in doc.items())) if isinstance(doc, dict) else ()
+
+
 def _meta(obj: Any) -> ObjectMeta:
     meta = getattr(obj, "metadata", None)
     return meta if isinstance(meta, ObjectMeta) else ObjectMeta()
@@ -241,6 +293,7 @@ class Engine:
         clock: Clock | None = None,
         rng: RandomSource | None = None,
         database: DatabaseApplier | None = None,
+        stores: Stores | None = None,
         observer: Observer | None = None,
         poll: float = 0.5,
     ) -> None:
@@ -250,6 +303,7 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.rng: RandomSource = rng or secrets
         self.database = database
+        self.stores = stores
         self.observer: Observer = observer or KubeRecorder(client, "kustos")
         self.poll = poll
 
@@ -368,7 +422,12 @@ class Engine:
         else:
             due = await self._due(ctx)
             now = self.clock.now()
-            if due is not None and due.is_due(now):
+            changed = await self._sources_changed(ctx) if ctx.spec.refresh else []
+            if changed:
+                detail = ", ".join(f"{key} (store version {new})" for key, new in changed)
+                state = await self._begin(ctx, f"{Reason.SOURCE_CHANGED.value}: {detail}")
+                result = await self._run(ctx, state)
+            elif due is not None and due.is_due(now):
                 state = await self._begin(
                     ctx, due.reason.value + (f": {due.detail}" if due.detail else "")
                 )
@@ -385,6 +444,39 @@ class Engine:
                 return None, due.at if due else None
         due = await self._due(ctx)
         return result, due.at if due else None
+
+    async def _sources_changed(self, ctx: _Context) -> list[tuple[str, str]]:
+        """Store-sourced keys whose store version moved since the current Kustos version."""
+        recorded = ctx.status.get("sourceVersions") or {}
+        if self.stores is None or not recorded:
+            return []  # no version yet: the planner's Initial rotation reads them
+        changed = []
+        try:
+            for key, gen in ctx.spec.sources.items():
+                if isinstance(gen.config, VaultValue) and gen.config.version is not None:
+                    continue  # pinned
+                version = await self.stores.version(ctx.namespace, key, gen)
+                if str(recorded.get(key)) != version:
+                    changed.append((key, version))
+        except StoreError as exc:
+            await self._sources_condition(ctx, ok=False, why=str(exc))
+            raise
+        await self._sources_condition(ctx, ok=True, why="every store answered")
+        return changed
+
+    async def _sources_condition(self, ctx: _Context, *, ok: bool, why: str) -> None:
+        before = next(
+            (x for x in ctx.status.get("conditions") or [] if x.get("type") == "SourcesReady"), None
+        )
+        if before is not None and before.get("status") == ("True" if ok else "False") and ok:
+            return  # nothing new to say: no write while all is well
+        reason = "StoresReachable" if ok else "StoreUnavailable"
+        conditions = self._conditions(
+            ctx, sources=(ok, reason, why if ok else f"{why}; the last good value stays live")
+        )
+        with contextlib.suppress(KustosError):
+            await self._patch_status(ctx.namespace, ctx.name, {"conditions": conditions})
+            ctx.status["conditions"] = conditions
 
     async def _due(self, ctx: _Context) -> Any:
         current = next((r for r in ctx.records if r.state is Outcome.CURRENT), None)
@@ -449,6 +541,7 @@ class Engine:
             "progressing": "RolloutProgressing",
             "failed": "RolloutFailed",
             "rolled_back": "RolledBack",
+            "sources": "SourcesReady",
         }
         now = self.clock.now()
         generation = int(ctx.status.get("observedGeneration") or 0)
@@ -534,11 +627,16 @@ class Engine:
                     f"{ctx.namespace}/{ctx.name}: version {state.source_version} is gone"
                 )
             values = _unb64(source.data)
+            sourced: dict[str, str] = {}
             origin = f"rollback of v{state.source_version}"
             role = _annotations(source).get(c.ANNOTATION_DB_ROLE)
         else:
-            values, role = await self._generate(ctx)
+            values, role, sourced = await self._generate(ctx)
             origin = "generated"
+            if sourced:
+                origin = "store " + ", ".join(f"{k}@{v}" for k, v in sorted(sourced.items()))
+                if len(origin) > 256:
+                    origin = origin[:255] + "…"
         annotations = {
             c.ANNOTATION_CONTENT_HASH: content_hash(values),
             c.ANNOTATION_ROTATION_REASON: state.reason[:256],
@@ -547,6 +645,8 @@ class Engine:
         }
         if role:
             annotations[c.ANNOTATION_DB_ROLE] = role
+        if not state.rollback and sourced:
+            annotations[c.ANNOTATION_SOURCE_VERSIONS] = json.dumps(sourced, sort_keys=True)
         secret = core_v1.Secret(
             metadata=ObjectMeta(
                 name=name,
@@ -572,7 +672,18 @@ class Engine:
             if "409" not in str(exc) and "AlreadyExists" not in str(exc):
                 raise
 
-    async def _generate(self, ctx: _Context) -> tuple[dict[str, Sensitive], str | None]:
+    async def _generate(
+        self, ctx: _Context
+    ) -> tuple[dict[str, Sensitive], str | None, dict[str, str]]:
+        sourced: dict[str, Sensitive] = {}
+        versions: dict[str, str] = {}
+        for key, gen in ctx.spec.sources.items():
+            if self.stores is None:
+                raise StoreError(
+                    f"{ctx.namespace}/{ctx.name}: spec.data.{key} needs a store client"
+                )
+            got = await self.stores.read(ctx.namespace, key, gen)
+            sourced[key], versions[key] = got.value, got.version
         cas: dict[str, CaMaterial] = {}
         users: dict[str, str] = {}
         role: str | None = None
@@ -597,10 +708,16 @@ class Engine:
         # Key generation (RSA above all) takes CPU seconds: keep the event loop free.
         values = await asyncio.to_thread(
             functools.partial(
-                generate, ctx.spec, rng=self.rng, now=self.clock.now(), ca=cas, postgres_users=users
+                generate,
+                ctx.spec,
+                rng=self.rng,
+                now=self.clock.now(),
+                ca=cas,
+                postgres_users=users,
+                sourced=sourced,
             )
         )
-        return values, role
+        return values, role, versions
 
     async def _next_role(self, ctx: _Context, config: PostgresRole) -> str:
         roles = config.roles()
@@ -620,6 +737,13 @@ class Engine:
                 f"{ctx.namespace}/{ctx.name}: version {number} vanished before it was applied"
             )
         data = _unb64(source.data)
+        if ctx.spec.push is not None:
+            # Store first, then the cluster: applications outside Kubernetes read the same.
+            if self.stores is None:
+                raise StoreError(f"{ctx.namespace}/{ctx.name}: spec.push needs a store client")
+            stored = set(ctx.spec.sources)
+            generated = {k: v for k, v in data.items() if k not in stored}
+            await self.stores.push(ctx.namespace, ctx.spec.push, generated)
         await self._apply_database(ctx, data)
         annotations = {
             c.ANNOTATION_VERSION: str(number),
@@ -797,6 +921,7 @@ class Engine:
             reason=state.reason[:256],
             state=Outcome.CURRENT,
             origin=annotations.get(c.ANNOTATION_ORIGIN, ""),
+            sources=_source_versions(annotations),
         )
 
     async def _finish(
@@ -843,6 +968,7 @@ class Engine:
             lastRotation=rfc3339(now),
             nextRotation=rfc3339(due.at) if due else None,
             specHash=data_spec_hash(ctx.spec),
+            sourceVersions=dict(record.sources) or None,
             observedGeneration=generation,
             conditions=self._conditions(ctx, **conditions),
         )
@@ -880,11 +1006,7 @@ class Engine:
             sorted([failed_record, *records], key=lambda r: -r.number), state.version, state.failure
         )
         records = [
-            r
-            if r.number != state.previous
-            else VersionRecord(
-                r.number, r.created, r.content_hash, r.reason, Outcome.CURRENT, r.origin
-            )
+            r if r.number != state.previous else dataclasses.replace(r, state=Outcome.CURRENT)
             for r in records
         ]
         ctx.records = records[: max(ctx.spec.history.keep, 2) + 1]

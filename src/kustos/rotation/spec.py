@@ -190,8 +190,44 @@ class DockerConfig(_Model):
         return self
 
 
+class SourceKind(StrEnum):
+    """Where a store's connection settings live."""
+
+    NAMESPACED = "SecretSource"  # in the ManagedSecret's namespace
+    CLUSTER = "ClusterSecretSource"  # cluster-wide
+
+
+class SourceRef(_Model):
+    """A ``SecretSource`` in this namespace, or a ``ClusterSecretSource``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    kind: SourceKind = SourceKind.NAMESPACED
+
+
+class VaultValue(_Model):
+    """A value read from Vault KV v2: ``key`` of the secret at ``path`` (latest or ``version``)."""
+
+    source: SourceRef
+    path: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^/].*[^/]$|^[^/]$")]
+    key: Annotated[str | None, Field(min_length=1)] = None  # default: the data key's name
+    version: Annotated[int | None, Field(ge=1)] = None  # pinned: never refreshed
+
+
+class AwsSecretsManagerValue(_Model):
+    """A value read from AWS Secrets Manager: the whole string, or ``jsonKey`` of its JSON."""
+
+    source: SourceRef
+    secret_id: Annotated[str, Field(alias="secretId", min_length=1, max_length=2048)]
+    json_key: Annotated[str | None, Field(alias="jsonKey", min_length=1)] = None
+    version_stage: Annotated[str, Field(alias="versionStage", min_length=1)] = "AWSCURRENT"
+
+
+#: Generators whose values come from a secrets manager rather than from Kustos.
+SOURCE_KINDS: Final = frozenset({"vault", "aws_secrets_manager"})
+
+
 class Generator(_Model):
-    """One ``spec.data`` entry: exactly one generator."""
+    """One ``spec.data`` entry: exactly one generator or store source."""
 
     password: Password | None = None
     token: Token | None = None
@@ -201,6 +237,10 @@ class Generator(_Model):
     template: Annotated[str | None, Field(min_length=1, max_length=65536)] = None  # {{ key }}
     postgres_role: Annotated[PostgresRole | None, Field(alias="postgresRole")] = None
     docker_config: Annotated[DockerConfig | None, Field(alias="dockerConfig")] = None
+    vault: VaultValue | None = None
+    aws_secrets_manager: Annotated[
+        AwsSecretsManagerValue | None, Field(alias="awsSecretsManager")
+    ] = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Generator:
@@ -208,9 +248,15 @@ class Generator(_Model):
         if len(chosen) != 1:
             raise ValueError(
                 "choose exactly one generator (password, token, uuid, sshKeypair, x509, "
-                f"template, postgresRole, dockerConfig); got {len(chosen)}"
+                "template, postgresRole, dockerConfig) or source (vault, awsSecretsManager); "
+                f"got {len(chosen)}"
             )
         return self
+
+    @property
+    def from_store(self) -> bool:
+        """True if the value comes from a secrets manager."""
+        return self.kind in SOURCE_KINDS
 
     @property
     def kind(self) -> str:
@@ -298,6 +344,14 @@ class Rollout(_Model):
         return self
 
 
+class Push(_Model):
+    """Write generated values to a store first, then to the cluster."""
+
+    source: SourceRef
+    #: Vault: the KV v2 path; AWS Secrets Manager: the secret id (values as one JSON object).
+    path: Annotated[str, Field(min_length=1, max_length=2048)]
+
+
 class ManagedSecretSpec(_Model):
     """``ManagedSecret.spec``."""
 
@@ -307,9 +361,23 @@ class ManagedSecretSpec(_Model):
     rotation: Rotation = Rotation()
     history: History = History()
     rollout: Rollout = Rollout()
+    #: How often stores are asked whether a source value changed (by version, not value).
+    refresh: str | None = None
+    push: Push | None = None
+
+    @property
+    def sources(self) -> dict[str, Generator]:
+        """The ``data`` entries whose values come from a store."""
+        return {k: g for k, g in self.data.items() if g.from_store}
 
     @model_validator(mode="after")
     def _valid(self) -> ManagedSecretSpec:
+        if self.refresh is not None and parse_duration(self.refresh).total_seconds() < 10:
+            raise ValueError("refresh must be at least 10s")
+        if self.refresh is not None and not self.sources:
+            raise ValueError("refresh needs at least one vault or awsSecretsManager value")
+        if self.push is not None and not [g for g in self.data.values() if not g.from_store]:
+            raise ValueError("push needs at least one generated value")
         if not _DNS1123.match(self.secret_name):
             raise ValueError("secretName must be a DNS-1123 subdomain (lowercase, digits, -, .)")
         keys = produced_keys(self)

@@ -84,6 +84,7 @@ class VersionRecord:
     reason: str
     state: Outcome = Outcome.PREVIOUS
     origin: str = ""  # where the value came from: "generated", a store version, "rollback"
+    sources: tuple[tuple[str, str], ...] = ()  # data key -> the store's version of it
 
     def to_status(self) -> dict[str, Any]:
         """The status entry."""
@@ -96,6 +97,8 @@ class VersionRecord:
         }
         if self.origin:
             out["origin"] = self.origin
+        if self.sources:
+            out["sourceVersions"] = dict(self.sources)
         return out
 
     @classmethod
@@ -112,6 +115,9 @@ class VersionRecord:
             reason=str(raw.get("reason", "")),
             state=state,
             origin=str(raw.get("origin", "")),
+            sources=tuple(
+                sorted((str(k), str(v)) for k, v in (raw.get("sourceVersions") or {}).items())
+            ),
         )
 
 

@@ -272,6 +272,12 @@ def _inner(model: type[BaseModel], name: str) -> type[BaseModel]:
         ("data", "postgresRole", "adminSecret"),
         ("data", "postgresRole", "password"),
         ("data", "dockerConfig"),
+        ("data", "vault"),
+        ("data", "vault", "source"),
+        ("data", "awsSecretsManager"),
+        ("data", "awsSecretsManager", "source"),
+        ("push",),
+        ("push", "source"),
     ],
 )
 def test_crd_schema_and_models_name_the_same_fields(path: tuple[str, ...]) -> None:

@@ -1,0 +1,171 @@
+"""Store values for the rotation engine: resolve sources, share clients, read, push.
+
+:class:`StoreReader` implements the engine's ``Stores`` protocol. It reads a
+``SecretSource``/``ClusterSecretSource`` and the credentials Secret it names, builds one
+client per source and keeps it (one login, one connection pool, however many
+ManagedSecrets use the source), and rebuilds it only when the source or its Secret
+changed (their ``resourceVersion``) or after ``SOURCE_TTL`` seconds. Version checks ask the
+store for the version only; values are read when a new Kustos version is made.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from lightkube import AsyncClient
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.resources import core_v1
+
+from kustos import conventions as c
+from kustos.errors import InvalidSpecError, KubeNotFoundError, StoreError
+from kustos.kube.client import api_errors
+from kustos.rotation.spec import AwsSecretsManagerValue, Generator, Push, SourceKind, SourceRef
+from kustos.sensitive import Sensitive
+from kustos.sources.aws import AwsSecretsManager, AwsSettings, json_value
+from kustos.sources.settings import CLUSTER_KIND, KIND, AwsSource, SecretSourceSpec, parse_source
+
+SecretSource: Any = create_namespaced_resource(c.GROUP, "v1alpha1", KIND, "secretsources")
+ClusterSecretSource: Any = create_global_resource(
+    c.GROUP, "v1alpha1", CLUSTER_KIND, "clustersecretsources"
+)
+#: A client is rebuilt at the latest this often, so rotated store credentials are read.
+SOURCE_TTL: Final = 300.0
+#: A source object is read again (to see an edit) at most this often, not once per use.
+SOURCE_RECHECK: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedValue:
+    """A value from a store and the store's version it came from."""
+
+    value: Sensitive
+    version: str
+
+
+@dataclass(slots=True)
+class _Entry:
+    client: Any
+    stamp: tuple[str, ...]
+    made: float
+    checked: float
+
+
+class StoreReader:
+    """Reads and writes store values for ManagedSecrets; one client per source."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.kube = client
+        self._clients: dict[tuple[str, str, str], _Entry] = {}
+
+    async def close(self) -> None:
+        """Close every store client."""
+        for entry in self._clients.values():
+            await entry.client.close()
+        self._clients.clear()
+
+    # ------------------------------------------------------------------ sources
+    async def _source(self, namespace: str, ref: SourceRef) -> tuple[SecretSourceSpec, str, str]:
+        cluster = ref.kind is SourceKind.CLUSTER
+        what = f"{ref.kind.value} {'' if cluster else namespace + '/'}{ref.name}"
+        try:
+            with api_errors(f"read {what}", verb="get", resource="secretsources"):
+                obj = await (
+                    self.kube.get(ClusterSecretSource, ref.name)
+                    if cluster
+                    else self.kube.get(SecretSource, ref.name, namespace=namespace)
+                )
+        except KubeNotFoundError:
+            raise InvalidSpecError(f"{what} does not exist") from None
+        raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        meta = raw.get("metadata") or {}
+        return parse_source(raw.get("spec"), where=what), str(meta.get("resourceVersion", "")), what
+
+    async def _secret(
+        self, namespace: str, name: str, what: str
+    ) -> tuple[dict[str, Sensitive], str]:
+        try:
+            with api_errors(
+                f"read Secret {namespace}/{name} ({what})", verb="get", resource="secrets"
+            ):
+                secret = await self.kube.get(core_v1.Secret, name, namespace=namespace)
+        except KubeNotFoundError:
+            missing = f"{what}: credentials Secret {namespace}/{name} does not exist"
+            raise InvalidSpecError(missing) from None
+        data = {k: Sensitive(base64.b64decode(v)) for k, v in (secret.data or {}).items()}
+        version = secret.metadata.resourceVersion if secret.metadata else ""
+        return data, str(version or "")
+
+    async def _client(self, namespace: str, ref: SourceRef) -> Any:
+        key = (ref.kind.value, "" if ref.kind is SourceKind.CLUSTER else namespace, ref.name)
+        entry = self._clients.get(key)
+        now = time.monotonic()
+        if entry is not None and now - entry.checked < SOURCE_RECHECK:
+            return entry.client  # many ManagedSecrets, one source: no request per use
+        spec, source_version, what = await self._source(namespace, ref)
+        if entry is not None and now - entry.made < SOURCE_TTL and entry.stamp[0] == source_version:
+            entry.checked = now
+            return entry.client
+        home = namespace if ref.kind is SourceKind.NAMESPACED else None
+        if spec.aws_secrets_manager is not None:
+            client, secret_version = await self._aws(spec.aws_secrets_manager, home, what)
+        else:
+            raise InvalidSpecError(f"{what}: the vault store is not available in this version")
+        if entry is not None:
+            await entry.client.close()
+        self._clients[key] = _Entry(client, (source_version, secret_version), now, now)
+        return client
+
+    async def _aws(
+        self, source: AwsSource, home: str | None, what: str
+    ) -> tuple[AwsSecretsManager, str]:
+        ref = source.auth.secret_ref
+        namespace = home or ref.namespace
+        if namespace is None:
+            raise InvalidSpecError(
+                f"{what}: auth.secretRef.namespace is required for a ClusterSecretSource"
+            )
+        data, version = await self._secret(namespace, ref.name, what)
+        auth = source.auth
+        for needed in (auth.access_key_id_key, auth.secret_access_key_key):
+            if needed not in data:
+                raise InvalidSpecError(f"{what}: Secret {namespace}/{ref.name} has no key {needed}")
+        settings = AwsSettings(
+            region=source.region,
+            endpoint=source.endpoint,
+            access_key_id=data[auth.access_key_id_key],
+            secret_access_key=data[auth.secret_access_key_key],
+            session_token=data.get(auth.session_token_key) if auth.session_token_key else None,
+        )
+        return AwsSecretsManager(settings), version
+
+    # ------------------------------------------------------------------ engine protocol
+    async def version(self, namespace: str, key: str, gen: Generator) -> str:
+        """The store's current version of *gen*'s value (no value read)."""
+        config = gen.config
+        if isinstance(config, AwsSecretsManagerValue):
+            client = await self._client(namespace, config.source)
+            return str(await client.current_version(config.secret_id, config.version_stage))
+        raise StoreError(f"spec.data.{key}: not a store value")
+
+    async def read(self, namespace: str, key: str, gen: Generator) -> SourcedValue:
+        """The value of *gen* and the store version it came from."""
+        config = gen.config
+        if isinstance(config, AwsSecretsManagerValue):
+            client = await self._client(namespace, config.source)
+            got = await client.get(config.secret_id, config.version_stage)
+            value = json_value(config.secret_id, got.value, config.json_key)
+            return SourcedValue(value, got.version)
+        raise StoreError(f"spec.data.{key}: not a store value")
+
+    async def push(self, namespace: str, push: Push, values: Mapping[str, Sensitive]) -> str:
+        """Write *values* (one JSON object) to the store named by *push*; the new version."""
+        client = await self._client(namespace, push.source)
+        document = json.dumps({k: v.reveal_text() for k, v in sorted(values.items())})
+        if isinstance(client, AwsSecretsManager):
+            return await client.put(push.path, Sensitive(document))
+        raise StoreError(f"push to {push.source.name}: this store cannot be written")

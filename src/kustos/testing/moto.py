@@ -1,0 +1,87 @@
+"""AWS Secrets Manager for tests: ``moto`` in server mode on loopback (the one stand-in).
+
+``MotoServer().start()`` runs ``moto_server`` (from the dev extra ``moto[server]``) as a
+subprocess on a free loopback port and waits until it answers; ``stop`` ends it. Its state
+lives in memory: a restarted server is empty. Any credentials are accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from kustos.errors import ControlPlaneError
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class MotoServer:
+    """One moto server process."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder = folder
+        self.port = port or _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The endpoint to give an AWS client."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        """Start the server; ``ControlPlaneError`` if it does not answer within 30 s."""
+        binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which(
+            "moto_server"
+        )
+        if binary is None:
+            raise ControlPlaneError("moto_server not found: install the dev extra (moto[server])")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / "moto.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [binary, "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ControlPlaneError(
+                    f"moto_server exited at start; see {self.folder / 'moto.log'}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise ControlPlaneError("moto_server did not answer within 30 s")
+
+    def stop(self) -> None:
+        """End the server (its state is lost)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
