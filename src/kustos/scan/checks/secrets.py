@@ -18,7 +18,9 @@ from kustos.kube.references import Via
 from kustos.rbac.matching import Request, rule_allows
 from kustos.rbac.model import Subject
 from kustos.scan.checking import Check, ScanInput, finding
+from kustos.scan.credentials import detect
 from kustos.scan.findings import Finding, Rule, Severity
+from kustos.sensitive import Sensitive
 
 #: Types written by the platform or by tools that manage their own lifecycle.
 MANAGED_TYPES: Final = frozenset(
@@ -72,8 +74,10 @@ DEFAULT_SA_PULL = Rule(
         "that have no business pulling from that registry."
     ),
     remediation="Attach the pull secret to the ServiceAccounts of the workloads that need it.",
-    references=("https://kubernetes.io/docs/tasks/configure-pod-container/configure-service-account/#add-imagepullsecrets-to-a-service-account",),
-)  # fmt: skip
+    references=(
+        "https://kubernetes.io/docs/tasks/configure-pod-container/configure-service-account/#add-imagepullsecrets-to-a-service-account",
+    ),
+)
 SHARED_PULL = Rule(
     id="KST044",
     family="secrets",
@@ -105,6 +109,28 @@ TOO_OLD = Rule(
     rationale="Long-lived credentials are more likely to have leaked and still be valid.",
     remediation="Rotate it (kustos rotate) and set a rotation schedule.",
 )
+
+IN_GIT = Rule(
+    id="KST050",
+    family="secrets",
+    severity=Severity.MEDIUM,
+    title="Credential committed in a Secret manifest",
+    rationale=(
+        "A Secret manifest in a repository is base64, not encryption: everybody who can read "
+        "the repository, its forks, CI logs and every clone ever made can read the value, and "
+        "removing it later does not remove it from history."
+    ),
+    remediation=(
+        "Rotate the value, then keep the manifest sealed: `kustos seal -f FILE > sealed.yaml` "
+        "writes a SealedSecret in SOPS's format (the cluster and the holders of your age keys "
+        "open it; `sops` edits it), or take the value from a secrets manager with a "
+        "ManagedSecret (vault / awsSecretsManager sources)."
+    ),
+    references=("Checkov CKV_SECRET_6", "https://getsops.io/docs/"),
+)
+
+#: SOPS-encrypted values look like this; such a file is already sealed.
+_SOPS_VALUE: Final = b"ENC[AES256_GCM,"
 
 #: Key sets that betray a more specific type.
 _TYPE_HINTS: Final = (
@@ -142,11 +168,12 @@ def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
             for needed, better in _TYPE_HINTS:
                 if needed <= keys:
                     yield finding(
-                        WRONG_TYPE, secret,
+                        WRONG_TYPE,
+                        secret,
                         f"Secret {secret.name} holds {', '.join(sorted(needed))} but has type "
                         f"Opaque; use {better}",
                         field="type",
-                    )  # fmt: skip
+                    )
                     break
         if not managed and secret.body.get("immutable") is not True:
             yield finding(
@@ -155,10 +182,11 @@ def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
         explicit = scan.live or secret.metadata.get("namespace") == "default"
         if explicit and secret.namespace == "default" and not managed:
             yield finding(
-                DEFAULT_NAMESPACE, secret,
+                DEFAULT_NAMESPACE,
+                secret,
                 f"Secret {secret.name} is in the default namespace",
                 field="metadata.namespace",
-            )  # fmt: skip
+            )
 
 
 def _other_consumers(scan: ScanInput) -> set[tuple[str, str]]:
@@ -261,19 +289,21 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
             pull_users[(ref.namespace, ref.secret)].append(sa.name)
             if sa.name == "default":
                 yield finding(
-                    DEFAULT_SA_PULL, sa,
+                    DEFAULT_SA_PULL,
+                    sa,
                     f"pull secret {ref.secret} is attached to ServiceAccount "
                     f"{sa.namespace}/default, so every pod of the namespace gets it",
                     field=ref.field,
-                )  # fmt: skip
+                )
     for (namespace, name), users in sorted(pull_users.items()):
         shared = index.secret(namespace, name)
         if len(users) >= SHARED_PULL_MIN and shared is not None:
             yield finding(
-                SHARED_PULL, shared,
+                SHARED_PULL,
+                shared,
                 f"pull secret {name} is attached to {len(users)} ServiceAccounts",
                 details={"serviceAccounts": ",".join(sorted(users))},
-            )  # fmt: skip
+            )
 
 
 def _api_readers(scan: ScanInput) -> dict[str, int]:
@@ -287,8 +317,10 @@ def _api_readers(scan: ScanInput) -> dict[str, int]:
         scopes = sorted(namespaces) if binding.cluster_wide else [binding.namespace]
         for ns in scopes:
             request = Request("get", "", "secrets", namespace=ns, name="*")
-            if any(rule_allows(replace(r, resource_names=frozenset()), request)
-                   for r in binding.role.rules):  # fmt: skip
+            if any(
+                rule_allows(replace(r, resource_names=frozenset()), request)
+                for r in binding.role.rules
+            ):
                 readers[ns].update(s for s in binding.subjects if s.kind == "ServiceAccount")
     return {ns: len(subjects) for ns, subjects in readers.items()}
 
@@ -305,6 +337,44 @@ def _timestamp(value: Any) -> dt.datetime | None:
     return None
 
 
+def check_committed(scan: ScanInput) -> Iterator[Finding]:
+    """KST050: Secret manifests (files, not a live cluster) holding credentials in clear."""
+    if scan.live:
+        return
+    for secret in scan.index.of_kind("Secret"):
+        if secret.source is None or _type(secret) in MANAGED_TYPES:
+            continue
+        hits: list[tuple[str, str]] = []
+        for part in ("data", "stringData"):
+            values = secret.body.get(part)
+            if not isinstance(values, Mapping):
+                continue
+            for key, value in values.items():
+                if not isinstance(value, Sensitive) or not value:
+                    continue
+                raw = value.reveal()
+                if raw.startswith(_SOPS_VALUE):
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    hits.append((f"{part}.{key}", "binary key material"))
+                    continue
+                hit = detect(str(key), text)
+                if hit is not None:
+                    hits.append((f"{part}.{key}", hit.kind))
+        if hits:
+            keys = ", ".join(sorted(field.split(".", 1)[1] for field, _ in hits))
+            yield finding(
+                IN_GIT,
+                secret,
+                f"Secret {secret.name} holds {len(hits)} credential value(s) in clear in this "
+                f"file (keys: {keys})",
+                field=hits[0][0],
+                details={"kinds": ", ".join(sorted({k for _, k in hits}))},
+            )
+
+
 def check_age(scan: ScanInput) -> Iterator[Finding]:
     """KST046: Secrets older than the rotation limit (live clusters only)."""
     if not scan.live or scan.now is None:
@@ -319,11 +389,12 @@ def check_age(scan: ScanInput) -> Iterator[Finding]:
         if born is not None and scan.now - born > limit:
             days = (scan.now - born).days
             yield finding(
-                TOO_OLD, secret,
+                TOO_OLD,
+                secret,
                 f"Secret {secret.name} was last rotated {days} days ago "
                 f"(limit {scan.max_secret_age_days})",
                 field="metadata.creationTimestamp",
-            )  # fmt: skip
+            )
 
 
 CHECKS: tuple[Check, ...] = (
@@ -334,4 +405,5 @@ CHECKS: tuple[Check, ...] = (
     Check(SHARED_PULL, check_usage),
     Check(DEFAULT_NAMESPACE, check_secret_objects),
     Check(TOO_OLD, check_age),
+    Check(IN_GIT, check_committed),
 )
