@@ -29,6 +29,8 @@ COMMANDS: Final = {
     "rollback": ("kustos.cli.rotate", "rollback"),
     "operator": ("kustos.cli.operator", "app"),
     "pull-secret": ("kustos.cli.pullsecret", "app"),
+    "seal": ("kustos.cli.seal", "seal"),
+    "unseal": ("kustos.cli.seal", "unseal"),
     "demo": ("kustos.cli.demo", "demo"),
     "kms": ("kustos.cli.kms", "app"),
     "dev-cluster": ("kustos.cli.devcluster", "app"),
