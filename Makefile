@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all demo test unit integration lint format deps system-deps venv controlplane proto bench bench-peers clean help
+.PHONY: all demo test unit integration lint format deps system-deps venv controlplane sops proto bench bench-peers clean help
 
 all: test
 
@@ -23,7 +23,7 @@ help:
 	@echo "make bench         install Checkov/Trivy, run every benchmark (about an hour)"
 	@echo "make proto         regenerate the KMS v2 gRPC stubs from kms_v2.proto"
 
-deps: system-deps venv controlplane
+deps: system-deps venv controlplane sops
 
 system-deps:
 	@tools/install-system-deps.sh
@@ -39,6 +39,9 @@ $(STAMP): pyproject.toml
 
 controlplane:
 	@tools/controlplane/build.sh >/dev/null
+
+sops:
+	@tools/sops/build.sh >/dev/null
 
 lint: venv
 	$(BIN)/ruff check src tests bench
@@ -60,6 +63,7 @@ bench-peers:
 bench: deps bench-peers
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.kms
+	$(BIN)/python -m bench.rotation
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

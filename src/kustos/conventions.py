@@ -41,6 +41,8 @@ ANNOTATION_CONTENT_HASH: Final = PREFIX + "content-hash"
 ANNOTATION_ROTATION_REASON: Final = PREFIX + "rotation-reason"
 #: On a version Secret: where the value came from (generated, rollback of v3, a store).
 ANNOTATION_ORIGIN: Final = PREFIX + "origin"
+#: In a SealedSecret (encrypted, so authenticated): the namespace/name it may open as.
+ANNOTATION_SEALED_FOR: Final = PREFIX + "sealed-for"
 #: On a version Secret: the store version each store-sourced key came from (JSON).
 ANNOTATION_SOURCE_VERSIONS: Final = PREFIX + "source-versions"
 #: On a version Secret: the database role its credentials log in as.
@@ -67,6 +69,7 @@ ALL_ANNOTATIONS: Final = (
     ANNOTATION_ORIGIN,
     ANNOTATION_DB_ROLE,
     ANNOTATION_SOURCE_VERSIONS,
+    ANNOTATION_SEALED_FOR,
     ANNOTATION_RESTART_REASON,
     ANNOTATION_RELOAD,
     ANNOTATION_SECRET_HASHES,

@@ -35,7 +35,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 
 from kustos.cli.main import main
-from kustos.conventions import LABEL_TEST_NAMESPACE
+from kustos.conventions import ANNOTATION_SEALED_FOR, LABEL_TEST_NAMESPACE
 from kustos.crypto import sops
 from kustos.kube.applying import apply_manifests, wait_established
 from kustos.sources import sealing
@@ -113,7 +113,7 @@ def test_sops_decrypts_what_kustos_seal_wrote(
         key_file = tmp_path / f"{key.public[:12]}.txt"
         key_file.write_text(key.identity_text)
         plain = yaml.safe_load(_sops(sops_bin, key_file, "decrypt", str(sealed)))
-        assert plain["metadata"]["annotations"] == {sealing.ANNOTATION_SEALED_FOR: "prod/db"}
+        assert plain["metadata"]["annotations"] == {ANNOTATION_SEALED_FOR: "prod/db"}
         assert plain["spec"]["data"] == {"token": CANARY_B64}
         assert plain["spec"]["stringData"] == {"password": CANARY, "username": "admin"}
         assert "sops" not in plain
@@ -248,7 +248,7 @@ def test_the_api_server_keeps_a_sealed_secret_that_unseals_only_where_it_was_sea
         # which follows document order, no longer verifies on the cluster's copy.
         plain_doc = sops.decrypt(sealed, key.identities).document
         plain_doc["metadata"]["name"] = "unsorted"
-        plain_doc["metadata"]["annotations"][sealing.ANNOTATION_SEALED_FOR] = "sealed-home/unsorted"
+        plain_doc["metadata"]["annotations"][ANNOTATION_SEALED_FOR] = "sealed-home/unsorted"
         plain_doc["spec"]["stringData"] = {"zeta": CANARY, "alpha": "a"}
         unsorted = sops.encrypt(
             plain_doc,

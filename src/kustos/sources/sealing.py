@@ -56,14 +56,11 @@ from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from kustos.conventions import API_VERSION
+from kustos.conventions import ANNOTATION_SEALED_FOR, API_VERSION
 from kustos.crypto import sops
 from kustos.errors import InputError
 
 KIND: Final = "SealedSecret"
-#: On a SealedSecret: ``<namespace>/<name>`` it was sealed for, encrypted.
-#: (Belongs in ``kustos.conventions``; kept here until that module lists it.)
-ANNOTATION_SEALED_FOR: Final = "kustos.io/sealed-for"
 #: The rule written into every SealedSecret: values and the binding are encrypted.
 SEALED_REGEX: Final = r"^(data|stringData|kustos\.io/sealed-for)$"
 #: Annotations never copied into a SealedSecret: kubectl's holds the values in clear.

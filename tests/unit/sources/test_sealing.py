@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from kustos.conventions import ANNOTATION_SEALED_FOR
 from kustos.crypto import sops
 from kustos.errors import InputError
 from kustos.sources import sealing
@@ -63,7 +64,7 @@ def test_the_sealed_secret_keeps_metadata_readable_and_encrypts_values_and_bindi
     assert sealed["kind"] == "SealedSecret"
     assert sealed["metadata"]["name"] == "db"
     assert sealed["metadata"]["namespace"] == "prod"
-    binding = sealed["metadata"]["annotations"][sealing.ANNOTATION_SEALED_FOR]
+    binding = sealed["metadata"]["annotations"][ANNOTATION_SEALED_FOR]
     assert binding.startswith("ENC[AES256_GCM,")
     assert sealed["spec"]["template"] == {
         "metadata": {"labels": {"app": "web"}, "annotations": {"team": "payments"}},
@@ -76,7 +77,7 @@ def test_the_sealed_secret_keeps_metadata_readable_and_encrypts_values_and_bindi
     assert list(sealed) == ["apiVersion", "kind", "metadata", "spec", "sops"]
     # Anyone holding a key sees the binding in clear, as `sops -d` shows it.
     plain = sops.decrypt(sealed, key.identities).document
-    assert plain["metadata"]["annotations"][sealing.ANNOTATION_SEALED_FOR] == "prod/db"
+    assert plain["metadata"]["annotations"][ANNOTATION_SEALED_FOR] == "prod/db"
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,7 @@ def test_a_missing_or_clear_binding_is_refused() -> None:
         sealing.unseal(sealed, key.identities)
     weakened = _sealed(key)
     weakened["sops"]["encrypted_regex"] = sops.KUBERNETES_REGEX
-    weakened["metadata"]["annotations"][sealing.ANNOTATION_SEALED_FOR] = "prod/db"
+    weakened["metadata"]["annotations"][ANNOTATION_SEALED_FOR] = "prod/db"
     with pytest.raises(InputError):
         sealing.unseal(weakened, key.identities)
 
