@@ -13,12 +13,13 @@ from kustos.testing.controlplane import ControlPlane
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CRD = DEPLOY / "rotation" / "crd-managedsecret.yaml"
 SOURCES_CRD = DEPLOY / "sources" / "crd-secretsource.yaml"
+SEALED_CRD = DEPLOY / "sources" / "crd-sealedsecret.yaml"
 
 
 @pytest.fixture(scope="session")
 def crd(control_plane: ControlPlane) -> None:
     """The Kustos CRDs, installed once per session, Established and served."""
     with make_client(ClientSettings(kubeconfig=control_plane.kubeconfig)) as client:
-        apply_manifests(client, [CRD, SOURCES_CRD])
-        for name in ("managedsecrets", "secretsources", "clustersecretsources"):
+        apply_manifests(client, [CRD, SOURCES_CRD, SEALED_CRD])
+        for name in ("managedsecrets", "secretsources", "clustersecretsources", "sealedsecrets"):
             wait_established(client, f"{name}.kustos.io")

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -93,6 +94,14 @@ def run(
             envvar="KUSTOS_OPERATOR_RELOAD_WINDOW",
         ),
     ] = 5.0,
+    unseal_identity: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--unseal-identity",
+            help="age identity file that opens SealedSecrets (repeatable; keep it off etcd).",
+            envvar="KUSTOS_OPERATOR_UNSEAL_IDENTITY",
+        ),
+    ] = None,
     no_reload: Annotated[
         bool, typer.Option("--no-reload", help="Do not roll workloads that opt in to reloads.")
     ] = False,
@@ -121,9 +130,16 @@ def run(
     me = identity or f"{socket.gethostname()}-{os.getpid()}"
     namespaces = tuple(n for item in namespace or () for n in item.split(",") if n)
     lease = LeaseSettings(lease_namespace, lease_name, me) if leader_elect else None
+    identities = None
+    if unseal_identity:
+        from kustos.crypto.sops import Identities  # noqa: PLC0415
+        from kustos.files import read_text  # noqa: PLC0415
+
+        text = "\n".join(read_text(p, what="age identity") for p in unseal_identity)
+        identities = Identities.parse(text, source=", ".join(map(str, unseal_identity)))
     settings = OperatorSettings(
         namespaces=namespaces, listen=listen, lease=lease, max_parallel=max_parallel,
-        reload=not no_reload, reload_window=reload_window,
+        reload=not no_reload, reload_window=reload_window, unseal_identities=identities,
     )  # fmt: skip
     client_settings = ClientSettings(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
 

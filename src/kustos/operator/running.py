@@ -26,12 +26,14 @@ from lightkube.resources import core_v1
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from kustos import conventions as c
+from kustos.crypto import sops
 from kustos.crypto.certificates import CertFacts, certificate_facts
 from kustos.durations import parse_duration
 from kustos.errors import InputError, KustosError, ServiceError
 from kustos.kube.objects import ObjectRef
 from kustos.operator.leading import LeaderElector, LeaseSettings
 from kustos.operator.reloading import Reloader
+from kustos.operator.unsealing import Unsealer
 from kustos.rotation.planning import next_rotation
 from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.rotating import Engine, ManagedSecret
@@ -56,6 +58,9 @@ class OperatorSettings:
     retry_max: float = 600.0
     component: str = "kustos-operator"
     reload: bool = True  # roll opted-in workloads when a Secret they use changes
+    #: Identities that open SealedSecrets; ``None``: SealedSecrets are reported, not opened.
+    unseal_identities: sops.Identities | None = None
+    sealed: bool = True  # watch SealedSecrets (needs their CRD)
     reload_window: float = 5.0
 
 
@@ -162,7 +167,7 @@ class Operator:
         self.settings = settings
         self.metrics = Metrics()
         observer = _Observer(KubeRecorder(client, settings.component), self.metrics)
-        self.stores = StoreReader(client)
+        self.stores = StoreReader(client, identities=settings.unseal_identities)
         self.engine = engine or Engine(
             client, observer=observer, database=_database(), stores=self.stores
         )
@@ -201,6 +206,16 @@ class Operator:
         if self.elector is not None:
             tasks.append(asyncio.create_task(self.elector.run(stop), name="lease"))
         tasks.append(asyncio.create_task(self._schedule(stop), name="schedule"))
+        if self.settings.sealed:
+            unsealer = Unsealer(
+                self.client,
+                self.settings.namespaces,
+                self.settings.unseal_identities,
+                changed=self._look_now,
+                recorder=KubeRecorder(self.client, self.settings.component),
+            )
+            leading = self.elector.leading if self.elector is not None else None
+            tasks.append(asyncio.create_task(unsealer.run(leading), name="unseal"))
         if self.reloader is not None:
             leading = self.elector.leading if self.elector is not None else None
             tasks.append(asyncio.create_task(self.reloader.run(stop, leading), name="reload"))
@@ -297,6 +312,12 @@ class Operator:
                 delay = min(delay * 2, 60)
 
     # ------------------------------------------------------------------ planning
+    def _look_now(self, key: Key) -> None:
+        """Check *key*'s stores at once (its SealedSecret changed)."""
+        self.checked.pop(key, None)
+        if key in self.objects:
+            self._plan(key)
+
     def _plan(self, key: Key) -> None:
         raw = self.objects.get(key)
         if raw is None or key in self.running:

@@ -222,8 +222,15 @@ class AwsSecretsManagerValue(_Model):
     version_stage: Annotated[str, Field(alias="versionStage", min_length=1)] = "AWSCURRENT"
 
 
-#: Generators whose values come from a secrets manager rather than from Kustos.
-SOURCE_KINDS: Final = frozenset({"vault", "aws_secrets_manager"})
+class SealedValue(_Model):
+    """A value unsealed from a ``SealedSecret`` in this namespace (key ``key``)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str | None, Field(min_length=1)] = None  # default: the data key's name
+
+
+#: Generators whose values come from a store (or a sealed file) rather than from Kustos.
+SOURCE_KINDS: Final = frozenset({"vault", "aws_secrets_manager", "sealed"})
 
 
 class Generator(_Model):
@@ -241,6 +248,7 @@ class Generator(_Model):
     aws_secrets_manager: Annotated[
         AwsSecretsManagerValue | None, Field(alias="awsSecretsManager")
     ] = None
+    sealed: SealedValue | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Generator:
@@ -248,7 +256,8 @@ class Generator(_Model):
         if len(chosen) != 1:
             raise ValueError(
                 "choose exactly one generator (password, token, uuid, sshKeypair, x509, "
-                "template, postgresRole, dockerConfig) or source (vault, awsSecretsManager); "
+                "template, postgresRole, dockerConfig) or source (vault, awsSecretsManager, "
+                "sealed); "
                 f"got {len(chosen)}"
             )
         return self

@@ -11,6 +11,7 @@ store for the version only; values are read when a new Kustos version is made.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -22,13 +23,23 @@ from lightkube.generic_resource import create_global_resource, create_namespaced
 from lightkube.resources import core_v1
 
 from kustos import conventions as c
+from kustos.crypto import sops
 from kustos.errors import InvalidSpecError, KubeNotFoundError, StoreError
 from kustos.kube.client import api_errors
-from kustos.rotation.spec import AwsSecretsManagerValue, Generator, Push, SourceKind, SourceRef
+from kustos.rotation.spec import (
+    AwsSecretsManagerValue,
+    Generator,
+    Push,
+    SealedValue,
+    SourceKind,
+    SourceRef,
+)
 from kustos.sensitive import Sensitive
 from kustos.sources.aws import AwsSecretsManager, AwsSettings, json_value
+from kustos.sources.sealing import unseal
 from kustos.sources.settings import CLUSTER_KIND, KIND, AwsSource, SecretSourceSpec, parse_source
 
+SealedSecret: Any = create_namespaced_resource(c.GROUP, "v1alpha1", "SealedSecret", "sealedsecrets")
 SecretSource: Any = create_namespaced_resource(c.GROUP, "v1alpha1", KIND, "secretsources")
 ClusterSecretSource: Any = create_global_resource(
     c.GROUP, "v1alpha1", CLUSTER_KIND, "clustersecretsources"
@@ -37,6 +48,13 @@ ClusterSecretSource: Any = create_global_resource(
 SOURCE_TTL: Final = 300.0
 #: A source object is read again (to see an edit) at most this often, not once per use.
 SOURCE_RECHECK: Final = 30.0
+
+
+def sealed_version(raw: Mapping[str, Any]) -> str:
+    """A SealedSecret's content version: its SOPS MAC and time (any change moves both)."""
+    meta = raw.get("sops") or {}
+    text = f"{meta.get('mac', '')}|{meta.get('lastmodified', '')}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +76,9 @@ class _Entry:
 class StoreReader:
     """Reads and writes store values for ManagedSecrets; one client per source."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, *, identities: sops.Identities | None = None) -> None:
         self.kube = client
+        self.identities = identities  # the cluster's unsealing identities (SealedSecrets)
         self._clients: dict[tuple[str, str, str], _Entry] = {}
 
     async def close(self) -> None:
@@ -143,10 +162,41 @@ class StoreReader:
         )
         return AwsSecretsManager(settings), version
 
+    # ------------------------------------------------------------------ sealed
+    async def _sealed(self, namespace: str, name: str) -> dict[str, Any]:
+        try:
+            with api_errors(
+                f"read SealedSecret {namespace}/{name}", verb="get", resource="sealedsecrets"
+            ):
+                obj = await self.kube.get(SealedSecret, name, namespace=namespace)
+        except KubeNotFoundError:
+            raise InvalidSpecError(f"SealedSecret {namespace}/{name} does not exist") from None
+        return dict(obj.to_dict() if hasattr(obj, "to_dict") else obj)
+
+    async def _unsealed(self, namespace: str, config: SealedValue, key: str) -> SourcedValue:
+        if self.identities is None:
+            raise StoreError(
+                f"SealedSecret {namespace}/{config.name}: no unsealing identity configured"
+            )
+        raw = await self._sealed(namespace, config.name)
+        source = f"SealedSecret {namespace}/{config.name}"
+        manifest = unseal(raw, self.identities, source=source)
+        wanted = config.key or key
+        data = manifest.get("data") or {}
+        if wanted in data:
+            value = Sensitive(base64.b64decode(str(data[wanted])))
+        elif wanted in (manifest.get("stringData") or {}):
+            value = Sensitive(str(manifest["stringData"][wanted]))
+        else:
+            raise InvalidSpecError(f"{source} has no key {wanted}")
+        return SourcedValue(value, sealed_version(raw))
+
     # ------------------------------------------------------------------ engine protocol
     async def version(self, namespace: str, key: str, gen: Generator) -> str:
         """The store's current version of *gen*'s value (no value read)."""
         config = gen.config
+        if isinstance(config, SealedValue):
+            return sealed_version(await self._sealed(namespace, config.name))
         if isinstance(config, AwsSecretsManagerValue):
             client = await self._client(namespace, config.source)
             return str(await client.current_version(config.secret_id, config.version_stage))
@@ -155,6 +205,8 @@ class StoreReader:
     async def read(self, namespace: str, key: str, gen: Generator) -> SourcedValue:
         """The value of *gen* and the store version it came from."""
         config = gen.config
+        if isinstance(config, SealedValue):
+            return await self._unsealed(namespace, config, key)
         if isinstance(config, AwsSecretsManagerValue):
             client = await self._client(namespace, config.source)
             got = await client.get(config.secret_id, config.version_stage)

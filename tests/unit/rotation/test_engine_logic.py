@@ -276,6 +276,7 @@ def _inner(model: type[BaseModel], name: str) -> type[BaseModel]:
         ("data", "vault", "source"),
         ("data", "awsSecretsManager"),
         ("data", "awsSecretsManager", "source"),
+        ("data", "sealed"),
         ("push",),
         ("push", "source"),
     ],

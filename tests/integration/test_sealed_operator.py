@@ -1,0 +1,121 @@
+"""SealedSecrets opened by the operator and delivered through the rotation engine.
+
+Aspects: a SealedSecret applied to the cluster becomes a ManagedSecret of the same name
+(owned by it) and a live Secret with the unsealed values, rolled out to the Deployment that
+uses it; re-sealing a new value makes a new version and rolls again; a copy of the file
+moved to another name is refused with ``Ready=False`` (``CannotUnseal``) on the
+SealedSecret and a Warning Event, and nothing is made for it; no value appears in status,
+Events or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import logging
+from typing import Any
+
+import pyrage
+import pytest
+from lightkube import ApiError, Client
+from lightkube.resources.core_v1 import Event
+
+from kustos.crypto import sops
+from kustos.kube.client import ClientSettings, make_async_client
+from kustos.operator.running import Operator, OperatorSettings
+from kustos.sources.reading import SealedSecret
+from kustos.sources.sealing import seal
+from kustos.testing.controlplane import ControlPlane
+from tests.integration.test_operator import _port, _until
+from tests.integration.test_rotation import MS, _data, _deployment, _status, _wait_available
+
+pytestmark = pytest.mark.integration
+
+
+def _secret(namespace: str, name: str, password: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"password": password, "username": "app"},
+    }
+
+
+def test_sealed_secrets_become_versions_and_moved_copies_are_refused(
+    control_plane: ControlPlane,
+    kube: Client,
+    namespace: str,
+    crd: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    identity = pyrage.x25519.Identity.generate()
+    recipient = sops.Recipient.parse(str(identity.to_public()))
+    identities = sops.Identities.parse(str(identity), source="test identity")
+    now = dt.datetime.now(dt.UTC)
+    sealed = seal(_secret(namespace, "db", "sealed-canary-one"), [recipient], now=now)
+    kube.create(_deployment(namespace, "api", "db", "password"))
+    kube.create(SealedSecret.from_dict(sealed))
+    moved = copy.deepcopy(sealed)
+    moved["metadata"]["name"] = "stolen"
+    kube.create(SealedSecret.from_dict(moved))
+
+    def ready(name: str) -> dict[str, Any] | None:
+        obj: Any = kube.get(SealedSecret, name, namespace=namespace)
+        conditions = (obj.to_dict().get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Ready"), None)
+
+    def version() -> int | None:
+        try:
+            return _status(kube, namespace, "db").get("currentVersion")
+        except ApiError:
+            return None  # not made yet
+
+    async def body() -> None:
+        client = make_async_client(ClientSettings(kubeconfig=control_plane.kubeconfig))
+        stop = asyncio.Event()
+        settings = OperatorSettings(
+            namespaces=(namespace,), listen=f"127.0.0.1:{_port()}", unseal_identities=identities
+        )
+        task = asyncio.create_task(Operator(client, settings).run(stop))
+        try:
+            await _until(lambda: version() == 1, what="v1")
+            await _until(
+                lambda: (ready("stolen") or {}).get("reason") == "CannotUnseal", what="refusal"
+            )
+            _wait_available(kube, namespace, "api")
+            resealed = seal(
+                _secret(namespace, "db", "sealed-canary-two"),
+                [recipient],
+                now=dt.datetime.now(dt.UTC),
+            )
+            current: Any = kube.get(SealedSecret, "db", namespace=namespace)
+            resealed["metadata"]["resourceVersion"] = current.metadata.resourceVersion
+            kube.replace(SealedSecret.from_dict(resealed))
+            await _until(lambda: version() == 2, what="v2")
+        finally:
+            stop.set()
+            await task
+            await client.close()
+
+    asyncio.run(body())
+    assert _data(kube, namespace, "db") == {"password": b"sealed-canary-two", "username": b"app"}
+    assert (ready("db") or {}).get("reason") == "Unsealed"
+    refused = ready("stolen") or {}
+    assert refused["status"] == "False"
+    assert "sealed for" in refused["message"]
+    assert "moved or renamed" in refused["message"]
+    names = {m.metadata.name for m in kube.list(MS, namespace=namespace) if m.metadata}
+    assert names == {"db"}, "nothing is made for a refused copy"
+    child: Any = kube.get(MS, "db", namespace=namespace)
+    owners = child.to_dict()["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["name"]) for o in owners] == [("SealedSecret", "db")]
+    status = _status(kube, namespace, "db")
+    assert status["versions"][0]["reason"].startswith("SourceChanged: ")
+    text = (
+        str(status)
+        + " ".join(f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace))
+        + caplog.text
+    )
+    assert "sealed-canary" not in text
