@@ -26,6 +26,7 @@ from kustos.errors import KubeError
 from kustos.kube.client import api_errors
 from kustos.kube.documents import to_object
 from kustos.kube.objects import ObjectRef, Source
+from kustos.operator.watching import watch_forever
 from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.reloading import decide, restart_patch, watched_secrets
 from kustos.rotation.rotating import ROLLABLE
@@ -126,32 +127,15 @@ class Reloader:
             self.wake.set()
 
     async def _watch_secrets(self, ns: str | None) -> None:
-        delay = 1.0
-        while True:
-            try:
-                async for kind, secret in self.client.watch(core_v1.Secret, namespace=ns or "*"):
-                    delay = 1.0
-                    self._secret_seen(kind, secret)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a broken watch is started again
-                log.warning("Secret watch ended: %s; retrying in %.0fs", str(exc)[:200], delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60)
+        await watch_forever(
+            self.client, core_v1.Secret, self._secret_seen, namespace=ns, what="Secret"
+        )
 
     async def _watch_workloads(self, kind: str, ns: str | None) -> None:
-        delay = 1.0
-        while True:
-            try:
-                async for event, obj in self.client.watch(ROLLABLE[kind], namespace=ns or "*"):
-                    delay = 1.0
-                    self._workload_seen(kind, event, obj.to_dict())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                log.warning("%s watch ended: %s; retrying in %.0fs", kind, str(exc)[:200], delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60)
+        def seen(event: str, obj: Any) -> None:
+            self._workload_seen(kind, event, obj.to_dict())
+
+        await watch_forever(self.client, ROLLABLE[kind], seen, namespace=ns, what=kind)
 
     def _workload_seen(self, kind: str, event: str, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}

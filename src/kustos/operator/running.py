@@ -34,6 +34,7 @@ from kustos.kube.objects import ObjectRef
 from kustos.operator.leading import LeaderElector, LeaseSettings
 from kustos.operator.reloading import Reloader
 from kustos.operator.unsealing import Unsealer
+from kustos.operator.watching import watch_forever
 from kustos.rotation.planning import next_rotation
 from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.rotating import Engine, ManagedSecret
@@ -241,75 +242,59 @@ class Operator:
 
     # ------------------------------------------------------------------ watches
     async def _watch_managed(self, namespace: str | None) -> None:
-        delay = 1.0
-        while True:
-            try:
-                async for kind, obj in self.client.watch(ManagedSecret, namespace=namespace or "*"):
-                    delay = 1.0
-                    raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-                    meta = raw.get("metadata") or {}
-                    key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-                    if kind == "DELETED":
-                        self.objects.pop(key, None)
-                        self.due.pop(key, None)
-                        with contextlib.suppress(KeyError):
-                            self.metrics.next_rotation.remove(*key)
-                    else:
-                        self.objects[key] = raw
-                        self._plan(key)
-                    self.metrics.managed.set(len(self.objects))
-                    self.synced.add(f"ms:{namespace}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a watch that breaks is started again
-                log.warning(
-                    "ManagedSecret watch (%s) ended: %s; retrying in %.0fs",
-                    namespace or "all namespaces",
-                    _short(exc),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60)
+        await watch_forever(
+            self.client,
+            ManagedSecret,
+            self._managed_event,
+            namespace=namespace,
+            what="ManagedSecret",
+        )
+
+    def _managed_event(self, kind: str, obj: Any) -> None:
+        raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        meta = raw.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if kind == "DELETED":
+            self.objects.pop(key, None)
+            self.due.pop(key, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.next_rotation.remove(*key)
+        else:
+            self.objects[key] = raw
+            self._plan(key)
+        self.metrics.managed.set(len(self.objects))
+        self.synced.add("managedsecrets")
 
     async def _watch_secrets(self, namespace: str | None) -> None:
         """Keep x509 facts of live managed Secrets (their values are not kept)."""
-        delay = 1.0
-        labels: dict[str, Any] = {c.LABEL_MANAGED_SECRET: exists()}
-        while True:
-            try:
-                async for kind, secret in self.client.watch(
-                    core_v1.Secret, namespace=namespace or "*", labels=labels
-                ):
-                    delay = 1.0
-                    meta = secret.metadata
-                    if meta is None or c.LABEL_VERSION in (meta.labels or {}):
-                        continue
-                    key = (str(meta.namespace), str(meta.name))
-                    if kind == "DELETED":
-                        self.certs.pop(key, None)
-                        continue
-                    facts = {}
-                    for data_key, value in (secret.data or {}).items():
-                        raw = base64.b64decode(value)
-                        if raw.lstrip().startswith(_PEM_CERT):
-                            with contextlib.suppress(KustosError):
-                                facts[data_key] = certificate_facts(raw)
-                    self.certs[key] = facts
-                    owner = (meta.labels or {}).get(c.LABEL_MANAGED_SECRET)
-                    if owner and (key[0], owner) in self.objects:
-                        self._plan((key[0], owner))
-                    self.synced.add(f"secrets:{namespace}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                log.warning(
-                    "Secret watch (%s) ended: %s; retrying in %.0fs",
-                    namespace or "all namespaces",
-                    _short(exc),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60)
+        await watch_forever(
+            self.client,
+            core_v1.Secret,
+            self._secret_event,
+            namespace=namespace,
+            what="managed Secret",
+            labels={c.LABEL_MANAGED_SECRET: exists()},
+        )
+
+    def _secret_event(self, kind: str, secret: Any) -> None:
+        meta = secret.metadata
+        if meta is None or c.LABEL_VERSION in (meta.labels or {}):
+            return
+        key = (str(meta.namespace), str(meta.name))
+        if kind == "DELETED":
+            self.certs.pop(key, None)
+            return
+        facts = {}
+        for data_key, value in (secret.data or {}).items():
+            raw = base64.b64decode(value)
+            if raw.lstrip().startswith(_PEM_CERT):
+                with contextlib.suppress(KustosError):
+                    facts[data_key] = certificate_facts(raw)
+        self.certs[key] = facts
+        owner = (meta.labels or {}).get(c.LABEL_MANAGED_SECRET)
+        if owner and (key[0], owner) in self.objects:
+            self._plan((key[0], owner))
+        self.synced.add("secrets")
 
     # ------------------------------------------------------------------ planning
     def _look_now(self, key: Key) -> None:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from lightkube.types import PatchType
 
 from kustos import conventions as c
@@ -25,6 +25,7 @@ from kustos.crypto import sops
 from kustos.errors import InputError, KubeError, KubeNotFoundError
 from kustos.kube.client import api_errors
 from kustos.kube.objects import ObjectRef
+from kustos.operator.watching import watch_forever
 from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.rotating import ManagedSecret
 from kustos.rotation.versions import rfc3339
@@ -74,29 +75,14 @@ class Unsealer:
         await asyncio.gather(*(self._watch(ns, leading) for ns in (self.namespaces or (None,))))
 
     async def _watch(self, namespace: str | None, leading: asyncio.Event | None) -> None:
-        delay = 1.0
-        while True:
-            try:
-                async for kind, obj in self.client.watch(SealedSecret, namespace=namespace or "*"):
-                    delay = 1.0
-                    if kind == "DELETED" or (leading is not None and not leading.is_set()):
-                        continue  # the child is garbage-collected through its owner
-                    await self.reconcile(dict(obj.to_dict()))
-            except asyncio.CancelledError:
-                raise
-            except ApiError as exc:
-                if exc.status is not None and exc.status.code == 404:
-                    log.info("SealedSecret CRD not installed: SealedSecrets are not watched")
-                    return
-                log.warning("SealedSecret watch ended: %s; retrying in %.0fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60)
-            except Exception as exc:  # noqa: BLE001 - a broken watch is started again
-                log.warning(
-                    "SealedSecret watch ended: %s; retrying in %.0fs", str(exc)[:200], delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60)
+        async def seen(kind: str, obj: Any) -> None:
+            if kind == "DELETED" or (leading is not None and not leading.is_set()):
+                return  # the child is garbage-collected through its owner reference
+            await self.reconcile(dict(obj.to_dict()))
+
+        await watch_forever(
+            self.client, SealedSecret, seen, namespace=namespace, what="SealedSecret", optional=True
+        )
 
     async def reconcile(self, raw: dict[str, Any]) -> None:
         """Check that *raw* opens, then make its ManagedSecret match it."""

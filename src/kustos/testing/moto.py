@@ -7,7 +7,6 @@ lives in memory: a restarted server is empty. Any credentials are accepted.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -19,12 +18,7 @@ from types import TracebackType
 from typing import Self
 
 from kustos.errors import ControlPlaneError
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from kustos.testing.processes import free_ports, stop_session
 
 
 class MotoServer:
@@ -32,7 +26,7 @@ class MotoServer:
 
     def __init__(self, folder: Path, port: int | None = None) -> None:
         self.folder = folder
-        self.port = port or _free_port()
+        self.port = port or free_ports(1)[0]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,14 +65,7 @@ class MotoServer:
 
     def stop(self) -> None:
         """End the server (its state is lost)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_session(self.proc, sig=signal.SIGTERM, grace=10)
 
     def __enter__(self) -> Self:
         return self.start()

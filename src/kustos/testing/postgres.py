@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Self
 
 from kustos.errors import ControlPlaneError
+from kustos.testing.processes import free_ports, stop_session
 
 ADMIN = "kustos_admin"
 
@@ -32,19 +33,13 @@ def _bin_dir() -> Path:
     return found[-1].parent
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class PostgresServer:
     """One throwaway PostgreSQL cluster."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.data = folder / "data"
-        self.port = _free_port()
+        self.port = free_ports(1)[0]
         self.password = secrets.token_urlsafe(18)
         self.proc: subprocess.Popen[bytes] | None = None
         self._as_root = os.geteuid() == 0
@@ -131,14 +126,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Fast shutdown; wait for the server to exit."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_session(self.proc, sig=signal.SIGINT, grace=30)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -181,3 +182,20 @@ def log_tail(proc: Process) -> str:
     errors = [ln for ln in lines if ln[:1] in ("E", "F") or "error" in ln.lower()]
     useful = (errors or lines)[-2:]
     return quote_foreign(" | ".join(useful)) + f" (log: {proc.log})"
+
+
+def stop_session(
+    proc: subprocess.Popen[bytes] | None,
+    *,
+    sig: signal.Signals = signal.SIGTERM,
+    grace: float = 10.0,
+) -> None:
+    """Send *sig* to the session a helper server was started in; SIGKILL after *grace* s."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
