@@ -14,12 +14,13 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from lightkube import AsyncClient
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.resources import core_v1
 
 from kustos import conventions as c
@@ -33,11 +34,20 @@ from kustos.rotation.spec import (
     SealedValue,
     SourceKind,
     SourceRef,
+    VaultValue,
 )
 from kustos.sensitive import Sensitive
 from kustos.sources.aws import AwsSecretsManager, AwsSettings, json_value
 from kustos.sources.sealing import unseal
-from kustos.sources.settings import CLUSTER_KIND, KIND, AwsSource, SecretSourceSpec, parse_source
+from kustos.sources.settings import (
+    CLUSTER_KIND,
+    KIND,
+    AwsSource,
+    SecretSourceSpec,
+    VaultSource,
+    parse_source,
+)
+from kustos.sources.vault import AppRoleAuth, KubernetesAuth, VaultClient, VaultSettings
 
 SealedSecret: Any = create_namespaced_resource(c.GROUP, "v1alpha1", "SealedSecret", "sealedsecrets")
 SecretSource: Any = create_namespaced_resource(c.GROUP, "v1alpha1", KIND, "secretsources")
@@ -130,10 +140,12 @@ class StoreReader:
             entry.checked = now
             return entry.client
         home = namespace if ref.kind is SourceKind.NAMESPACED else None
+        client: AwsSecretsManager | VaultClient
         if spec.aws_secrets_manager is not None:
             client, secret_version = await self._aws(spec.aws_secrets_manager, home, what)
         else:
-            raise InvalidSpecError(f"{what}: the vault store is not available in this version")
+            assert spec.vault is not None  # noqa: S101 - the spec holds exactly one store
+            client, secret_version = await self._vault(spec.vault, home, what)
         if entry is not None:
             await entry.client.close()
         self._clients[key] = _Entry(client, (source_version, secret_version), now, now)
@@ -161,6 +173,59 @@ class StoreReader:
             session_token=data.get(auth.session_token_key) if auth.session_token_key else None,
         )
         return AwsSecretsManager(settings), version
+
+    async def _vault(
+        self, source: VaultSource, home: str | None, what: str
+    ) -> tuple[VaultClient, str]:
+        auth: KubernetesAuth | AppRoleAuth
+        secret_version = ""
+        cluster_only = "is required for a ClusterSecretSource"
+        if source.auth.kubernetes is not None:
+            k8s = source.auth.kubernetes
+            namespace = home or k8s.service_account_namespace
+            if namespace is None:
+                raise InvalidSpecError(
+                    f"{what}: auth.kubernetes.serviceAccountNamespace {cluster_only}"
+                )
+            jwt = self._token_source(namespace, k8s.service_account, k8s.audience)
+            auth = KubernetesAuth(role=k8s.role, jwt=jwt, path=k8s.mount_path)
+        else:
+            approle = source.auth.app_role
+            assert approle is not None  # noqa: S101 - validated: exactly one auth
+            ref = approle.secret_ref
+            namespace = home or ref.namespace
+            if namespace is None:
+                raise InvalidSpecError(f"{what}: auth.appRole.secretRef.namespace {cluster_only}")
+            data, secret_version = await self._secret(namespace, ref.name, what)
+            if approle.secret_id_key not in data:
+                missing = f"Secret {namespace}/{ref.name} has no key {approle.secret_id_key}"
+                raise InvalidSpecError(f"{what}: {missing}")
+            auth = AppRoleAuth(
+                role_id=approle.role_id,
+                secret_id=data[approle.secret_id_key],
+                path=approle.mount_path,
+            )
+        settings = VaultSettings(
+            address=source.address, auth=auth, mount=source.mount, ca_bundle=source.ca_bundle
+        )
+        return VaultClient(settings), secret_version
+
+    def _token_source(
+        self, namespace: str, account: str, audience: str | None
+    ) -> Callable[[], Awaitable[Sensitive]]:
+        """A fresh, short-lived ServiceAccount token for each Vault login (TokenRequest)."""
+
+        async def token() -> Sensitive:
+            spec = TokenRequestSpec(audiences=[audience] if audience else [], expirationSeconds=600)
+            request = core_v1.ServiceAccount.Token(spec=spec)
+            what = f"request a token for ServiceAccount {namespace}/{account}"
+            with api_errors(what, verb="create", resource="serviceaccounts/token"):
+                made = await self.kube.create(request, name=account, namespace=namespace)
+            if made.status is None or not made.status.token:
+                raise StoreError(f"{what}: the API server returned no token")
+            return Sensitive(made.status.token)
+
+        return token
 
     # ------------------------------------------------------------------ sealed
     async def _sealed(self, namespace: str, name: str) -> dict[str, Any]:
@@ -200,6 +265,11 @@ class StoreReader:
         if isinstance(config, AwsSecretsManagerValue):
             client = await self._client(namespace, config.source)
             return str(await client.current_version(config.secret_id, config.version_stage))
+        if isinstance(config, VaultValue):
+            client = await self._client(namespace, config.source)
+            if config.version is not None:
+                return str(config.version)  # pinned
+            return str(await client.current_version(config.path))
         raise StoreError(f"spec.data.{key}: not a store value")
 
     async def read(self, namespace: str, key: str, gen: Generator) -> SourcedValue:
@@ -207,6 +277,11 @@ class StoreReader:
         config = gen.config
         if isinstance(config, SealedValue):
             return await self._unsealed(namespace, config, key)
+        if isinstance(config, VaultValue):
+            client = await self._client(namespace, config.source)
+            wanted = config.key or key
+            stored = await client.read(config.path, key=wanted, version=config.version)
+            return SourcedValue(stored.values[wanted], str(stored.version))
         if isinstance(config, AwsSecretsManagerValue):
             client = await self._client(namespace, config.source)
             got = await client.get(config.secret_id, config.version_stage)
@@ -220,4 +295,6 @@ class StoreReader:
         document = json.dumps({k: v.reveal_text() for k, v in sorted(values.items())})
         if isinstance(client, AwsSecretsManager):
             return await client.put(push.path, Sensitive(document))
+        if isinstance(client, VaultClient):
+            return str(await client.write(push.path, dict(values)))
         raise StoreError(f"push to {push.source.name}: this store cannot be written")

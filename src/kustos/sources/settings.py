@@ -53,6 +53,8 @@ class VaultKubernetesAuth(_Model):
     role: Annotated[str, Field(min_length=1)]
     mount_path: Annotated[str, Field(alias="mountPath")] = "kubernetes"
     service_account: Annotated[str, Field(alias="serviceAccount", min_length=1)] = "default"
+    #: ClusterSecretSource only: where the ServiceAccount lives.
+    service_account_namespace: Annotated[str | None, Field(alias="serviceAccountNamespace")] = None
     audience: str | None = None
 
 

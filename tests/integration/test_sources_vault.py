@@ -1,0 +1,209 @@
+"""Values from a real Vault (KV v2) through SecretSource and the rotation engine.
+
+Aspects: a SecretSource with Vault's kubernetes auth (a TokenRequest token of the
+ServiceAccount it names, checked by Vault against the real API server) brings a KV value
+into the live Secret and rolls the Deployment; a new KV version is noticed from the
+metadata alone and becomes a new Kustos version (``SourceChanged``); a pinned version is
+never refreshed; AppRole works the same; ``push`` writes generated values to Vault before
+the cluster; no value reaches the Vault server's log, status or Events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.rbac_v1 import RoleRef, Subject
+from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
+from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
+
+from kustos.errors import BinaryMissingError, ControlPlaneError
+from kustos.kube.client import ClientSettings, make_async_client
+from kustos.rotation.rotating import Engine
+from kustos.sensitive import Sensitive
+from kustos.sources.reading import SecretSource, StoreReader
+from kustos.testing.controlplane import ControlPlane
+from kustos.testing.vault import VaultServer, build_vault, require_vault
+from tests.integration.test_rotation import _data, _deployment, _managed, _status, _wait_available
+
+pytestmark = pytest.mark.integration
+POLICY = "kustos-app"
+
+
+@pytest.fixture(scope="module")
+def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaultServer]:
+    try:
+        binary = require_vault()
+    except BinaryMissingError:
+        try:
+            binary = build_vault()
+        except ControlPlaneError as exc:
+            pytest.skip(f"vault binary absent and cannot be built: {exc}")
+    with VaultServer(tmp_path_factory.mktemp("vault-src"), binary=binary) as server:
+        server.put_policy(POLICY, "app")
+        server.enable_auth("approle")
+        yield server
+
+
+def _engine(plane: ControlPlane, call: Any) -> Any:
+    async def go() -> Any:
+        client = make_async_client(ClientSettings(kubeconfig=plane.kubeconfig))
+        stores = StoreReader(client)
+        try:
+            return await call(Engine(client, poll=0.2, stores=stores))
+        finally:
+            await stores.close()
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def _source(
+    kube: Client, namespace: str, name: str, vault: VaultServer, auth: dict[str, Any]
+) -> None:
+    kube.create(
+        SecretSource(
+            apiVersion="kustos.io/v1alpha1",
+            kind="SecretSource",
+            metadata=ObjectMeta(name=name, namespace=namespace),
+            spec={"vault": {"address": vault.address, "auth": auth}},
+        )
+    )
+
+
+def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None, vault: VaultServer
+) -> None:
+    # Vault reviews tokens with a reviewer ServiceAccount; the app's own account logs in.
+    for account in ("vault-reviewer", "app"):
+        kube.create(ServiceAccount(metadata=ObjectMeta(name=account)), namespace=namespace)
+    binding = f"vault-reviewer-{namespace}"
+    kube.create(
+        ClusterRoleBinding(
+            metadata=ObjectMeta(name=binding),
+            roleRef=RoleRef(
+                apiGroup="rbac.authorization.k8s.io",
+                kind="ClusterRole",
+                name="system:auth-delegator",
+            ),
+            subjects=[Subject(kind="ServiceAccount", name="vault-reviewer", namespace=namespace)],
+        )
+    )
+    try:
+        from lightkube.models.authentication_v1 import TokenRequestSpec  # noqa: PLC0415
+
+        made = kube.create(
+            ServiceAccount.Token(spec=TokenRequestSpec(audiences=[])),
+            name="vault-reviewer",
+            namespace=namespace,
+        )
+        assert made.status is not None
+        assert made.status.token
+        mount = f"k8s-{namespace}"
+        vault.use_control_plane(
+            control_plane, token_reviewer_jwt=Sensitive(made.status.token), path=mount
+        )
+        vault.kubernetes_role(
+            "app", service_account="app", namespace=namespace, policies=[POLICY], path=mount
+        )
+        first = vault.kv_write(f"app/{namespace}/db", {"password": "vault-canary-one"})
+        _source(
+            kube,
+            namespace,
+            "vault",
+            vault,
+            {
+                "kubernetes": {
+                    "role": "app",
+                    "mountPath": mount,
+                    "serviceAccount": "app",
+                    "audience": "vault",
+                }
+            },
+        )
+        spec = {
+            "secretName": "db",
+            "data": {
+                "password": {"vault": {"source": {"name": "vault"}, "path": f"app/{namespace}/db"}},
+                "pinned": {
+                    "vault": {
+                        "source": {"name": "vault"},
+                        "path": f"app/{namespace}/db",
+                        "key": "password",
+                        "version": first,
+                    }
+                },
+            },
+            "refresh": "30s",
+            "rollout": {"timeout": "60s"},
+        }
+        kube.create(_managed(namespace, "db", spec))
+        kube.create(_deployment(namespace, "api", "db", "password"))
+        _wait_available(kube, namespace, "api")
+
+        assert _engine(control_plane, lambda e: e.rotate(namespace, "db")).outcome == "rotated"
+        assert _data(kube, namespace, "db") == {
+            "password": b"vault-canary-one",
+            "pinned": b"vault-canary-one",
+        }
+        assert _status(kube, namespace, "db")["sourceVersions"] == {
+            "password": str(first),
+            "pinned": str(first),
+        }
+        result, _ = _engine(control_plane, lambda e: e.reconcile(namespace, "db"))
+        assert result is None, "an unchanged store makes no version"
+
+        second = vault.kv_write(f"app/{namespace}/db", {"password": "vault-canary-two"})
+        result, _ = _engine(control_plane, lambda e: e.reconcile(namespace, "db"))
+        assert result is not None
+        assert result.restarted == (f"Deployment.apps {namespace}/api",)
+        assert _data(kube, namespace, "db") == {
+            "password": b"vault-canary-two",
+            "pinned": b"vault-canary-one",
+        }
+        status = _status(kube, namespace, "db")
+        assert status["sourceVersions"] == {"password": str(second), "pinned": str(first)}
+        assert (
+            status["versions"][0]["reason"] == f"SourceChanged: password (store version {second})"
+        )
+        text = json.dumps(status) + " ".join(
+            f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
+        )
+        assert "vault-canary" not in text
+        assert "vault-canary" not in vault.log_text
+    finally:
+        kube.delete(ClusterRoleBinding, binding)
+
+
+def test_approle_and_push(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None, vault: VaultServer
+) -> None:
+    creds = vault.approle("pusher", policies=[POLICY])
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="approle", namespace=namespace),
+            stringData={"secret-id": creds.secret_id.reveal_text()},
+        )
+    )
+    _source(
+        kube,
+        namespace,
+        "vault",
+        vault,
+        {"appRole": {"roleId": creds.role_id, "secretRef": {"name": "approle"}}},
+    )
+    spec = {
+        "secretName": "svc",
+        "data": {"token": {"token": {"bytes": 24}}},
+        "push": {"source": {"name": "vault"}, "path": f"app/{namespace}/svc"},
+        "rollout": {"strategy": "none"},
+    }
+    kube.create(_managed(namespace, "svc", spec))
+    assert _engine(control_plane, lambda e: e.rotate(namespace, "svc")).outcome == "rotated"
+    stored = vault.api("GET", f"secret/data/app/{namespace}/svc")["data"]["data"]
+    assert stored == {"token": _data(kube, namespace, "svc")["token"].decode()}
