@@ -98,7 +98,7 @@ def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
         from lightkube.models.authentication_v1 import TokenRequestSpec  # noqa: PLC0415
 
         made = kube.create(
-            ServiceAccount.Token(spec=TokenRequestSpec(audiences=[])),
+            ServiceAccount.Token(metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[])),
             name="vault-reviewer",
             namespace=namespace,
         )

@@ -21,6 +21,7 @@ from typing import Any, Final
 from lightkube import AsyncClient
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources import core_v1
 
 from kustos import conventions as c
@@ -217,7 +218,7 @@ class StoreReader:
 
         async def token() -> Sensitive:
             spec = TokenRequestSpec(audiences=[audience] if audience else [], expirationSeconds=600)
-            request = core_v1.ServiceAccount.Token(spec=spec)
+            request = core_v1.ServiceAccount.Token(metadata=ObjectMeta(), spec=spec)
             what = f"request a token for ServiceAccount {namespace}/{account}"
             with api_errors(what, verb="create", resource="serviceaccounts/token"):
                 made = await self.kube.create(request, name=account, namespace=namespace)
