@@ -493,6 +493,7 @@ def audit_by_user(path: Path, start: int, end: int) -> dict[str, dict[RequestKey
     """Requests per user between two offsets of the audit log.
 
     A watch is counted once, when its response starts; anything else when it completes.
+    A request answered with an error is counted under its verb and code (``WATCH 404``).
     """
     if end <= start:
         return {}
@@ -510,6 +511,9 @@ def audit_by_user(path: Path, start: int, end: int) -> dict[str, dict[RequestKey
             continue
         ref = event.get("objectRef") or {}
         resource = ref.get("resource") or str(event.get("requestURI", "")).split("?")[0]
+        code = int((event.get("responseStatus") or {}).get("code") or 0)
+        if code >= 400:
+            verb = f"{verb} {code}"
         key = (str(resource), str(ref.get("subresource") or ""), verb)
         counts = users.setdefault(str((event.get("user") or {}).get("username")), {})
         counts[key] = counts.get(key, 0.0) + 1
@@ -534,10 +538,15 @@ def non_watch(counts: Mapping[RequestKey, float], *, without: Iterable[str] = ()
         sum(
             n
             for (resource, _, verb), n in counts.items()
-            if resource in TRACKED and resource not in skip and verb != "WATCH"
+            if resource in TRACKED and resource not in skip and not verb.startswith("WATCH")
         ),
         2,
     )
+
+
+def failed(counts: Mapping[RequestKey, float]) -> float:
+    """Requests answered with an error (audit keys such as ``WATCH 404``), any resource."""
+    return sum(n for (_, _, verb), n in counts.items() if " " in verb)
 
 
 def own_kinds(counts: Mapping[RequestKey, float]) -> dict[RequestKey, float]:
@@ -632,6 +641,7 @@ class Bench:
                 "requests": nested(audited, tracked_only=False),
                 "non_watch": non_watch(audited),
                 "non_watch_without_leases": non_watch(audited, without=("leases",)),
+                "failed": failed(audited),
                 "_counts": audited,
             }
         return out
@@ -1117,6 +1127,7 @@ async def start_checked(b: Bench, name: str) -> tuple[Service, dict[str, Any]]:
         "operator_metrics": metrics,
         "peak_rss_mb_at_start": round(op.sampler.hwm_mb, 1),
         "startup_requests": startup["audit"]["requests"],
+        "startup_failed_requests": startup["audit"]["failed"],
         "command": shlex.join(op.argv),
     }
 
@@ -1490,6 +1501,11 @@ def summarize(doc: dict[str, Any]) -> None:
         at_most(
             "idle: apiserver_request_total non-watch besides leases, net of control",
             (idle.get("net_of_control") or {}).get("non_watch_without_leases"),
+            0,
+        ),
+        at_most(
+            "idle: requests by the operator answered with an error (audit)",
+            (idle.get("audit") or {}).get("failed"),
             0,
         ),
         at_most("first start (B): new version Secrets", first.get("new_version_secrets"), 0),
