@@ -24,14 +24,10 @@ from pathlib import Path
 
 import pytest
 from lightkube import Client
-from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.models.rbac_v1 import RoleRef, Subject
 from lightkube.resources.core_v1 import ServiceAccount
-from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
 from kustos.errors import (
-    BinaryMissingError,
     ControlPlaneError,
     StoreConflictError,
     StoreNotFoundError,
@@ -46,7 +42,13 @@ from kustos.sources.vault import (
     VaultSettings,
 )
 from kustos.testing.controlplane import ControlPlane
-from kustos.testing.vault import VAULT_VERSION, VaultServer, build_vault, require_vault
+from kustos.testing.vault import (
+    VAULT_VERSION,
+    VaultServer,
+    build_vault,
+    service_account_token,
+    token_reviewer,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +60,6 @@ POLICY = "kustos-app"
 @pytest.fixture(scope="session")
 def vault_bin() -> Path:
     """The pinned ``vault`` binary: cached, or built now; a skip only if it cannot be."""
-    try:
-        return require_vault()
-    except BinaryMissingError:
-        pass
     try:
         return build_vault()
     except ControlPlaneError as exc:
@@ -135,37 +133,14 @@ async def test_a_wrong_secret_id_is_refused(vault: VaultServer) -> None:
     assert "not-it" not in str(caught.value)
 
 
-def _token(kube: Client, namespace: str, account: str, audiences: list[str] | None) -> Sensitive:
-    spec = TokenRequestSpec(audiences=audiences or [], expirationSeconds=600)
-    request = ServiceAccount.Token(metadata=ObjectMeta(), spec=spec)
-    made = kube.create(request, name=account, namespace=namespace)
-    assert made.status is not None
-    assert made.status.token
-    return Sensitive(made.status.token)
-
-
 @pytest.mark.asyncio
 async def test_kubernetes_login_with_a_real_serviceaccount_token(
     vault: VaultServer, control_plane: ControlPlane, kube: Client, namespace: str
 ) -> None:
     # The reviewer calls TokenReview for Vault (system:auth-delegator); the app only logs in.
-    for account in ("vault-reviewer", "app"):
-        kube.create(ServiceAccount(metadata=ObjectMeta(name=account)), namespace=namespace)
-    binding = f"vault-reviewer-{namespace}"
-    kube.create(
-        ClusterRoleBinding(
-            metadata=ObjectMeta(name=binding),
-            roleRef=RoleRef(
-                apiGroup="rbac.authorization.k8s.io",
-                kind="ClusterRole",
-                name="system:auth-delegator",
-            ),
-            subjects=[Subject(kind="ServiceAccount", name="vault-reviewer", namespace=namespace)],
-        )
-    )
-    try:
+    kube.create(ServiceAccount(metadata=ObjectMeta(name="app")), namespace=namespace)
+    with token_reviewer(kube, namespace) as reviewer:
         mount = f"k8s-{namespace}"
-        reviewer = _token(kube, namespace, "vault-reviewer", None)
         vault.use_control_plane(control_plane, token_reviewer_jwt=reviewer, path=mount)
         vault.kubernetes_role(
             "app", service_account="app", namespace=namespace, policies=[POLICY], path=mount
@@ -174,7 +149,7 @@ async def test_kubernetes_login_with_a_real_serviceaccount_token(
 
         def jwt() -> Sensitive:  # a fresh TokenRequest per login, as a projected token would be
             logins.append(namespace)
-            return _token(kube, namespace, "app", ["vault"])
+            return service_account_token(kube, namespace, "app", audiences=["vault"])
 
         settings = VaultSettings(vault.address, KubernetesAuth("app", jwt, path=mount))
         async with VaultClient(settings) as client:
@@ -185,13 +160,11 @@ async def test_kubernetes_login_with_a_real_serviceaccount_token(
             assert await client.current_version("app/k8s") == version
         assert len(logins) == 1
 
-        stranger = _token(kube, namespace, "default", ["vault"])
+        stranger = service_account_token(kube, namespace, "default", audiences=["vault"])
         settings = VaultSettings(vault.address, KubernetesAuth("app", stranger, path=mount))
         async with VaultClient(settings) as client:
             with pytest.raises(StoreAuthError, match=r"kubernetes role 'app'"):
                 await client.read("app/k8s")
-    finally:
-        kube.delete(ClusterRoleBinding, binding)
     assert CANARY not in vault.log_text
 
 

@@ -13,7 +13,9 @@ The helpers set up what a Kustos source needs, as the root token: a policy over
 ``secret/data/<prefix>/*`` (and the metadata the version checks read), the kubernetes auth
 method pointed at a local control plane (its URL and CA; a token reviewer JWT, or each
 client's own JWT reviewing itself), a role bound to a ServiceAccount, and AppRole
-credentials.
+credentials. On the cluster side, :func:`token_reviewer` makes the reviewer account
+(``system:auth-delegator``) and :func:`service_account_token` mints tokens with the
+TokenRequest API.
 
 The binary comes from ``tools/vault/build.sh`` (cached in ``~/.cache/kustos/vault/``);
 ``KUSTOS_VAULT_BIN`` points at another one.
@@ -21,17 +23,24 @@ The binary comes from ``tools/vault/build.sh`` (cached in ``~/.cache/kustos/vaul
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
 import httpx
+from lightkube import Client
+from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.rbac_v1 import RoleRef, Subject
+from lightkube.resources.core_v1 import ServiceAccount
+from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
 from kustos.errors import BinaryMissingError, ControlPlaneError, quote_foreign
 from kustos.sensitive import Sensitive
@@ -65,19 +74,21 @@ def require_vault() -> Path:
     if not os.access(binary, os.X_OK):
         raise BinaryMissingError(
             f"vault {VAULT_VERSION} is not built ({binary}); build it with "
-            "tools/vault/build.sh (about 10 minutes and 5 GB of Go modules)"
+            "tools/vault/build.sh (10 to 40 minutes and about 6 GB of Go modules)"
         )
     return binary
 
 
 def build_vault(*, timeout: float = BUILD_TIMEOUT) -> Path:
-    """Build (or find in the cache) the ``vault`` binary; ``ControlPlaneError`` if it fails.
+    """The ``vault`` binary: from the cache, or built now; ``ControlPlaneError`` if it cannot be.
 
     Runs ``tools/vault/build.sh`` under ``nice -n 10``: the build takes both cores for
     minutes, and the machine is usually shared.
     """
-    if os.environ.get("KUSTOS_VAULT_BIN"):
+    with contextlib.suppress(BinaryMissingError):
         return require_vault()
+    if os.environ.get("KUSTOS_VAULT_BIN"):
+        return require_vault()  # a binary named explicitly is not built
     if not BUILD_SCRIPT.exists():
         raise ControlPlaneError(f"cannot build vault: {BUILD_SCRIPT} is not here (no checkout)")
     try:
@@ -114,6 +125,52 @@ def policy_text(prefix: str, *, mount: str = "secret") -> str:
         '  capabilities = ["read", "list"]\n'
         "}\n"
     )
+
+
+def service_account_token(
+    kube: Client,
+    namespace: str,
+    account: str,
+    *,
+    audiences: Sequence[str] = (),
+    seconds: int = 600,
+) -> Sensitive:
+    """A token of *namespace*/*account* from the TokenRequest API (no audience: the API's)."""
+    spec = TokenRequestSpec(audiences=list(audiences), expirationSeconds=seconds)
+    made = kube.create(
+        ServiceAccount.Token(metadata=ObjectMeta(), spec=spec), name=account, namespace=namespace
+    )
+    if made.status is None or not made.status.token:
+        raise ControlPlaneError(f"TokenRequest for {namespace}/{account} returned no token")
+    return Sensitive(made.status.token)
+
+
+@contextlib.contextmanager
+def token_reviewer(
+    kube: Client, namespace: str, *, account: str = "vault-reviewer"
+) -> Iterator[Sensitive]:
+    """A ServiceAccount that may review tokens for Vault, and a token of it.
+
+    Creates the account in *namespace* and binds it to ``system:auth-delegator`` (a
+    ClusterRoleBinding, deleted on exit; the namespace's deletion takes the account).
+    """
+    kube.create(ServiceAccount(metadata=ObjectMeta(name=account)), namespace=namespace)
+    binding = f"{account}-{namespace}"
+    kube.create(
+        ClusterRoleBinding(
+            metadata=ObjectMeta(name=binding),
+            roleRef=RoleRef(
+                apiGroup="rbac.authorization.k8s.io",
+                kind="ClusterRole",
+                name="system:auth-delegator",
+            ),
+            subjects=[Subject(kind="ServiceAccount", name=account, namespace=namespace)],
+        )
+    )
+    try:
+        yield service_account_token(kube, namespace, account)
+    finally:
+        kube.delete(ClusterRoleBinding, binding)
 
 
 class VaultServer:
