@@ -28,6 +28,7 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     ├── DatabaseError               a database refused a credential change or is unreachable
     ├── StoreError                  a secrets manager (Vault, AWS Secrets Manager) refused
     │   ├── StoreNotFoundError      the path, key or version does not exist (2)
+    │   ├── StoreAuthError          login refused, or a path the policy denies (2)
     │   ├── StoreConflictError      check-and-set: the store changed meanwhile
     │   └── StoreUnavailableError   the store did not answer or failed (3)
     └── ControlPlaneError           the local control plane could not be built or run
@@ -178,6 +179,12 @@ class StoreError(KustosError):
 
 class StoreNotFoundError(StoreError):
     """The secret, key or version asked for does not exist in the store."""
+
+    exit_code = 2
+
+
+class StoreAuthError(StoreError):
+    """The store refused the login, or its policy refuses the path to a valid token."""
 
     exit_code = 2
 

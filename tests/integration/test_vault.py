@@ -29,6 +29,7 @@ from lightkube.resources.core_v1 import ServiceAccount
 
 from kustos.errors import (
     ControlPlaneError,
+    StoreAuthError,
     StoreConflictError,
     StoreNotFoundError,
     StoreUnavailableError,
@@ -37,7 +38,6 @@ from kustos.sensitive import Sensitive
 from kustos.sources.vault import (
     AppRoleAuth,
     KubernetesAuth,
-    StoreAuthError,
     VaultClient,
     VaultSettings,
 )

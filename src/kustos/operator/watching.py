@@ -15,7 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lightkube import ApiError, AsyncClient
+import httpx2
+from lightkube import AsyncClient
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, Any], Awaitable[None] | None]
@@ -44,8 +45,10 @@ async def watch_forever(
                     await done
         except asyncio.CancelledError:
             raise
-        except ApiError as exc:
-            if optional and exc.status is not None and exc.status.code == 404:
+        except httpx2.HTTPStatusError as exc:
+            # lightkube's async watch raises the HTTP library's own error for a refused
+            # request (its ApiError is a subclass, raised by lists): one check for both.
+            if optional and exc.response.status_code == 404:
                 log.info("%s: not installed in this cluster; not watched", what)
                 return
             _ended(what, scope, exc, delay)

@@ -49,6 +49,7 @@ import httpx
 from kustos.errors import (
     ConfigError,
     InvalidSpecError,
+    StoreAuthError,
     StoreConflictError,
     StoreError,
     StoreNotFoundError,
@@ -60,7 +61,6 @@ from kustos.sensitive import Sensitive
 __all__ = [
     "AppRoleAuth",
     "KubernetesAuth",
-    "StoreAuthError",
     "StoredValue",
     "VaultClient",
     "VaultSettings",
@@ -78,14 +78,6 @@ _CAS_MISMATCH: Final = "did not match the current version"
 
 
 # --------------------------------------------------------------------------- errors
-class StoreAuthError(StoreError):
-    """The store refused the login, or the policy refuses the path to a valid token.
-
-    Joins ``kustos.errors`` beside the other store errors (exit code 2, as for refused
-    Kubernetes credentials).
-    """
-
-    exit_code = 2
 
 
 # --------------------------------------------------------------------------- settings

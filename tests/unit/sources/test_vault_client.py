@@ -29,6 +29,7 @@ import pytest
 from kustos.errors import (
     ConfigError,
     InvalidSpecError,
+    StoreAuthError,
     StoreConflictError,
     StoreError,
     StoreNotFoundError,
@@ -38,7 +39,6 @@ from kustos.sensitive import Sensitive
 from kustos.sources.vault import (
     AppRoleAuth,
     KubernetesAuth,
-    StoreAuthError,
     StoredValue,
     VaultClient,
     VaultSettings,
