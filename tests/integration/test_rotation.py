@@ -44,6 +44,7 @@ from kustos.errors import InvalidSpecError, KubeError
 from kustos.kube.client import ClientSettings, make_async_client
 from kustos.rotation.rotating import Engine, NullObserver, Result
 from kustos.rotation.versions import Step
+from kustos.sources.reading import StoreReader
 from kustos.testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
@@ -53,11 +54,15 @@ T = TypeVar("T")
 
 
 def _run(plane: ControlPlane, call: Callable[[Engine], Awaitable[T]], **engine: Any) -> T:
+    """Run *call* on an engine with store access, as `kustos rotate` builds it."""
+
     async def go() -> T:
         client = make_async_client(ClientSettings(kubeconfig=plane.kubeconfig))
+        stores = StoreReader(client)
         try:
-            return await call(Engine(client, poll=0.2, **engine))
+            return await call(Engine(client, poll=0.2, stores=stores, **engine))
         finally:
+            await stores.close()
             await client.close()
 
     return asyncio.run(go())

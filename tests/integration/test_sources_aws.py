@@ -11,7 +11,6 @@ cluster; a missing SecretSource is a clear error; no value appears in status or 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +23,8 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Secret
 
 from kustos.errors import InvalidSpecError, StoreUnavailableError
-from kustos.kube.client import ClientSettings, make_async_client
-from kustos.rotation.rotating import Engine, Result
-from kustos.sources.reading import SecretSource, StoreReader
+from kustos.rotation.rotating import Result
+from kustos.sources.reading import SecretSource
 from kustos.testing.controlplane import ControlPlane
 from kustos.testing.moto import MotoServer
 from tests.integration.test_rotation import (
@@ -34,6 +32,7 @@ from tests.integration.test_rotation import (
     _data,
     _deployment,
     _managed,
+    _run,
     _status,
     _wait_available,
 )
@@ -62,19 +61,6 @@ def _aws(server: MotoServer, action: str, body: dict[str, Any]) -> dict[str, Any
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
-
-
-def _engine_call(plane: ControlPlane, call: Any) -> Any:
-    async def go() -> Any:
-        client = make_async_client(ClientSettings(kubeconfig=plane.kubeconfig))
-        stores = StoreReader(client)
-        try:
-            return await call(Engine(client, poll=0.2, stores=stores))
-        finally:
-            await stores.close()
-            await client.close()
-
-    return asyncio.run(go())
 
 
 def _source(kube: Client, namespace: str, server: MotoServer) -> None:
@@ -130,7 +116,7 @@ def test_store_values_arrive_change_by_version_and_survive_an_outage(
     kube.create(_deployment(namespace, "api", "db", "password"))
     _wait_available(kube, namespace, "api")
 
-    first: Result = _engine_call(control_plane, lambda e: e.rotate(namespace, "db"))
+    first: Result = _run(control_plane, lambda e: e.rotate(namespace, "db"))
     assert first.outcome == "rotated", first.message
     assert _data(kube, namespace, "db")["password"] == b"store-canary-one"
     assert _data(kube, namespace, "db")["url"] == b"postgresql://app:store-canary-one@db/app"
@@ -139,7 +125,7 @@ def test_store_values_arrive_change_by_version_and_survive_an_outage(
     assert status["versions"][0]["sourceVersions"] == {"password": created["VersionId"]}
 
     # Nothing changed in the store: a reconcile makes no version.
-    result, _ = _engine_call(control_plane, lambda e: e.reconcile(namespace, "db"))
+    result, _ = _run(control_plane, lambda e: e.reconcile(namespace, "db"))
     assert result is None
     assert _status(kube, namespace, "db")["currentVersion"] == 1
 
@@ -148,7 +134,7 @@ def test_store_values_arrive_change_by_version_and_survive_an_outage(
         "PutSecretValue",
         {"SecretId": "prod/db", "SecretString": json.dumps({"password": "store-canary-two"})},
     )
-    result, _ = _engine_call(control_plane, lambda e: e.reconcile(namespace, "db"))
+    result, _ = _run(control_plane, lambda e: e.reconcile(namespace, "db"))
     assert result is not None
     assert result.outcome == "rotated"
     assert result.restarted == (f"Deployment.apps {namespace}/api",)
@@ -160,7 +146,7 @@ def test_store_values_arrive_change_by_version_and_survive_an_outage(
 
     moto.stop()
     with pytest.raises(StoreUnavailableError, match="prod/db: unreachable"):
-        _engine_call(control_plane, lambda e: e.reconcile(namespace, "db"))
+        _run(control_plane, lambda e: e.reconcile(namespace, "db"))
     assert _data(kube, namespace, "db")["password"] == b"store-canary-two", "the last value stays"
     sources = _condition(_status(kube, namespace, "db"), "SourcesReady")
     assert (sources["status"], sources["reason"]) == ("False", "StoreUnavailable")
@@ -172,7 +158,7 @@ def test_store_values_arrive_change_by_version_and_survive_an_outage(
         "CreateSecret",
         {"Name": "prod/db", "SecretString": json.dumps({"password": "store-canary-two"})},
     )
-    result, _ = _engine_call(control_plane, lambda e: e.reconcile(namespace, "db"))
+    result, _ = _run(control_plane, lambda e: e.reconcile(namespace, "db"))
     status = _status(kube, namespace, "db")
     assert _condition(status, "SourcesReady")["status"] == "True"
     assert status["sourceVersions"] == {"password": again["VersionId"]}
@@ -194,11 +180,11 @@ def test_push_writes_generated_values_to_the_store_first(
         "rollout": {"strategy": "none"},
     }
     kube.create(_managed(namespace, "svc", spec))
-    assert _engine_call(control_plane, lambda e: e.rotate(namespace, "svc")).outcome == "rotated"
+    assert _run(control_plane, lambda e: e.rotate(namespace, "svc")).outcome == "rotated"
     live = _data(kube, namespace, "svc")
     stored = json.loads(_aws(moto, "GetSecretValue", {"SecretId": "prod/svc"})["SecretString"])
     assert stored == {"token": live["token"].decode(), "id": live["id"].decode()}
-    _engine_call(control_plane, lambda e: e.rotate(namespace, "svc"))
+    _run(control_plane, lambda e: e.rotate(namespace, "svc"))
     stored = json.loads(_aws(moto, "GetSecretValue", {"SecretId": "prod/svc"})["SecretString"])
     assert stored["token"] == _data(kube, namespace, "svc")["token"].decode()
 
@@ -208,6 +194,6 @@ def test_a_missing_source_is_a_clear_error(
 ) -> None:
     kube.create(_managed(namespace, "db", SPEC))
     with pytest.raises(InvalidSpecError, match=f"SecretSource {namespace}/aws does not exist"):
-        _engine_call(control_plane, lambda e: e.rotate(namespace, "db"))
+        _run(control_plane, lambda e: e.rotate(namespace, "db"))
     rotating = _condition(_status(kube, namespace, "db"), "Rotating")
     assert rotating["reason"] == "Blocked"

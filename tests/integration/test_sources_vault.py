@@ -10,7 +10,6 @@ the cluster; no value reaches the Vault server's log, status or Events.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -23,13 +22,18 @@ from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
 from kustos.errors import BinaryMissingError, ControlPlaneError
-from kustos.kube.client import ClientSettings, make_async_client
-from kustos.rotation.rotating import Engine
 from kustos.sensitive import Sensitive
-from kustos.sources.reading import SecretSource, StoreReader
+from kustos.sources.reading import SecretSource
 from kustos.testing.controlplane import ControlPlane
 from kustos.testing.vault import VaultServer, build_vault, require_vault
-from tests.integration.test_rotation import _data, _deployment, _managed, _status, _wait_available
+from tests.integration.test_rotation import (
+    _data,
+    _deployment,
+    _managed,
+    _run,
+    _status,
+    _wait_available,
+)
 
 pytestmark = pytest.mark.integration
 POLICY = "kustos-app"
@@ -48,19 +52,6 @@ def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaultServer]:
         server.put_policy(POLICY, "app")
         server.enable_auth("approle")
         yield server
-
-
-def _engine(plane: ControlPlane, call: Any) -> Any:
-    async def go() -> Any:
-        client = make_async_client(ClientSettings(kubeconfig=plane.kubeconfig))
-        stores = StoreReader(client)
-        try:
-            return await call(Engine(client, poll=0.2, stores=stores))
-        finally:
-            await stores.close()
-            await client.close()
-
-    return asyncio.run(go())
 
 
 def _source(
@@ -146,7 +137,7 @@ def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
         kube.create(_deployment(namespace, "api", "db", "password"))
         _wait_available(kube, namespace, "api")
 
-        assert _engine(control_plane, lambda e: e.rotate(namespace, "db")).outcome == "rotated"
+        assert _run(control_plane, lambda e: e.rotate(namespace, "db")).outcome == "rotated"
         assert _data(kube, namespace, "db") == {
             "password": b"vault-canary-one",
             "pinned": b"vault-canary-one",
@@ -155,11 +146,11 @@ def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
             "password": str(first),
             "pinned": str(first),
         }
-        result, _ = _engine(control_plane, lambda e: e.reconcile(namespace, "db"))
+        result, _ = _run(control_plane, lambda e: e.reconcile(namespace, "db"))
         assert result is None, "an unchanged store makes no version"
 
         second = vault.kv_write(f"app/{namespace}/db", {"password": "vault-canary-two"})
-        result, _ = _engine(control_plane, lambda e: e.reconcile(namespace, "db"))
+        result, _ = _run(control_plane, lambda e: e.reconcile(namespace, "db"))
         assert result is not None
         assert result.restarted == (f"Deployment.apps {namespace}/api",)
         assert _data(kube, namespace, "db") == {
@@ -204,6 +195,6 @@ def test_approle_and_push(
         "rollout": {"strategy": "none"},
     }
     kube.create(_managed(namespace, "svc", spec))
-    assert _engine(control_plane, lambda e: e.rotate(namespace, "svc")).outcome == "rotated"
+    assert _run(control_plane, lambda e: e.rotate(namespace, "svc")).outcome == "rotated"
     stored = vault.api("GET", f"secret/data/app/{namespace}/svc")["data"]["data"]
     assert stored == {"token": _data(kube, namespace, "svc")["token"].decode()}
