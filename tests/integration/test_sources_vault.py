@@ -17,15 +17,12 @@ from typing import Any
 import pytest
 from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.models.rbac_v1 import RoleRef, Subject
 from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
-from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
 from kustos.errors import BinaryMissingError, ControlPlaneError
-from kustos.sensitive import Sensitive
 from kustos.sources.reading import SecretSource
 from kustos.testing.controlplane import ControlPlane
-from kustos.testing.vault import VaultServer, build_vault, require_vault
+from kustos.testing.vault import VaultServer, build_vault, require_vault, token_reviewer
 from tests.integration.test_rotation import (
     _data,
     _deployment,
@@ -71,34 +68,10 @@ def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
     control_plane: ControlPlane, kube: Client, namespace: str, crd: None, vault: VaultServer
 ) -> None:
     # Vault reviews tokens with a reviewer ServiceAccount; the app's own account logs in.
-    for account in ("vault-reviewer", "app"):
-        kube.create(ServiceAccount(metadata=ObjectMeta(name=account)), namespace=namespace)
-    binding = f"vault-reviewer-{namespace}"
-    kube.create(
-        ClusterRoleBinding(
-            metadata=ObjectMeta(name=binding),
-            roleRef=RoleRef(
-                apiGroup="rbac.authorization.k8s.io",
-                kind="ClusterRole",
-                name="system:auth-delegator",
-            ),
-            subjects=[Subject(kind="ServiceAccount", name="vault-reviewer", namespace=namespace)],
-        )
-    )
-    try:
-        from lightkube.models.authentication_v1 import TokenRequestSpec  # noqa: PLC0415
-
-        made = kube.create(
-            ServiceAccount.Token(metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[])),
-            name="vault-reviewer",
-            namespace=namespace,
-        )
-        assert made.status is not None
-        assert made.status.token
+    kube.create(ServiceAccount(metadata=ObjectMeta(name="app")), namespace=namespace)
+    with token_reviewer(kube, namespace) as reviewer:
         mount = f"k8s-{namespace}"
-        vault.use_control_plane(
-            control_plane, token_reviewer_jwt=Sensitive(made.status.token), path=mount
-        )
+        vault.use_control_plane(control_plane, token_reviewer_jwt=reviewer, path=mount)
         vault.kubernetes_role(
             "app", service_account="app", namespace=namespace, policies=[POLICY], path=mount
         )
@@ -167,8 +140,6 @@ def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
         )
         assert "vault-canary" not in text
         assert "vault-canary" not in vault.log_text
-    finally:
-        kube.delete(ClusterRoleBinding, binding)
 
 
 def test_approle_and_push(

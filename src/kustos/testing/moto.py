@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from kustos.errors import ControlPlaneError
-from kustos.testing.processes import free_ports, stop_session
+from kustos.testing.processes import free_ports, stop_session, wait_for_port
 
 
 class MotoServer:
@@ -49,19 +47,8 @@ class MotoServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ControlPlaneError(
-                    f"moto_server exited at start; see {self.folder / 'moto.log'}"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise ControlPlaneError("moto_server did not answer within 30 s")
+        wait_for_port(self.proc, self.port, name="moto_server", log=self.folder / "moto.log")
+        return self
 
     def stop(self) -> None:
         """End the server (its state is lost)."""

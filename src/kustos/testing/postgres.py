@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from types import TracebackType
 from typing import Self
 
 from kustos.errors import ControlPlaneError
-from kustos.testing.processes import free_ports, stop_session
+from kustos.testing.processes import free_ports, stop_session, wait_for_port
 
 ADMIN = "kustos_admin"
 
@@ -103,20 +102,9 @@ class PostgresServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ControlPlaneError(
-                    f"postgres exited at start; see {self.folder / 'postgres.log'}"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    time.sleep(0.3)  # accepting TCP comes just before accepting logins
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise ControlPlaneError("postgres did not accept connections within 30 s")
+        wait_for_port(self.proc, self.port, name="postgres", log=self.folder / "postgres.log")
+        time.sleep(0.3)  # accepting TCP comes just before accepting logins
+        return self
 
     @property
     def log_text(self) -> str:

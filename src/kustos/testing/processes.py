@@ -199,3 +199,21 @@ def stop_session(
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def wait_for_port(
+    proc: subprocess.Popen[bytes], port: int, *, name: str, log: Path, timeout: float = 30.0
+) -> None:
+    """Wait until *proc* accepts TCP on the loopback *port*; ``ControlPlaneError`` if it
+    exits first or does not answer within *timeout* seconds (it is then stopped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ControlPlaneError(f"{name} exited at start; see {log}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    stop_session(proc)
+    raise ControlPlaneError(f"{name} did not accept connections within {timeout:.0f} s; see {log}")
