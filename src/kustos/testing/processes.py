@@ -127,7 +127,11 @@ def terminate(proc: Process, *, grace: float = STOP_GRACE_SECONDS) -> None:
     pid = proc.pid
     if pid is None:
         return
-    if proc.poll() is None and proc.argv and proc.argv[0] not in cmdline(pid):
+    # A pid read back from a state file may have been reused by an unrelated process. A
+    # child of ours cannot be (its pid is held until we reap it), and right after the
+    # spawn its command line may still be ours, so the check applies to others only.
+    reused = proc.argv and proc.argv[0] not in cmdline(pid)
+    if proc.poll() is None and not _our_child(proc) and reused:
         proc.pid = None  # the pid was reused by an unrelated process: leave it alone
         return
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, KILL_GRACE_SECONDS)):
@@ -139,6 +143,19 @@ def terminate(proc: Process, *, grace: float = STOP_GRACE_SECONDS) -> None:
         if proc.poll() is not None:
             break
     proc.pid = None
+
+
+def _our_child(proc: Process) -> bool:
+    """True if *proc* is a child of this process (then its pid cannot have been reused)."""
+    if proc.pid is None:
+        return False
+    try:
+        done, status = os.waitpid(proc.pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    if done:  # it exited just now: keep its status for poll()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return True
 
 
 def wait_ready(
