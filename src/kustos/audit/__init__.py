@@ -1,0 +1,1 @@
+"""Watch: audit policy, receiver, tamper-evident archive, detectors and forwarding."""

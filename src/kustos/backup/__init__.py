@@ -1,0 +1,1 @@
+"""Protect (backup): encrypted, verifiable backups of Secrets in the age format."""
