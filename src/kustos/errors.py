@@ -31,6 +31,8 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     │   ├── StoreAuthError          login refused, or a path the policy denies (2)
     │   ├── StoreConflictError      check-and-set: the store changed meanwhile
     │   └── StoreUnavailableError   the store did not answer or failed (3)
+    ├── BackupError                 a backup cannot be opened or does not verify (exit 1)
+    │   └── RestoreConflictError    ``--conflict fail`` met an object that exists (exit 1)
     └── ControlPlaneError           the local control plane could not be built or run
         └── BinaryMissingError      a control-plane binary is not in the cache
 
@@ -197,6 +199,16 @@ class StoreUnavailableError(StoreError):
     """The store did not answer, timed out or failed (5xx): retry later."""
 
     exit_code = 3
+
+
+class BackupError(KustosError):
+    """A backup file cannot be opened (key, passphrase, damage) or does not verify."""
+
+    exit_code = 1
+
+
+class RestoreConflictError(BackupError):
+    """A restore with ``--conflict fail`` found objects that already exist and differ."""
 
 
 class ControlPlaneError(KustosError):
