@@ -33,8 +33,10 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     │   └── StoreUnavailableError   the store did not answer or failed (3)
     ├── BackupError                 a backup cannot be opened or does not verify (exit 1)
     │   └── RestoreConflictError    ``--conflict fail`` met an object that exists (exit 1)
-    └── ControlPlaneError           the local control plane could not be built or run
-        └── BinaryMissingError      a control-plane binary is not in the cache
+    ├── ControlPlaneError           the local control plane could not be built or run
+    │   └── BinaryMissingError      a control-plane binary is not in the cache
+    └── ArchiveError                the audit archive cannot be read, written or locked
+        └── ArchiveFullError        no room for a batch now (disk full, overload): retry later
 
 Exit codes (``exit_code``): 0 success; 1 only for the command's own documented result
 (findings at or above ``--fail-on``, a rollout that failed and was rolled back, a failed
@@ -217,3 +219,11 @@ class ControlPlaneError(KustosError):
 
 class BinaryMissingError(ControlPlaneError):
     """A control-plane binary is not where the cache says it should be."""
+
+
+class ArchiveError(KustosError):
+    """The audit archive cannot be opened, read or written (names the file, never a value)."""
+
+
+class ArchiveFullError(ArchiveError):
+    """A batch cannot be stored now (no space left, or too many batches waiting): retry."""
