@@ -1,0 +1,754 @@
+"""Detectors: audit events in, alerts out, the clock taken from the events.
+
+Purely data-manipulative: no I/O, no wall clock. A :class:`Detector` holds its
+configuration (:class:`DetectorsConfig`, the ``detectors:`` section of the Watch config
+file) and a :class:`WatchState` — the learned baselines (who read which Secret, from which
+addresses each principal calls) and the short sliding windows (bulk reads, denied
+bursts, exec sessions). ``watching`` persists that state in the archive folder so that a
+restart does not learn again; here it is only a value.
+
+What each detector looks at (an event is counted once per ``auditID``: the first of its
+``ResponseStarted``/``ResponseComplete``/``Panic`` stages; ``RequestReceived`` is ignored):
+
+- ``first_secret_read``: a principal reads (get, or list/watch naming one) a Secret it was
+  never seen reading before;
+- ``new_source_ip``: a principal calls from an address (the last of ``sourceIPs``, the
+  only one the client cannot forge) never seen for it; pod ServiceAccounts change address
+  with every pod and are left out unless asked for;
+- ``off_hours``: a successful Secret read outside the configured hours and days;
+- ``bulk_read``: a cluster-wide list or watch of Secrets, or one principal reading many
+  distinct Secrets, or listing Secrets in many namespaces, within a short window;
+- ``anonymous``: a request by ``system:anonymous``/``system:unauthenticated`` or one that
+  failed authentication (401), health probes excepted;
+- ``denied_burst``: many 401/403 answers to one principal within a window;
+- ``exec_then_secret``: an exec or attach into a pod followed, within a window, by a Secret
+  read by the same principal or by the pod's own ServiceAccount token;
+- ``secret_changed``: a Secret created, changed or deleted by anyone but the rotation
+  operator's ServiceAccount and an allow-list;
+- ``policy_leak``: an event carried a Secret's body (the receiver stripped it and marked
+  the event with the ``kustos.io/values-stripped`` annotation), so the audit policy leaks.
+
+Baselines apply a learning period: during the first ``learning_period`` of event time the
+first-seen detectors record without alerting. Platform identities (nodes, controllers,
+``kube-system`` ServiceAccounts, the operator) are ignored by the behavioural detectors.
+Alerts carry names and audit IDs only; detectors never read request or response bodies.
+
+May import: ``kustos.audit.alerts``, ``kustos.durations``, ``kustos.errors``,
+``kustos.conventions``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import re
+import zoneinfo
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kustos.audit.alerts import Alert, Severity
+from kustos.conventions import PREFIX
+from kustos.durations import parse_duration
+
+#: Annotation the receiver adds to an event whose request or response body it removed.
+ANNOTATION_STRIPPED: Final = PREFIX + "values-stripped"
+#: The rotation operator's identity (``deploy/rotation/operator.yaml``).
+OPERATOR_USER: Final = "system:serviceaccount:kustos-system:kustos-operator"
+#: Platform identities whose Secret traffic is routine (globs on the username).
+PLATFORM_USERS: Final = (
+    "system:node:*",
+    "system:kube-controller-manager",
+    "system:kube-scheduler",
+    "system:kube-proxy",
+    "system:apiserver",
+    "system:serviceaccount:kube-system:*",
+    OPERATOR_USER,
+)
+SECRET_READS: Final = frozenset({"get", "list", "watch"})
+SECRET_WRITES: Final = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+_COUNTED_STAGES: Final = frozenset({"ResponseStarted", "ResponseComplete", "Panic"})
+_HEALTH: Final = re.compile(r"^/(healthz|livez|readyz|version|openapi)(/|$|\?)")
+_ANONYMOUS_GROUP: Final = "system:unauthenticated"
+_ANONYMOUS_USER: Final = "system:anonymous"
+_POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"
+_PAST: Final = {
+    "create": "created",
+    "update": "updated",
+    "patch": "patched",
+    "delete": "deleted",
+    "deletecollection": "deleted a collection including",
+}
+_DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: At most this many audit IDs are quoted in one alert.
+MAX_IDS: Final = 20
+#: At most this many addresses are remembered per principal (oldest forgotten first).
+MAX_ADDRESSES: Final = 256
+#: How many recent audit IDs are kept to count a request once across its stages.
+RECENT_IDS: Final = 4096
+
+
+class ArchivedLike(Protocol):
+    """What the archive hands the detectors (``kustos.audit.records.ArchivedEvent``)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def event(self) -> Mapping[str, Any]: ...
+
+
+# --------------------------------------------------------------------------- config
+def _duration(text: str, *, zero_ok: bool = False) -> dt.timedelta:
+    if zero_ok and text.strip() in {"0", "0s"}:
+        return dt.timedelta(0)
+    return parse_duration(text)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    ignore_users: tuple[str, ...] = ()
+
+
+class FirstSecretRead(_Section):
+    """``first_secret_read``: a principal reads a Secret for the first time."""
+
+    severity: Severity = Severity.MEDIUM
+
+
+class NewSourceIp(_Section):
+    """``new_source_ip``: a principal calls from an address never seen for it."""
+
+    severity: Severity = Severity.LOW
+    include_service_accounts: bool = False
+
+
+class OffHours(_Section):
+    """``off_hours``: Secret reads outside working hours (off unless configured)."""
+
+    enabled: bool = False
+    severity: Severity = Severity.MEDIUM
+    timezone: str = "UTC"
+    hours: str = "08:00-18:00"
+    days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value[:40]!r}") from exc
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        _parse_hours(value)
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        days = tuple(d.lower()[:3] for d in value)
+        bad = [d for d in days if d not in _DAYS]
+        if bad:
+            raise ValueError(f"unknown day {bad[0]!r} (use mon, tue, ... sun)")
+        return days
+
+
+class BulkRead(_Section):
+    """``bulk_read``: enumeration of Secrets."""
+
+    severity: Severity = Severity.HIGH
+    window: str = "1m"
+    distinct_secrets: int = Field(default=10, ge=2)
+    namespaces: int = Field(default=3, ge=2)
+    cluster_wide: bool = True
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class Anonymous(_Section):
+    """``anonymous``: unauthenticated requests."""
+
+    severity: Severity = Severity.HIGH
+
+
+class DeniedBurst(_Section):
+    """``denied_burst``: many refused requests by one principal."""
+
+    severity: Severity = Severity.MEDIUM
+    window: str = "1m"
+    threshold: int = Field(default=10, ge=2)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class ExecThenSecret(_Section):
+    """``exec_then_secret``: exec or attach into a pod, then Secret reads."""
+
+    severity: Severity = Severity.HIGH
+    window: str = "10m"
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class SecretChanged(_Section):
+    """``secret_changed``: a Secret written by someone other than the operator."""
+
+    severity: Severity = Severity.MEDIUM
+    operator: str = OPERATOR_USER
+    allow_users: tuple[str, ...] = (
+        "system:kube-controller-manager",
+        "system:serviceaccount:kube-system:*",
+    )
+
+
+class PolicyLeak(_Section):
+    """``policy_leak``: the audit policy sent a Secret body."""
+
+    severity: Severity = Severity.CRITICAL
+
+
+class DetectorsConfig(BaseModel):
+    """The ``detectors:`` section of the Watch config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    learning_period: str = "24h"
+    cooldown: str = "10m"
+    ignore_users: tuple[str, ...] = PLATFORM_USERS
+    first_secret_read: FirstSecretRead = FirstSecretRead()
+    new_source_ip: NewSourceIp = NewSourceIp()
+    off_hours: OffHours = OffHours()
+    bulk_read: BulkRead = BulkRead()
+    anonymous: Anonymous = Anonymous()
+    denied_burst: DeniedBurst = DeniedBurst()
+    exec_then_secret: ExecThenSecret = ExecThenSecret()
+    secret_changed: SecretChanged = SecretChanged()
+    policy_leak: PolicyLeak = PolicyLeak()
+
+    @field_validator("learning_period")
+    @classmethod
+    def _learning(cls, value: str) -> str:
+        _duration(value, zero_ok=True)
+        return value
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, value: str) -> str:
+        _duration(value, zero_ok=True)
+        return value
+
+    @model_validator(mode="after")
+    def _globs(self) -> DetectorsConfig:
+        for glob in self.ignore_users:
+            if not glob:
+                raise ValueError("ignore_users: an empty pattern")
+        return self
+
+
+def _parse_hours(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    if match is None:
+        raise ValueError(f"hours {text[:40]!r}: use HH:MM-HH:MM")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 24 or h2 > 24 or m1 > 59 or m2 > 59:
+        raise ValueError(f"hours {text[:40]!r}: not a time of day")
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
+# --------------------------------------------------------------------------- events
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The metadata of one audit event that the detectors use (never a body)."""
+
+    audit_id: str
+    time: dt.datetime
+    user: str
+    groups: tuple[str, ...]
+    impersonator: str | None
+    verb: str
+    resource: str
+    subresource: str
+    namespace: str | None
+    name: str | None
+    source_ip: str | None
+    code: int | None
+    uri: str
+    pod_name: str | None
+    stripped: bool
+    has_body: bool
+
+    @property
+    def allowed(self) -> bool:
+        """The API server let the request through (no code yet counts: exec upgrades)."""
+        return self.code is None or self.code < 400
+
+    @property
+    def denied(self) -> bool:
+        """Refused: authentication (401) or authorization (403)."""
+        return self.code in (401, 403)
+
+    @property
+    def is_secret(self) -> bool:
+        """The request is about Secrets (not a subresource of something else)."""
+        return self.resource == "secrets" and not self.subresource
+
+    @property
+    def stamp(self) -> str:
+        """The event's time as RFC 3339 in UTC."""
+        return self.time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An audit MicroTime (``2024-12-13T05:28:40.005508Z``) as an aware datetime."""
+    value = dt.datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _event_time(event: Mapping[str, Any]) -> dt.datetime | None:
+    for key in ("requestReceivedTimestamp", "stageTimestamp", "timestamp"):
+        value = event.get(key)
+        if isinstance(value, str):
+            try:
+                return parse_time(value)
+            except ValueError:
+                continue
+    meta = event.get("metadata")
+    if isinstance(meta, Mapping) and isinstance(meta.get("creationTimestamp"), str):
+        try:
+            return parse_time(meta["creationTimestamp"])
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def request_of(event: Mapping[str, Any]) -> Request | None:
+    """The detector's view of *event*, or ``None`` for a stage or shape it does not count."""
+    if event.get("stage") not in _COUNTED_STAGES:
+        return None
+    when = _event_time(event)
+    audit_id = _text(event.get("auditID"))
+    if when is None or audit_id is None:
+        return None
+    user = _mapping(event.get("user"))
+    acting = event.get("impersonatedUser")
+    impersonator = None
+    if isinstance(acting, Mapping) and _text(acting.get("username")):
+        impersonator = _text(user.get("username"))
+        user = acting
+    groups = user.get("groups")
+    extra = user.get("extra")
+    pod = None
+    if isinstance(extra, Mapping):
+        values = extra.get(_POD_NAME_EXTRA)
+        if isinstance(values, list) and values and isinstance(values[0], str):
+            pod = values[0]
+    ref = _mapping(event.get("objectRef"))
+    ips = event.get("sourceIPs")
+    status = event.get("responseStatus")
+    code = status.get("code") if isinstance(status, Mapping) else None
+    annotations = event.get("annotations")
+    return Request(
+        audit_id=audit_id,
+        time=when,
+        user=_text(user.get("username")) or "",
+        groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
+        impersonator=impersonator,
+        verb=_text(event.get("verb")) or "",
+        resource=_text(ref.get("resource")) or "",
+        subresource=_text(ref.get("subresource")) or "",
+        namespace=_text(ref.get("namespace")),
+        name=_text(ref.get("name")),
+        source_ip=_text(ips[-1]) if isinstance(ips, list) and ips else None,
+        code=code if isinstance(code, int) else None,
+        uri=_text(event.get("requestURI")) or "",
+        pod_name=pod,
+        stripped=isinstance(annotations, Mapping) and ANNOTATION_STRIPPED in annotations,
+        has_body=event.get("requestObject") is not None or event.get("responseObject") is not None,
+    )
+
+
+# --------------------------------------------------------------------------- state
+@dataclass
+class WatchState:
+    """What the detectors remember between events (and, through ``watching``, restarts)."""
+
+    #: Event time of the first event ever seen (start of the learning period).
+    started: dt.datetime | None = None
+    #: Sequence number of the last archived event processed (the detectors' cursor).
+    last_seq: int = 0
+    secret_readers: set[tuple[str, str, str]] = field(default_factory=set)
+    addresses: dict[str, list[str]] = field(default_factory=dict)
+    #: detector → principal → recent (epoch seconds, key, audit id), oldest first.
+    windows: dict[str, dict[str, deque[tuple[float, str, str]]]] = field(default_factory=dict)
+    #: pod ``ns/name`` or principal → (epoch seconds, audit id, who exec'ed, pod)
+    sessions: dict[str, tuple[float, str, str, str]] = field(default_factory=dict)
+    #: alert key → epoch seconds of the last alert (rate limit).
+    cooldowns: dict[str, float] = field(default_factory=dict)
+    recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+
+def _matches(user: str, globs: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(user, g) for g in globs)
+
+
+def _secret_label(namespace: str | None, name: str | None) -> str:
+    return f"{namespace or '*'}/{name or '*'}"
+
+
+def _who(req: Request) -> str:
+    return f"{req.user} (impersonated by {req.impersonator})" if req.impersonator else req.user
+
+
+class Detector:
+    """Every configured detector over one :class:`WatchState`."""
+
+    def __init__(self, config: DetectorsConfig, state: WatchState | None = None) -> None:
+        self.config = config
+        self.state = state if state is not None else WatchState()
+        self._learning = _duration(config.learning_period, zero_ok=True)
+        self._cooldown = _duration(config.cooldown, zero_ok=True).total_seconds()
+        self._bulk_window = parse_duration(config.bulk_read.window).total_seconds()
+        self._denied_window = parse_duration(config.denied_burst.window).total_seconds()
+        self._exec_window = parse_duration(config.exec_then_secret.window).total_seconds()
+        self._hours = _parse_hours(config.off_hours.hours)
+        self._zone = zoneinfo.ZoneInfo(config.off_hours.timezone)
+
+    # ------------------------------------------------------------------ driving
+    def process(self, events: Iterable[ArchivedLike]) -> list[Alert]:
+        """Feed archived events (in sequence order); return the alerts they raise.
+
+        Events at or before ``state.last_seq`` were seen already and are skipped, so the
+        same batch delivered twice raises nothing twice.
+        """
+        alerts: list[Alert] = []
+        for archived in events:
+            if archived.seq <= self.state.last_seq:
+                continue
+            self.state.last_seq = archived.seq
+            alerts.extend(self.observe(archived.event))
+        return alerts
+
+    def observe(self, event: Mapping[str, Any]) -> Iterator[Alert]:
+        """The alerts one event raises (and the baselines it updates)."""
+        req = request_of(event)
+        if req is None or not self._first_time(req.audit_id):
+            return
+        state = self.state
+        if state.started is None:
+            state.started = req.time
+        learning = req.time - state.started < self._learning
+        cfg = self.config
+        platform = _matches(req.user, cfg.ignore_users)
+        if cfg.policy_leak.enabled and (req.stripped or (req.is_secret and req.has_body)):
+            yield from self._limited(req, "policy_leak", req.resource, self._policy_leak(req))
+        anonymous = self._anonymous(req)
+        if cfg.anonymous.enabled and anonymous:
+            yield from self._limited(req, "anonymous", req.source_ip or "", self._anon(req))
+        if cfg.secret_changed.enabled and req.is_secret and req.verb in SECRET_WRITES:
+            yield from self._changed(req)
+        if platform:
+            return
+        if cfg.denied_burst.enabled and req.denied and not anonymous:  # anonymous says it
+            yield from self._denied(req)
+        if cfg.new_source_ip.enabled:
+            yield from self._new_address(req, learning=learning)
+        if cfg.exec_then_secret.enabled and req.resource == "pods" and req.allowed:
+            self._remember_exec(req)
+        if not (req.is_secret and req.verb in SECRET_READS and req.allowed):
+            return
+        if cfg.first_secret_read.enabled:
+            yield from self._first_read(req, learning=learning)
+        if cfg.off_hours.enabled:
+            yield from self._off_hours(req)
+        if cfg.bulk_read.enabled:
+            yield from self._bulk(req)
+        if cfg.exec_then_secret.enabled:
+            yield from self._after_exec(req)
+
+    def _first_time(self, audit_id: str) -> bool:
+        recent = self.state.recent_ids
+        if audit_id in recent:
+            return False
+        recent[audit_id] = None
+        if len(recent) > RECENT_IDS:
+            recent.popitem(last=False)
+        return True
+
+    # ------------------------------------------------------------------ helpers
+    def _alert(self, req: Request, detector: str, message: str, **extra: Any) -> Alert:
+        section = getattr(self.config, detector)
+        return Alert(
+            detector=detector,
+            severity=section.severity,
+            time=req.stamp,
+            user=req.user,
+            source_ip=req.source_ip,
+            namespace=extra.get("namespace", req.namespace),
+            name=extra.get("name", req.name),
+            audit_ids=tuple(extra.get("audit_ids", (req.audit_id,)))[:MAX_IDS],
+            message=message,
+        )
+
+    def _limited(
+        self, req: Request, detector: str, key: str, alert: Alert | None
+    ) -> Iterator[Alert]:
+        """Yield *alert* unless the same detector and key alerted within the cooldown."""
+        if alert is None:
+            return
+        slot = f"{detector}\x00{req.user}\x00{key}"
+        now = req.time.timestamp()
+        last = self.state.cooldowns.get(slot)
+        if last is not None and now - last < self._cooldown:
+            return
+        self.state.cooldowns[slot] = now
+        if len(self.state.cooldowns) > RECENT_IDS:
+            horizon = now - self._cooldown
+            self.state.cooldowns = {k: v for k, v in self.state.cooldowns.items() if v > horizon}
+        yield alert
+
+    def _ignored(self, req: Request, detector: str) -> bool:
+        section: _Section = getattr(self.config, detector)
+        return _matches(req.user, section.ignore_users)
+
+    def _window(
+        self, detector: str, req: Request, key: str, span: float
+    ) -> deque[tuple[float, str, str]]:
+        per_user = self.state.windows.setdefault(detector, {})
+        entries = per_user.setdefault(req.user, deque())
+        now = req.time.timestamp()
+        entries.append((now, key, req.audit_id))
+        while entries and entries[0][0] <= now - span:
+            entries.popleft()
+        return entries
+
+    # ------------------------------------------------------------------ detectors
+    def _policy_leak(self, req: Request) -> Alert:
+        what = _secret_label(req.namespace, req.name) if req.is_secret else req.resource
+        return self._alert(
+            req,
+            "policy_leak",
+            f"the audit policy logs request or response bodies of {req.resource or 'objects'}"
+            f" ({req.verb} {what}); the receiver stripped them: log Secrets at Metadata level",
+        )
+
+    @staticmethod
+    def _anonymous(req: Request) -> bool:
+        anonymous = req.user == _ANONYMOUS_USER or _ANONYMOUS_GROUP in req.groups
+        if not (anonymous or req.code == 401):
+            return False
+        return bool(req.resource) or not _HEALTH.match(req.uri)
+
+    def _anon(self, req: Request) -> Alert | None:
+        if self._ignored(req, "anonymous"):
+            return None
+        target = req.resource or req.uri.split("?", 1)[0]
+        if req.code == 401:
+            outcome = "failed authentication"
+        else:
+            outcome = "was allowed" if req.allowed else f"was refused ({req.code})"
+        return self._alert(
+            req,
+            "anonymous",
+            f"unauthenticated {req.verb or 'request'} on {target} {outcome}",
+        )
+
+    def _changed(self, req: Request) -> Iterator[Alert]:
+        section = self.config.secret_changed
+        if not req.allowed or req.user == section.operator:
+            return
+        if _matches(req.user, section.allow_users) or self._ignored(req, "secret_changed"):
+            return
+        verb = _PAST.get(req.verb, req.verb)
+        yield self._alert(
+            req,
+            "secret_changed",
+            f"{_who(req)} {verb} Secret {_secret_label(req.namespace, req.name)}"
+            " (not the rotation operator nor an allowed writer)",
+        )
+
+    def _denied(self, req: Request) -> Iterator[Alert]:
+        if self._ignored(req, "denied_burst"):
+            return
+        section = self.config.denied_burst
+        entries = self._window("denied_burst", req, req.resource or req.uri, self._denied_window)
+        if len(entries) < section.threshold:
+            return
+        alert = self._alert(
+            req,
+            "denied_burst",
+            f"{_who(req)} was refused {len(entries)} requests within {section.window}",
+            audit_ids=[e[2] for e in entries],
+            namespace=None,
+            name=None,
+        )
+        yield from self._limited(req, "denied_burst", "", alert)
+
+    def _new_address(self, req: Request, *, learning: bool) -> Iterator[Alert]:
+        section = self.config.new_source_ip
+        if req.source_ip is None or not req.user or self._ignored(req, "new_source_ip"):
+            return
+        if req.user.startswith("system:serviceaccount:") and not (section.include_service_accounts):
+            return
+        known = self.state.addresses.setdefault(req.user, [])
+        if req.source_ip in known:
+            return
+        first_ever = not known
+        known.append(req.source_ip)
+        if len(known) > MAX_ADDRESSES:
+            del known[0]
+        if learning or first_ever:
+            return  # the first address of a principal is its baseline, not news
+        yield self._alert(
+            req,
+            "new_source_ip",
+            f"{_who(req)} called from {req.source_ip}, never seen for it"
+            f" (known: {', '.join(known[-4:-1])})",
+        )
+
+    def _first_read(self, req: Request, *, learning: bool) -> Iterator[Alert]:
+        if req.name is None or req.namespace is None or self._ignored(req, "first_secret_read"):
+            return
+        key = (req.user, req.namespace, req.name)
+        if key in self.state.secret_readers:
+            return
+        self.state.secret_readers.add(key)
+        if learning:
+            return
+        yield self._alert(
+            req,
+            "first_secret_read",
+            f"{_who(req)} read Secret {req.namespace}/{req.name} ({req.verb}) for the first time",
+        )
+
+    def _off_hours(self, req: Request) -> Iterator[Alert]:
+        section = self.config.off_hours
+        if self._ignored(req, "off_hours"):
+            return
+        local = req.time.astimezone(self._zone)
+        minute = local.hour * 60 + local.minute
+        start, end = self._hours
+        inside = start <= minute < end if start <= end else (minute >= start or minute < end)
+        if inside and _DAYS[local.weekday()] in section.days:
+            return
+        alert = self._alert(
+            req,
+            "off_hours",
+            f"{_who(req)} read Secret {_secret_label(req.namespace, req.name)} at"
+            f" {local.strftime('%a %H:%M')} {section.timezone}, outside {section.hours}"
+            f" {','.join(section.days)}",
+        )
+        yield from self._limited(req, "off_hours", _secret_label(req.namespace, req.name), alert)
+
+    def _bulk(self, req: Request) -> Iterator[Alert]:
+        section = self.config.bulk_read
+        if self._ignored(req, "bulk_read"):
+            return
+        if req.verb in ("list", "watch") and req.name is None:
+            if req.namespace is None and section.cluster_wide:
+                alert = self._alert(
+                    req,
+                    "bulk_read",
+                    f"{_who(req)} {req.verb}ed Secrets in every namespace",
+                )
+                yield from self._limited(req, "bulk_read", "cluster", alert)
+                return
+            entries = self._window("bulk_namespaces", req, req.namespace or "", self._bulk_window)
+            spaces = {e[1] for e in entries}
+            if len(spaces) >= section.namespaces:
+                alert = self._alert(
+                    req,
+                    "bulk_read",
+                    f"{_who(req)} listed Secrets in {len(spaces)} namespaces within"
+                    f" {section.window}",
+                    audit_ids=[e[2] for e in entries],
+                    namespace=None,
+                )
+                yield from self._limited(req, "bulk_read", "namespaces", alert)
+            return
+        label = _secret_label(req.namespace, req.name)
+        entries = self._window("bulk_secrets", req, label, self._bulk_window)
+        names = {e[1] for e in entries}
+        if len(names) >= section.distinct_secrets:
+            alert = self._alert(
+                req,
+                "bulk_read",
+                f"{_who(req)} read {len(names)} distinct Secrets within {section.window}",
+                audit_ids=[e[2] for e in entries],
+                name=None,
+                namespace=req.namespace if len({n.split("/")[0] for n in names}) == 1 else None,
+            )
+            yield from self._limited(req, "bulk_read", "secrets", alert)
+
+    def _remember_exec(self, req: Request) -> None:
+        if req.subresource not in ("exec", "attach") or self._ignored(req, "exec_then_secret"):
+            return
+        pod = f"{req.namespace}/{req.name}"
+        session = (req.time.timestamp(), req.audit_id, req.user, pod)
+        self.state.sessions[f"user\x00{req.user}"] = session
+        self.state.sessions[f"pod\x00{pod}"] = session
+        horizon = req.time.timestamp() - self._exec_window
+        if len(self.state.sessions) > RECENT_IDS:
+            self.state.sessions = {k: v for k, v in self.state.sessions.items() if v[0] > horizon}
+
+    def _after_exec(self, req: Request) -> Iterator[Alert]:
+        now = req.time.timestamp()
+        candidates = [self.state.sessions.get(f"user\x00{req.user}")]
+        if req.pod_name is not None and req.user.startswith("system:serviceaccount:"):
+            namespace = req.user.split(":")[2]
+            candidates.append(self.state.sessions.get(f"pod\x00{namespace}/{req.pod_name}"))
+        for session in candidates:
+            if session is None or not 0 <= now - session[0] <= self._exec_window:
+                continue
+            _, exec_id, execer, pod = session
+            via = "" if execer == req.user else f" from inside pod {pod} (exec by {execer})"
+            alert = self._alert(
+                req,
+                "exec_then_secret",
+                f"{_who(req)} read Secret {_secret_label(req.namespace, req.name)}{via}"
+                f" within {self.config.exec_then_secret.window} of an exec into {pod}",
+                audit_ids=[exec_id, req.audit_id],
+            )
+            yield from self._limited(
+                req, "exec_then_secret", _secret_label(req.namespace, req.name), alert
+            )
+            return
+
+
+def detect(
+    events: Sequence[Mapping[str, Any]], config: DetectorsConfig | None = None
+) -> list[Alert]:
+    """Run fresh detectors over plain events (seq = position); for tests and one-off runs."""
+    detector = Detector(config or DetectorsConfig())
+    out: list[Alert] = []
+    for event in events:
+        out.extend(detector.observe(event))
+    return out
