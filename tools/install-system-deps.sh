@@ -4,8 +4,9 @@
 #   postgresql   a real database for database-credential rotation
 #   age          the reference age binary, to prove backups open with standard tools
 #   procps       pgrep/ps for orphan checks in tests
+#   rsyslog, rsyslog-openssl  a real syslog receiver (TCP and TLS) for audit forwarding tests
 set -euo pipefail
-packages=(softhsm2 postgresql age procps)
+packages=(softhsm2 postgresql age procps rsyslog rsyslog-openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
