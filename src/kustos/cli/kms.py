@@ -28,7 +28,7 @@ from typer.core import TyperGroup, TyperOption
 from kustos.cli.output import TableOrJson, print_json
 from kustos.errors import FileAccessError, InputError, KmsError, UsageError
 from kustos.files import read_bytes, write_atomic
-from kustos.kms.keys import key_id_hash
+from kustos.kms.keys import SealingKeyStore, key_id_hash
 from kustos.kms.providers import KeyProvider
 from kustos.kms.providers.keyring import LocalKeyring
 from kustos.sensitive import Sensitive
@@ -92,6 +92,13 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
+sealing_app = typer.Typer(
+    help="The cluster's sealing key (the age identity that opens SealedSecrets), kept in the "
+    "keyring or the PKCS#11 token: create, rotate, list, retire, reseal. Same key-store "
+    "options as `kustos kms keys`.",
+    no_args_is_help=True,
+)
+app.add_typer(sealing_app, name="sealing-key")
 
 
 def _secret_file(path: Path, what: str) -> Sensitive:
@@ -461,3 +468,93 @@ def reencrypt(
         if provider is not None and key_id is not None:
             provider.record_reencrypt(key_id)
             typer.echo(f"recorded: every object rewritten while {key_id} was current")
+
+
+# ---------------------------------------------------------------------- sealing keys
+def _sealing(provider: KeyProvider) -> SealingKeyStore:
+    if not isinstance(provider, SealingKeyStore):
+        raise UsageError("this key store cannot hold sealing keys")
+    return provider
+
+
+@sealing_app.command("create")
+def sealing_create(ctx: typer.Context) -> None:
+    """Create the first sealing key; prints its public recipient."""
+    with _flags(ctx).open() as provider:
+        key = _sealing(provider).add_sealing_key(created=_now(), first=True)
+    typer.echo(f"created sealing key {key.key_id} (current): {key.recipient}")
+
+
+@sealing_app.command("rotate")
+def sealing_rotate(ctx: typer.Context) -> None:
+    """Make a new current sealing key; older ones keep unsealing until retired."""
+    with _flags(ctx).open() as provider:
+        key = _sealing(provider).add_sealing_key(created=_now(), first=False)
+    typer.echo(
+        f"created sealing key {key.key_id} (current): {key.recipient}; the operator publishes "
+        "it within its --sealing-reload; then `kustos kms sealing-key reseal` (or `kustos seal "
+        "--reseal --fetch-recipient`) the files, and retire the old key"
+    )
+
+
+@sealing_app.command("list")
+def sealing_list(
+    ctx: typer.Context,
+    output_format: Annotated[
+        TableOrJson, typer.Option("--format", help="table or json")
+    ] = TableOrJson.TABLE,
+) -> None:
+    """Every sealing key, newest first: id, state, creation time, recipient (public)."""
+    with _flags(ctx).open() as provider:
+        found = _sealing(provider).sealing_keys()
+    rows = [
+        {
+            "key_id": k.key_id,
+            "state": "current" if i == 0 else "previous",
+            "created": k.created,
+            "recipient": k.recipient,
+        }
+        for i, k in enumerate(found)
+    ]
+    if output_format is TableOrJson.JSON:
+        print_json({"sealing_keys": rows})
+        return
+    if not rows:
+        typer.echo("no sealing key: run `kustos kms sealing-key create`")
+    for row in rows:
+        typer.echo(f"{row['key_id']:<22} {row['state']:<9} {row['created']}  {row['recipient']}")
+
+
+@sealing_app.command("retire")
+def sealing_retire(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="The old sealing key to delete.")],
+) -> None:
+    """Delete an old sealing key: files sealed only for it no longer open (reseal them first)."""
+    with _flags(ctx).open() as provider:
+        _sealing(provider).retire_sealing_key(key_id)
+    typer.echo(f"retired sealing key {key_id}")
+
+
+@sealing_app.command("reseal")
+def sealing_reseal(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Sealed files to rewrite in place.")],
+) -> None:
+    """Rewrite sealed files for the current sealing key instead of the older ones.
+
+    The files are opened with the store's keys; other recipients (a backup, the team) are
+    kept; values, MAC and the namespace/name binding do not change.
+    """
+    from kustos.cli.seal import reseal_files  # noqa: PLC0415
+    from kustos.crypto import sops  # noqa: PLC0415
+
+    with _flags(ctx).open() as provider:
+        held = _sealing(provider).sealing_identities()
+    if not held:
+        raise KmsError("no sealing key: run `kustos kms sealing-key create`")
+    identities = sops.Identities.of([secret for _, secret in held], source="the key store")
+    current = sops.Recipient.parse(held[0][0].recipient, where="the current sealing key")
+    older = [key.recipient for key, _ in held[1:]]
+    changed = reseal_files(files, identities, add=[current], drop=older)
+    typer.echo(f"resealed {changed} of {len(files)} file(s) for {held[0][0].key_id}")

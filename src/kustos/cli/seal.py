@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -19,9 +21,10 @@ from typing import Annotated, Any, Final
 import orjson
 import typer
 
+from kustos.cli.inputs import Context, Kubeconfig
 from kustos.cli.output import emit
 from kustos.crypto import sops
-from kustos.errors import FileAccessError, InputError, UsageError
+from kustos.errors import FileAccessError, InputError, KubeNotFoundError, UsageError
 from kustos.files import read_text, write_atomic
 from kustos.kube.documents import load_yaml_all
 from kustos.sources import sealing
@@ -34,9 +37,19 @@ KEY_FILE_LIMIT: Final = 256 * 1024
 
 def seal(
     filename: Annotated[
-        str,
-        typer.Option("-f", "--filename", help="Secret manifest (YAML or JSON); '-' reads stdin."),
-    ],
+        list[str] | None,
+        typer.Option(
+            "-f",
+            "--filename",
+            help="Secret manifest (YAML or JSON); '-' reads stdin. Repeat with --output-dir.",
+        ),
+    ] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="With --reseal: the sealed files to rewrite in place.", show_default=False
+        ),
+    ] = None,
     recipient: Annotated[
         list[str] | None,
         typer.Option("--recipient", "-r", help="age public key (age1...); repeatable."),
@@ -47,6 +60,38 @@ def seal(
             "--recipient-file", "-R", help="File of age public keys, one per line; repeatable."
         ),
     ] = None,
+    fetch_recipient: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-recipient",
+            help="Add the cluster's current recipient, read from the ConfigMap the operator "
+            "publishes (kubeconfig).",
+        ),
+    ] = False,
+    recipient_configmap: Annotated[
+        str,
+        typer.Option("--recipient-configmap", help="NAMESPACE/NAME of that ConfigMap."),
+    ] = sealing.RECIPIENT_CONFIGMAP,
+    reseal: Annotated[
+        bool,
+        typer.Option(
+            "--reseal",
+            help="Rewrite FILES in place for their recipients minus the dropped ones plus the "
+            "given ones (values, MAC and binding unchanged).",
+        ),
+    ] = False,
+    drop_recipient: Annotated[
+        list[str] | None,
+        typer.Option("--drop-recipient", help="With --reseal: a recipient to remove; repeatable."),
+    ] = None,
+    identity: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--identity",
+            "-i",
+            help="With --reseal: an identity that opens the files [SOPS_AGE_KEY_FILE].",
+        ),
+    ] = None,
     namespace: Annotated[
         str | None,
         typer.Option("-n", "--namespace", help="Namespace, when the manifest names none."),
@@ -54,27 +99,154 @@ def seal(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the SealedSecret here.")
     ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", help="Seal every -f file into this folder (same names)."),
+    ] = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
 ) -> int:
     """Seal a Secret manifest into a SealedSecret (SOPS format, age recipients)."""
-    recipients = _recipients(recipient or [], recipient_file or [])
-    source, document = _read_document(filename, what="Secret manifest")
-    sealed = sealing.seal(
-        document, recipients, now=datetime.now(UTC), namespace=namespace, source=source
-    )
-    emit(sops.to_yaml(sealed), output, what="SealedSecret")
-    if output is not None:
-        meta = sealed["metadata"]
+    if reseal:
+        return _reseal(
+            files or [], recipient or [], recipient_file or [], identity or [],
+            drop=drop_recipient or [],
+            cluster=_Cluster(recipient_configmap, kubeconfig, context) if fetch_recipient else None,
+        )  # fmt: skip
+    if files or drop_recipient or identity:
+        raise UsageError("FILE arguments, --drop-recipient and --identity go with --reseal")
+    names = filename or []
+    if not names:
+        raise UsageError("give the Secret manifest: -f FILE (or --reseal FILE...)")
+    if len(names) > 1 and output_dir is None:
+        raise UsageError("several -f files need --output-dir DIR")
+    if output_dir is not None and output is not None:
+        raise UsageError("give -o FILE or --output-dir DIR, not both")
+    cluster = _Cluster(recipient_configmap, kubeconfig, context) if fetch_recipient else None
+    recipients = _recipients(recipient or [], recipient_file or [], cluster)
+    now = datetime.now(UTC)
+    for name in names:
+        source, document = _read_document(name, what="Secret manifest")
+        sealed = sealing.seal(document, recipients, now=now, namespace=namespace, source=source)
+        target = output if output_dir is None else output_dir / Path(source).name
+        emit(sops.to_yaml(sealed), target, what="SealedSecret")
+        if output_dir is None and output is not None:
+            meta = sealed["metadata"]
+            typer.echo(
+                f"kustos: sealed {meta['namespace']}/{meta['name']} for {len(recipients)} "
+                f"recipient(s) into {output}",
+                err=True,
+            )
+    if output_dir is not None:
         typer.echo(
-            f"kustos: sealed {meta['namespace']}/{meta['name']} for {len(recipients)} "
-            f"recipient(s) into {output}",
+            f"kustos: sealed {len(names)} file(s) for {len(recipients)} recipient(s) "
+            f"into {output_dir}",
             err=True,
         )
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Cluster:
+    """Where the cluster publishes its sealing recipients."""
+
+    configmap: str
+    kubeconfig: Path | None
+    context: str | None
+
+    def recipients(self) -> tuple[sops.Recipient, tuple[sops.Recipient, ...]]:
+        """The current recipient and the older ones the cluster still unseals with."""
+        from lightkube.resources.core_v1 import ConfigMap  # noqa: PLC0415
+
+        from kustos.kube.client import ClientSettings, api_errors, make_client  # noqa: PLC0415
+
+        namespace, name = sealing.configmap_ref(self.configmap)
+        where = f"ConfigMap {namespace}/{name}"
+        client = make_client(ClientSettings(kubeconfig=self.kubeconfig, context=self.context))
+        try:
+            with api_errors(f"read {where}", verb="get", resource="configmaps"):
+                found = client.get(ConfigMap, name, namespace=namespace)
+        except KubeNotFoundError:
+            raise InputError(
+                f"{where} does not exist: is the operator running with a sealing key "
+                "(kustos operator run --sealing-keyring/--sealing-pkcs11-*)?"
+            ) from None
+        return sealing.published_recipients(found.data, source=where)
+
+
+def _reseal(
+    files: list[Path],
+    given: list[str],
+    given_files: list[Path],
+    identity: list[Path],
+    *,
+    drop: list[str],
+    cluster: _Cluster | None,
+) -> int:
+    if not files:
+        raise UsageError("--reseal needs the sealed files to rewrite: kustos seal --reseal FILE...")
+    add = [sops.Recipient.parse(r, where=f"--recipient #{i}") for i, r in enumerate(given, 1)]
+    for path in given_files:
+        add.extend(
+            sops.parse_recipients(
+                read_text(path, what="recipient file", limit=KEY_FILE_LIMIT), source=str(path)
+            )
+        )
+    dropped = [sops.Recipient.parse(r, where=f"--drop-recipient #{i}").text
+               for i, r in enumerate(drop, 1)]  # fmt: skip
+    if cluster is not None:
+        current, previous = cluster.recipients()
+        add.append(current)
+        dropped.extend(r.text for r in previous)
+    if not add and not dropped:
+        raise UsageError(
+            "--reseal needs a change: --fetch-recipient, --recipient/-R to add, "
+            "--drop-recipient to remove"
+        )
+    identities = _identities(identity)
+    changed = reseal_files(files, identities, add=add, drop=dropped)
+    typer.echo(
+        f"kustos: resealed {changed} of {len(files)} file(s) "
+        f"({len(files) - changed} already had these recipients)",
+        err=True,
+    )
+    return 0
+
+
+def reseal_files(
+    files: Sequence[Path],
+    identities: sops.Identities,
+    *,
+    add: Sequence[sops.Recipient],
+    drop: Sequence[str],
+) -> int:
+    """Rewrite each sealed file in place for new recipients; how many changed.
+
+    Every file is checked before any is written: one that does not open (or would lose
+    its last recipient) stops the run with its name, and nothing is changed.
+    """
+    results = []
+    for path in files:
+        source, document = _read_document(str(path), what="sealed file")
+        results.append((path, sealing.reseal(document, identities, add=add, drop=drop,
+                                             source=source)))  # fmt: skip
+    changed = 0
+    for path, result in results:
+        if result.changed:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            write_atomic(path, sops.to_yaml(result.document).encode(), what="sealed file",
+                         mode=mode)  # fmt: skip
+            changed += 1
+    return changed
+
+
 def unseal(
-    filename: Annotated[
-        str, typer.Argument(help="A SealedSecret, or a Secret encrypted by sops; '-' reads stdin.")
+    filenames: Annotated[
+        list[str],
+        typer.Argument(
+            help="A SealedSecret, or a Secret encrypted by sops; '-' reads stdin. Several "
+            "with --output-dir."
+        ),
     ],
     identity: Annotated[
         list[Path] | None,
@@ -88,37 +260,53 @@ def unseal(
         Path | None,
         typer.Option("-o", "--output", help="Write the Secret manifest here (mode 0600)."),
     ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", help="Unseal every file into this folder (same names, mode 0600)."
+        ),
+    ] = None,
 ) -> int:
     """Print the Secret manifest inside a SealedSecret (values in clear; exit 2 if refused)."""
+    if len(filenames) > 1 and output_dir is None:
+        raise UsageError("several files need --output-dir DIR")
+    if output_dir is not None and output is not None:
+        raise UsageError("give -o FILE or --output-dir DIR, not both")
     identities = _identities(identity or [])
-    source, document = _read_document(filename, what="sealed file")
-    manifest = sealing.unseal(document, identities, source=source)
-    if document.get("kind") == sealing.KIND and not sealing.keys_sorted(document):
-        typer.echo(
-            f"kustos: warning: {source}: encrypted keys are not in sorted order; the API "
-            "server sorts them, and the cluster's copy will fail the MAC (seal it again: "
-            "kustos unseal ... | kustos seal -f - ...)",
-            err=True,
-        )
-    text = sops.to_yaml(manifest, indent=2)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomic(output, text.encode(), what="Secret manifest", mode=0o600)
+    for filename in filenames:
+        source, document = _read_document(filename, what="sealed file")
+        manifest = sealing.unseal(document, identities, source=source)
+        if document.get("kind") == sealing.KIND and not sealing.keys_sorted(document):
+            typer.echo(
+                f"kustos: warning: {source}: encrypted keys are not in sorted order; the API "
+                "server sorts them, and the cluster's copy will fail the MAC (seal it again: "
+                "kustos unseal ... | kustos seal -f - ...)",
+                err=True,
+            )
+        text = sops.to_yaml(manifest, indent=2)
+        target = output if output_dir is None else output_dir / Path(source).name
+        if target is None:
+            sys.stdout.write(text)
+        else:
+            write_atomic(target, text.encode(), what="Secret manifest", mode=0o600)
     return 0
 
 
-def _recipients(given: list[str], files: list[Path]) -> list[sops.Recipient]:
+def _recipients(
+    given: list[str], files: list[Path], cluster: _Cluster | None
+) -> list[sops.Recipient]:
     found = [sops.Recipient.parse(r, where=f"--recipient #{i}") for i, r in enumerate(given, 1)]
     for path in files:
         text = read_text(path, what="recipient file", limit=KEY_FILE_LIMIT)
         found.extend(sops.parse_recipients(text, source=str(path)))
+    if cluster is not None:
+        found.append(cluster.recipients()[0])
     if not found:
         raise UsageError(
-            "no recipient: give --recipient age1... or --recipient-file FILE "
-            "(the cluster's own recipient cannot be fetched yet)"
+            "no recipient: give --fetch-recipient (the cluster's), --recipient age1... "
+            "or --recipient-file FILE"
         )
-    return found
+    return list({r.text: r for r in found}.values())
 
 
 def _identities(paths: list[Path]) -> sops.Identities:

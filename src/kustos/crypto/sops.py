@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kustos.errors import InputError
+from kustos.sensitive import Sensitive
 
 #: The sops release whose file format this module writes (and records as ``version``).
 SOPS_VERSION: Final = "3.13.2"
@@ -234,6 +235,12 @@ class Identities:
             raise SopsIdentityError(f"{source}: no AGE-SECRET-KEY-1… line")
         return cls(keys)
 
+    @classmethod
+    def of(cls, secrets: Sequence[Sensitive], *, source: str) -> Identities:
+        """Identities from ``AGE-SECRET-KEY-1…`` values held as ``Sensitive`` (a key store)."""
+        text = "\n".join(s.reveal_text() for s in secrets)
+        return cls.parse(text, source=source) if secrets else cls([])
+
     def __add__(self, other: Identities) -> Identities:
         return Identities([*self._keys, *other._keys])
 
@@ -252,6 +259,20 @@ class Identities:
             return bytes(pyrage.decrypt(armored.encode(), self._keys))
         except Exception:  # noqa: BLE001 - pyrage's errors are untyped; any failure is "not ours"
             return None
+
+
+def new_identity() -> tuple[str, Sensitive]:
+    """A fresh age X25519 key pair: the recipient (public) and the identity (secret)."""
+    identity = pyrage.x25519.Identity.generate()
+    return str(identity.to_public()), Sensitive(str(identity))
+
+
+def recipient_of(identity: Sensitive, *, where: str = "identity") -> str:
+    """The public recipient of one ``AGE-SECRET-KEY-1…`` identity."""
+    try:
+        return str(pyrage.x25519.Identity.from_str(identity.reveal_text().strip()).to_public())
+    except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
+        raise SopsIdentityError(f"{where}: not an age identity ({type(exc).__name__})") from None
 
 
 def wrap_key(data_key: bytes, recipient: Recipient) -> str:
@@ -692,6 +713,60 @@ def decrypt(
         version=str(meta.version or ""),
     )
     return Decrypted(plain_doc, metadata)
+
+
+# --------------------------------------------------------------------------- rewrap
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrapped:
+    """A file whose data key was wrapped again for another set of recipients."""
+
+    document: dict[str, Any] = field(repr=False)
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        """True if the recipients differ (an unchanged file need not be written)."""
+        return self.before != self.after
+
+
+def rewrap(
+    document: Mapping[str, Any],
+    identities: Identities,
+    recipients: Sequence[Recipient],
+    *,
+    source: str = "<document>",
+) -> Rewrapped:
+    """*document* with its data key wrapped for exactly *recipients* (``sops updatekeys``).
+
+    The file is verified first (every value and the MAC), with :func:`decrypt`. The data
+    key, every encrypted value, ``lastmodified`` and the MAC stay byte for byte, so ``sops``
+    still opens and edits it and a Git diff shows only the ``sops.age`` stanzas; a stanza
+    for a recipient the file already had is kept as it was.
+    """
+    if not recipients:
+        raise SopsRecipientError(f"{source}: no recipient to wrap the data key for")
+    decrypt(document, identities, source=source)
+    meta = _read_metadata(document[METADATA_KEY], source)
+    if meta.key_groups:
+        raise SopsFormatError(
+            f"{source}: the file uses key_groups; change its recipients with sops updatekeys"
+        )
+    key = _unwrap(meta, identities, source)
+    kept = {s.recipient: s.enc for s in meta.age or ()}
+    unique = list(dict.fromkeys(r.text for r in recipients))
+    by_text = {r.text: r for r in recipients}
+    stanzas = [
+        {"enc": kept.get(text) or wrap_key(key, by_text[text]), "recipient": text}
+        for text in unique
+    ]
+    block = dict(document[METADATA_KEY])
+    block["age"] = stanzas
+    body = {k: v for k, v in document.items() if k != METADATA_KEY}
+    body[METADATA_KEY] = block
+    return Rewrapped(body, tuple(s.recipient for s in meta.age or ()), tuple(unique))
 
 
 # --------------------------------------------------------------------------- YAML

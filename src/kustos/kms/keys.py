@@ -12,9 +12,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 from kustos.errors import KmsError
+from kustos.sensitive import Sensitive
 
 KEY_ID_MAX: Final = 1024
 
@@ -93,3 +94,70 @@ def check_retire(
             "rotating, or pass --force to retire it anyway"
         )
     return [r.retired() if r.key_id == key_id else r for r in records]
+
+
+# ---------------------------------------------------------------------- sealing keys
+#: The prefix of a sealing key's id (the age identity that opens SealedSecrets).
+SEALING_PREFIX: Final = "seal"
+
+
+@dataclass(frozen=True, slots=True)
+class SealingKey:
+    """Public facts about one sealing key: an age X25519 identity kept in the key store.
+
+    The newest key (highest sequence) is current: it is the recipient the cluster
+    publishes and ``kustos seal`` encrypts for. Every older key still unseals, until it
+    is retired (deleted from the store) once ``--reseal`` has rewritten the files.
+    """
+
+    key_id: str
+    sequence: int
+    created: str  # RFC 3339
+    recipient: str  # age1…, public
+
+
+def new_sealing_id(sequence: int, *, token: str | None = None) -> str:
+    """``seal-0003-1f9c2ab4``: a sequence for humans, a random suffix never reused."""
+    return f"{SEALING_PREFIX}-{sequence:04d}-{token or secrets.token_hex(4)}"
+
+
+def sealing_order(found: list[SealingKey]) -> list[SealingKey]:
+    """*found* newest first: the current key, then the ones kept for unsealing."""
+    return sorted(found, key=lambda k: k.sequence, reverse=True)
+
+
+def next_sealing_sequence(found: list[SealingKey]) -> int:
+    """The sequence number of the next sealing key."""
+    return max((k.sequence for k in found), default=0) + 1
+
+
+def check_sealing_retire(found: list[SealingKey], key_id: str) -> SealingKey:
+    """The key to retire; ``KmsError`` if it is unknown or the current one."""
+    ordered = sealing_order(found)
+    match = next((k for k in ordered if k.key_id == key_id), None)
+    if match is None:
+        raise KmsError(f"no sealing key {key_id}")
+    if match is ordered[0]:
+        raise KmsError(f"{key_id} is the current sealing key; rotate first")
+    return match
+
+
+@runtime_checkable
+class SealingKeyStore(Protocol):
+    """A key store that also keeps sealing keys (the keyring and the PKCS#11 token)."""
+
+    def sealing_keys(self) -> list[SealingKey]:
+        """Every sealing key, newest (current) first."""
+        ...
+
+    def sealing_identities(self) -> list[tuple[SealingKey, Sensitive]]:
+        """Every sealing key with its ``AGE-SECRET-KEY-1…`` identity, newest first."""
+        ...
+
+    def add_sealing_key(self, *, created: str, first: bool) -> SealingKey:
+        """Make a new current sealing key (*first*: refuse if one exists; else need one)."""
+        ...
+
+    def retire_sealing_key(self, key_id: str) -> None:
+        """Delete an older sealing key (never the current one)."""
+        ...

@@ -397,3 +397,78 @@ def _secret_manifest(namespace: str, name: str, spec: _SealedSpec) -> dict[str, 
     if spec.string_data:
         manifest["stringData"] = dict(spec.string_data)
     return manifest
+
+
+# --------------------------------------------------------------------------- the cluster's key
+
+#: Where the operator publishes the cluster's sealing recipients (a ConfigMap: public).
+RECIPIENT_CONFIGMAP: Final = "kube-system/kustos-sealing"
+#: Its keys: the current recipient, and the older ones kept for unsealing (one per line).
+RECIPIENT_KEY: Final = "recipient"
+PREVIOUS_KEY: Final = "previous"
+KEY_IDS_KEY: Final = "keyIds"
+
+
+def configmap_ref(text: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME`` of the recipient ConfigMap; ``InputError`` for anything else."""
+    namespace, slash, name = text.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise SealingError(f"{text[:64]!r} is not NAMESPACE/NAME")
+    return namespace, name
+
+
+def published_data(current: str, previous: Sequence[str], key_ids: Sequence[str]) -> dict[str, str]:
+    """The ConfigMap data that publishes the recipients (public keys and ids only)."""
+    return {
+        RECIPIENT_KEY: current + "\n",
+        PREVIOUS_KEY: "".join(f"{r}\n" for r in previous),
+        KEY_IDS_KEY: "".join(f"{k}\n" for k in key_ids),
+    }
+
+
+def published_recipients(
+    data: Mapping[str, Any] | None, *, source: str
+) -> tuple[sops.Recipient, tuple[sops.Recipient, ...]]:
+    """The current recipient and the older ones, from a published ConfigMap's data."""
+    text = (data or {}).get(RECIPIENT_KEY)
+    if not isinstance(text, str) or not text.strip():
+        raise SealingError(
+            f"{source} has no {RECIPIENT_KEY}: the operator publishes it once it has a "
+            "sealing key (kustos kms sealing-key create, then operator --sealing-*)"
+        )
+    current = sops.Recipient.parse(text, where=f"{source}: {RECIPIENT_KEY}")
+    older = (data or {}).get(PREVIOUS_KEY) or ""
+    previous = (
+        sops.parse_recipients(older, source=f"{source}: {PREVIOUS_KEY}")
+        if isinstance(older, str) and older.strip()
+        else ()
+    )
+    return current, previous
+
+
+def reseal(
+    document: Mapping[str, Any],
+    identities: sops.Identities,
+    *,
+    add: Sequence[sops.Recipient],
+    drop: Sequence[str] = (),
+    source: str = "<document>",
+) -> sops.Rewrapped:
+    """*document* for its recipients minus *drop*, plus *add*; values, MAC, binding unchanged.
+
+    The file is unsealed first (every value, the MAC and, for a SealedSecret, the
+    namespace/name binding are checked), so a file that would be refused is never
+    rewritten. Only the ``sops.age`` stanzas change (see :func:`sops.rewrap`).
+    """
+    unseal(document, identities, source=source)
+    meta = document[sops.METADATA_KEY]
+    dropped = set(drop) - {r.text for r in add}
+    existing = [
+        sops.Recipient.parse(str(s.get("recipient", "")), where=f"{source}: sops.age")
+        for s in (meta.get("age") or [])
+        if isinstance(s, Mapping)
+    ]
+    wanted = [r for r in existing if r.text not in dropped] + list(add)
+    if not wanted:
+        raise SealingError(f"{source}: no recipient would be left; give --recipient")
+    return sops.rewrap(document, identities, wanted, source=source)

@@ -23,7 +23,7 @@ import secrets
 import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Final, Literal, TypeVar
 
@@ -32,15 +32,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import PlainSerializer, PlainValidator
 
+from kustos.crypto.sops import new_identity
 from kustos.errors import FileAccessError, FileMissingError, InputError, KmsError
 from kustos.files import PRIVATE, StateFile, StateModel, decode, encode, read_bytes
 from kustos.kms.keys import (
     KeyRecord,
     KeyState,
+    SealingKey,
     check_retire,
+    check_sealing_retire,
     current,
     key_id_hash,
+    new_sealing_id,
+    next_sealing_sequence,
     rotate,
+    sealing_order,
 )
 from kustos.kms.providers import KeyProvider
 from kustos.sensitive import Sensitive
@@ -119,11 +125,26 @@ class KeyEntry(StateModel):
         return KeyRecord(self.key_id, self.sequence, self.created, self.state)
 
 
+class SealingEntry(StateModel):
+    """One sealing key: an age X25519 identity that opens SealedSecrets."""
+
+    key_id: str
+    sequence: int
+    created: str
+    recipient: str
+    identity: Material
+
+    def key(self) -> SealingKey:
+        """The public facts of this sealing key."""
+        return SealingKey(self.key_id, self.sequence, self.created, self.recipient)
+
+
 class KeyringBody(StateModel):
     """What the keyring's ciphertext holds."""
 
     keys: tuple[KeyEntry, ...]
     reencrypted_under: str | None = None
+    sealing: tuple[SealingEntry, ...] = ()
 
 
 class KeyringExport(KeyringBody):
@@ -145,6 +166,7 @@ class _State:
     reencrypted_under: str | None
     salt: bytes
     stamp: tuple[int, int]
+    sealing: list[SealingEntry] = field(default_factory=list)
 
     @classmethod
     def from_body(cls, body: KeyringBody, salt: bytes, stamp: tuple[int, int]) -> _State:
@@ -154,6 +176,7 @@ class _State:
             body.reencrypted_under,
             salt,
             stamp,
+            list(body.sealing),
         )
 
     def body(self) -> KeyringBody:
@@ -170,6 +193,7 @@ class _State:
                 for r in self.records
             ),
             reencrypted_under=self.reencrypted_under,
+            sealing=tuple(self.sealing),
         )
 
 
@@ -387,11 +411,66 @@ class LocalKeyring(KeyProvider):
         with self._lock:
             return self._loaded().reencrypted_under
 
+    # ------------------------------------------------------------------ sealing keys
+    def sealing_keys(self) -> list[SealingKey]:
+        """Every sealing key, newest (current) first; re-read if the file changed."""
+        self.reload()
+        with self._lock:
+            return sealing_order([e.key() for e in self._loaded().sealing])
+
+    def sealing_identities(self) -> list[tuple[SealingKey, Sensitive]]:
+        """Every sealing key with its age identity, newest first."""
+        self.reload()
+        with self._lock:
+            entries = sorted(self._loaded().sealing, key=lambda e: e.sequence, reverse=True)
+            return [(e.key(), e.identity) for e in entries]
+
+    def add_sealing_key(self, *, created: str, first: bool) -> SealingKey:
+        """Make a new current sealing key (*first*: refuse if there is one already)."""
+
+        def add(state: _State) -> None:
+            found = [e.key() for e in state.sealing]
+            if first and found:
+                raise KmsError(
+                    f"keyring {self.path} already has a sealing key: use "
+                    "`kustos kms sealing-key rotate`"
+                )
+            if not first and not found:
+                raise KmsError(
+                    f"keyring {self.path} has no sealing key: run `kustos kms sealing-key create`"
+                )
+            sequence = next_sealing_sequence(found)
+            recipient, identity = new_identity()
+            state.sealing.append(
+                SealingEntry(
+                    key_id=new_sealing_id(sequence),
+                    sequence=sequence,
+                    created=created,
+                    recipient=recipient,
+                    identity=identity,
+                )
+            )
+
+        return self._change(add).sealing[-1].key()
+
+    def retire_sealing_key(self, key_id: str) -> None:
+        """Delete an old sealing key: SealedSecrets sealed only for it no longer open."""
+
+        def drop(state: _State) -> None:
+            check_sealing_retire([e.key() for e in state.sealing], key_id)
+            state.sealing = [e for e in state.sealing if e.key_id != key_id]
+
+        self._change(drop)
+
     def export_payload(self) -> bytes:
         """The decrypted keyring (key material included), for an ``age``-encrypted backup."""
         with self._lock:
             body = self._read().body()
-        return encode(KeyringExport(keys=body.keys, reencrypted_under=body.reencrypted_under))
+        return encode(
+            KeyringExport(
+                keys=body.keys, reencrypted_under=body.reencrypted_under, sealing=body.sealing
+            )
+        )
 
     def import_payload(self, payload: bytes, *, source: str = "the backup") -> list[KeyRecord]:
         """Create this keyring file from an export (recovery); refuses to overwrite.

@@ -8,6 +8,13 @@ What lives in the token
       ``CKA_PRIVATE``, ``CKA_SENSITIVE``, not extractable, not modifiable, allowed to
       encrypt, decrypt, wrap and unwrap only; ``CKA_LABEL`` is the key id and ``CKA_ID``
       its bytes. Its value is never read: the token does every wrap and unwrap.
+    * One private ``CKO_DATA`` object labelled ``kustos-sealing-key`` per sealing key (the
+      age X25519 identity that opens SealedSecrets, see ``docs/seal.md``): JSON with the
+      key id, sequence, creation time, public recipient and the ``AGE-SECRET-KEY-1…``
+      identity. PKCS#11 tokens have no X25519 key agreement that age could use, so the
+      identity is a private data object: hidden until the user logs in with the PIN,
+      never written to a disk or etcd by Kustos, read into the operator's memory only.
+      Objects are never modified; a rotation adds one, a retirement destroys one.
     * One private ``CKO_DATA`` object labelled ``kustos-kms-state``: JSON with the key
       records, their states and the reencrypt proof. No secrets. SoftHSM2 makes
       ``CKA_VALUE`` of a data object read-only, so a change writes a new object with the
@@ -75,19 +82,29 @@ from pkcs11.exceptions import (
 )
 from pkcs11.mechanisms import GCMParams
 
+from kustos.crypto.sops import new_identity
 from kustos.errors import KmsError
 from kustos.kms import keys
-from kustos.kms.keys import KeyRecord, KeyState, key_id_hash
+from kustos.kms.keys import (
+    KeyRecord,
+    KeyState,
+    SealingKey,
+    check_sealing_retire,
+    key_id_hash,
+    new_sealing_id,
+    next_sealing_sequence,
+)
 from kustos.kms.providers import KeyProvider
+from kustos.sensitive import Sensitive
 
 if TYPE_CHECKING:
     from pkcs11.types import Object, Session, Token
 
-    from kustos.sensitive import Sensitive
 
 _log = logging.getLogger("kustos.kms.pkcs11")
 
 STATE_LABEL: Final = "kustos-kms-state"
+SEALING_LABEL: Final = "kustos-sealing-key"
 _APPLICATION: Final = "kustos"
 _STATE_FORMAT: Final = 1
 
@@ -339,6 +356,75 @@ class Pkcs11Provider(KeyProvider):
 
         self._call("record a reencrypt", op)
         _log.info("recorded a complete reencrypt under key %s", key_id_hash(key_id))
+
+    # ---- sealing keys: age identities held as private data objects
+
+    def sealing_keys(self) -> list[SealingKey]:
+        """Every sealing key, newest (current) first (no identity)."""
+        return [key for key, _ in self.sealing_identities()]
+
+    def sealing_identities(self) -> list[tuple[SealingKey, Sensitive]]:
+        """Every sealing key with its age identity, newest first (read from the token)."""
+        found = self._call("read sealing keys", self._sealing_locked)
+        return [(key, identity) for key, identity, _ in found]
+
+    def _sealing_locked(self) -> list[tuple[SealingKey, Sensitive, Object]]:
+        found = self._objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: SEALING_LABEL})
+        if not found:
+            self._probe_login()
+        entries = [(*_decode_sealing(bytes(obj[Attribute.VALUE])), obj) for obj in found]
+        return sorted(entries, key=lambda e: e[0].sequence, reverse=True)
+
+    def add_sealing_key(self, *, created: str, first: bool) -> SealingKey:
+        """Store a new current sealing key (*first*: refuse if there is one already)."""
+        recipient, identity = new_identity()  # fixed across a retry: a retry reuses it
+        suffix = secrets.token_hex(4)
+
+        def op() -> SealingKey:
+            found = [key for key, _, _ in self._sealing_locked()]
+            again = next((k for k in found if k.recipient == recipient), None)
+            if again is not None:
+                return again
+            if first and found:
+                raise KmsError(
+                    f'PKCS#11 token "{self._label}" already has a sealing key: use '
+                    "`kustos kms sealing-key rotate`"
+                )
+            if not first and not found:
+                raise KmsError(
+                    f'PKCS#11 token "{self._label}" has no sealing key: run '
+                    "`kustos kms sealing-key create`"
+                )
+            sequence = next_sealing_sequence(found)
+            key = SealingKey(new_sealing_id(sequence, token=suffix), sequence, created, recipient)
+            self._live.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.DATA,
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: True,
+                    Attribute.LABEL: SEALING_LABEL,
+                    Attribute.APPLICATION: _APPLICATION,
+                    Attribute.VALUE: _encode_sealing(key, identity),
+                }
+            )
+            return key
+
+        key = self._call("store a sealing key", op)
+        _log.info("sealing key %s stored in the token", key.key_id)
+        return key
+
+    def retire_sealing_key(self, key_id: str) -> None:
+        """Destroy an old sealing key's object: files sealed only for it no longer open."""
+
+        def op() -> None:
+            found = self._sealing_locked()
+            check_sealing_retire([key for key, _, _ in found], key_id)
+            for key, _, obj in found:
+                if key.key_id == key_id:
+                    obj.destroy()
+
+        self._call("retire a sealing key", op)
+        _log.info("sealing key %s retired", key_id)
 
     # ---- sessions
 
@@ -694,6 +780,37 @@ def _aad_digest(aad: bytes) -> bytes:
 
 def _hash_or_none(key_id: str | None) -> str:
     return key_id_hash(key_id) if key_id is not None else "(none)"
+
+
+def _encode_sealing(key: SealingKey, identity: Sensitive) -> bytes:
+    doc = {
+        "format": _STATE_FORMAT,
+        "key_id": key.key_id,
+        "sequence": key.sequence,
+        "created": key.created,
+        "recipient": key.recipient,
+        "identity": identity.reveal_text(),
+    }
+    return json.dumps(doc, sort_keys=True).encode()
+
+
+def _decode_sealing(raw: bytes) -> tuple[SealingKey, Sensitive]:
+    try:
+        doc = json.loads(raw)
+        if doc["format"] != _STATE_FORMAT:
+            raise ValueError(doc["format"])
+        key = SealingKey(
+            str(doc["key_id"]), int(doc["sequence"]), str(doc["created"]), str(doc["recipient"])
+        )
+        identity = doc["identity"]
+        if not isinstance(identity, str) or not identity.startswith("AGE-SECRET-KEY-1"):
+            raise ValueError("identity")
+        return key, Sensitive(identity)
+    except (ValueError, KeyError, TypeError):
+        # Not chained: the parser's error may quote the object, which holds an identity.
+        raise KmsError(
+            f"a {SEALING_LABEL} object in the PKCS#11 token is not a Kustos sealing key"
+        ) from None
 
 
 def _encode_state(state: _State) -> bytes:
