@@ -35,8 +35,9 @@ secret value: ``str(error)`` is safe to print, log and put in an event.
     │   └── RestoreConflictError    ``--conflict fail`` met an object that exists (exit 1)
     ├── ControlPlaneError           the local control plane could not be built or run
     │   └── BinaryMissingError      a control-plane binary is not in the cache
-    └── ArchiveError                the audit archive cannot be read, written or locked
-        └── ArchiveFullError        no room for a batch now (disk full, overload): retry later
+    ├── ArchiveError                the audit archive cannot be read, written or locked
+    │   └── ArchiveFullError        no room for a batch now (disk full, overload): retry later
+    └── SinkError                   a forwarding sink is unreachable or refused a batch
 
 Exit codes (``exit_code``): 0 success; 1 only for the command's own documented result
 (findings at or above ``--fail-on``, a rollout that failed and was rolled back, a failed
@@ -227,3 +228,16 @@ class ArchiveError(KustosError):
 
 class ArchiveFullError(ArchiveError):
     """A batch cannot be stored now (no space left, or too many batches waiting): retry."""
+
+
+class SinkError(KustosError):
+    """A forwarding sink (syslog, webhook, Splunk, Elasticsearch, Loki) failed a delivery.
+
+    ``retryable`` says whether the same records may succeed later (unreachable, 429, 5xx)
+    or were refused for good (400, 401, 403, 413). The message names the sink and the
+    status, and quotes at most :data:`MAX_QUOTED` characters of the sink's answer.
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
