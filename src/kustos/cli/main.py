@@ -33,6 +33,7 @@ COMMANDS: Final = {
     "unseal": ("kustos.cli.seal", "unseal"),
     "demo": ("kustos.cli.demo", "demo"),
     "kms": ("kustos.cli.kms", "app"),
+    "backup": ("kustos.cli.backup", "app"),
     "dev-cluster": ("kustos.cli.devcluster", "app"),
 }
 

@@ -1,0 +1,45 @@
+"""Backup files on disk: encrypt and write atomically, read and open (an adapter).
+
+Written owner-only (0600) through :func:`kustos.files.write_atomic`, so a reader sees the
+old file or the new one, never half of it. Read whole (a backup of 10,000 Secrets is a
+few tens of MB) and opened by :func:`kustos.backup.keys.decrypt`, then verified by
+:func:`kustos.backup.format.read`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from kustos.backup import format as fmt
+from kustos.backup.keys import Identities, Recipient, decrypt, encrypt, encrypt_with_passphrase
+from kustos.files import read_bytes, write_atomic
+from kustos.sensitive import Sensitive
+
+#: A backup larger than this is refused before it is read (etcd itself stops at 8 GiB).
+MAX_BACKUP_BYTES: Final = 8 * 1024**3
+
+
+def write_backup(
+    path: Path,
+    plaintext: bytes,
+    *,
+    recipients: list[Recipient] | None = None,
+    passphrase: Sensitive | None = None,
+) -> int:
+    """Encrypt *plaintext* to the recipients (or with the passphrase) into *path*; its size."""
+    if passphrase is not None:
+        data = encrypt_with_passphrase(plaintext, passphrase)
+    else:
+        data = encrypt(plaintext, recipients or [])
+    write_atomic(path, data, what="backup", mode=0o600)
+    return len(data)
+
+
+def open_backup(
+    path: Path, *, identities: Identities | None = None, passphrase: Sensitive | None = None
+) -> fmt.Backup:
+    """Read, decrypt and verify the backup at *path*; ``BackupError`` names the problem."""
+    data = read_bytes(path, what="backup", limit=MAX_BACKUP_BYTES)
+    plaintext = decrypt(data, source=str(path), identities=identities, passphrase=passphrase)
+    return fmt.read(plaintext, source=str(path))
