@@ -1,0 +1,265 @@
+"""Forwarding: archived audit events and alerts to each sink, at least once, from a cursor.
+
+Each sink has a cursor file, ``DIR/watch/cursors/<sink>.json``, holding the sequence
+number of the last event and of the last alert it acknowledged. A pass reads what comes
+after the cursor (events from the archive, alerts from the alert file), sends it in
+batches and moves the cursor only after the sink said yes, so a crash or an outage at any
+point resends from the last acknowledged batch and loses nothing; a sink that was down
+receives everything once it is back. Failures are retried with exponential backoff and
+jitter (:func:`backoff`); when the bulk API accepts part of a batch, only the failed items
+are sent again; items it refuses for good are logged by key and skipped, so one
+unindexable document cannot stop the stream.
+
+The records come from the archive already stripped of values; what is logged here is
+keys, counts and sink names, never a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from kustos.audit.alerts import AlertStore, Severity, StoredAlert, watch_folder
+from kustos.audit.detecting import ArchivedLike, parse_time
+from kustos.audit.sinks.base import Delivery, Record, Sender
+from kustos.audit.sinks.settings import RetrySettings, SinkSettings, Stream
+from kustos.errors import SinkError
+from kustos.files import StateFile, StateModel
+
+log = logging.getLogger(__name__)
+
+CURSORS: Final = "cursors"
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class EventSource(Protocol):
+    """Where archived events are read from (``kustos.audit.archive.Archive``)."""
+
+    def read(self, after_seq: int = 0) -> Iterator[ArchivedLike]: ...
+
+
+class Cursor(StateModel):
+    """The last event and alert a sink acknowledged."""
+
+    events: int = 0
+    alerts: int = 0
+
+
+def cursor_file(archive_dir: Path, sink: str) -> StateFile[Cursor]:
+    """The cursor state file of *sink* in the archive folder."""
+    folder = watch_folder(archive_dir) / CURSORS
+    return StateFile(folder / f"{sink}.json", Cursor, what=f"forwarding cursor of {sink}")
+
+
+def backoff(retry: RetrySettings, rng: random.Random) -> Iterator[float]:
+    """Waits between attempts: initial, times factor each time, capped, ± jitter."""
+    delay = retry.initial_seconds
+    while True:
+        spread = delay * retry.jitter
+        yield max(0.0, min(retry.max_seconds, delay + rng.uniform(-spread, spread)))
+        delay = min(retry.max_seconds, delay * retry.factor)
+
+
+# --------------------------------------------------------------------------- records
+def _event_time(event: Mapping[str, Any]) -> dt.datetime:
+    for key in ("stageTimestamp", "requestReceivedTimestamp", "timestamp"):
+        value = event.get(key)
+        if isinstance(value, str):
+            try:
+                return parse_time(value)
+            except ValueError:
+                continue
+    return dt.datetime.fromtimestamp(0, dt.UTC)
+
+
+def event_record(archived: ArchivedLike) -> Record:
+    """The record of an archived event: key ``auditID:stage`` (or its position)."""
+    event = archived.event
+    audit_id, stage = event.get("auditID"), event.get("stage")
+    key = f"{audit_id}:{stage}" if audit_id and stage else f"event-{archived.seq}"
+    return Record(
+        stream="events",
+        seq=archived.seq,
+        key=str(key),
+        time=_event_time(event),
+        severity=Severity.INFO,
+        doc=event,
+    )
+
+
+def alert_record(stored: StoredAlert) -> Record:
+    """The record of a stored alert: key ``alert-<seq>-<first audit id>``."""
+    alert = stored.alert
+    first = alert.audit_ids[0] if alert.audit_ids else "none"
+    try:
+        when = parse_time(alert.time)
+    except ValueError:
+        when = dt.datetime.fromtimestamp(0, dt.UTC)
+    return Record(
+        stream="alerts",
+        seq=stored.seq,
+        key=f"alert-{stored.seq}-{first}",
+        time=when,
+        severity=alert.severity,
+        doc=alert.to_json(),
+    )
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# --------------------------------------------------------------------------- delivery
+@dataclass
+class Progress:
+    """What one pass of one sink did (for the command's summary)."""
+
+    sink: str
+    events: int = 0
+    alerts: int = 0
+    refused: int = 0
+    retries: int = 0
+
+
+class Forwarder:
+    """Deliver one sink's backlog, batch by batch, moving its cursor after each ack."""
+
+    def __init__(
+        self,
+        settings: SinkSettings,
+        sender: Sender,
+        *,
+        archive_dir: Path,
+        events: EventSource,
+        retry: RetrySettings | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        max_attempts: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sender = sender
+        self.events = events
+        self.alerts = AlertStore(archive_dir)
+        self.cursor = cursor_file(archive_dir, settings.name)
+        self.retry = retry or RetrySettings()
+        self.sleep = sleep
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+        self.max_attempts = max_attempts
+
+    def position(self) -> Cursor:
+        """The sink's cursor (zero when it never received anything)."""
+        return self.cursor.read_or(Cursor)
+
+    async def run_once(self) -> Progress:
+        """Send everything after the cursor; return counts. ``SinkError`` when it gives up."""
+        progress = Progress(self.settings.name)
+        streams: tuple[Stream, ...] = ("events", "alerts")
+        for stream in streams:
+            if stream in self.settings.send:
+                await self._drain(stream, progress)
+        return progress
+
+    def _pending(self, stream: Stream, after: int) -> Iterator[Record]:
+        if stream == "events":
+            return (event_record(a) for a in self.events.read(after_seq=after))
+        return (alert_record(s) for s in self.alerts.read(after_seq=after))
+
+    async def _drain(self, stream: Stream, progress: Progress) -> None:
+        after = getattr(self.position(), stream)
+        for batch in _batches(self._pending(stream, after), self.settings.batch_size):
+            await self._deliver(batch, progress)
+            last = batch[-1].seq
+            self.cursor.path.parent.mkdir(parents=True, exist_ok=True)
+            self.cursor.write(self.position().model_copy(update={stream: last}))
+            if stream == "events":
+                progress.events += len(batch)
+            else:
+                progress.alerts += len(batch)
+
+    async def _deliver(self, batch: Sequence[Record], progress: Progress) -> None:
+        """Deliver *batch* completely (retrying failed items) or raise ``SinkError``."""
+        waits = backoff(self.retry, self.rng)
+        pending: Sequence[Record] = batch
+        attempts = 0
+        while pending:
+            attempts += 1
+            try:
+                delivery = await self.sender.send(pending)
+            except SinkError as exc:
+                if not exc.retryable or self._exhausted(attempts):
+                    raise
+                delay = next(waits)
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                progress.retries += 1
+                await self.sleep(delay)
+                continue
+            self._log_refused(delivery, progress)
+            pending = delivery.retry
+            if pending:
+                if self._exhausted(attempts):
+                    raise SinkError(
+                        f"sink {self.settings.name}: {len(pending)} records still failing"
+                        f" after {attempts} attempts",
+                        retryable=True,
+                    )
+                delay = next(waits)
+                log.warning(
+                    "sink %s: %d of %d records to retry in %.1fs",
+                    self.settings.name,
+                    len(pending),
+                    len(batch),
+                    delay,
+                )
+                progress.retries += 1
+                await self.sleep(delay)
+
+    def _exhausted(self, attempts: int) -> bool:
+        return self.max_attempts is not None and attempts >= self.max_attempts
+
+    def _log_refused(self, delivery: Delivery, progress: Progress) -> None:
+        for record, reason in delivery.refused:
+            progress.refused += 1
+            log.error(
+                "sink %s refused %s %s for good (%s); skipped",
+                self.settings.name,
+                record.stream[:-1],
+                record.key,
+                reason,
+            )
+
+
+async def follow(
+    forwarders: Sequence[Forwarder],
+    *,
+    poll_seconds: float,
+    sleep: Sleep = asyncio.sleep,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Forward forever (until *stop* is set): each sink in its own task, polling for news."""
+
+    async def one(forwarder: Forwarder) -> None:
+        while stop is None or not stop.is_set():
+            try:
+                await forwarder.run_once()
+            except SinkError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("%s; trying again later", exc)
+            await sleep(poll_seconds)
+
+    async with asyncio.TaskGroup() as group:
+        for forwarder in forwarders:
+            group.create_task(one(forwarder))
