@@ -21,6 +21,7 @@ import typer
 
 from kustos.cli.inputs import Context, Kubeconfig
 from kustos.errors import UsageError
+from kustos.kms.keys import SealingKeyStore
 from kustos.kube.client import ClientSettings, make_async_client
 
 app = typer.Typer(help="The ManagedSecret operator.", no_args_is_help=True)
@@ -102,6 +103,64 @@ def run(
             envvar="KUSTOS_OPERATOR_UNSEAL_IDENTITY",
         ),
     ] = None,
+    sealing_keyring: Annotated[
+        Path | None,
+        typer.Option(
+            "--sealing-keyring",
+            help="Keyring holding the sealing keys (kustos kms sealing-key create).",
+            envvar="KUSTOS_OPERATOR_SEALING_KEYRING",
+        ),
+    ] = None,
+    sealing_passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--sealing-passphrase-file",
+            help="Passphrase of --sealing-keyring.",
+            envvar="KUSTOS_OPERATOR_SEALING_PASSPHRASE_FILE",
+        ),
+    ] = None,
+    sealing_pkcs11_module: Annotated[
+        Path | None,
+        typer.Option(
+            "--sealing-pkcs11-module",
+            help="PKCS#11 module of the token holding the sealing keys.",
+            envvar="KUSTOS_OPERATOR_SEALING_PKCS11_MODULE",
+        ),
+    ] = None,
+    sealing_pkcs11_token: Annotated[
+        str | None,
+        typer.Option(
+            "--sealing-pkcs11-token",
+            help="Label of that token.",
+            envvar="KUSTOS_OPERATOR_SEALING_PKCS11_TOKEN",
+        ),
+    ] = None,
+    sealing_pkcs11_pin_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--sealing-pkcs11-pin-file",
+            help="File holding the token's PIN.",
+            envvar="KUSTOS_OPERATOR_SEALING_PKCS11_PIN_FILE",
+        ),
+    ] = None,
+    sealing_reload: Annotated[
+        float,
+        typer.Option(
+            "--sealing-reload",
+            min=1.0,
+            max=3600.0,
+            help="Seconds between reads of the sealing keys (a rotation is seen this late).",
+            envvar="KUSTOS_OPERATOR_SEALING_RELOAD",
+        ),
+    ] = 30.0,
+    recipient_configmap: Annotated[
+        str,
+        typer.Option(
+            "--recipient-configmap",
+            help="NAMESPACE/NAME of the ConfigMap publishing the sealing recipient.",
+            envvar="KUSTOS_OPERATOR_RECIPIENT_CONFIGMAP",
+        ),
+    ] = "kube-system/kustos-sealing",
     no_reload: Annotated[
         bool, typer.Option("--no-reload", help="Do not roll workloads that opt in to reloads.")
     ] = False,
@@ -137,9 +196,22 @@ def run(
 
         text = "\n".join(read_text(p, what="age identity") for p in unseal_identity)
         identities = Identities.parse(text, source=", ".join(map(str, unseal_identity)))
+    from kustos.cli.kms import KeyStoreFlags  # noqa: PLC0415
+    from kustos.sources.sealing import configmap_ref  # noqa: PLC0415
+
+    configmap_ref(recipient_configmap)  # a typo fails here, before any key store opens
+    flags = KeyStoreFlags(
+        sealing_keyring, sealing_passphrase_file,
+        sealing_pkcs11_module, sealing_pkcs11_token, sealing_pkcs11_pin_file,
+    )  # fmt: skip
+    store = flags.open() if flags.given else None
+    if store is not None and not isinstance(store, SealingKeyStore):
+        raise UsageError("this key store cannot hold sealing keys")
     settings = OperatorSettings(
         namespaces=namespaces, listen=listen, lease=lease, max_parallel=max_parallel,
         reload=not no_reload, reload_window=reload_window, unseal_identities=identities,
+        sealing_store=store, sealing_reload=sealing_reload,
+        recipient_configmap=recipient_configmap,
     )  # fmt: skip
     client_settings = ClientSettings(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
 
@@ -157,5 +229,9 @@ def run(
                     loop.remove_signal_handler(sig)
             await client.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if store is not None:
+            store.close()
     return 0

@@ -162,9 +162,12 @@ class _Cluster:
 
         namespace, name = sealing.configmap_ref(self.configmap)
         where = f"ConfigMap {namespace}/{name}"
-        client = make_client(ClientSettings(kubeconfig=self.kubeconfig, context=self.context))
+        settings = ClientSettings(kubeconfig=self.kubeconfig, context=self.context)
         try:
-            with api_errors(f"read {where}", verb="get", resource="configmaps"):
+            with (
+                make_client(settings) as client,
+                api_errors(f"read {where}", verb="get", resource="configmaps"),
+            ):
                 found = client.get(ConfigMap, name, namespace=namespace)
         except KubeNotFoundError:
             raise InputError(

@@ -30,10 +30,11 @@ from kustos.crypto import sops
 from kustos.crypto.certificates import CertFacts, certificate_facts
 from kustos.durations import parse_duration
 from kustos.errors import InputError, KustosError, ServiceError
+from kustos.kms.keys import SealingKeyStore
 from kustos.kube.objects import ObjectRef
 from kustos.operator.leading import LeaderElector, LeaseSettings
 from kustos.operator.reloading import Reloader
-from kustos.operator.unsealing import Unsealer
+from kustos.operator.unsealing import SealingKeys, Unsealer
 from kustos.operator.watching import watch_forever
 from kustos.rotation.planning import next_rotation
 from kustos.rotation.recording import KubeRecorder
@@ -41,6 +42,7 @@ from kustos.rotation.rotating import Engine, ManagedSecret
 from kustos.rotation.spec import parse_spec
 from kustos.rotation.versions import Outcome, RotationState, VersionRecord, parse_time
 from kustos.sources.reading import StoreReader
+from kustos.sources.sealing import RECIPIENT_CONFIGMAP
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -63,6 +65,11 @@ class OperatorSettings:
     unseal_identities: sops.Identities | None = None
     sealed: bool = True  # watch SealedSecrets (needs their CRD)
     reload_window: float = 5.0
+    #: The key store holding the cluster's sealing keys (read at start and every
+    #: ``sealing_reload`` seconds; the current recipient is published in a ConfigMap).
+    sealing_store: SealingKeyStore | None = None
+    sealing_reload: float = 30.0
+    recipient_configmap: str = RECIPIENT_CONFIGMAP
 
 
 @dataclass(slots=True)
@@ -195,6 +202,16 @@ class Operator:
     # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
         """Serve, watch and rotate until *stop*."""
+        keys = None
+        if self.settings.sealing_store is not None:
+            keys = SealingKeys(
+                self.settings.sealing_store,
+                self.client,
+                configmap=self.settings.recipient_configmap,
+                every=self.settings.sealing_reload,
+                component=self.settings.component,
+            )
+            await keys.load()  # a key store that cannot be read stops the start
         server = await self._serve_http()
         tasks = [
             asyncio.create_task(self._watch_managed(ns), name=f"watch-ms-{ns or 'all'}")
@@ -207,15 +224,26 @@ class Operator:
         if self.elector is not None:
             tasks.append(asyncio.create_task(self.elector.run(stop), name="lease"))
         tasks.append(asyncio.create_task(self._schedule(stop), name="schedule"))
+        leading = self.elector.leading if self.elector is not None else None
+        unsealer = Unsealer(
+            self.client,
+            self.settings.namespaces,
+            self.settings.unseal_identities,
+            changed=self._look_now,
+            recorder=KubeRecorder(self.client, self.settings.component),
+        )
+        if keys is not None:
+
+            async def use(found: sops.Identities | None) -> None:
+                combined = _combined(self.settings.unseal_identities, found)
+                self.stores.identities = combined
+                await unsealer.identities_changed(combined)
+
+            combined = _combined(self.settings.unseal_identities, keys.identities)
+            self.stores.identities = combined
+            unsealer.identities = combined
+            tasks.append(asyncio.create_task(keys.run(leading, use), name="sealing-keys"))
         if self.settings.sealed:
-            unsealer = Unsealer(
-                self.client,
-                self.settings.namespaces,
-                self.settings.unseal_identities,
-                changed=self._look_now,
-                recorder=KubeRecorder(self.client, self.settings.component),
-            )
-            leading = self.elector.leading if self.elector is not None else None
             tasks.append(asyncio.create_task(unsealer.run(leading), name="unseal"))
         if self.reloader is not None:
             leading = self.elector.leading if self.elector is not None else None
@@ -443,6 +471,15 @@ class Operator:
             pass
         finally:
             writer.close()
+
+
+def _combined(
+    given: sops.Identities | None, stored: sops.Identities | None
+) -> sops.Identities | None:
+    """Identity files given on the command line plus the key store's sealing keys."""
+    if given is None:
+        return stored
+    return given if stored is None else given + stored
 
 
 def _refresh_seconds(spec: Mapping[str, Any]) -> float | None:
