@@ -1,0 +1,251 @@
+"""Watch wiring: the config file, persisted baselines, the ingest hook and the forwarders.
+
+The Watch config file is YAML with three optional sections::
+
+    detectors: {...}     # kustos.audit.detecting.DetectorsConfig
+    sinks: [...]         # kustos.audit.sinks.settings (syslog, webhook, splunk, ...)
+    retry: {...}         # backoff between failed deliveries
+    poll_seconds: 2      # how often `kustos audit forward --follow` looks for news
+
+:func:`hooks_for` gives the archive's ingest pipeline (``audit serve``, ``audit ingest``)
+the detector hook: after each durable append it runs the detectors over the new events,
+appends their alerts to ``DIR/watch/alerts.jsonl`` and saves the baselines to
+``DIR/watch/baseline.json`` (at most once a second, and always before a new alert is
+written). The baseline file records the last event processed; when the hook starts it
+first catches up from there through the archive, so a restart neither learns again nor
+misses what was archived while detection was down, and alerts already stored for the
+replayed events are not stored twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kustos.audit.alerts import Alert, AlertStore, watch_folder
+from kustos.audit.detecting import ArchivedLike, Detector, DetectorsConfig, WatchState
+from kustos.audit.forwarding import EventSource, Forwarder
+from kustos.audit.sinks.base import Sender
+from kustos.audit.sinks.settings import RetrySettings, SinkSettings, SyslogSink
+from kustos.errors import ConfigError
+from kustos.files import StateFile, StateModel, read_text
+
+log = logging.getLogger(__name__)
+
+BASELINE_FILE: Final = "baseline.json"
+Hook = Callable[[Sequence[ArchivedLike]], None]
+
+
+class WatchConfig(BaseModel):
+    """The whole Watch config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detectors: DetectorsConfig = DetectorsConfig()
+    sinks: tuple[SinkSettings, ...] = ()
+    retry: RetrySettings = RetrySettings()
+    poll_seconds: float = Field(default=2.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _unique(self) -> WatchConfig:
+        names = [s.name for s in self.sinks]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two sinks are named {name!r} (the name keys its cursor)")
+        return self
+
+
+def load_config(path: Path | None) -> WatchConfig:
+    """Read the config file (defaults when *path* is None); one ``ConfigError`` line if bad."""
+    if path is None:
+        return WatchConfig()
+    text = read_text(path, what="watch config", limit=1 << 20)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(
+            f"{where}: not YAML ({getattr(exc, 'problem', 'syntax error')})"
+        ) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the watch config is a mapping (detectors, sinks, retry)")
+    try:
+        return WatchConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {where}: {message}") from None
+
+
+# --------------------------------------------------------------------------- baselines
+Entry = tuple[float, str, str]
+
+
+class BaselineDoc(StateModel):
+    """The detectors' state as stored in ``DIR/watch/baseline.json``."""
+
+    version: int = 1
+    started: str | None = None
+    last_seq: int = 0
+    secret_readers: tuple[tuple[str, str, str], ...] = ()
+    addresses: dict[str, list[str]] = Field(default_factory=dict)
+    windows: dict[str, dict[str, list[Entry]]] = Field(default_factory=dict)
+    sessions: dict[str, tuple[float, str, str, str]] = Field(default_factory=dict)
+    cooldowns: dict[str, float] = Field(default_factory=dict)
+    recent_ids: tuple[str, ...] = ()
+
+
+def state_to_doc(state: WatchState) -> BaselineDoc:
+    """The storable form of *state*."""
+    return BaselineDoc(
+        started=state.started.isoformat() if state.started is not None else None,
+        last_seq=state.last_seq,
+        secret_readers=tuple(sorted(state.secret_readers)),
+        addresses=state.addresses,
+        windows={d: {u: list(q) for u, q in per.items() if q} for d, per in state.windows.items()},
+        sessions=state.sessions,
+        cooldowns=state.cooldowns,
+        recent_ids=tuple(state.recent_ids),
+    )
+
+
+def doc_to_state(doc: BaselineDoc) -> WatchState:
+    """The live form of a stored baseline."""
+    return WatchState(
+        started=dt.datetime.fromisoformat(doc.started) if doc.started is not None else None,
+        last_seq=doc.last_seq,
+        secret_readers=set(doc.secret_readers),
+        addresses={u: list(a) for u, a in doc.addresses.items()},
+        windows={d: {u: deque(q) for u, q in per.items()} for d, per in doc.windows.items()},
+        sessions=dict(doc.sessions),
+        cooldowns=dict(doc.cooldowns),
+        recent_ids=OrderedDict((i, None) for i in doc.recent_ids),
+    )
+
+
+def baseline_file(archive_dir: Path) -> StateFile[BaselineDoc]:
+    """Where the detectors' state of *archive_dir* is kept."""
+    return StateFile(watch_folder(archive_dir) / BASELINE_FILE, BaselineDoc, what="watch baseline")
+
+
+class DetectorHook:
+    """The ingest hook: detectors over each appended batch, alerts stored durably."""
+
+    def __init__(
+        self,
+        archive_dir: Path,
+        config: DetectorsConfig,
+        *,
+        save_every: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = AlertStore(archive_dir)
+        self.baseline = baseline_file(archive_dir)
+        self.detector = Detector(config, doc_to_state(self.baseline.read_or(BaselineDoc)))
+        self.save_every = save_every
+        self._clock = clock
+        self._saved_at = clock()
+        self._replaying: set[tuple[str, tuple[str, ...], str]] | None = None
+
+    def catch_up(self, events: EventSource) -> int:
+        """Process what the archive holds past the baseline; return the alerts stored."""
+        start = self.detector.state.last_seq
+        self._replaying = {
+            (s.alert.detector, s.alert.audit_ids, s.alert.time) for s in self.store.read()
+        }
+        try:
+            stored = 0
+            batch: list[ArchivedLike] = []
+            for archived in events.read(after_seq=start):
+                batch.append(archived)
+                if len(batch) >= 1000:
+                    stored += self._handle(batch)
+                    batch = []
+            stored += self._handle(batch)
+        finally:
+            self._replaying = None
+        self.save()
+        return stored
+
+    def __call__(self, events: Sequence[ArchivedLike]) -> None:
+        """Run the detectors over a batch that was just archived."""
+        self._handle(events)
+
+    def _handle(self, events: Sequence[ArchivedLike]) -> int:
+        alerts = self.detector.process(events)
+        if self._replaying is not None:
+            alerts = [a for a in alerts if self._key(a) not in self._replaying]
+        if alerts:
+            self.save()  # the baseline first: an alert is never raised twice after a crash
+            self.store.append(alerts)
+        elif self._clock() - self._saved_at >= self.save_every:
+            self.save()
+        return len(alerts)
+
+    @staticmethod
+    def _key(alert: Alert) -> tuple[str, tuple[str, ...], str]:
+        return alert.detector, alert.audit_ids, alert.time
+
+    def save(self) -> None:
+        """Write the baselines now."""
+        self.baseline.path.parent.mkdir(parents=True, exist_ok=True)
+        self.baseline.write(state_to_doc(self.detector.state))
+        self._saved_at = self._clock()
+
+
+def hooks_for(archive_dir: Path, config: Path | None) -> list[Hook]:
+    """The hooks the ingest pipeline calls after each durable append (detection)."""
+    settings = load_config(config)
+    hook = DetectorHook(archive_dir, settings.detectors)
+    from kustos.audit.archive import Archive  # noqa: PLC0415 - the archive's own module
+
+    hook.catch_up(Archive(archive_dir))
+    return [hook]
+
+
+# --------------------------------------------------------------------------- forwarding
+def sender_for(settings: SinkSettings) -> Sender:
+    """The sender of one configured sink."""
+    if isinstance(settings, SyslogSink):
+        from kustos.audit.sinks.syslog import SyslogSender  # noqa: PLC0415
+
+        return SyslogSender(settings)
+    from kustos.audit.sinks.http import HttpSender  # noqa: PLC0415
+
+    return HttpSender(settings)
+
+
+def forwarders_for(
+    archive_dir: Path,
+    config: WatchConfig,
+    *,
+    only: Iterable[str] = (),
+    **options: Any,
+) -> list[Forwarder]:
+    """One forwarder per configured sink (or per sink named in *only*)."""
+    from kustos.audit.archive import Archive  # noqa: PLC0415
+
+    wanted = set(only)
+    unknown = wanted - {s.name for s in config.sinks}
+    if unknown:
+        raise ConfigError(f"no sink named {sorted(unknown)[0]!r} in the watch config")
+    events = Archive(archive_dir)
+    return [
+        Forwarder(
+            s, sender_for(s), archive_dir=archive_dir, events=events, retry=config.retry, **options
+        )
+        for s in config.sinks
+        if not wanted or s.name in wanted
+    ]

@@ -1,0 +1,326 @@
+"""Sinks on the wire: what a real HTTP server receives from each sender, and how answers map.
+
+Aspects covered: the generic webhook posts the documented JSON over HTTPS with an
+idempotency key and an HMAC signature a receiver can recompute; Splunk HEC gets
+``Authorization: Splunk <token>`` and one concatenated event object per record with epoch
+time and sourcetype; the Elasticsearch bulk body is NDJSON ``create`` actions keyed by the
+record key, ending with a newline, and its per-item answer is split into delivered (2xx,
+409), retry (429, 5xx) and refused; Loki gets streams with low-cardinality labels and
+nanosecond timestamps as strings; 5xx and 429 are retryable, 401 is not; an unreachable
+sink is a retryable error naming the sink; the RFC 5424 encoder writes PRI, version,
+structured data with escapes and a BOM; credentials come from the environment and never
+appear in errors; config mistakes are one line naming the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kustos.audit.alerts import Severity
+from kustos.audit.sinks.base import Record
+from kustos.audit.sinks.http import HttpSender, sign
+from kustos.audit.sinks.settings import SyslogSink
+from kustos.audit.sinks.syslog import format_message, frame
+from kustos.audit.watching import WatchConfig
+from kustos.errors import ConfigError, SinkError
+from kustos.testing.pki import ClusterPKI, make_pki
+from kustos.testing.processes import free_ports
+
+TOKEN = "hec-token-9f1c2b"
+T = dt.datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Capture:
+    """A local HTTP(S) server that records requests and answers from a script."""
+
+    requests: list[Received] = field(default_factory=list)
+    answers: list[tuple[int, bytes]] = field(default_factory=list)
+    port: int = 0
+    scheme: str = "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> ClusterPKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _serve(capture: Capture, context: ssl.SSLContext | None) -> Iterator[Capture]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            capture.requests.append(Received(self.path, dict(self.headers.items()), body))
+            status, answer = capture.answers.pop(0) if capture.answers else (200, b"{}")
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_ports(1)[0]), Handler)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        capture.scheme = "https"
+    capture.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield capture
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def http() -> Iterator[Capture]:
+    yield from _serve(Capture(), None)
+
+
+@pytest.fixture
+def https(pki: ClusterPKI) -> Iterator[Capture]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.serving.cert, pki.serving.key)
+    yield from _serve(Capture(), context)
+
+
+def records(count: int = 2, stream: str = "alerts") -> list[Record]:
+    return [
+        Record(
+            stream=stream,  # type: ignore[arg-type]
+            seq=i,
+            key=f"key-{i}",
+            time=T + dt.timedelta(seconds=i),
+            severity=Severity.HIGH if stream == "alerts" else Severity.INFO,
+            doc={"detector": "bulk_read", "user": "mallory", "n": i},
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+def sender(doc: dict[str, Any]) -> HttpSender:
+    config = WatchConfig.model_validate({"sinks": [{"name": "s", **doc}]})
+    return HttpSender(config.sinks[0])
+
+
+# --------------------------------------------------------------------------- webhook
+@pytest.mark.asyncio
+async def test_webhook_posts_signed_json_over_https(
+    https: Capture, pki: ClusterPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_KEY", "hmac-key-1")
+    hook = sender(
+        {
+            "type": "webhook",
+            "url": https.url + "/in",
+            "ca": str(pki.ca.cert),
+            "secret_env": "HOOK_KEY",
+        }
+    )
+    try:
+        delivery = await hook.send(records())
+    finally:
+        await hook.close()
+    assert len(delivery.delivered) == 2
+    (request,) = https.requests
+    assert request.path == "/in"
+    assert request.headers["Content-Type"] == "application/json"
+    doc = json.loads(request.body)
+    assert [r["key"] for r in doc["records"]] == ["key-1", "key-2"]
+    assert doc["records"][0]["record"]["detector"] == "bulk_read"
+    stamp = request.headers["X-Kustos-Timestamp"]
+    assert request.headers["X-Kustos-Signature"] == sign(b"hmac-key-1", stamp, request.body)
+    assert len(request.headers["Idempotency-Key"]) == 64
+
+
+@pytest.mark.asyncio
+async def test_webhook_errors_say_whether_to_retry(http: Capture) -> None:
+    http.answers = [(503, b"busy"), (401, b"no")]
+    hook = sender({"type": "webhook", "url": http.url})
+    try:
+        with pytest.raises(SinkError, match="503") as busy:
+            await hook.send(records())
+        with pytest.raises(SinkError, match="401") as refused:
+            await hook.send(records())
+    finally:
+        await hook.close()
+    assert busy.value.retryable
+    assert not refused.value.retryable
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_sink_is_retryable_and_named() -> None:
+    hook = sender({"type": "webhook", "url": f"http://127.0.0.1:{free_ports(1)[0]}"})
+    try:
+        with pytest.raises(SinkError, match="sink s") as err:
+            await hook.send(records())
+    finally:
+        await hook.close()
+    assert err.value.retryable
+
+
+# --------------------------------------------------------------------------- splunk
+@pytest.mark.asyncio
+async def test_splunk_hec_wire_format(http: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEC_TOKEN", TOKEN)
+    http.answers = [(200, b'{"text":"Success","code":0}')]
+    hec = sender({"type": "splunk", "url": http.url, "token_env": "HEC_TOKEN", "index": "k8s"})
+    try:
+        await hec.send(records(stream="events"))
+    finally:
+        await hec.close()
+    (request,) = http.requests
+    assert request.path == "/services/collector/event"
+    assert request.headers["Authorization"] == f"Splunk {TOKEN}"
+    decoder = json.JSONDecoder()
+    text, events, at = request.body.decode(), [], 0
+    while at < len(text):
+        doc, at = decoder.raw_decode(text, at)
+        events.append(doc)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    assert len(events) == 2
+    first = events[0]
+    assert first["time"] == pytest.approx((T + dt.timedelta(seconds=1)).timestamp())
+    assert first["sourcetype"] == "kube:apiserver:audit"
+    assert first["index"] == "k8s"
+    assert first["event"]["n"] == 1
+    assert first["fields"] == {"stream": "events", "key": "key-1"}
+
+
+@pytest.mark.asyncio
+async def test_splunk_busy_is_retryable_and_the_token_is_not_in_the_error(
+    http: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEC_TOKEN", TOKEN)
+    http.answers = [(503, b'{"text":"Server is busy","code":9}')]
+    hec = sender({"type": "splunk", "url": http.url, "token_env": "HEC_TOKEN"})
+    try:
+        with pytest.raises(SinkError) as err:
+            await hec.send(records())
+    finally:
+        await hec.close()
+    assert err.value.retryable
+    assert TOKEN not in str(err.value)
+
+
+def test_a_missing_credential_is_one_config_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEC_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="HEC_TOKEN is not set"):
+        sender({"type": "splunk", "url": "http://x", "token_env": "HEC_TOKEN"})
+
+
+# --------------------------------------------------------------------------- elasticsearch
+@pytest.mark.asyncio
+async def test_elasticsearch_bulk_body_and_per_item_results(
+    http: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ES_KEY", "es-api-key")
+    items = [
+        {"create": {"status": 201}},
+        {"create": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}},
+        {"create": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}},
+        {"create": {"status": 400, "error": {"type": "mapper_parsing_exception"}}},
+    ]
+    http.answers = [(200, json.dumps({"errors": True, "items": items}).encode())]
+    bulk = sender(
+        {"type": "elasticsearch", "url": http.url, "index": "audit", "api_key_env": "ES_KEY"}
+    )
+    try:
+        delivery = await bulk.send(records(4))
+    finally:
+        await bulk.close()
+    (request,) = http.requests
+    assert request.path == "/_bulk"
+    assert request.headers["Content-Type"] == "application/x-ndjson"
+    assert request.headers["Authorization"] == "ApiKey es-api-key"
+    assert request.body.endswith(b"\n")
+    lines = [json.loads(line) for line in request.body.splitlines()]
+    assert lines[0] == {"create": {"_index": "audit", "_id": "key-1"}}
+    assert lines[1]["@timestamp"] == "2026-03-02T10:00:01.123456Z"
+    assert lines[1]["record"]["n"] == 1
+    assert [r.key for r in delivery.delivered] == ["key-1", "key-2"]
+    assert [r.key for r in delivery.retry] == ["key-3"]
+    assert [(r.key, why) for r, why in delivery.refused] == [
+        ("key-4", "400 mapper_parsing_exception")
+    ]
+
+
+@pytest.mark.asyncio
+async def test_elasticsearch_unreadable_answer_is_retryable(http: Capture) -> None:
+    http.answers = [(200, b'{"errors": false, "items": []}')]
+    bulk = sender({"type": "elasticsearch", "url": http.url})
+    try:
+        with pytest.raises(SinkError, match="unreadable bulk answer") as err:
+            await bulk.send(records(2))
+    finally:
+        await bulk.close()
+    assert err.value.retryable
+
+
+# --------------------------------------------------------------------------- loki
+@pytest.mark.asyncio
+async def test_loki_push_streams_and_labels(http: Capture) -> None:
+    http.answers = [(204, b"")]
+    loki = sender({"type": "loki", "url": http.url, "labels": {"job": "k"}, "tenant": "team-a"})
+    try:
+        await loki.send([*records(2), *records(1, stream="events")])
+    finally:
+        await loki.close()
+    (request,) = http.requests
+    assert request.path == "/loki/api/v1/push"
+    assert request.headers["X-Scope-OrgID"] == "team-a"
+    streams = json.loads(request.body)["streams"]
+    labels = sorted(json.dumps(s["stream"], sort_keys=True) for s in streams)
+    assert labels == [
+        '{"job": "k", "severity": "high", "stream": "alerts"}',
+        '{"job": "k", "stream": "events"}',
+    ]
+    alerts = next(s for s in streams if s["stream"]["stream"] == "alerts")
+    stamp, line = alerts["values"][0]
+    assert stamp == str(int((T + dt.timedelta(seconds=1)).timestamp() * 1e6) * 1000)
+    assert json.loads(line)["key"] == "key-1"
+    assert "mallory" not in json.dumps([s["stream"] for s in streams])  # users are not labels
+
+
+# --------------------------------------------------------------------------- syslog
+def test_rfc5424_message_and_octet_counting() -> None:
+    (record,) = records(1)
+    escaped = Record(record.stream, record.seq, 'k"]\\', record.time, Severity.CRITICAL, record.doc)
+    message = format_message(escaped, facility=13, hostname="node a", app_name="kustos")
+    head, _, body = message.partition(b"\xef\xbb\xbf")
+    assert head.startswith(b"<106>1 2026-03-02T10:00:01.123456Z nodea kustos - alert ")
+    assert b'[kustos@32473 stream="alerts" seq="1" key="k\\"\\]\\\\" detector="bulk_read"] ' in head
+    assert json.loads(body)["n"] == 1
+    framed = frame(message)
+    length, _, rest = framed.partition(b" ")
+    assert int(length) == len(rest) == len(message)
+
+
+def test_syslog_settings_refuse_a_bad_address(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        SyslogSink.model_validate({"type": "syslog", "name": "s", "address": "nohost"})
