@@ -34,6 +34,7 @@ COMMANDS: Final = {
     "demo": ("kustos.cli.demo", "demo"),
     "kms": ("kustos.cli.kms", "app"),
     "backup": ("kustos.cli.backup", "app"),
+    "audit": ("kustos.cli.audit", "app"),
     "dev-cluster": ("kustos.cli.devcluster", "app"),
 }
 

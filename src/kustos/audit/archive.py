@@ -1,0 +1,513 @@
+"""The tamper-evident audit archive: append-only segments, hash chain, signed checkpoints.
+
+Layout of an archive folder (``docs/audit.md``, decisions in ``docs/decisions.md``)::
+
+    segments/<first seq, 12 digits>.log   records, one line each (kustos.audit.hashing)
+    checkpoints.jsonl                     Ed25519-signed (size, head hash), appended
+    checkpoint.pub                        the public key that verifies them
+    keys/checkpoint.key                   the signing key, 0600 (unless --signing-key)
+    index.sqlite                          derived: rebuilt by ``kustos audit reindex``
+
+One writer at a time holds ``.writer.lock``; readers (``verify``, ``query``, the detectors)
+need no lock and stop at a line still being written. An append is durable when
+:meth:`Archive.append` returns (with ``fsync=always``, on disk; with ``none``, in the
+operating system's cache: safe if the receiver dies, not if the machine does). Values are
+stripped before a byte is written (:func:`kustos.audit.records.strip_values`); events seen
+already (same ``auditID`` and stage, as a retried webhook batch repeats them) are skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime as dt
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final, Self
+
+import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from kustos.audit.hashing import (
+    GENESIS,
+    Checkpoint,
+    RecordFormatError,
+    link,
+    parse_line,
+    record_line,
+    sign_checkpoint,
+)
+from kustos.audit.indexing import Index, row_of
+from kustos.audit.records import (
+    ArchivedEvent,
+    event_key,
+    format_time,
+    needs_stripping,
+    strip_values,
+    summary_of,
+)
+from kustos.errors import ArchiveError, ArchiveFullError, ConfigError
+from kustos.files import PRIVATE, write_atomic
+
+#: Called with each batch once it is durable (detectors and forwarding plug in here).
+Hook = Callable[[Sequence[ArchivedEvent]], None]
+
+SEGMENTS: Final = "segments"
+CHECKPOINTS: Final = "checkpoints.jsonl"
+PUBLIC_KEY: Final = "checkpoint.pub"
+DEFAULT_KEY: Final = Path("keys") / "checkpoint.key"
+INDEX: Final = "index.sqlite"
+_LOCK: Final = ".writer.lock"
+#: A new segment starts once the current one is this large.
+SEGMENT_BYTES: Final = 64 * 1024 * 1024
+#: Recent event identities remembered to skip repeats (a retried batch holds at most 400).
+DEDUPE_WINDOW: Final = 100_000
+
+
+class Fsync(StrEnum):
+    """When an append reaches the disk before it is acknowledged."""
+
+    ALWAYS = "always"  # fsync before every acknowledgement
+    NONE = "none"  # written to the OS: survives the receiver's crash, not the machine's
+
+
+def segment_name(first_seq: int) -> str:
+    """The file name of the segment whose first record is *first_seq*."""
+    return f"{first_seq:012d}.log"
+
+
+def segment_files(directory: Path) -> list[tuple[int, Path]]:
+    """The segments of an archive as ``(first seq, path)``, in order."""
+    folder = directory / SEGMENTS
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        stem = path.name.removesuffix(".log")
+        if path.name.endswith(".log") and stem.isdigit():
+            found.append((int(stem), path))
+    return sorted(found)
+
+
+def complete_lines(path: Path) -> Iterator[bytes]:
+    """The complete (newline-terminated) lines of a segment; a line being written is left."""
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.endswith(b"\n"):
+                yield line
+
+
+def read_public_key(path: Path) -> Ed25519PublicKey:
+    """A checkpoint public key file (base64 of the 32 raw bytes)."""
+    try:
+        raw = base64.b64decode(path.read_text(encoding="ascii").strip(), validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (OSError, ValueError) as exc:
+        raise ArchiveError(f"{path}: not a checkpoint public key") from exc
+
+
+def read_checkpoints(directory: Path) -> list[Checkpoint]:
+    """Every checkpoint of the archive, oldest first (a torn last line is left out)."""
+    path = directory / CHECKPOINTS
+    if not path.exists():
+        return []
+    found = []
+    for line in complete_lines(path):
+        try:
+            raw = orjson.loads(line)
+            found.append(
+                Checkpoint(
+                    size=int(raw["size"]),
+                    head=bytes.fromhex(raw["head"]),
+                    time=str(raw["time"]),
+                    key_id=str(raw["key_id"]),
+                    signature=base64.b64decode(raw["signature"]),
+                )
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ArchiveError(f"{path}: a checkpoint line is not a checkpoint") from exc
+    return found
+
+
+def _load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path}: the checkpoint signing key is readable by others (mode {mode:o}; "
+                "chmod 600 it)"
+            )
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: not an Ed25519 private key (PEM)") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError(f"{path}: not an Ed25519 private key (PEM)")
+        return key
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_atomic(path, pem, what="checkpoint signing key", mode=PRIVATE)
+    return key
+
+
+def _public_text(key: Ed25519PublicKey) -> bytes:
+    return base64.b64encode(key.public_bytes_raw()) + b"\n"
+
+
+class Archive:
+    """An archive folder. Reading needs nothing; the first append takes the writer's lock.
+
+    *signing_key* is where the checkpoint key lives (created 0600 when absent; default
+    ``keys/checkpoint.key`` inside the archive). *hooks* are called after every durable
+    append with the events it stored.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        signing_key: Path | None = None,
+        fsync: Fsync = Fsync.ALWAYS,
+        hooks: Sequence[Hook] = (),
+        checkpoint_every: int = 10_000,
+        checkpoint_seconds: float = 5.0,
+        segment_bytes: int = SEGMENT_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.directory = directory
+        self.signing_key = signing_key or directory / DEFAULT_KEY
+        self.fsync = fsync
+        self.hooks: list[Hook] = list(hooks)
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+        self.segment_bytes = segment_bytes
+        self._clock = clock
+        self._now = now
+        self._open = False
+        self._lock_fd = -1
+        self._fd = -1
+        self._segment_size = 0
+        self._seq = 0
+        self._head = GENESIS
+        self._key: Ed25519PrivateKey | None = None
+        self._index: Index | None = None
+        self._recent: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._checkpointed = 0
+        self._checkpoint_at = 0.0
+        #: Events whose bodies were removed since the archive was opened (for the report).
+        self.stripped = 0
+        #: Events skipped because they were archived already.
+        self.repeated = 0
+
+    # ------------------------------------------------------------------ reading
+    def read(self, after_seq: int = 0) -> Iterator[ArchivedEvent]:
+        """Every archived event after *after_seq*, in order (no verification: see verify)."""
+        segments = segment_files(self.directory)
+        for i, (first, path) in enumerate(segments):
+            following = segments[i + 1][0] if i + 1 < len(segments) else None
+            if following is not None and following <= after_seq + 1:
+                continue
+            for line in complete_lines(path):
+                if first > after_seq or int(line[: line.index(b" ")]) > after_seq:
+                    record = parse_line(line)
+                    if record.seq > after_seq:
+                        yield ArchivedEvent(record.seq, orjson.loads(record.data))
+
+    @property
+    def size(self) -> int:
+        """Records in the archive (as the writer knows it; opens the writer)."""
+        self.open_writer()
+        return self._seq
+
+    @property
+    def index_path(self) -> Path:
+        """The index file."""
+        return self.directory / INDEX
+
+    # ------------------------------------------------------------------ writing
+    def __enter__(self) -> Self:
+        self.open_writer()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def append(self, events: Sequence[Mapping[str, Any]]) -> list[ArchivedEvent]:
+        """Store *events* (values stripped, repeats skipped); durable when this returns."""
+        prepared = []
+        for event in events:
+            if needs_stripping(event):
+                kept, _ = strip_values(event)
+                self.stripped += 1
+            else:
+                kept = dict(event)
+            prepared.append((orjson.dumps(kept), kept))
+        return self._append(prepared)
+
+    def append_parsed(self, items: Sequence[tuple[bytes, dict[str, Any]]]) -> list[ArchivedEvent]:
+        """Store events given with the JSON they were decoded from (an audit log's lines),
+        as :meth:`append`; an event that needs no stripping keeps the bytes it came with."""
+        prepared = []
+        for line, event in items:
+            if needs_stripping(event):
+                kept, _ = strip_values(event)
+                self.stripped += 1
+                prepared.append((orjson.dumps(kept), kept))
+            else:
+                prepared.append((line.strip(), event))
+        return self._append(prepared)
+
+    def _append(self, prepared: Sequence[tuple[bytes, dict[str, Any]]]) -> list[ArchivedEvent]:
+        self.open_writer()
+        chunks = []
+        stored: list[ArchivedEvent] = []
+        seq, head = self._seq, self._head
+        keys = []
+        batch_keys: set[tuple[str, str]] = set()
+        for data, event in prepared:
+            key = event_key(event)
+            if key is not None and (key in self._recent or key in batch_keys):
+                self.repeated += 1
+                continue
+            if key is not None:
+                batch_keys.add(key)
+                keys.append(key)
+            seq += 1
+            head = link(head, seq, data)
+            chunks.append(record_line(seq, head, data))
+            stored.append(ArchivedEvent(seq, event))
+        if not stored:
+            return stored
+        self._write(b"".join(chunks))
+        self._seq, self._head = seq, head
+        for key in keys:
+            self._remember(key)
+        assert self._index is not None  # noqa: S101 - set by _ensure_open
+        self._index.add(row_of(e.seq, summary_of(e.event)) for e in stored)
+        self._maybe_checkpoint()
+        for hook in self.hooks:
+            hook(stored)
+        return stored
+
+    def _write(self, blob: bytes) -> None:
+        if self._segment_size >= self.segment_bytes:
+            self._new_segment(self._seq + 1)
+        try:
+            written = 0
+            while written < len(blob):
+                written += os.write(self._fd, blob[written:])
+            if self.fsync is Fsync.ALWAYS:
+                os.fsync(self._fd)
+        except OSError as exc:
+            # Nothing of a batch that failed stays: a retry must not find half of it.
+            os.ftruncate(self._fd, self._segment_size)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ArchiveFullError(f"{self.directory}: no space left for the batch") from exc
+            raise ArchiveError(f"{self.directory}: cannot write a segment: {exc}") from exc
+        self._segment_size += len(blob)
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._recent[key] = None
+        if len(self._recent) > DEDUPE_WINDOW:
+            self._recent.popitem(last=False)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _maybe_checkpoint(self) -> None:
+        due = self._seq - self._checkpointed >= self.checkpoint_every
+        late = self._clock() - self._checkpoint_at >= self.checkpoint_seconds
+        if self._seq > self._checkpointed and (due or late):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Sign the current size and head now (nothing to do when nothing changed)."""
+        self.open_writer()
+        if self._seq == self._checkpointed:
+            return
+        assert self._key is not None  # noqa: S101 - set by open_writer
+        signed = sign_checkpoint(self._key, self._seq, self._head, format_time(self._now()))
+        line = orjson.dumps(
+            {
+                "size": signed.size,
+                "head": signed.head.hex(),
+                "time": signed.time,
+                "key_id": signed.key_id,
+                "signature": base64.b64encode(signed.signature).decode(),
+            }
+        )
+        path = self.directory / CHECKPOINTS
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line + b"\n")
+                if self.fsync is Fsync.ALWAYS:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ArchiveError(f"{path}: cannot write a checkpoint: {exc}") from exc
+        self._checkpointed = self._seq
+        self._checkpoint_at = self._clock()
+
+    # ------------------------------------------------------------------ open / close
+    def _ensure_open(self, *, rebuild_index: bool = False) -> None:
+        if self._open:
+            return
+        try:
+            (self.directory / SEGMENTS).mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ArchiveError(f"{self.directory}: cannot open the archive: {exc}") from exc
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise ArchiveError(
+                f"{self.directory}: another process is writing this archive"
+            ) from exc
+        try:
+            self._recover_tail()
+            if rebuild_index:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+            self._index = Index(self.index_path)
+            self._catch_up_index()
+        except BaseException:
+            self._release()
+            raise
+        checkpoints = read_checkpoints(self.directory)
+        self._checkpointed = checkpoints[-1].size if checkpoints else -1
+        self._checkpoint_at = self._clock()
+        self._open = True
+
+    def open_writer(self) -> None:
+        """Take the writer's lock, recover the tail, catch the index up, load the key.
+
+        Called by the first append; services call it at start to fail before listening.
+        """
+        self._ensure_open()
+        if self._key is None:
+            try:
+                self._key = self._load_key()
+            except BaseException:
+                self._release()
+                raise
+
+    def reindex(self) -> int:
+        """Rebuild the index from the segments; return the number of records indexed."""
+        if self._open:
+            raise ArchiveError(f"{self.directory}: rebuild the index before opening the writer")
+        self._ensure_open(rebuild_index=True)
+        try:
+            assert self._index is not None  # noqa: S101
+            return self._index.count()
+        finally:
+            self._release()
+
+    def _load_key(self) -> Ed25519PrivateKey:
+        key = _load_or_create_key(self.signing_key)
+        public = self.directory / PUBLIC_KEY
+        text = _public_text(key.public_key())
+        if not public.exists():
+            write_atomic(public, text, what="checkpoint public key")
+        elif public.read_bytes().strip() != text.strip():
+            raise ConfigError(
+                f"{self.signing_key}: not the key of this archive (its checkpoints are "
+                f"verified with {public})"
+            )
+        return key
+
+    def _recover_tail(self) -> None:
+        """Find the last record; cut a line left half-written by a crash (never acked)."""
+        segments = segment_files(self.directory)
+        if not segments:
+            self._new_segment(1)
+            return
+        first, path = segments[-1]
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            with path.open("r+b") as fh:
+                fh.truncate(end)
+        last_line = data[data.rfind(b"\n", 0, end - 1) + 1 : end] if end else b""
+        if last_line:
+            try:
+                record = parse_line(last_line)
+            except RecordFormatError as exc:
+                raise ArchiveError(
+                    f"{path}: the last record is damaged; run `kustos audit verify`"
+                ) from exc
+            self._seq, self._head = record.seq, record.digest
+        elif len(segments) > 1:
+            previous = segments[-2][1].read_bytes()
+            record = parse_line(previous[previous.rfind(b"\n", 0, len(previous) - 1) + 1 :])
+            self._seq, self._head = record.seq, record.digest
+        # Remember the identities of the latest records, to skip a batch sent again.
+        for line in data[:end].splitlines()[-DEDUPE_WINDOW:]:
+            key = event_key(orjson.loads(parse_line(line).data))
+            if key is not None:
+                self._remember(key)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._segment_size = end
+        del first
+
+    def _new_segment(self, first_seq: int) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        folder = self.directory / SEGMENTS
+        path = folder / segment_name(first_seq)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._segment_size = 0
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _catch_up_index(self) -> None:
+        assert self._index is not None  # noqa: S101
+        indexed = self._index.last_seq()
+        if indexed >= self._seq:
+            return
+        batch = []
+        for archived in self.read(after_seq=indexed):
+            batch.append(row_of(archived.seq, summary_of(archived.event)))
+            if len(batch) >= 10_000:
+                self._index.add(batch)
+                batch = []
+        self._index.add(batch)
+
+    def close(self) -> None:
+        """Write a last checkpoint (when records came since the last one) and unlock."""
+        if not self._open:
+            return
+        try:
+            if self._key is not None:
+                self.checkpoint()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._open = False
+        self._key = None
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = -1

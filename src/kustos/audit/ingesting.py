@@ -1,0 +1,155 @@
+"""``kustos audit ingest``: the API server's audit log files into the archive, once.
+
+The log backend (``--audit-log-path``) writes one Event per line and rotates files by
+renaming them (``audit-2024-12-13T05-28-40.000.log``), optionally gzipping them later. A
+file is therefore recognised by its first line, not by its name: the cursor
+(``ingest-cursor.json``, a :class:`~kustos.files.StateFile`) keeps, for each first line's
+hash, how many bytes of the uncompressed text were ingested. A rotated or gzipped copy of
+a file already read continues where the plain file stopped; a line still being written
+(no newline yet) is left for the next run. The cursor is saved after each batch is
+durable; a crash between the two is harmless because the archive skips events it holds
+already (same ``auditID`` and stage). Lines that are not Events are counted and skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+import orjson
+from pydantic import Field
+
+from kustos.audit.archive import Archive
+from kustos.audit.records import is_event
+from kustos.errors import FileAccessError, InputError
+from kustos.files import StateFile, StateModel
+
+CURSOR: Final = "ingest-cursor.json"
+BATCH_LINES: Final = 5000
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+class IngestCursor(StateModel):
+    """Bytes of uncompressed text ingested, by the hash of each file's first line."""
+
+    files: dict[str, int] = Field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What one ``ingest`` run did."""
+
+    files: int = 0
+    lines: int = 0
+    stored: int = 0
+    repeated: int = 0
+    skipped: int = 0
+    stripped: int = 0
+
+
+def cursor_file(archive: Path) -> StateFile[IngestCursor]:
+    """The ingest cursor of an archive."""
+    return StateFile(archive / CURSOR, IngestCursor, what="ingest cursor", mode=0o644)
+
+
+def _open(path: Path) -> IO[bytes]:
+    try:
+        with path.open("rb") as probe:
+            magic = probe.read(2)
+        if magic == _GZIP_MAGIC:
+            return gzip.open(path, "rb")  # type: ignore[return-value] # a binary file object
+        return path.open("rb")
+    except OSError as exc:
+        raise FileAccessError(path, "read audit log", exc.strerror or str(exc)) from exc
+
+
+def _first_line(path: Path) -> bytes:
+    with _open(path) as fh:
+        try:
+            line = fh.readline()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"{path}: cannot read the audit log: {exc}") from exc
+    return line if line.endswith(b"\n") else b""
+
+
+def fingerprint(first_line: bytes) -> str:
+    """The identity of a log file: the hash of its first complete line."""
+    return hashlib.sha256(first_line).hexdigest()[:32]
+
+
+def _start_time(first_line: bytes) -> str:
+    try:
+        event = orjson.loads(first_line)
+    except orjson.JSONDecodeError:
+        return ""
+    stamp = event.get("requestReceivedTimestamp") if isinstance(event, dict) else None
+    return stamp if isinstance(stamp, str) else ""
+
+
+def _lines(fh: IO[bytes], skip: int, path: Path) -> Iterator[bytes]:
+    try:
+        if skip:
+            fh.seek(skip)
+        for line in fh:
+            if not line.endswith(b"\n"):
+                return  # still being written
+            yield line
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: cannot read the audit log: {exc}") from exc
+
+
+def ingest(
+    archive: Archive, paths: Sequence[Path], *, batch_lines: int = BATCH_LINES
+) -> IngestReport:
+    """Ingest *paths* (oldest events first, whatever their order on the command line)."""
+    report = IngestReport()
+    state = cursor_file(archive.directory)
+    done = dict(state.read_or(IngestCursor).files)
+    ordered = []
+    for path in paths:
+        first = _first_line(path)
+        if first:
+            ordered.append((_start_time(first), str(path), path, fingerprint(first)))
+    ordered.sort()
+    stripped_before = archive.stripped
+    for _, _, path, print_ in ordered:
+        report.files += 1
+        offset = done.get(print_, 0)
+        batch: list[tuple[bytes, dict[str, Any]]] = []
+        with _open(path) as fh:
+            for line in _lines(fh, offset, path):
+                offset += len(line)
+                report.lines += 1
+                try:
+                    event = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    event = None
+                if is_event(event):
+                    batch.append((line, event))
+                else:
+                    report.skipped += 1
+                if len(batch) >= batch_lines:
+                    report.stored += _flush(archive, batch, report)
+                    done[print_] = offset
+                    state.write(IngestCursor(files=done))
+                    batch = []
+            report.stored += _flush(archive, batch, report)
+        done[print_] = offset
+        state.write(IngestCursor(files=done))
+    report.stripped = archive.stripped - stripped_before
+    return report
+
+
+def _flush(
+    archive: Archive, batch: list[tuple[bytes, dict[str, Any]]], report: IngestReport
+) -> int:
+    if not batch:
+        return 0
+    stored = archive.append_parsed(batch)
+    report.repeated += len(batch) - len(stored)
+    return len(stored)

@@ -1,0 +1,204 @@
+"""``kustos audit serve``: the receiver of the API server's audit webhook (asyncio, aiohttp).
+
+The webhook backend POSTs ``EventList`` batches (up to 400 events by default) and retries
+any failure with back-off. The receiver answers:
+
+- **200** once every event of the batch is durably in the archive (see
+  :class:`~kustos.audit.archive.Fsync`), never before;
+- **400** for a body that is not an ``audit.k8s.io`` EventList of Events: nothing of it is
+  stored (a retry would fail the same way, so the API server's retries are wasted, not
+  harmful); **413** for a body over ``max_body``;
+- **429** with ``Retry-After`` when ``max_waiting`` batches already wait for the writer
+  (memory stays bounded by ``max_waiting * max_body`` under any load); **503** with
+  ``Retry-After`` when the disk is full or the archive cannot be written. The API server
+  retries both, so nothing is silently dropped here.
+
+Appends run in one writer thread, one batch at a time, so the event loop keeps accepting
+connections while the disk works. Logs carry counts and addresses, never an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from kustos.audit.archive import Archive
+from kustos.audit.records import is_event
+from kustos.errors import ArchiveError, ArchiveFullError, ServiceError
+
+log = logging.getLogger(__name__)
+
+#: The largest batch the API server sends with truncation on (10 MiB), plus headroom.
+MAX_BODY: Final = 12 * 1024 * 1024
+MAX_WAITING: Final = 16
+_RETRY_AFTER_BUSY: Final = "1"
+_RETRY_AFTER_FULL: Final = "10"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSettings:
+    """Where to listen and how; TLS files are PEM paths (``client_ca`` requires client certs)."""
+
+    host: str
+    port: int
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    max_body: int = MAX_BODY
+    max_waiting: int = MAX_WAITING
+
+
+class BatchError(ValueError):
+    """The body is not an EventList of Events (the message names the problem, not content)."""
+
+
+def parse_batch(body: bytes) -> list[dict[str, Any]]:
+    """The Events of an ``EventList`` body; ``BatchError`` if anything in it is not one."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BatchError("the body is not JSON") from exc
+    if not isinstance(doc, dict) or doc.get("kind") != "EventList":
+        raise BatchError("the body is not an EventList")
+    if not str(doc.get("apiVersion", "")).startswith("audit.k8s.io/"):
+        raise BatchError("the EventList is not of audit.k8s.io")
+    items = doc.get("items")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise BatchError("items is not a list")
+    for number, item in enumerate(items):
+        if not is_event(item):
+            raise BatchError(f"items[{number}] is not an audit Event")
+    return items
+
+
+def tls_context(settings: ReceiverSettings) -> ssl.SSLContext | None:
+    """The server's TLS context, or ``None`` for plain HTTP (only sensible on loopback)."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        if settings.client_ca is not None:
+            raise ServiceError("--client-ca needs --tls-cert and --tls-key")
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise ServiceError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        if settings.client_ca is not None:
+            context.load_verify_locations(cafile=settings.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ServiceError(f"cannot load the TLS files: {exc}") from exc
+    return context
+
+
+class Receiver:
+    """The webhook endpoint over one archive (the archive's hooks run after each batch)."""
+
+    def __init__(self, archive: Archive, settings: ReceiverSettings) -> None:
+        self.archive = archive
+        self.settings = settings
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        self._waiting = 0
+        self.accepted = 0
+        self.refused = 0
+
+    def app(self) -> web.Application:
+        """The aiohttp application: POST anywhere is a batch; GET /healthz."""
+        app = web.Application(client_max_size=self.settings.max_body)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_post("/{tail:.*}", self._batch)
+        return app
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _batch(self, request: web.Request) -> web.Response:
+        if self._waiting >= self.settings.max_waiting:
+            self.refused += 1
+            return _text(429, "busy: retry later", retry_after=_RETRY_AFTER_BUSY)
+        self._waiting += 1
+        try:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return _text(413, f"batch larger than {self.settings.max_body} bytes")
+            try:
+                events = parse_batch(body)
+            except BatchError as exc:
+                log.warning("refused a batch from %s: %s", request.remote, exc)
+                return _text(400, str(exc))
+            loop = asyncio.get_running_loop()
+            try:
+                stored = await loop.run_in_executor(self._writer, self.archive.append, events)
+            except ArchiveFullError as exc:
+                log.error("batch of %d events not stored: %s", len(events), exc)  # noqa: TRY400
+                return _text(503, "archive full: retry later", retry_after=_RETRY_AFTER_FULL)
+            except ArchiveError as exc:
+                log.error("batch of %d events not stored: %s", len(events), exc)  # noqa: TRY400
+                return _text(503, "archive unavailable: retry later", retry_after=_RETRY_AFTER_FULL)
+            self.accepted += len(stored)
+            return _text(200, f"stored {len(stored)} of {len(events)}")
+        finally:
+            self._waiting -= 1
+
+    def close(self) -> None:
+        """Wait for the writer thread, then close the archive (last checkpoint)."""
+        self._writer.shutdown(wait=True)
+        self.archive.close()
+
+
+def _text(status: int, text: str, *, retry_after: str | None = None) -> web.Response:
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return web.Response(status=status, text=text + "\n", headers=headers)
+
+
+async def serve(
+    archive: Archive,
+    settings: ReceiverSettings,
+    *,
+    stop: asyncio.Event,
+    started: Callable[[int], Awaitable[None] | None] | None = None,
+) -> Receiver:
+    """Receive batches until *stop* is set; *started* gets the bound port."""
+    context = tls_context(settings)
+    archive.open_writer()
+    receiver = Receiver(archive, settings)
+    runner = web.AppRunner(receiver.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
+    try:
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ServiceError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+            ) from exc
+        port = _bound_port(runner, settings.port)
+        log.warning("audit receiver listening on %s:%d", settings.host, port)
+        if started is not None:
+            result = started(port)
+            if result is not None:
+                await result
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await asyncio.get_running_loop().run_in_executor(None, receiver.close)
+    return receiver
+
+
+def _bound_port(runner: web.AppRunner, asked: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return asked

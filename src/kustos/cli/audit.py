@@ -1,0 +1,390 @@
+"""``kustos audit``: policy, lint, serve, ingest, verify, reindex, query (Watch).
+
+Exit codes: 0 ok; 1 ``lint`` findings at or above ``--fail-on`` or ``verify`` found the
+archive or its index damaged; 2 usage or input errors (a bad flag, an unreadable file, a
+policy that is no YAML mapping); 1 also when the receiver cannot start or the archive
+cannot be written. The alert commands (``alerts``, ``forward``) are added by
+:mod:`kustos.cli.auditalerts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib.util
+import signal
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+
+from kustos.cli.output import TableOrJson, emit, print_json
+from kustos.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from kustos.audit.archive import Archive, Fsync, Hook
+
+app = typer.Typer(
+    name="audit",
+    help="Watch: audit policy, receiver, tamper-evident archive, queries.",
+    no_args_is_help=True,
+)
+
+ArchiveDir = Annotated[
+    Path, typer.Option("--archive", help="The archive folder (created when absent).")
+]
+SigningKey = Annotated[
+    Path | None,
+    typer.Option(
+        "--signing-key",
+        help="Checkpoint signing key (Ed25519 PEM, 0600; created when absent). "
+        "Default: keys/checkpoint.key inside the archive.",
+    ),
+]
+
+
+class FsyncChoice(StrEnum):
+    """``--fsync``: when a batch reaches the disk before it is acknowledged."""
+
+    ALWAYS = "always"
+    NONE = "none"
+
+
+FsyncOption = Annotated[
+    FsyncChoice,
+    typer.Option(
+        "--fsync",
+        help="always: on disk before 200 (default); none: in the OS cache (survives a "
+        "receiver crash, not a power loss).",
+    ),
+]
+_WATCHING: Final = "kustos.audit.watching"
+
+
+def _fsync(choice: FsyncChoice) -> Fsync:
+    from kustos.audit.archive import Fsync  # noqa: PLC0415
+
+    return Fsync(choice.value)
+
+
+def _hooks(archive: Archive, config: Path | None) -> Sequence[Hook]:
+    """Detectors and forwarding, when the Watch alert module is installed."""
+    if importlib.util.find_spec(_WATCHING) is None:
+        return ()
+    module = importlib.import_module(_WATCHING)
+    hooks: Sequence[Hook] = module.hooks_for(archive.directory, config)
+    return hooks
+
+
+def _archive(
+    directory: Path,
+    *,
+    signing_key: Path | None = None,
+    fsync: FsyncChoice = FsyncChoice.ALWAYS,
+    config: Path | None = None,
+) -> Archive:
+    from kustos.audit.archive import Archive  # noqa: PLC0415
+
+    archive = Archive(directory, signing_key=signing_key, fsync=_fsync(fsync))
+    archive.hooks.extend(_hooks(archive, config))
+    return archive
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@app.command("policy")
+def policy(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the policy here.")
+    ] = None,
+) -> int:
+    """Print the recommended audit Policy, each line explained."""
+    from kustos.audit.policy import RECOMMENDED  # noqa: PLC0415
+
+    emit(RECOMMENDED, output, what="audit policy")
+    return 0
+
+
+class LintFormat(StrEnum):
+    """``--format`` of ``audit lint``."""
+
+    TABLE = "table"
+    JSON = "json"
+    SARIF = "sarif"
+
+
+@app.command("lint")
+def lint(
+    policy_file: Annotated[Path, typer.Argument(help="The audit Policy file to check.")],
+    output_format: Annotated[
+        LintFormat, typer.Option("--format", help="Report format.")
+    ] = LintFormat.TABLE,
+    fail_on: Annotated[
+        str,
+        typer.Option("--fail-on", help="Exit 1 on findings at or above this severity."),
+    ] = "medium",
+) -> int:
+    """Check an audit Policy: leaks, blind spots, shadowed rules (KST110-KST114)."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from kustos.audit.policy import lint as run_lint  # noqa: PLC0415
+    from kustos.cli.scan import FailOn  # noqa: PLC0415
+    from kustos.files import read_text  # noqa: PLC0415
+    from kustos.kube.documents import load_yaml_all  # noqa: PLC0415
+    from kustos.scan.checking import ConfigDocument  # noqa: PLC0415
+    from kustos.scan.reporting import render_table, to_json, to_sarif  # noqa: PLC0415
+
+    try:
+        threshold = FailOn(fail_on.lower()).severity
+    except ValueError:
+        raise UsageError(f"--fail-on must be one of {', '.join(f.value for f in FailOn)}") from None
+    text = read_text(policy_file, what="audit policy")
+    docs = load_yaml_all(text, str(policy_file))
+    if not docs or not isinstance(docs[0], dict):
+        raise InputError(f"{policy_file}: audit policy holds no YAML mapping")
+    result = run_lint(ConfigDocument(str(policy_file), text, docs[0]))
+    if output_format is LintFormat.TABLE:
+        render_table(result, Console())
+    else:
+        emit((to_json if output_format is LintFormat.JSON else to_sarif)(result), None)
+    return 1 if any(f.severity >= threshold for f in result.findings) else 0
+
+
+# --------------------------------------------------------------------------- receiving
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--listen {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - the user asked for any
+
+
+@app.command("serve")
+def serve(
+    archive: ArchiveDir,
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT for the webhook (port 0: any free).")
+    ] = "127.0.0.1:8443",
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Server certificate.")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its private key.")] = None,
+    client_ca: Annotated[
+        Path | None, typer.Option("--client-ca", help="Require client certificates of this CA.")
+    ] = None,
+    fsync: FsyncOption = FsyncChoice.ALWAYS,
+    signing_key: SigningKey = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Watch config (detectors, sinks).")
+    ] = None,
+    max_waiting: Annotated[
+        int, typer.Option("--max-waiting", help="Batches waiting for the disk before 429.")
+    ] = 16,
+) -> int:
+    """Receive the API server's audit webhook batches into the archive."""
+    from kustos.audit.receiving import ReceiverSettings  # noqa: PLC0415
+    from kustos.audit.receiving import serve as run  # noqa: PLC0415
+
+    host, port = _listen(listen)
+    settings = ReceiverSettings(
+        host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
+        max_waiting=max_waiting,
+    )  # fmt: skip
+    store = _archive(archive, signing_key=signing_key, fsync=fsync, config=config)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def started(bound: int) -> None:
+            typer.echo(f"listening on {host}:{bound}, archive {archive}", err=True)
+
+        receiver = await run(store, settings, stop=stop, started=started)
+        typer.echo(f"stopped: {receiver.accepted} events stored", err=True)
+
+    asyncio.run(main())
+    return 0
+
+
+@app.command("ingest")
+def ingest(
+    archive: ArchiveDir,
+    files: Annotated[list[Path], typer.Argument(help="Audit log files (.gz too), any order.")],
+    fsync: FsyncOption = FsyncChoice.ALWAYS,
+    signing_key: SigningKey = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Watch config (detectors, sinks).")
+    ] = None,
+) -> int:
+    """Ingest audit log files (--audit-log-path, rotated, gzipped); resumable, never twice."""
+    from kustos.audit.ingesting import ingest as run  # noqa: PLC0415
+
+    with _archive(archive, signing_key=signing_key, fsync=fsync, config=config) as store:
+        report = run(store, files)
+    typer.echo(
+        f"{report.files} file(s), {report.lines} new line(s): {report.stored} event(s) "
+        f"stored, {report.repeated} already archived, {report.skipped} not audit events, "
+        f"{report.stripped} with values stripped"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- archive
+
+
+@app.command("verify")
+def verify(
+    archive: ArchiveDir,
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="Checkpoint key kept elsewhere (checkpoint.pub)."),
+    ] = None,
+    output_format: Annotated[
+        TableOrJson, typer.Option("--format", help="Output format.")
+    ] = TableOrJson.TABLE,
+) -> int:
+    """Check the hash chain, the signed checkpoints and the index; exit 1 if damaged."""
+    from kustos.audit.verifying import verify as run  # noqa: PLC0415
+
+    result = run(archive, public_key=public_key)
+    if output_format is TableOrJson.JSON:
+        print_json(
+            {
+                "ok": result.ok,
+                "records": result.records,
+                "checkpoints": result.checkpoints,
+                "problems": result.problems,
+                "notes": result.notes,
+            }
+        )
+    else:
+        for note in result.notes:
+            typer.echo(f"note: {note}")
+        for problem in result.problems:
+            typer.echo(f"FAILED: {problem}")
+        if result.ok:
+            typer.echo(
+                f"ok: {result.records} records, {result.checkpoints} signed checkpoints, "
+                "index consistent"
+            )
+    return 0 if result.ok else 1
+
+
+@app.command("reindex")
+def reindex(archive: ArchiveDir) -> int:
+    """Rebuild the index from the segments."""
+    from kustos.audit.archive import Archive  # noqa: PLC0415
+
+    if not (archive / "segments").is_dir():
+        raise InputError(f"{archive}: not an audit archive (no segments folder)")
+    count = Archive(archive).reindex()
+    typer.echo(f"indexed {count} records")
+    return 0
+
+
+def _time(text: str | None, flag: str, now: dt.datetime) -> str | None:
+    """An RFC 3339 time, or a duration back from now (``7d``), as MicroTime text."""
+    from kustos.audit.records import format_time  # noqa: PLC0415
+    from kustos.durations import InvalidDurationError, parse_duration  # noqa: PLC0415
+
+    if text is None:
+        return None
+    try:
+        return format_time(now - parse_duration(text))
+    except InvalidDurationError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{flag} {text[:40]!r}: expected a time (2024-12-13T05:00:00Z) or a duration (7d)"
+        ) from None
+    return format_time(parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC))
+
+
+@app.command("query")
+def query(
+    archive: ArchiveDir,
+    secret: Annotated[
+        str | None,
+        typer.Option("--secret", help="NS/NAME: requests on it, and lists that returned it."),
+    ] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="User name.")] = None,
+    verb: Annotated[str | None, typer.Option("--verb", help="get, list, watch, update...")] = None,
+    resource: Annotated[
+        str | None, typer.Option("--resource", help="Resource (secrets, configmaps...).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time, or this long ago (7d).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Before this time.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many.")] = None,
+    output_format: Annotated[
+        TableOrJson, typer.Option("--format", help="Output format.")
+    ] = TableOrJson.TABLE,
+) -> int:
+    """Who did what, when, from where: answered from the index."""
+    from kustos.audit.indexing import EventQuery, Index  # noqa: PLC0415
+
+    pair = None
+    if secret is not None:
+        ns, sep, name = secret.partition("/")
+        if not sep or not ns or not name:
+            raise UsageError(f"--secret {secret[:60]!r}: expected NAMESPACE/NAME")
+        pair = (ns, name)
+    now = dt.datetime.now(dt.UTC)
+    path = archive / "index.sqlite"
+    if not path.exists():
+        raise InputError(f"{archive}: no archive index here (run `kustos audit reindex`)")
+    index = Index(path)
+    try:
+        found = index.query(
+            EventQuery(
+                secret=pair,
+                namespace=namespace,
+                user=user,
+                verb=verb,
+                resource=resource,
+                since=_time(since, "--since", now),
+                until=_time(until, "--until", now),
+                limit=limit,
+            )
+        )
+    finally:
+        index.close()
+    if output_format is TableOrJson.JSON:
+        print_json({"events": [e.to_json() for e in found]})
+        return 0
+    if not found:
+        typer.echo("no events")
+        return 0
+    header = ("TIME", "USER", "VERB", "OBJECT", "SOURCE", "CODE")
+    rows = [
+        (
+            e.time,
+            e.user,
+            e.verb,
+            f"{e.resource or '-'} {e.namespace or '*'}/{e.name or '*'}",
+            e.source_ip or "-",
+            str(e.code) if e.code is not None else "-",
+        )
+        for e in found
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _register_alerts() -> None:
+    """Add ``alerts`` and ``forward`` from the alert half of Watch, when it is installed."""
+    if importlib.util.find_spec("kustos.cli.auditalerts") is not None:
+        importlib.import_module("kustos.cli.auditalerts").register(app)
+
+
+_register_alerts()

@@ -1,0 +1,188 @@
+"""The webhook receiver: 200 only when durable, 400 for malformed batches, 429/503 retryable.
+
+The receiver runs for real on a loopback port (aiohttp), driven by an HTTP client as the
+API server's webhook backend would:
+
+- an EventList is stored and answered 200; sent again (a retry) it is stored once;
+- malformed bodies (not JSON, not an EventList, one bad item among good ones) get 400 and
+  nothing of them is stored;
+- a full disk answers 503 with Retry-After and stores nothing; too many batches waiting
+  answer 429 with Retry-After;
+- a Secret value in a RequestResponse event reaches neither the archive nor the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import pytest_asyncio
+
+from kustos.audit.archive import Archive
+from kustos.audit.receiving import BatchError, Receiver, ReceiverSettings, parse_batch, serve
+from kustos.audit.records import ArchivedEvent
+from kustos.errors import ArchiveFullError
+from tests.unit.audit.test_records import CANARY, event, leaking_event
+
+
+def _batch(events: Sequence[object]) -> bytes:
+    return orjson.dumps(
+        {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": events}
+    )
+
+
+class _Running:
+    def __init__(self, url: str, archive: Archive) -> None:
+        self.url = url
+        self.archive = archive
+
+
+async def _start(
+    archive: Archive, **settings: Any
+) -> tuple[asyncio.Task[Receiver], asyncio.Event, str]:
+    stop = asyncio.Event()
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        serve(
+            archive,
+            ReceiverSettings(host="127.0.0.1", port=0, **settings),
+            stop=stop,
+            started=bound.set_result,
+        )
+    )
+    port = await asyncio.wait_for(bound, 10)
+    return task, stop, f"http://127.0.0.1:{port}/audit"
+
+
+@pytest_asyncio.fixture
+async def receiver(tmp_path: Path) -> AsyncIterator[_Running]:
+    archive = Archive(tmp_path / "archive")
+    task, stop, url = await _start(archive)
+    try:
+        yield _Running(url, archive)
+    finally:
+        stop.set()
+        await task
+
+
+def _stored(directory: Path) -> list[str]:
+    return [str(e.event["auditID"]) for e in Archive(directory).read()]
+
+
+@pytest.mark.asyncio
+async def test_batch_stored_then_acknowledged(receiver: _Running) -> None:
+    async with httpx.AsyncClient() as client:
+        first = await client.post(receiver.url, content=_batch([event(1), event(2)]))
+        again = await client.post(receiver.url, content=_batch([event(2), event(3)]))
+        empty = await client.post(receiver.url, content=_batch([]))
+        health = await client.get(receiver.url.replace("/audit", "/healthz"))
+    assert first.status_code == 200
+    assert again.status_code == 200
+    assert empty.status_code == 200
+    assert health.status_code == 200
+    assert len(_stored(receiver.archive.directory)) == 3
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        orjson.dumps({"kind": "PodList", "apiVersion": "v1", "items": []}),
+        orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": {}}),
+        _batch([event(10), {"kind": "Event", "stage": "ResponseComplete"}]),
+        _batch([event(11), "a string"]),
+    ],
+)
+async def test_malformed_batch_is_refused_whole(receiver: _Running, body: bytes) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(receiver.url, content=body)
+    assert response.status_code == 400
+    assert _stored(receiver.archive.directory) == []
+
+
+def test_parse_batch_names_the_bad_item() -> None:
+    with pytest.raises(BatchError, match=r"items\[1\]"):
+        parse_batch(_batch([event(1), {"kind": "Event"}]))
+
+
+class _FullArchive(Archive):
+    """The archive's adapter boundary: a disk that is full."""
+
+    def append(self, events: Sequence[Mapping[str, Any]]) -> list[ArchivedEvent]:
+        raise ArchiveFullError("no space left for the batch")
+
+
+@pytest.mark.asyncio
+async def test_full_disk_is_retryable(tmp_path: Path) -> None:
+    task, stop, url = await _start(_FullArchive(tmp_path / "archive"))
+    try:
+        async with httpx.AsyncClient() as client:
+            response = await client.post(url, content=_batch([event(1)]))
+    finally:
+        stop.set()
+        await task
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+
+
+class _SlowArchive(Archive):
+    """An archive whose disk is slow: appends wait until released."""
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def append(self, events: Sequence[Mapping[str, Any]]) -> list[ArchivedEvent]:
+        self.entered.set()
+        self.release.wait(30)
+        return super().append(events)
+
+
+@pytest.mark.asyncio
+async def test_overload_is_retryable_and_bounded(tmp_path: Path) -> None:
+    archive = _SlowArchive(tmp_path / "archive")
+    archive.entered, archive.release = threading.Event(), threading.Event()
+    task, stop, url = await _start(archive, max_waiting=2)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            first = asyncio.create_task(client.post(url, content=_batch([event(1)])))
+            await asyncio.to_thread(archive.entered.wait, 30)
+            # One batch is at the disk; of the next two, one may wait and one is refused.
+            others = [
+                asyncio.create_task(client.post(url, content=_batch([event(n)]))) for n in (2, 3)
+            ]
+            done, _ = await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
+            refused = next(iter(done)).result()
+            archive.release.set()
+            answers = await asyncio.gather(first, *others)
+    finally:
+        archive.release.set()
+        stop.set()
+        await task
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"]
+    assert sorted(r.status_code for r in answers) == [200, 200, 429]
+    assert len(_stored(tmp_path / "archive")) == 2
+
+
+@pytest.mark.asyncio
+async def test_canary_not_in_archive_nor_logs(
+    receiver: _Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with httpx.AsyncClient() as client:
+        ok = await client.post(receiver.url, content=_batch([leaking_event(1)]))
+        bad = await client.post(receiver.url, content=_batch([leaking_event(2), {"x": CANARY}]))
+    assert (ok.status_code, bad.status_code) == (200, 400)
+    assert CANARY not in bad.text
+    assert CANARY not in caplog.text
+    for path in receiver.archive.directory.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
