@@ -33,8 +33,8 @@ first-seen detectors record without alerting. Platform identities (nodes, contro
 ``kube-system`` ServiceAccounts, the operator) are ignored by the behavioural detectors.
 Alerts carry names and audit IDs only; detectors never read request or response bodies.
 
-May import: ``kustos.audit.alerts``, ``kustos.durations``, ``kustos.errors``,
-``kustos.conventions``.
+May import: ``kustos.audit.alerts``, ``kustos.audit.records`` (pure), ``kustos.durations``,
+``kustos.errors``.
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ from typing import Any, Final, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kustos.audit.alerts import Alert, Severity
-from kustos.conventions import PREFIX
+from kustos.audit.records import STRIPPED_ANNOTATION
 from kustos.durations import parse_duration
 
 #: Annotation the receiver adds to an event whose request or response body it removed.
-ANNOTATION_STRIPPED: Final = PREFIX + "values-stripped"
+ANNOTATION_STRIPPED: Final = STRIPPED_ANNOTATION
 #: The rotation operator's identity (``deploy/rotation/operator.yaml``).
 OPERATOR_USER: Final = "system:serviceaccount:kustos-system:kustos-operator"
 #: Platform identities whose Secret traffic is routine (globs on the username).

@@ -17,10 +17,6 @@ ArchiveDir = Annotated[
     Path,
     typer.Option("--archive", help="The archive folder (as given to `kustos audit serve`)."),
 ]
-ConfigFile = Annotated[
-    Path | None,
-    typer.Option("--config", help="Watch config (YAML): detectors and sinks."),
-]
 
 
 def alerts(
@@ -59,6 +55,70 @@ def alerts(
     return 0
 
 
+def forward(
+    archive: ArchiveDir,
+    config: Annotated[
+        Path, typer.Option("--config", help="Watch config (YAML) with a `sinks:` list.")
+    ],
+    sink: Annotated[
+        list[str] | None, typer.Option("--sink", help="Only this sink (repeatable).")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep running and forward what arrives.")
+    ] = False,
+    attempts: Annotated[
+        int, typer.Option("--attempts", min=1, help="Tries per batch before giving up.")
+    ] = 5,
+) -> int:
+    """Send archived events and alerts to the configured sinks, from each sink's cursor.
+
+    Delivery is at least once: a sink's cursor moves only after it acknowledged a batch,
+    so an interrupted run resends from there. Without --follow, exit 0 when every sink is
+    up to date, 1 when one could not be reached after --attempts tries (its cursor is
+    kept). With --follow, unreachable sinks are retried with backoff until stopped.
+    """
+    import asyncio  # noqa: PLC0415
+
+    from kustos.audit.forwarding import follow as follow_forever  # noqa: PLC0415
+    from kustos.audit.watching import forwarders_for, load_config  # noqa: PLC0415
+    from kustos.errors import SinkError, UsageError  # noqa: PLC0415
+
+    settings = load_config(config)
+    if not settings.sinks:
+        raise UsageError(f"{config}: no sinks configured (add a `sinks:` list)")
+    forwarders = forwarders_for(
+        archive, settings, only=sink or (), max_attempts=None if follow else attempts
+    )
+
+    async def run() -> int:
+        failed = 0
+        try:
+            if follow:
+                await follow_forever(forwarders, poll_seconds=settings.poll_seconds)
+                return 0
+            for forwarder in forwarders:
+                try:
+                    done = await forwarder.run_once()
+                except SinkError as exc:
+                    failed += 1
+                    typer.echo(f"kustos: {exc}", err=True)
+                    continue
+                typer.echo(
+                    f"sink {done.sink}: {done.events} events, {done.alerts} alerts forwarded"
+                    f" ({done.retries} retries, {done.refused} refused)"
+                )
+        finally:
+            for forwarder in forwarders:
+                await forwarder.sender.close()
+        return 1 if failed else 0
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:  # --follow stopped by the user: cursors are saved per batch
+        return 0
+
+
 def register(app: typer.Typer) -> None:
     """Add the alert commands to the ``audit`` group *app*."""
     app.command("alerts")(alerts)
+    app.command("forward")(forward)
