@@ -8,11 +8,13 @@ few tens of MB) and opened by :func:`kustos.backup.keys.decrypt`, then verified 
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Final
 
 from kustos.backup import format as fmt
 from kustos.backup.keys import Identities, Recipient, decrypt, encrypt, encrypt_with_passphrase
+from kustos.errors import FileAccessError
 from kustos.files import read_bytes, write_atomic
 from kustos.sensitive import Sensitive
 
@@ -43,3 +45,27 @@ def open_backup(
     data = read_bytes(path, what="backup", limit=MAX_BACKUP_BYTES)
     plaintext = decrypt(data, source=str(path), identities=identities, passphrase=passphrase)
     return fmt.read(plaintext, source=str(path))
+
+
+#: Name of a backup written into a folder: sortable by time, found again by :func:`prune`.
+PREFIX: Final = "kustos-backup-"
+SUFFIX: Final = ".age"
+
+
+def destination(output: Path, now: dt.datetime) -> Path:
+    """*output* itself, or, for a folder, a new time-stamped file in it (for a CronJob)."""
+    if not output.is_dir():
+        return output
+    return output / f"{PREFIX}{now.astimezone(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}{SUFFIX}"
+
+
+def prune(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the *keep* newest time-stamped backups in *folder*; the deleted ones."""
+    found = sorted(p for p in folder.glob(f"{PREFIX}*{SUFFIX}") if p.is_file())
+    doomed = found[: max(len(found) - keep, 0)]
+    for path in doomed:
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise FileAccessError(path, "delete old backup", exc.strerror or "error") from exc
+    return doomed

@@ -136,7 +136,14 @@ def _recipients(given: list[str], files: list[Path]) -> list[keys.Recipient]:
 
 @app.command("create")
 def create(
-    output: Annotated[Path, typer.Option("--output", "-o", help="The backup file to write.")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The backup file to write; a folder gets a new time-stamped file.",
+        ),
+    ],
     recipient: Annotated[
         list[str] | None,
         typer.Option("--recipient", "-r", help="age (age1...) or SSH public key; repeatable."),
@@ -162,11 +169,19 @@ def create(
         str | None,
         typer.Option("--selector", "-l", help="Label selector for Secrets and ManagedSecrets."),
     ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", min=1, help="With a folder: keep only the N newest backups."),
+    ] = None,
     quiet: Quiet = False,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
+    in_cluster: Annotated[
+        bool, typer.Option("--in-cluster", help="Use the pod's service account.")
+    ] = False,
 ) -> int:
     """Back up Secrets (with ManagedSecrets and their versions) into an encrypted age file."""
+    from kustos.backup.archive import destination, prune  # noqa: PLC0415
     from kustos.backup.collecting import create as take  # noqa: PLC0415
     from kustos.backup.selecting import Selector  # noqa: PLC0415
     from kustos.kube.client import load_config, make_client  # noqa: PLC0415
@@ -182,23 +197,29 @@ def create(
             "no recipient: give --recipient age1... (kustos backup keygen makes one), "
             "--recipients-file FILE or --passphrase-file FILE"
         )
+    if keep is not None and not output.is_dir():
+        raise UsageError("--keep needs --output to be a folder")
     parsed = Selector.parse(selector)
-    settings = ClientSettings(kubeconfig=kubeconfig, context=context)
+    settings = ClientSettings(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
     config = load_config(settings)
-    single = config.get(context_name=context)
+    single = config.get(context_name=None if in_cluster else context)
     server = single.cluster.server if single is not None else ""
+    now = datetime.now(UTC)
     with make_client(settings) as client:
         written = take(
             client,
-            output,
+            destination(output, now),
             server=server,
             namespaces=sorted(set(namespace or [])),
             selector=parsed,
             recipients=recipients,
             passphrase=passphrase,
-            now=datetime.now(UTC),
+            now=now,
             progress=_progress(quiet),
         )
+    if keep is not None:
+        for old in prune(output, keep):
+            _progress(quiet)(f"deleted {old} (--keep {keep})")
     counts = written.manifest.counts
     to = f"{len(recipients)} recipient(s)" if recipients else "a passphrase"
     excluded = sum(written.manifest.excluded.values())
