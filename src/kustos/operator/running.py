@@ -39,9 +39,9 @@ from kustos.operator.watching import watch_forever
 from kustos.rotation.planning import next_rotation
 from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.rotating import Engine, ManagedSecret
-from kustos.rotation.spec import parse_spec
+from kustos.rotation.spec import SourceKind, parse_spec
 from kustos.rotation.versions import Outcome, RotationState, VersionRecord, parse_time
-from kustos.sources.reading import StoreReader
+from kustos.sources.reading import ClusterSecretSource, SecretSource, StoreReader, sources_of
 from kustos.sources.sealing import RECIPIENT_CONFIGMAP
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,12 @@ class Operator:
         ]
         if self.elector is not None:
             tasks.append(asyncio.create_task(self.elector.run(stop), name="lease"))
+        self.stores.watching()
+        tasks += [
+            asyncio.create_task(self._watch_sources(ns), name=f"watch-sources-{ns or 'all'}")
+            for ns in self._scopes()
+        ]
+        tasks.append(asyncio.create_task(self._watch_cluster_sources(), name="watch-csources"))
         tasks.append(asyncio.create_task(self._schedule(stop), name="schedule"))
         leading = self.elector.leading if self.elector is not None else None
         unsealer = Unsealer(
@@ -323,6 +329,39 @@ class Operator:
         if owner and (key[0], owner) in self.objects:
             self._plan((key[0], owner))
         self.synced.add("secrets")
+
+    async def _watch_sources(self, namespace: str | None) -> None:
+        """Keep SecretSources: an edit is seen at once, and no use re-reads one."""
+        await watch_forever(
+            self.client,
+            SecretSource,
+            lambda event, obj: self._source_event(SourceKind.NAMESPACED.value, event, obj),
+            namespace=namespace,
+            what="SecretSource",
+            optional=True,
+        )
+
+    async def _watch_cluster_sources(self) -> None:
+        await watch_forever(
+            self.client,
+            ClusterSecretSource,
+            lambda event, obj: self._source_event(SourceKind.CLUSTER.value, event, obj),
+            namespace=None,
+            what="ClusterSecretSource",
+            optional=True,
+        )
+
+    def _source_event(self, kind: str, event: str, obj: Any) -> None:
+        raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        (_, namespace, name), changed = self.stores.source_event(kind, event, raw)
+        for key, managed in list(self.objects.items()):
+            if namespace and key[0] != namespace:
+                continue
+            if (kind, name) not in sources_of(managed.get("spec") or {}):
+                continue
+            if changed or self.failures.get(key):
+                # Edited (new endpoint or credentials), or created for a failing object.
+                self._look_now(key)
 
     # ------------------------------------------------------------------ planning
     def _look_now(self, key: Key) -> None:

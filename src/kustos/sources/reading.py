@@ -57,8 +57,29 @@ ClusterSecretSource: Any = create_global_resource(
 )
 #: A client is rebuilt at the latest this often, so rotated store credentials are read.
 SOURCE_TTL: Final = 300.0
-#: A source object is read again (to see an edit) at most this often, not once per use.
+#: Without a watch (:meth:`StoreReader.source_event`), a source object is read again (to
+#: see an edit) at most this often, not once per use.
 SOURCE_RECHECK: Final = 30.0
+SourceKey = tuple[str, str, str]  # (kind, namespace or "", name)
+
+
+def sources_of(spec: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The ``(kind, name)`` of every SecretSource/ClusterSecretSource a ManagedSecret uses."""
+    found: set[tuple[str, str]] = set()
+    refs = [
+        (entry.get(kind) or {}).get("source")
+        for entry in (spec.get("data") or {}).values()
+        if isinstance(entry, Mapping)
+        for kind in ("vault", "awsSecretsManager")
+        if isinstance(entry.get(kind), Mapping)
+    ]
+    push = spec.get("push")
+    if isinstance(push, Mapping):
+        refs.append(push.get("source"))
+    for ref in refs:
+        if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
+            found.add((str(ref.get("kind") or SourceKind.NAMESPACED.value), ref["name"]))
+    return found
 
 
 def sealed_version(raw: Mapping[str, Any]) -> str:
@@ -90,7 +111,33 @@ class StoreReader:
     def __init__(self, client: AsyncClient, *, identities: sops.Identities | None = None) -> None:
         self.kube = client
         self.identities = identities  # the cluster's unsealing identities (SealedSecrets)
-        self._clients: dict[tuple[str, str, str], _Entry] = {}
+        self._clients: dict[SourceKey, _Entry] = {}
+        #: Sources seen by the operator's watch; ``None`` until :meth:`watching` is called.
+        self._watched: dict[SourceKey, dict[str, Any]] | None = None
+
+    def watching(self) -> None:
+        """From now on sources arrive through :meth:`source_event` (no re-read per use)."""
+        if self._watched is None:
+            self._watched = {}
+
+    def source_event(self, kind: str, event: str, raw: Mapping[str, Any]) -> tuple[SourceKey, bool]:
+        """Record one watch event of a *kind* (``SecretSource`` or ``ClusterSecretSource``).
+
+        Returns its key and whether it changed (a new ``resourceVersion`` of an object seen
+        before); a changed source's client is rebuilt at its next use.
+        """
+        self.watching()
+        assert self._watched is not None  # noqa: S101 - set just above
+        meta = raw.get("metadata") or {}
+        namespace = "" if kind == CLUSTER_KIND else str(meta.get("namespace", ""))
+        key = (kind, namespace, str(meta.get("name", "")))
+        before = self._watched.get(key)
+        if event == "DELETED":
+            self._watched.pop(key, None)
+            return key, before is not None
+        self._watched[key] = dict(raw)
+        old = ((before or {}).get("metadata") or {}).get("resourceVersion")
+        return key, before is not None and old != meta.get("resourceVersion")
 
     async def close(self) -> None:
         """Close every store client."""
@@ -99,9 +146,19 @@ class StoreReader:
         self._clients.clear()
 
     # ------------------------------------------------------------------ sources
+    @staticmethod
+    def _what(namespace: str, ref: SourceRef) -> str:
+        cluster = ref.kind is SourceKind.CLUSTER
+        return f"{ref.kind.value} {'' if cluster else namespace + '/'}{ref.name}"
+
+    @staticmethod
+    def _parsed(raw: Mapping[str, Any], what: str) -> tuple[SecretSourceSpec, str, str]:
+        meta = raw.get("metadata") or {}
+        return parse_source(raw.get("spec"), where=what), str(meta.get("resourceVersion", "")), what
+
     async def _source(self, namespace: str, ref: SourceRef) -> tuple[SecretSourceSpec, str, str]:
         cluster = ref.kind is SourceKind.CLUSTER
-        what = f"{ref.kind.value} {'' if cluster else namespace + '/'}{ref.name}"
+        what = self._what(namespace, ref)
         try:
             with api_errors(f"read {what}", verb="get", resource="secretsources"):
                 obj = await (
@@ -112,8 +169,7 @@ class StoreReader:
         except KubeNotFoundError:
             raise InvalidSpecError(f"{what} does not exist") from None
         raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-        meta = raw.get("metadata") or {}
-        return parse_source(raw.get("spec"), where=what), str(meta.get("resourceVersion", "")), what
+        return self._parsed(raw, what)
 
     async def _secret(
         self, namespace: str, name: str, what: str
@@ -134,9 +190,18 @@ class StoreReader:
         key = (ref.kind.value, "" if ref.kind is SourceKind.CLUSTER else namespace, ref.name)
         entry = self._clients.get(key)
         now = time.monotonic()
-        if entry is not None and now - entry.checked < SOURCE_RECHECK:
-            return entry.client  # many ManagedSecrets, one source: no request per use
-        spec, source_version, what = await self._source(namespace, ref)
+        watched = None if self._watched is None else self._watched.get(key)
+        if watched is not None:
+            # The watch keeps the source: no request at all unless it changed.
+            version = str((watched.get("metadata") or {}).get("resourceVersion", ""))
+            if entry is not None and now - entry.made < SOURCE_TTL and entry.stamp[0] == version:
+                return entry.client
+            spec, source_version, what = self._parsed(watched, self._what(namespace, ref))
+        else:
+            if self._watched is None and entry is not None and now - entry.checked < SOURCE_RECHECK:
+                return entry.client  # many ManagedSecrets, one source: no request per use
+            # Not (yet) seen by the watch: read it (a 404 says it does not exist).
+            spec, source_version, what = await self._source(namespace, ref)
         if entry is not None and now - entry.made < SOURCE_TTL and entry.stamp[0] == source_version:
             entry.checked = now
             return entry.client
