@@ -35,6 +35,7 @@ COMMANDS: Final = {
     "kms": ("kustos.cli.kms", "app"),
     "backup": ("kustos.cli.backup", "app"),
     "audit": ("kustos.cli.audit", "app"),
+    "rbac": ("kustos.cli.rbac", "app"),
     "dev-cluster": ("kustos.cli.devcluster", "app"),
 }
 
