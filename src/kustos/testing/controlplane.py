@@ -24,11 +24,13 @@ Decisions (see ``docs/controlplane.md``):
 from __future__ import annotations
 
 import atexit
+import contextlib
+import dataclasses
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -258,6 +260,63 @@ class ControlPlane:
     def kill(self, name: str) -> None:
         """Stop one component (to test what happens when it goes away)."""
         terminate(self._procs[name])
+
+    @contextlib.contextmanager
+    def audited_apiserver(
+        self, policy: Path, webhook_url: str, *, tokens: Mapping[str, tuple[str, Sequence[str]]]
+    ) -> Iterator[str]:
+        """A second kube-apiserver on this plane's etcd that audits to *webhook_url*.
+
+        It shares certificates, etcd and therefore every object with the main one, accepts
+        the bearer *tokens* (token → user name, groups) besides certificates and
+        ServiceAccount tokens, and sends audit batches to *webhook_url* over TLS with its
+        serving certificate as client certificate (trusted by the cluster CA). The main API
+        server is left as it is, so the other tests never wait for audit. Yields its URL.
+        """
+        folder = self.state_dir / "audit-apiserver"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        webhook = folder / "webhook.kubeconfig"
+        config = flags.audit_webhook_kubeconfig(webhook_url, self.pki.ca.cert, self.pki.serving)
+        write_atomic(webhook, yaml.safe_dump(config).encode(), what="kubeconfig", mode=0o600)
+        token_file = folder / "tokens.csv"
+        write_atomic(
+            token_file, flags.token_auth_file(tokens).encode(), what="token file", mode=0o600
+        )
+        ports = dataclasses.replace(self.ports, apiserver=free_ports(1)[0])
+        layout = Layout(
+            bins=require_binaries(self.settings.bin_dir),
+            state_dir=self.state_dir,
+            pki=self.pki,
+            ports=ports,
+        )
+        argv = flags.apiserver_flags(
+            layout,
+            audit_policy=policy.resolve(),
+            audit_webhook_config=webhook,
+            extra=(*flags.AUDIT_WEBHOOK_TEST_FLAGS, f"--token-auth-file={token_file}"),
+        )
+        # The audit log of the main plane's layout would be shared: this one keeps its own.
+        argv = [a for a in argv if not a.startswith("--audit-log-path=")]
+        argv.append(f"--audit-log-path={folder / 'audit.log'}")
+        proc = Process("kube-apiserver-audit", argv, self.logs_dir / "kube-apiserver-audit.log")
+        probe = Probe(
+            server=ports.server,
+            etcd=self.etcd_endpoint,
+            scheduler=ports.scheduler_url,
+            pki=self.pki,
+        )
+        launch(proc)
+        try:
+            wait_ready(
+                proc,
+                probe.apiserver_ready,
+                deadline=time.monotonic() + self.settings.start_timeout,
+                patience=self.settings.start_timeout,
+                errors=PROBE_ERRORS,
+            )
+            yield ports.server
+        finally:
+            terminate(proc)
 
     def enable_kms(self, serve_flags: Sequence[str], *, env: dict[str, str] | None = None) -> Path:
         """Start ``kustos kms serve`` as a component and restart kube-apiserver to use it.

@@ -190,6 +190,45 @@ def apiserver_flags(
     return argv + list(extra)
 
 
+#: Audit webhook options of a test API server: batches leave within a second and a failed
+#: batch is retried after one second (defaults: 30 s and 10 s), so tests wait little.
+AUDIT_WEBHOOK_TEST_FLAGS: Final = (
+    "--audit-webhook-batch-max-wait=1s",
+    "--audit-webhook-initial-backoff=1s",
+    "--audit-webhook-batch-throttle-enable=false",
+)
+
+
+def audit_webhook_kubeconfig(url: str, ca: Path, client: CertPair) -> dict[str, Any]:
+    """The kubeconfig kube-apiserver's audit webhook reads: where to POST, whom to trust,
+    and the client certificate it presents (``kustos audit serve --client-ca``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "audit-sink", "cluster": {"server": url, "certificate-authority": str(ca)}}
+        ],
+        "users": [
+            {
+                "name": "kube-apiserver",
+                "user": {"client-certificate": str(client.cert), "client-key": str(client.key)},
+            }
+        ],
+        "contexts": [
+            {"name": "webhook", "context": {"cluster": "audit-sink", "user": "kube-apiserver"}}
+        ],
+        "current-context": "webhook",
+    }
+
+
+def token_auth_file(users: Mapping[str, tuple[str, Sequence[str]]]) -> str:
+    """``--token-auth-file`` content: token → (user name, groups); the uid is the name."""
+    lines = []
+    for token, (name, groups) in users.items():
+        lines.append(f'{token},{name},{name},"{",".join(groups)}"')
+    return "\n".join(lines) + "\n"
+
+
 def with_encryption_config(argv: Sequence[str], config: Path) -> list[str]:
     """kube-apiserver's *argv* using *config* as its EncryptionConfiguration (any old one out)."""
     kept = [a for a in argv if not a.startswith(_ENCRYPTION_FLAGS)]
