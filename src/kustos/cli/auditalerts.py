@@ -27,7 +27,10 @@ def alerts(
 ) -> int:
     """List the alerts the detectors raised, oldest first."""
     from kustos.audit.alerts import AlertStore  # noqa: PLC0415
+    from kustos.errors import FileMissingError  # noqa: PLC0415
 
+    if not archive.is_dir():
+        raise FileMissingError(archive, "read audit archive", "no such folder")
     stored = [s.alert for s in AlertStore(archive).read()]
     if output_format is TableOrJson.JSON:
         print_json({"alerts": [a.to_json() for a in stored]})
