@@ -272,3 +272,32 @@ def test_the_api_server_keeps_a_sealed_secret_that_unseals_only_where_it_was_sea
     finally:
         for name in namespaces:
             kube.delete(Namespace, name)
+
+
+def test_sops_opens_and_edits_a_resealed_file(
+    sops_bin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new, backup = Key(), Key(), Key()
+    sealed = _seal_file(capsys, tmp_path, old, backup)
+    (tmp_path / "backup.txt").write_text(backup.identity_text)
+    (tmp_path / "backup.txt").chmod(0o600)
+    (tmp_path / "new.txt").write_text(new.identity_text)
+    (tmp_path / "new.txt").chmod(0o600)
+    code, out, err = _kustos(
+        capsys, "seal", "--reseal", "-i", str(tmp_path / "backup.txt"), "-r", new.public,
+        "--drop-recipient", old.public, str(sealed),
+    )  # fmt: skip
+    assert code == 0, err
+    assert CANARY not in out + err
+    decrypted = yaml.safe_load(_sops(sops_bin, tmp_path / "new.txt", "-d", str(sealed)))
+    assert decrypted["spec"]["stringData"]["password"] == CANARY
+    assert decrypted["metadata"]["annotations"][ANNOTATION_SEALED_FOR] == "prod/db"
+    (tmp_path / "old.txt").write_text(old.identity_text)
+    (tmp_path / "old.txt").chmod(0o600)
+    _sops(sops_bin, tmp_path / "old.txt", "-d", str(sealed), check=False)  # old key: refused
+    _sops(sops_bin, tmp_path / "new.txt", "set", str(sealed),
+          '["spec"]["stringData"]["username"]', '"root"')  # fmt: skip
+    edited = yaml.safe_load(sealed.read_text())
+    opened = sealing.unseal(edited, new.identities, source="edited")
+    assert opened["stringData"] == {"password": CANARY, "username": "root"}
+    assert [s["recipient"] for s in edited["sops"]["age"]] == [backup.public, new.public]
