@@ -12,6 +12,8 @@ Aspects (real control plane, real keyring file, real SoftHSM2 token):
   key can then be retired without any SealedSecret failing;
 - the same with a PKCS#11 token: the identity is a private data object, invisible to a
   session that has not logged in, read by a second provider, published and fetched;
+- ``deploy/sources/sealing-recipient-rbac.yaml``: the operator's ServiceAccount may
+  create and patch the ConfigMap, every signed-in user may read it and nothing else;
 - canary: no value or identity in any output, status, Event or log line.
 """
 
@@ -54,6 +56,7 @@ from tests.integration.test_rotation import _data
 
 pytestmark = pytest.mark.integration
 CANARY = "seal-keystore-canary-51d0"
+RBAC = Path(__file__).resolve().parents[2] / "deploy" / "sources" / "sealing-recipient-rbac.yaml"
 PASS = "keyring passphrase 9c1e"
 
 
@@ -330,3 +333,41 @@ def test_pkcs11_token_holds_private_sealing_keys_that_are_published(
     assert CANARY not in text
     assert "AGE-SECRET-KEY" not in text
     assert all(s not in text for s in secrets)
+
+
+def test_recipient_rbac_lets_the_operator_write_and_everyone_read(
+    control_plane: ControlPlane, kube: Client
+) -> None:
+    from lightkube.models.authorization_v1 import (  # noqa: PLC0415
+        ResourceAttributes,
+        SubjectAccessReviewSpec,
+    )
+    from lightkube.resources.authorization_v1 import SubjectAccessReview  # noqa: PLC0415
+
+    from kustos.kube.applying import apply_manifests  # noqa: PLC0415
+
+    apply_manifests(kube, [RBAC])
+
+    def allowed(user: str, groups: list[str], verb: str, name: str | None) -> bool:
+        review = kube.create(
+            SubjectAccessReview(
+                spec=SubjectAccessReviewSpec(
+                    user=user,
+                    groups=groups,
+                    resourceAttributes=ResourceAttributes(
+                        namespace="kube-system", verb=verb, resource="configmaps", name=name
+                    ),
+                )
+            )
+        )
+        return bool(review.status and review.status.allowed)
+
+    operator = "system:serviceaccount:kustos-system:kustos-operator"
+    anyone = ("alice", ["system:authenticated"])
+    assert allowed(*anyone, "get", "kustos-sealing")
+    assert not allowed(*anyone, "get", "other")
+    assert not allowed(*anyone, "patch", "kustos-sealing")
+    assert not allowed(*anyone, "list", None)
+    assert allowed(operator, ["system:serviceaccounts"], "patch", "kustos-sealing")
+    assert allowed(operator, ["system:serviceaccounts"], "create", None)
+    assert not allowed(operator, ["system:serviceaccounts"], "patch", "other")
