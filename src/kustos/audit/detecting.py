@@ -74,6 +74,7 @@ _COUNTED_STAGES: Final = frozenset({"ResponseStarted", "ResponseComplete", "Pani
 _HEALTH: Final = re.compile(r"^/(healthz|livez|readyz|version|openapi)(/|$|\?)")
 _ANONYMOUS_GROUP: Final = "system:unauthenticated"
 _ANONYMOUS_USER: Final = "system:anonymous"
+_SA: Final = "system:serviceaccount:"
 _POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"
 _PAST: Final = {
     "create": "created",
@@ -133,6 +134,7 @@ class OffHours(_Section):
 
     enabled: bool = False
     severity: Severity = Severity.MEDIUM
+    include_service_accounts: bool = False
     timezone: str = "UTC"
     hours: str = "08:00-18:00"
     days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
@@ -424,6 +426,15 @@ def _secret_label(namespace: str | None, name: str | None) -> str:
     return f"{namespace or '*'}/{name or '*'}"
 
 
+def _reading(req: Request) -> str:
+    """``read Secret ns/name``, ``listed the Secrets of ns``, ``watched ... every namespace``."""
+    if req.name is not None:
+        return f"read Secret {req.namespace or '-'}/{req.name}"
+    verb = {"list": "listed", "watch": "watched"}.get(req.verb, req.verb)
+    where = f"namespace {req.namespace}" if req.namespace else "every namespace"
+    return f"{verb} the Secrets of {where}"
+
+
 def _who(req: Request) -> str:
     return f"{req.user} (impersonated by {req.impersonator})" if req.impersonator else req.user
 
@@ -616,7 +627,7 @@ class Detector:
         section = self.config.new_source_ip
         if req.source_ip is None or not req.user or self._ignored(req, "new_source_ip"):
             return
-        if req.user.startswith("system:serviceaccount:") and not (section.include_service_accounts):
+        if req.user.startswith(_SA) and not section.include_service_accounts:
             return
         known = self.state.addresses.setdefault(req.user, [])
         if req.source_ip in known:
@@ -653,6 +664,8 @@ class Detector:
         section = self.config.off_hours
         if self._ignored(req, "off_hours"):
             return
+        if req.user.startswith(_SA) and not section.include_service_accounts:
+            return  # workloads read at every hour
         local = req.time.astimezone(self._zone)
         minute = local.hour * 60 + local.minute
         start, end = self._hours
@@ -662,7 +675,7 @@ class Detector:
         alert = self._alert(
             req,
             "off_hours",
-            f"{_who(req)} read Secret {_secret_label(req.namespace, req.name)} at"
+            f"{_who(req)} {_reading(req)} at"
             f" {local.strftime('%a %H:%M')} {section.timezone}, outside {section.hours}"
             f" {','.join(section.days)}",
         )
@@ -677,7 +690,7 @@ class Detector:
                 alert = self._alert(
                     req,
                     "bulk_read",
-                    f"{_who(req)} {req.verb}ed Secrets in every namespace",
+                    f"{_who(req)} {_reading(req)}",
                 )
                 yield from self._limited(req, "bulk_read", "cluster", alert)
                 return
@@ -722,7 +735,7 @@ class Detector:
     def _after_exec(self, req: Request) -> Iterator[Alert]:
         now = req.time.timestamp()
         candidates = [self.state.sessions.get(f"user\x00{req.user}")]
-        if req.pod_name is not None and req.user.startswith("system:serviceaccount:"):
+        if req.pod_name is not None and req.user.startswith(_SA):
             namespace = req.user.split(":")[2]
             candidates.append(self.state.sessions.get(f"pod\x00{namespace}/{req.pod_name}"))
         for session in candidates:
@@ -733,7 +746,7 @@ class Detector:
             alert = self._alert(
                 req,
                 "exec_then_secret",
-                f"{_who(req)} read Secret {_secret_label(req.namespace, req.name)}{via}"
+                f"{_who(req)} {_reading(req)}{via}"
                 f" within {self.config.exec_then_secret.window} of an exec into {pod}",
                 audit_ids=[exec_id, req.audit_id],
             )

@@ -159,6 +159,14 @@ def test_reads_outside_configured_hours() -> None:
     assert "22:00" in night[0].message
 
 
+def test_workloads_reading_at_night_are_not_off_hours_by_default() -> None:
+    night = {"at": 12 * 3600, "user": "system:serviceaccount:payments:api"}
+    config = {"off_hours": {"enabled": True}, "first_secret_read": {"enabled": False}}
+    assert run([event(**night)], **config) == []  # type: ignore[arg-type]
+    config["off_hours"] = {"enabled": True, "include_service_accounts": True}
+    assert detectors(run([event(**night)], **config)) == ["off_hours"]  # type: ignore[arg-type]
+
+
 def test_hours_follow_the_configured_time_zone() -> None:
     # 10:00 UTC is 19:00 in Tokyo: outside 09:00-18:00 there.
     config = {"off_hours": {"enabled": True, "hours": "09:00-18:00", "timezone": "Asia/Tokyo"}}
@@ -170,7 +178,7 @@ def test_hours_follow_the_configured_time_zone() -> None:
 def test_cluster_wide_list_of_secrets() -> None:
     alerts = run([event(verb="list", namespace=None, name=None)])
     assert detectors(alerts) == ["bulk_read"]
-    assert "every namespace" in alerts[0].message
+    assert alerts[0].message == f"{ALICE} listed the Secrets of every namespace"
 
 
 def test_many_distinct_secrets_in_a_short_window() -> None:
