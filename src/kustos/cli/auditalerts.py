@@ -44,7 +44,7 @@ def alerts(
             str(a.severity),
             a.detector,
             a.user,
-            f"{a.namespace or '-'}/{a.name or '-'}",
+            _secret_cell(a.namespace, a.name),
             a.source_ip or "-",
             a.message,
         )
@@ -119,6 +119,12 @@ def forward(
         return asyncio.run(run())
     except KeyboardInterrupt:  # --follow stopped by the user: cursors are saved per batch
         return 0
+
+
+def _secret_cell(namespace: str | None, name: str | None) -> str:
+    if namespace is None:
+        return "*" if name is None else name
+    return f"{namespace}/{name or '*'}"
 
 
 def register(app: typer.Typer) -> None:
