@@ -22,7 +22,7 @@ from kustos.errors import InvalidSpecError, StoreError
 from kustos.kube.client import ClientSettings, make_async_client
 from kustos.operator.watching import watch_forever
 from kustos.rotation.spec import parse_spec
-from kustos.sources.reading import SecretSource, StoreReader, sources_of
+from kustos.sources.reading import ClusterSecretSource, SecretSource, StoreReader, sources_of
 from kustos.testing.controlplane import ControlPlane
 from kustos.testing.vault import VaultServer
 from tests.integration.test_operator import _until
@@ -123,6 +123,50 @@ def test_an_edited_source_is_used_by_the_next_read(
             await _until(lambda: ("DELETED", True) in changes, what="the deletion")
             with pytest.raises(InvalidSpecError, match="does not exist"):
                 await reader.version(namespace, "password", gen)
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+            await reader.close()
+            await client.close()
+
+    asyncio.run(body())
+
+
+def test_cluster_sources_are_watched_too(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None
+) -> None:
+    name = f"watched-{namespace}"[:63]
+    seen: list[tuple[str, str, bool]] = []
+
+    async def body() -> None:
+        client = make_async_client(ClientSettings(kubeconfig=control_plane.kubeconfig))
+        reader = StoreReader(client)
+
+        def handle(event: str, obj: Any) -> None:
+            key, changed = reader.source_event("ClusterSecretSource", event, obj.to_dict())
+            if key[2] == name:
+                seen.append((event, key[1], changed))
+
+        watch = asyncio.create_task(
+            watch_forever(
+                client, ClusterSecretSource, handle, namespace=None, what="ClusterSecretSource"
+            )
+        )
+        try:
+            await asyncio.to_thread(
+                kube.create,
+                ClusterSecretSource(
+                    apiVersion="kustos.io/v1alpha1",
+                    kind="ClusterSecretSource",
+                    metadata=ObjectMeta(name=name),
+                    spec={"vault": {"address": "http://127.0.0.1:9",
+                                    "auth": {"appRole": {"roleId": "r", "secretRef": {
+                                        "name": "s", "namespace": namespace}}}}},
+                ),
+            )  # fmt: skip
+            await _until(lambda: ("ADDED", "", False) in seen, what="the cluster source")
+            await asyncio.to_thread(kube.delete, ClusterSecretSource, name)
+            await _until(lambda: ("DELETED", "", True) in seen, what="its deletion")
         finally:
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)

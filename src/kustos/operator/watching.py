@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx2
 from lightkube import AsyncClient
+from lightkube.core.resource import GlobalResource
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, Any], Awaitable[None] | None]
@@ -37,7 +38,10 @@ async def watch_forever(
     scope = namespace or "all namespaces"
     while True:
         try:
-            stream = client.watch(resource, namespace=namespace or "*", labels=labels)
+            # A cluster-scoped kind takes no namespace at all ("*" is for namespaced ones).
+            cluster = isinstance(resource, type) and issubclass(resource, GlobalResource)
+            scoped = None if cluster else (namespace or "*")
+            stream = client.watch(resource, namespace=scoped, labels=labels)
             async for kind, obj in stream:
                 delay = 1.0
                 done = handle(kind, obj)
