@@ -221,20 +221,24 @@ def suggest(activity: Activity) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- compare
 @dataclass(frozen=True, slots=True)
 class Unused:
-    """A rule bound to a ServiceAccount, with the verbs its recorded requests never used."""
+    """A rule bound to a ServiceAccount and what of it the recorded requests never used.
+
+    ``used`` and ``unused`` are ``"verb resource"`` pairs (``"list secrets"``); a rule with
+    a wildcard verb or resource is reported as ``"*"`` only when nothing used it at all.
+    """
 
     subject: Subject
     binding: str
     role: str
     rule: str
     rule_index: int
-    used_verbs: tuple[str, ...]
-    unused_verbs: tuple[str, ...]
+    used: tuple[str, ...]
+    unused: tuple[str, ...]
 
     @property
     def whole_rule(self) -> bool:
         """Nothing the rule grants was used: the rule (or binding) can go."""
-        return not self.used_verbs
+        return not self.used
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of ``kustos rbac suggest --compare``."""
@@ -244,8 +248,8 @@ class Unused:
             "role": self.role,
             "rule": self.rule,
             "rule_index": self.rule_index,
-            "used_verbs": list(self.used_verbs),
-            "unused_verbs": list(self.unused_verbs),
+            "used": list(self.used),
+            "unused": list(self.unused),
         }
 
 
@@ -253,24 +257,26 @@ def _bound_to(binding: Binding, subject: Subject) -> bool:
     return any(s == subject for s in binding.subjects)
 
 
+UsedPairs = dict[tuple[int, int], set[tuple[str, str]]]
+
+
 def unused_grants(policy: Policy, activity: Activity, accounts: Iterable[Subject]) -> list[Unused]:
     """Every rule bound directly to each of *accounts*, with the verbs that went unused.
 
     Rules reached through groups (``system:serviceaccounts``, ...) are shared with other
-    accounts and are not reported; wildcard verbs are reported as ``*`` when nothing
-    matched them at all.
+    accounts and are not reported.
     """
     out: list[Unused] = []
     for subject in sorted(set(accounts)):
         uses = activity.uses.get(subject, set())
-        used_by_rule: dict[tuple[int, int], set[str]] = {}
+        used_by_rule: UsedPairs = {}
         for use in uses:
             if use.url:
                 continue
             for grant in direct_grants(policy, use.request()):
                 if grant.subject == subject:
                     key = (id(grant.binding), grant.rule.index)
-                    used_by_rule.setdefault(key, set()).add(use.verb)
+                    used_by_rule.setdefault(key, set()).add((use.verb, use.resource))
         for binding in policy.bindings:
             if binding.role is None or not _bound_to(binding, subject):
                 continue
@@ -279,13 +285,13 @@ def unused_grants(policy: Policy, activity: Activity, accounts: Iterable[Subject
 
 
 def _unused_rules(
-    subject: Subject, binding: Binding, role: Role, used_by_rule: dict[tuple[int, int], set[str]]
+    subject: Subject, binding: Binding, role: Role, used_by_rule: UsedPairs
 ) -> Iterable[Unused]:
     for rule in role.rules:
         if rule.non_resource_urls and not rule.resources:
             continue
         used = used_by_rule.get((id(binding), rule.index), set())
-        unused = _unused_verbs(rule, used)
+        unused = _unused_pairs(rule, used)
         if unused:
             yield Unused(
                 subject=subject,
@@ -293,12 +299,13 @@ def _unused_rules(
                 role=str(role),
                 rule=rule.describe(),
                 rule_index=rule.index,
-                used_verbs=tuple(sorted(used)),
-                unused_verbs=unused,
+                used=tuple(sorted(f"{v} {r}" for v, r in used)),
+                unused=unused,
             )
 
 
-def _unused_verbs(rule: PolicyRule, used: set[str]) -> tuple[str, ...]:
-    if "*" in rule.verbs:
+def _unused_pairs(rule: PolicyRule, used: set[tuple[str, str]]) -> tuple[str, ...]:
+    if "*" in rule.verbs or any("*" in r for r in rule.resources):
         return () if used else ("*",)
-    return tuple(sorted(rule.verbs - used))
+    granted = {(v, r) for v in rule.verbs for r in rule.resources}
+    return tuple(sorted(f"{v} {r}" for v, r in granted - used))

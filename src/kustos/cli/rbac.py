@@ -103,7 +103,7 @@ def suggest(
         typer.echo("every granted permission was used")
         return 0
     for item in unused:
-        what = "never used" if item.whole_rule else f"unused verbs {','.join(item.unused_verbs)}"
+        what = "never used" if item.whole_rule else f"never used: {', '.join(item.unused)}"
         typer.echo(
             f"ServiceAccount {item.subject.namespace}/{item.subject.name}: {item.binding} -> "
             f"{item.role} rule {item.rule_index} ({item.rule}): {what}"

@@ -202,10 +202,10 @@ def test_compare_lists_permissions_granted_but_never_used(tmp_path: Path) -> Non
     (tmp_path / "rbac.yaml").write_text(GRANTED)
     policy = build_policy(load_manifests([tmp_path / "rbac.yaml"]))
     unused = unused_grants(policy, collect(trail()), [API])
-    found = {(u.rule_index, u.used_verbs, u.unused_verbs) for u in unused}
+    found = {(u.rule_index, u.used, u.unused) for u in unused}
     assert found == {
-        (0, ("get",), ("delete", "list")),
-        (1, (), ("watch",)),
+        (0, ("get secrets",), ("delete secrets", "list secrets")),
+        (1, (), ("watch pods",)),
     }  # configmaps "*" was used (list, watch): not reported
     assert next(u for u in unused if u.rule_index == 1).whole_rule
 
@@ -245,9 +245,9 @@ def test_the_command_compares_with_manifests(
     )  # fmt: skip
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert {(u["rule_index"], tuple(u["unused_verbs"])) for u in report["unused"]} == {
-        (0, ("delete", "list")),
-        (1, ("watch",)),
+    assert {(u["rule_index"], tuple(u["unused"])) for u in report["unused"]} == {
+        (0, ("delete secrets", "list secrets")),
+        (1, ("watch pods",)),
     }
     assert report["unused"][0]["service_account"] == "payments/api"
 
