@@ -69,6 +69,7 @@ bench: deps bench-peers
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.kms
 	$(BIN)/python -m bench.rotation
+	$(BIN)/python -m bench.sources
 	$(BIN)/python -m bench.backup
 
 unit: venv
