@@ -182,3 +182,24 @@ def test_export_keeps_sealing_keys_and_an_old_keyring_still_opens(
     exported = json.loads(pyrage.decrypt(out.read_bytes(), [backup_key]))
     assert [e["key_id"] for e in exported["sealing"]] == [key.key_id]
     capsys.readouterr()
+
+
+def test_operator_refuses_a_bad_sealing_store_at_start(
+    store: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not it\n")
+    wrong.chmod(0o600)
+    base = ["operator", "run", "-A", "--kubeconfig", str(tmp_path / "none.kubeconfig")]
+    cases = [
+        (["--sealing-keyring", store[1], "--sealing-passphrase-file", str(wrong)],
+         "wrong passphrase"),
+        (["--sealing-keyring", store[1]], "--keyring needs --passphrase-file"),
+        (["--sealing-pkcs11-token", "x"], "PKCS#11 needs"),
+        (["--recipient-configmap", "nonsense"], "is not NAMESPACE/NAME"),
+    ]  # fmt: skip
+    for flags, message in cases:
+        code, _, err = _run(capsys, *base, *flags)
+        assert code != 0, flags
+        assert message in err, (flags, err)
+        assert err.count("\n") == 1, err
