@@ -32,7 +32,7 @@ from typing import Any, Final
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kustos.conventions import API_VERSION
+from kustos.conventions import API_VERSION, LABEL_MANAGED_SECRET, LABEL_VERSION
 from kustos.errors import BackupError
 from kustos.sensitive import Sensitive
 
@@ -216,8 +216,6 @@ class Manifest(_Model):
 
 def counts_of(entries: Iterable[Entry]) -> dict[str, int]:
     """Objects by kind, plus ``versionSecrets``: Secrets that hold a ManagedSecret version."""
-    from kustos.conventions import LABEL_MANAGED_SECRET, LABEL_VERSION  # noqa: PLC0415
-
     counter: Counter[str] = Counter()
     for entry in entries:
         counter[entry.kind] += 1

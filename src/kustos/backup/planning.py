@@ -180,6 +180,13 @@ def _verb(kind: str, body: Mapping[str, Any], live: Live, conflict: Conflict) ->
     return Verb.OVERWRITE, "exists, differs"
 
 
+def _bare_namespace(name: str, state: Live | None) -> Action:
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    if state is None or state.terminating:
+        return Action("Namespace", "", name, Verb.CREATE, "missing", body)
+    return Action("Namespace", "", name, Verb.UNCHANGED, "exists", body)
+
+
 def plan(
     entries: Sequence[Entry],
     live: Mapping[tuple[str, str, str], Live],
@@ -193,12 +200,12 @@ def plan(
     chosen = _selected(entries, only)
     targets = {mapping.get(e.namespace, e.namespace) for e in chosen if e.kind != "Namespace"}
     have_namespace = {mapping.get(e.name, e.name) for e in chosen if e.kind == "Namespace"}
-    actions: list[Action] = []
     # Namespaces the objects go to but the backup does not describe (a --namespace-map
     # target, or a backup of a namespace that was not listed): made with no labels.
-    for target in sorted(targets - have_namespace):
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}}
-        chosen.insert(0, Entry.of(body))
+    actions = [
+        _bare_namespace(target, live.get(("Namespace", "", target)))
+        for target in sorted(targets - have_namespace)
+    ]
     gone = {
         name for (kind, _, name), state in live.items() if kind == "Namespace" and state.terminating
     }

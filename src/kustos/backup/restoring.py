@@ -144,14 +144,22 @@ class Restorer:
         status = body.pop("status", None)
         key = (action.namespace, action.name)
         what = f"{action.verb.value} ManagedSecret {action.namespace}/{action.name}"
-        with api_errors(what, resource="managedsecrets"):
-            if action.verb is Verb.CREATE:
-                made = await self.client.create(ManagedSecret.from_dict(body))
-            else:
-                meta = {**body["metadata"], "resourceVersion": self.resource_versions.get(key)}
-                made = await self.client.replace(
-                    ManagedSecret.from_dict({**body, "metadata": meta})
-                )
+        try:
+            with api_errors(what, resource="managedsecrets"):
+                if action.verb is Verb.CREATE:
+                    made = await self.client.create(ManagedSecret.from_dict(body))
+                else:
+                    meta = {**body["metadata"], "resourceVersion": self.resource_versions.get(key)}
+                    made = await self.client.replace(
+                        ManagedSecret.from_dict({**body, "metadata": meta})
+                    )
+        except KubeNotFoundError as exc:
+            if action.verb is not Verb.CREATE:
+                raise
+            raise KubeNotFoundError(
+                f"{what}: the cluster does not serve ManagedSecrets; install "
+                "deploy/rotation/crd-managedsecret.yaml first (or restore with --only)"
+            ) from exc
         self.owners[key] = made.metadata.uid if made.metadata is not None else ""
         if status:
             with api_errors(f"restore status of ManagedSecret {action.namespace}/{action.name}"):

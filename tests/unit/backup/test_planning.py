@@ -149,3 +149,16 @@ def test_flag_parsing() -> None:
     for wrong in ("name", "ns/", "/n", "a/b/c"):
         with pytest.raises(UsageError):
             parse_only([wrong])
+
+
+def test_a_target_namespace_the_backup_does_not_describe() -> None:
+    secret_only = [e for e in _entries() if str(e) == "Secret web/other"]
+    missing = plan(secret_only, {}, namespace_map={"web": "web-2"})
+    assert [(str(a), a.verb.value) for a in missing.actions] == [
+        ("Namespace web-2", "create"),
+        ("Secret web-2/other", "create"),
+    ]
+    assert missing.actions[0].body["metadata"] == {"name": "web-2"}
+    exists = {("Namespace", "", "web-2"): Live({"metadata": {"name": "web-2"}})}
+    present = plan(secret_only, exists, namespace_map={"web": "web-2"})
+    assert present.actions[0].verb is Verb.UNCHANGED
