@@ -161,3 +161,30 @@ def test_kms_sealing_key_reseal_moves_files_to_the_current_key(
     out, err = capsys.readouterr()
     assert CANARY not in out + err
     assert "AGE-SECRET-KEY" not in out + err
+
+
+def test_fetch_recipient_from_an_unreachable_cluster_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9",
+                                                        "insecure-skip-tls-verify": True}}],
+                "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )  # fmt: skip
+    (tmp_path / "secret.yaml").write_text(yaml.safe_dump(secret_manifest()))
+    code = main(["seal", "-f", str(tmp_path / "secret.yaml"), "--fetch-recipient",
+                 "--kubeconfig", str(kubeconfig)])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert out == ""
+    assert "ConfigMap kube-system/kustos-sealing" in err
+    assert err.count("\n") == 1
