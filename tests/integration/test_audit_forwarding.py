@@ -5,16 +5,24 @@ messages it parses (PRI, APP-NAME, MSGID, structured data, JSON message); a rece
 is down makes the command fail with one line and keep its cursor, and once it is back it
 receives every record exactly once; a second run sends only what arrived since; TLS with a
 private CA works and an untrusted one is refused; a Secret value sent in an event body
-appears in no syslog message, alert, cursor, command output or log line (canary).
+appears in no syslog message, alert, cursor, command output or log line (canary); through
+a real kube-apiserver auditing to ``kustos audit serve --config``, planted behaviours raise
+their alerts while a workload's reads and a rotation by the operator's ServiceAccount raise
+none, and the alerts reach rsyslog.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ssl
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -22,8 +30,9 @@ from kustos.audit.alerts import AlertStore
 from kustos.audit.archive import Archive
 from kustos.audit.watching import hooks_for
 from kustos.cli.main import main
+from kustos.testing.controlplane import ControlPlane
 from kustos.testing.pki import ClusterPKI, make_pki
-from kustos.testing.processes import free_ports
+from kustos.testing.processes import free_ports, stop_session, wait_for_port
 from kustos.testing.rsyslog import Rsyslog
 
 pytestmark = pytest.mark.integration
@@ -165,3 +174,165 @@ def test_tls_refuses_an_untrusted_receiver(
         assert forward(archive, config) == 1
     assert "TLS failed" in capsys.readouterr().err
     assert receiver.messages() == []
+
+
+# --------------------------------------------------------------------------- live
+LIVE_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: RequestResponse
+    resources: [{group: "", resources: ["secrets"]}]
+  - level: Metadata
+"""
+LIVE_TOKENS = {
+    "token-alice-7d2e": ("alice", ("system:masters",)),
+    "token-bob-1c9a": ("bob", ("developers",)),
+}
+
+
+class Serve:
+    """``kustos audit serve --config`` as its own process, mutual TLS with the API server."""
+
+    def __init__(self, plane: ControlPlane, archive: Path, config: Path, log: Path) -> None:
+        self.plane, self.archive, self.config, self.log = plane, archive, config, log
+        self.port = free_ports(1)[0]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Serve:
+        pki = self.plane.pki
+        argv = [
+            sys.executable, "-m", "kustos", "audit", "serve", "--archive", str(self.archive),
+            "--listen", f"127.0.0.1:{self.port}", "--tls-cert", str(pki.serving.cert),
+            "--tls-key", str(pki.serving.key), "--client-ca", str(pki.ca.cert),
+            "--config", str(self.config),
+        ]  # fmt: skip
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_for_port(self.proc, self.port, name="kustos audit serve", log=self.log)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_session(self.proc)
+
+
+def _as(server: str, plane: ControlPlane, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(
+        base_url=server,
+        verify=ssl.create_default_context(cafile=str(plane.pki.ca.cert)),
+        headers=headers,
+        timeout=10,
+    )
+
+
+def _sa_token(plane: ControlPlane, namespace: str, name: str) -> str:
+    plane.api(
+        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": name}}
+    )
+    issued = plane.api(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+         "spec": {"expirationSeconds": 600}},
+    )  # fmt: skip
+    return str(issued["status"]["token"])
+
+
+def _bind(plane: ControlPlane, namespace: str, account: str, verbs: list[str]) -> None:
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    plane.api(
+        "POST",
+        f"{rbac}/roles",
+        {"metadata": {"name": account},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": verbs}]},
+    )  # fmt: skip
+    plane.api(
+        "POST",
+        f"{rbac}/rolebindings",
+        {"metadata": {"name": account},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]},
+    )  # fmt: skip
+
+
+def test_live_api_server_planted_behaviours_alert_and_normal_traffic_does_not(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """Through a real kube-apiserver: the app and the operator's ServiceAccount read and
+    rotate their Secret (normal: no alert); alice lists every namespace's Secrets and
+    deletes one, bob is refused a dozen times, an anonymous client tries, and the leaking
+    policy sends a body (planted: one alert each); the alerts then reach rsyslog."""
+    secret = f"/api/v1/namespaces/{namespace}/secrets"
+    control_plane.api(
+        "POST", secret, {"metadata": {"name": "db-creds"}, "stringData": {"password": CANARY}}
+    )
+    control_plane.api("POST", secret, {"metadata": {"name": "old"}, "stringData": {"k": "v"}})
+    app = _sa_token(control_plane, namespace, "app")
+    _bind(control_plane, namespace, "app", ["get"])
+    operator = _sa_token(control_plane, namespace, "rotator")
+    _bind(control_plane, namespace, "rotator", ["get", "update"])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(LIVE_POLICY)
+    receiver = Rsyslog(tmp_path / "rsyslog")
+    rotator = f"system:serviceaccount:{namespace}:rotator"
+    config = tmp_path / "watch.yaml"
+    config.write_bytes(
+        orjson.dumps(
+            {
+                "detectors": {"learning_period": "1h", "secret_changed": {"operator": rotator}},
+                "sinks": [{"name": "siem", "type": "syslog", "address": receiver.address,
+                           "send": ["alerts"]}],
+            }
+        )
+    )  # fmt: skip
+    archive = tmp_path / "archive"
+    serve = Serve(control_plane, archive, config, tmp_path / "serve.log")
+    url = f"https://127.0.0.1:{serve.port}/audit"
+    with serve, control_plane.audited_apiserver(policy, url, tokens=dict(LIVE_TOKENS)) as server:
+        with _as(server, control_plane, app) as client:  # normal: the workload reads its Secret
+            for _ in range(3):
+                assert client.get(f"{secret}/db-creds").status_code == 200
+        with _as(server, control_plane, operator) as client:  # normal: a rotation
+            current = client.get(f"{secret}/db-creds").json()
+            current["stringData"] = {"password": CANARY + "-v2"}
+            assert client.put(f"{secret}/db-creds", json=current).status_code == 200
+        with _as(server, control_plane, "token-alice-7d2e") as alice:
+            assert alice.get("/api/v1/secrets").status_code == 200
+            assert alice.delete(f"{secret}/old").status_code == 200
+        with _as(server, control_plane, "token-bob-1c9a") as bob:
+            for _ in range(12):
+                assert bob.get(f"{secret}/db-creds").status_code == 403
+        with _as(server, control_plane, None) as anonymous:
+            assert anonymous.get(secret).status_code in (401, 403)
+        expected = {
+            ("bulk_read", "alice"),
+            ("secret_changed", "alice"),
+            ("denied_burst", "bob"),
+            ("anonymous", "system:anonymous"),
+        }
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            alerts = [s.alert for s in AlertStore(archive).read()]
+            if expected <= {(a.detector, a.user) for a in alerts}:
+                break
+            time.sleep(0.5)
+    seen = {(a.detector, a.user) for a in alerts}
+    assert expected <= seen
+    assert any(a.detector == "policy_leak" for a in alerts)
+    noisy = {a.user for a in alerts if a.detector != "policy_leak"} - {
+        "alice", "bob", "system:anonymous"
+    }  # fmt: skip
+    assert noisy == set(), f"normal traffic raised alerts: {sorted(seen)}"
+
+    with receiver:
+        assert forward(archive, config) == 0
+        messages = receiver.wait_for(len(alerts))
+    assert {orjson.loads(m[4].lstrip("\ufeff"))["detector"] for m in messages} >= {
+        d for d, _ in expected
+    }
+    for path in [*archive.rglob("*"), receiver.output, tmp_path / "serve.log"]:
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
