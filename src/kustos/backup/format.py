@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from kustos.conventions import API_VERSION, LABEL_MANAGED_SECRET, LABEL_VERSION
-from kustos.errors import BackupError
+from kustos.errors import BackupError, InputError
+from kustos.files import decode
 from kustos.sensitive import Sensitive
 
 FORMAT: Final = "kustos.io/backup/v1"
@@ -310,11 +311,9 @@ def _manifest(data: bytes, source: str) -> Manifest:
         found = raw.get("format") if isinstance(raw, dict) else None
         raise BackupError(f"{source}: format {str(found)[:40]!r} is not {FORMAT} (a newer Kustos?)")
     try:
-        return Manifest.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        raise BackupError(f"{source}: {MANIFEST_FILE}: {where}: {first['msg']}") from None
+        return decode(Manifest, data, source=f"{source}: {MANIFEST_FILE}", what="manifest")
+    except InputError as exc:  # inside an authenticated file: it does not verify (exit 1)
+        raise BackupError(str(exc)) from None
 
 
 def _items(data: bytes, source: str) -> list[Any]:

@@ -9,7 +9,6 @@ errors, 3 the API server. See ``docs/backup.md``.
 
 from __future__ import annotations
 
-import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -22,7 +21,8 @@ from kustos.backup import keys
 from kustos.backup.planning import Conflict, Plan, Verb
 from kustos.cli.inputs import Context, Kubeconfig
 from kustos.cli.output import TableOrJson, print_json
-from kustos.errors import FileAccessError, RestoreConflictError, UsageError
+from kustos.cli.seal import _warn_if_shared  # one warning for every key file
+from kustos.errors import RestoreConflictError, UsageError
 from kustos.files import read_bytes, write_atomic
 from kustos.kube.client import ClientSettings
 from kustos.sensitive import Sensitive
@@ -62,18 +62,9 @@ def _progress(quiet: bool) -> Any:
     return show
 
 
-def _warn_if_shared(path: Path, what: str) -> None:
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError as exc:
-        raise FileAccessError(path, f"read {what}", exc.strerror or "error") from exc
-    if mode & 0o077:
-        typer.echo(f"kustos: warning: {path} is readable by group or others ({mode:04o})", err=True)
-
-
 def _passphrase(path: Path) -> Sensitive:
     data = read_bytes(path, what="passphrase file", limit=KEY_FILE_LIMIT)
-    _warn_if_shared(path, "passphrase file")
+    _warn_if_shared(path)
     return keys.read_passphrase(data, source=str(path))
 
 
@@ -89,7 +80,7 @@ def _opener(
     found = keys.Identities([], [])
     for path in identity:
         data = read_bytes(path, what="identity file", limit=KEY_FILE_LIMIT)
-        _warn_if_shared(path, "identity file")
+        _warn_if_shared(path)
         found = found + keys.parse_identities(data, source=str(path))
     return found, None
 
