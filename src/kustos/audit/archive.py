@@ -19,7 +19,6 @@ already (same ``auditID`` and stage, as a retried webhook batch repeats them) ar
 from __future__ import annotations
 
 import base64
-import collections
 import datetime as dt
 import errno
 import fcntl
@@ -27,6 +26,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import StrEnum
+from hashlib import sha256
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -38,19 +38,16 @@ from kustos.audit.hashing import (
     GENESIS,
     Checkpoint,
     RecordFormatError,
-    link,
     parse_line,
-    record_line,
     sign_checkpoint,
 )
-from kustos.audit.indexing import Index, row_of
+from kustos.audit.indexing import Entry, Index, keys_of
 from kustos.audit.records import (
     ArchivedEvent,
     event_key,
     format_time,
     needs_stripping,
     strip_values,
-    summary_of,
 )
 from kustos.errors import ArchiveError, ArchiveFullError, ConfigError
 from kustos.files import PRIVATE, write_atomic
@@ -101,6 +98,23 @@ def complete_lines(path: Path) -> Iterator[bytes]:
         for line in fh:
             if line.endswith(b"\n"):
                 yield line
+
+
+def scan(directory: Path, after_seq: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """``(seq, offset in its segment, event JSON)`` of every complete record after
+    *after_seq*, in file order, unverified (``kustos audit verify`` checks)."""
+    segments = segment_files(directory)
+    for i, (_, path) in enumerate(segments):
+        following = segments[i + 1][0] if i + 1 < len(segments) else None
+        if following is not None and following <= after_seq + 1:
+            continue
+        offset = 0
+        for line in complete_lines(path):
+            at = offset
+            offset += len(line)
+            seq = int(line[: line.index(b" ")])
+            if seq > after_seq:
+                yield seq, at, parse_line(line).data
 
 
 def read_public_key(path: Path) -> Ed25519PublicKey:
@@ -203,7 +217,8 @@ class Archive:
         self._head = GENESIS
         self._key: Ed25519PrivateKey | None = None
         self._index: Index | None = None
-        self._recent: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        #: Identities of the latest records, oldest first (dicts keep insertion order).
+        self._recent: dict[tuple[str, str], None] = {}
         self._checkpointed = 0
         self._checkpoint_at = 0.0
         #: Events whose bodies were removed since the archive was opened (for the report).
@@ -214,16 +229,8 @@ class Archive:
     # ------------------------------------------------------------------ reading
     def read(self, after_seq: int = 0) -> Iterator[ArchivedEvent]:
         """Every archived event after *after_seq*, in order (no verification: see verify)."""
-        segments = segment_files(self.directory)
-        for i, (first, path) in enumerate(segments):
-            following = segments[i + 1][0] if i + 1 < len(segments) else None
-            if following is not None and following <= after_seq + 1:
-                continue
-            for line in complete_lines(path):
-                if first > after_seq or int(line[: line.index(b" ")]) > after_seq:
-                    record = parse_line(line)
-                    if record.seq > after_seq:
-                        yield ArchivedEvent(record.seq, orjson.loads(record.data))
+        for seq, _, data in scan(self.directory, after_seq):
+            yield ArchivedEvent(seq, orjson.loads(data))
 
     @property
     def size(self) -> int:
@@ -271,39 +278,46 @@ class Archive:
 
     def _append(self, prepared: Sequence[tuple[bytes, dict[str, Any]]]) -> list[ArchivedEvent]:
         self.open_writer()
+        if self._segment_size >= self.segment_bytes:
+            self._new_segment(self._seq + 1)
         chunks = []
         stored: list[ArchivedEvent] = []
-        seq, head = self._seq, self._head
+        entries: list[Entry] = []
+        seq, head, offset = self._seq, self._head, self._segment_size
         keys = []
         batch_keys: set[tuple[str, str]] = set()
+        recent = self._recent
         for data, event in prepared:
-            key = event_key(event)
-            if key is not None and (key in self._recent or key in batch_keys):
-                self.repeated += 1
-                continue
-            if key is not None:
+            # The hot loop of every ingest path: event_key, link and record_line inlined.
+            audit_id, stage = event.get("auditID"), event.get("stage")
+            if type(audit_id) is str and audit_id and type(stage) is str:
+                key = (audit_id, stage)
+                if key in recent or key in batch_keys:
+                    self.repeated += 1
+                    continue
                 batch_keys.add(key)
                 keys.append(key)
             seq += 1
-            head = link(head, seq, data)
-            chunks.append(record_line(seq, head, data))
+            head = sha256(head + seq.to_bytes(8, "big") + data).digest()
+            line = b"%d %s %s\n" % (seq, head.hex().encode(), data)
+            chunks.append(line)
             stored.append(ArchivedEvent(seq, event))
+            lookup, time = keys_of(event)
+            entries.append(Entry(seq, offset, lookup, time))
+            offset += len(line)
         if not stored:
             return stored
         self._write(b"".join(chunks))
         self._seq, self._head = seq, head
-        for key in keys:
-            self._remember(key)
+        self._remember(keys)
         assert self._index is not None  # noqa: S101 - set by _ensure_open
-        self._index.add(row_of(e.seq, summary_of(e.event)) for e in stored)
+        self._index.add(entries)
         self._maybe_checkpoint()
         for hook in self.hooks:
             hook(stored)
         return stored
 
     def _write(self, blob: bytes) -> None:
-        if self._segment_size >= self.segment_bytes:
-            self._new_segment(self._seq + 1)
         try:
             written = 0
             while written < len(blob):
@@ -318,10 +332,10 @@ class Archive:
             raise ArchiveError(f"{self.directory}: cannot write a segment: {exc}") from exc
         self._segment_size += len(blob)
 
-    def _remember(self, key: tuple[str, str]) -> None:
-        self._recent[key] = None
-        if len(self._recent) > DEDUPE_WINDOW:
-            self._recent.popitem(last=False)
+    def _remember(self, keys: Sequence[tuple[str, str]]) -> None:
+        self._recent.update(dict.fromkeys(keys))
+        if len(self._recent) > 2 * DEDUPE_WINDOW:  # trimmed in bulk: O(1) per event
+            self._recent = dict.fromkeys(list(self._recent)[-DEDUPE_WINDOW:])
 
     # ------------------------------------------------------------------ checkpoints
     def _maybe_checkpoint(self) -> None:
@@ -411,8 +425,7 @@ class Archive:
             raise ArchiveError(f"{self.directory}: rebuild the index before opening the writer")
         self._ensure_open(rebuild_index=True)
         try:
-            assert self._index is not None  # noqa: S101
-            return self._index.count()
+            return self._seq
         finally:
             self._release()
 
@@ -458,7 +471,7 @@ class Archive:
         for line in data[:end].splitlines()[-DEDUPE_WINDOW:]:
             key = event_key(orjson.loads(parse_line(line).data))
             if key is not None:
-                self._remember(key)
+                self._remember([key])
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._segment_size = end
         del first
@@ -482,9 +495,10 @@ class Archive:
         if indexed >= self._seq:
             return
         batch = []
-        for archived in self.read(after_seq=indexed):
-            batch.append(row_of(archived.seq, summary_of(archived.event)))
-            if len(batch) >= 10_000:
+        for seq, offset, data in scan(self.directory, after_seq=indexed):
+            lookup, time = keys_of(orjson.loads(data))
+            batch.append(Entry(seq, offset, lookup, time))
+            if len(batch) >= 20_000:
                 self._index.add(batch)
                 batch = []
         self._index.add(batch)

@@ -96,7 +96,7 @@ def _is_sensitive(event: Mapping[str, Any]) -> bool:
 
 def needs_stripping(event: Mapping[str, Any]) -> bool:
     """Whether *event* carries a body that may hold a value (cheap test, no copy)."""
-    return any(f in event for f in BODY_FIELDS) and _is_sensitive(event)
+    return ("requestObject" in event or "responseObject" in event) and _is_sensitive(event)
 
 
 def strip_values(event: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -198,10 +198,10 @@ def event_key(event: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def is_event(value: Any) -> bool:
-    """Whether *value* looks like an ``audit.k8s.io`` Event (a mapping with its identity)."""
+    """Whether decoded JSON *value* looks like an ``audit.k8s.io`` Event (with its identity)."""
     return (
-        isinstance(value, Mapping)
-        and isinstance(value.get("auditID"), str)
-        and isinstance(value.get("stage"), str)
+        type(value) is dict
+        and type(value.get("auditID")) is str
+        and type(value.get("stage")) is str
         and value.get("kind", "Event") == "Event"
     )

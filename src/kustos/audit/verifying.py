@@ -12,7 +12,6 @@ the record it stands for gives.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,8 +33,7 @@ from kustos.audit.hashing import (
     link,
     parse_line,
 )
-from kustos.audit.indexing import Index, Row, row_of
-from kustos.audit.records import summary_of
+from kustos.audit.indexing import Entry, Index, block_of, keys_of, postings_of
 from kustos.errors import ArchiveError
 
 
@@ -60,60 +58,101 @@ def verify(directory: Path, *, public_key: Path | None = None) -> Verification:
         raise ArchiveError(f"{directory}: not an audit archive (no segments folder)")
     result = Verification()
     checkpoints = _checked_checkpoints(directory, public_key, result)
-    by_size = {c.size: c for c in checkpoints}
-    index_rows = _index_rows(directory, result)
-    seq, head = 0, GENESIS
-    if 0 in by_size and by_size[0].head != GENESIS:
-        result.problems.append("checkpoint of size 0 does not hold the empty chain")
-    broken = False
-    for first, path in segment_files(directory):
-        if first != seq + 1:
-            result.problems.append(_gap(seq + 1, first, f"segment {path.name}"))
-            broken = True
-            break
+    index = _index(directory, result)
+    try:
+        walk = _Walk(result, {c.size: c for c in checkpoints}, index)
+        intact = walk.segments(directory)
+        result.records = walk.seq
+        if intact:
+            _check_end(walk, max((c.size for c in checkpoints), default=0), result)
+    finally:
+        if index is not None:
+            index.close()
+    return result
+
+
+class _Walk:
+    """The chain walked record by record; the first problem ends it."""
+
+    def __init__(
+        self, result: Verification, by_size: dict[int, Checkpoint], index: Index | None
+    ) -> None:
+        self.result = result
+        self.by_size = by_size
+        self.index = index
+        self.seq, self.head = 0, GENESIS
+        self.pending: list[Entry] = []
+        if 0 in by_size and by_size[0].head != GENESIS:
+            result.problems.append("checkpoint of size 0 does not hold the empty chain")
+
+    def segments(self, directory: Path) -> bool:
+        """Walk every segment; ``False`` once a record is bad (it is then named)."""
+        for first, path in segment_files(directory):
+            if first != self.seq + 1:
+                self.result.problems.append(_gap(self.seq + 1, first, f"segment {path.name}"))
+                return False
+            if not self._segment(path):
+                return False
+            _note_torn_tail(path, self.result)
+        return True
+
+    def _segment(self, path: Path) -> bool:
+        offset = 0
         for number, line in enumerate(complete_lines(path), start=1):
-            record, problem = _check(line, seq, head, f"{path.name} line {number}")
+            at, offset = offset, offset + len(line)
+            record, problem = _check(line, self.seq, self.head, f"{path.name} line {number}")
             if record is None:
-                if problem and "deleted" in problem and _appears_later(path, number, seq + 1):
+                expected = self.seq + 1
+                if problem and "deleted" in problem and _appears_later(path, number, expected):
                     problem = (
                         f"record {_seq_of(line)} ({path.name} line {number}) is out of order: "
-                        f"record {seq + 1} was expected (records were reordered)"
+                        f"record {expected} was expected (records were reordered)"
                     )
-                result.problems.append(problem or "")
-                broken = True
-                break
-            seq, head = record.seq, record.digest
-            checkpoint = by_size.get(seq)
-            if checkpoint is not None and checkpoint.head != head:
-                result.problems.append(
-                    f"record {seq} does not end the chain its checkpoint signed: records up to "
-                    f"{seq} were rewritten"
+                self.result.problems.append(problem or "")
+                return False
+            self.seq, self.head = record.seq, record.digest
+            checkpoint = self.by_size.get(self.seq)
+            if checkpoint is not None and checkpoint.head != self.head:
+                self.result.problems.append(
+                    f"record {self.seq} does not end the chain its checkpoint signed: records "
+                    f"up to {self.seq} were rewritten"
                 )
-                broken = True
-                break
-            if index_rows is not None and not broken:
-                _compare_row(seq, record.data, index_rows, result)
-        if broken:
-            break
-        _note_torn_tail(path, result)
-    result.records = seq
-    if not broken:
-        signed = max((c.size for c in checkpoints), default=0)
-        if signed > seq:
-            result.problems.append(
-                f"the archive ends at record {seq} but a checkpoint signed {signed} records: "
-                f"records {seq + 1} to {signed} were cut off (truncated)"
-            )
-        elif signed < seq:
-            result.notes.append(
-                f"records {signed + 1} to {seq} are not covered by a checkpoint yet"
-            )
-        index_failed = any(p.startswith("the index") for p in result.problems)
-        if index_rows is not None and not index_failed and next(index_rows, None) is not None:
-            result.problems.append(
-                f"the index has rows beyond record {seq}: run `kustos audit reindex`"
-            )
-    return result
+                return False
+            if not self._indexed(record.seq, at, record.data):
+                return False
+        return True
+
+    def _indexed(self, seq: int, offset: int, data: bytes) -> bool:
+        try:
+            lookup, time = keys_of(orjson.loads(data))
+        except orjson.JSONDecodeError:
+            self.result.problems.append(f"record {seq} holds no JSON event (modified)")
+            return False
+        if self.index is None:
+            return True
+        if self.pending and block_of(seq) != block_of(self.pending[0].seq):
+            _compare_block(self.index, self.pending, self.result)
+            self.pending = []
+        self.pending.append(Entry(seq, offset, lookup, time))
+        return True
+
+
+def _check_end(walk: _Walk, signed: int, result: Verification) -> None:
+    seq = walk.seq
+    if signed > seq:
+        result.problems.append(
+            f"the archive ends at record {seq} but a checkpoint signed {signed} records: "
+            f"records {seq + 1} to {signed} were cut off (truncated)"
+        )
+    elif signed < seq:
+        result.notes.append(f"records {signed + 1} to {seq} are not covered by a checkpoint yet")
+    index = walk.index
+    if index is not None:
+        if walk.pending:
+            _compare_block(index, walk.pending, result)
+        last_block = block_of(seq) if seq else -1
+        if any(b > last_block for b in index.blocks()) or index.last_seq() > seq:
+            _index_problem(result, f"the index has entries beyond record {seq}")
 
 
 def _check(
@@ -192,37 +231,37 @@ def _checked_checkpoints(
     return good
 
 
-def _index_rows(directory: Path, result: Verification) -> Iterator[Row] | None:
+def _index(directory: Path, result: Verification) -> Index | None:
     path = directory / "index.sqlite"
     if not path.exists():
         result.problems.append("the index is missing: run `kustos audit reindex`")
         return None
-    index = Index(path)
-
-    def rows() -> Iterator[Row]:
-        try:
-            yield from index.rows()
-        finally:
-            index.close()
-
-    return rows()
+    return Index(path)
 
 
-def _compare_row(seq: int, data: bytes, rows: Iterator[Row], result: Verification) -> None:
-    if any(p.startswith("the index") for p in result.problems):
+def _index_problem(result: Verification, problem: str) -> None:
+    if not any(p.startswith("the index") for p in result.problems):  # the first is enough
+        result.problems.append(f"{problem}: run `kustos audit reindex`")
+
+
+def _compare_block(index: Index, entries: list[Entry], result: Verification) -> None:
+    """The index rows of the block of *entries* must be exactly what the records give."""
+    block = block_of(entries[0].seq)
+    expected = {
+        key: (p.min_time, p.max_time, bytes(p.entries))
+        for (key, _), p in postings_of(entries).items()
+    }
+    stored = index.block(block)
+    if stored == expected:
         return
-    row = next(rows, None)
-    try:
-        expected = row_of(seq, summary_of(orjson.loads(data)))
-    except orjson.JSONDecodeError:
-        result.problems.append(f"record {seq} holds no JSON event")
-        return
-    if row is None:
-        result.problems.append(f"the index stops before record {seq}: run `kustos audit reindex`")
-    elif tuple(row) != expected:
-        result.problems.append(
-            f"the index row of record {seq} differs from the record: run `kustos audit reindex`"
-        )
+    wrong = sorted(set(stored) ^ set(expected)) or sorted(
+        k for k in expected if stored.get(k) != expected[k]
+    )
+    first, last = entries[0].seq, entries[-1].seq
+    _index_problem(
+        result,
+        f"the index differs from records {first} to {last} (first key: {wrong[0][:80]})",
+    )
 
 
 def _note_torn_tail(path: Path, result: Verification) -> None:

@@ -329,7 +329,7 @@ def query(
     ] = TableOrJson.TABLE,
 ) -> int:
     """Who did what, when, from where: answered from the index."""
-    from kustos.audit.indexing import EventQuery, Index  # noqa: PLC0415
+    from kustos.audit.querying import EventQuery, run_query  # noqa: PLC0415
 
     pair = None
     if secret is not None:
@@ -338,25 +338,21 @@ def query(
             raise UsageError(f"--secret {secret[:60]!r}: expected NAMESPACE/NAME")
         pair = (ns, name)
     now = dt.datetime.now(dt.UTC)
-    path = archive / "index.sqlite"
-    if not path.exists():
+    if not (archive / "index.sqlite").exists():
         raise InputError(f"{archive}: no archive index here (run `kustos audit reindex`)")
-    index = Index(path)
-    try:
-        found = index.query(
-            EventQuery(
-                secret=pair,
-                namespace=namespace,
-                user=user,
-                verb=verb,
-                resource=resource,
-                since=_time(since, "--since", now),
-                until=_time(until, "--until", now),
-                limit=limit,
-            )
-        )
-    finally:
-        index.close()
+    found = run_query(
+        archive,
+        EventQuery(
+            secret=pair,
+            namespace=namespace,
+            user=user,
+            verb=verb,
+            resource=resource,
+            since=_time(since, "--since", now),
+            until=_time(until, "--until", now),
+            limit=limit,
+        ),
+    )
     if output_format is TableOrJson.JSON:
         print_json({"events": [e.to_json() for e in found]})
         return 0

@@ -1,9 +1,11 @@
 """The index is derived data: rebuilt from the segments, checked by verify.
 
 - a deleted index is reported missing, and ``reindex`` rebuilds the same rows;
-- a row changed behind the archive's back fails verify, naming the record;
+- a posting changed behind the archive's back fails verify, naming the records;
 - an index behind the segments (a crash before indexing) catches up when a writer opens;
-- rows beyond the archive fail verify.
+- entries beyond the archive fail verify;
+- posting lists span blocks and appends of any size give the same rows as a rebuild;
+- a query reads records through the index and refuses a stale pointer.
 """
 
 from __future__ import annotations
@@ -11,28 +13,39 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from kustos.audit import indexing
 from kustos.audit.archive import Archive
-from kustos.audit.indexing import EventQuery, Index
+from kustos.audit.querying import EventQuery, run_query
 from kustos.audit.verifying import verify
 from kustos.cli.main import main
+from kustos.errors import ArchiveError
 from tests.unit.audit.test_records import event
 
 
-def _archive(path: Path, count: int = 20) -> Path:
+def _archive(path: Path, count: int = 20, *, batch: int = 7) -> Path:
     with Archive(path) as archive:
-        archive.append([event(n, user=f"user-{n % 3}") for n in range(count)])
+        for start in range(0, count, batch):
+            archive.append(
+                [event(n, user=f"user-{n % 3}") for n in range(start, min(start + batch, count))]
+            )
     return path
 
 
 def _rows(path: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(path / "index.sqlite") as db:
-        return list(db.execute("SELECT * FROM events ORDER BY seq"))
+        return list(db.execute("SELECT * FROM postings ORDER BY key, block"))
+
+
+def _drop_index(path: Path) -> None:
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (path / name).unlink(missing_ok=True)
 
 
 def test_reindex_rebuilds_the_same_rows(tmp_path: Path) -> None:
     before = _rows(_archive(tmp_path))
-    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
-        (tmp_path / name).unlink(missing_ok=True)
+    _drop_index(tmp_path)
     result = verify(tmp_path)
     assert result.problems == ["the index is missing: run `kustos audit reindex`"]
     assert main(["audit", "reindex", "--archive", str(tmp_path)]) == 0
@@ -40,37 +53,54 @@ def test_reindex_rebuilds_the_same_rows(tmp_path: Path) -> None:
     assert verify(tmp_path).ok
 
 
-def test_changed_row_fails_verify(tmp_path: Path) -> None:
+def test_changed_posting_fails_verify(tmp_path: Path) -> None:
     _archive(tmp_path)
     with sqlite3.connect(tmp_path / "index.sqlite") as db:
-        db.execute("UPDATE events SET user = 'nobody' WHERE seq = 7")
+        db.execute("UPDATE postings SET key = 'user:nobody' WHERE key = 'user:user-1'")
     result = verify(tmp_path)
-    assert result.problems == [
-        "the index row of record 7 differs from the record: run `kustos audit reindex`"
-    ]
+    assert len(result.problems) == 1
+    assert result.problems[0].startswith("the index differs from records 1 to 20")
     assert main(["audit", "verify", "--archive", str(tmp_path)]) == 1
     assert main(["audit", "reindex", "--archive", str(tmp_path)]) == 0
     assert main(["audit", "verify", "--archive", str(tmp_path)]) == 0
 
 
-def test_extra_rows_fail_verify(tmp_path: Path) -> None:
+def test_extra_entries_fail_verify(tmp_path: Path) -> None:
     _archive(tmp_path, 5)
     with sqlite3.connect(tmp_path / "index.sqlite") as db:
-        db.execute("INSERT INTO events SELECT seq + 100, time, audit_id, stage, user, groups, "
-                   "verb, resource, subresource, namespace, name, source_ip, user_agent, code "
-                   "FROM events WHERE seq = 1")  # fmt: skip
+        db.execute("INSERT INTO postings VALUES ('user:ghost', 7, '', '', x'00')")
     assert any("beyond record 5" in p for p in verify(tmp_path).problems)
 
 
 def test_index_catches_up_when_a_writer_opens(tmp_path: Path) -> None:
-    _archive(tmp_path, 10)
+    _archive(tmp_path, 10, batch=10)
+    _drop_index(tmp_path)
+    with Archive(tmp_path) as archive:
+        archive.append([event(6)])  # as if the indexer had died before record 1
+    assert verify(tmp_path).ok
+    assert len(run_query(tmp_path, EventQuery(user="user-1"))) == 3
+
+
+def test_blocks_and_batches_do_not_change_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexing, "BLOCK", 4)
+    one_by_one = _rows(_archive(tmp_path / "a", 23, batch=1))
+    in_bulk = _rows(_archive(tmp_path / "b", 23, batch=9))
+    assert one_by_one == in_bulk
+    assert max(int(str(row[1])) for row in one_by_one) == 5  # six blocks of four
+    assert verify(tmp_path / "a").ok
+    _drop_index(tmp_path / "b")
+    Archive(tmp_path / "b").reindex()
+    assert _rows(tmp_path / "b") == one_by_one
+    assert len(run_query(tmp_path / "a", EventQuery(user="user-2"))) == 7
+
+
+def test_stale_pointer_is_refused(tmp_path: Path) -> None:
+    _archive(tmp_path, 4)
     with sqlite3.connect(tmp_path / "index.sqlite") as db:
-        db.execute("DELETE FROM events WHERE seq > 6")  # as if the indexer died there
-    assert not verify(tmp_path).ok
-    Archive(tmp_path).open_writer()
-    index = Index(tmp_path / "index.sqlite")
-    try:
-        assert index.last_seq() == 10
-        assert len(index.query(EventQuery(user="user-1"))) == 3
-    finally:
-        index.close()
+        blob = db.execute("SELECT entries FROM postings WHERE key='user:user-1'").fetchone()[0]
+        broken = bytes(blob[:8]) + (5).to_bytes(8, "little")
+        db.execute("UPDATE postings SET entries = ? WHERE key='user:user-1'", (broken,))
+    with pytest.raises(ArchiveError, match="reindex"):
+        run_query(tmp_path, EventQuery(user="user-1"))
