@@ -4,11 +4,14 @@ Derived data. For every record the index keeps its number and its byte offset in
 segment under a few keys (:func:`keys_of`): the object it names (``obj:secrets/ns/name``),
 or for a request without a name (list, watch, create) its collection
 (``col:secrets/ns``, ``col:secrets/`` across namespaces), its namespace (``ns:payments``)
-and its user (``user:alice``). Entries are grouped by key and by block of
-:data:`BLOCK` records, one row each, with the block's earliest and latest event time, so
-an append writes one row per distinct key of the batch rather than one row per event per
-index. A query reads the posting lists of its keys, then the records themselves from the
-segments (by offset), so answers always come from the archive.
+and its user (``user:alice``). A key is stored as its CRC-32, in one of :data:`BUCKETS`
+buckets; entries are grouped by bucket and by block of :data:`BLOCK` records, one row
+each with the block's earliest and latest event time. So an append writes at most one
+row per bucket, whatever the number of distinct Secrets and users, and the history of one
+key is one small row per block. A query reads the rows of its keys' buckets, keeps the
+entries with the keys' hashes, then reads the records themselves from the segments (by
+offset) and checks every filter on them: a hash collision costs a read, never a wrong
+answer.
 
 The file can be deleted and rebuilt (``kustos audit reindex``) and ``kustos audit
 verify`` recomputes every block from the segments and compares. It is written without
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
-from collections import defaultdict
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,18 +33,25 @@ from kustos.errors import ArchiveError
 
 #: Records per block of a posting list.
 BLOCK: Final = 16384
-_ENTRY: Final = struct.Struct("<qq")  # seq, offset in its segment
+#: Buckets of key hashes: rows written per append are at most this many.
+BUCKETS: Final = 1024
+_ENTRY: Final = struct.Struct("<IIq")  # key hash, offset in its segment, seq
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS postings (
-    key TEXT NOT NULL, block INTEGER NOT NULL, min_time TEXT NOT NULL, max_time TEXT NOT NULL,
-    entries BLOB NOT NULL, PRIMARY KEY (key, block)
+    bucket INTEGER NOT NULL, block INTEGER NOT NULL, min_time TEXT NOT NULL,
+    max_time TEXT NOT NULL, entries BLOB NOT NULL, PRIMARY KEY (bucket, block)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _UPSERT: Final = (
-    "INSERT OR REPLACE INTO postings (key, block, min_time, max_time, entries) "
+    "INSERT OR REPLACE INTO postings (bucket, block, min_time, max_time, entries) "
     "VALUES (?, ?, ?, ?, ?)"
 )
+
+
+def key_hash(key: str) -> int:
+    """The stored form of a lookup key."""
+    return zlib.crc32(key.encode())
 
 
 def block_of(seq: int) -> int:
@@ -94,26 +104,29 @@ class _Posting:
     entries: bytearray
 
 
-def postings_of(entries: Iterable[Entry]) -> dict[tuple[str, int], _Posting]:
-    """Posting rows, by (key, block), of *entries* (used by appends and by verify)."""
-    grouped: dict[tuple[str, int], list[Entry]] = defaultdict(list)
+def postings_of(entries: Iterable[Entry]) -> dict[tuple[int, int], _Posting]:
+    """Posting rows, by (bucket, block), of *entries* (used by appends and by verify)."""
+    rows: dict[tuple[int, int], _Posting] = {}
+    pack = _ENTRY.pack
     for entry in entries:
         block = block_of(entry.seq)
         for key in entry.keys:
-            grouped[key, block].append(entry)
-    rows = {}
-    for where, members in grouped.items():
-        times = [e.time for e in members if e.time]
-        packed = bytearray(len(members) * _ENTRY.size)
-        for i, e in enumerate(members):
-            _ENTRY.pack_into(packed, i * _ENTRY.size, e.seq, e.offset)
-        rows[where] = _Posting(min(times, default=""), max(times, default=""), packed)
+            hashed = zlib.crc32(key.encode())
+            where = (hashed % BUCKETS, block)
+            posting = rows.get(where)
+            if posting is None:
+                posting = rows[where] = _Posting(entry.time, entry.time, bytearray())
+            elif entry.time:
+                if not posting.min_time or entry.time < posting.min_time:
+                    posting.min_time = entry.time
+                posting.max_time = max(posting.max_time, entry.time)
+            posting.entries += pack(hashed, entry.offset, entry.seq)
     return rows
 
 
-def decode_entries(blob: bytes) -> list[tuple[int, int]]:
-    """``(seq, offset)`` pairs of a posting row."""
-    return [_ENTRY.unpack_from(blob, i) for i in range(0, len(blob), _ENTRY.size)]
+def decode_entries(blob: bytes, hashes: frozenset[int]) -> list[tuple[int, int]]:
+    """``(seq, offset)`` of the entries of a posting row whose key hash is in *hashes*."""
+    return [(seq, offset) for h, offset, seq in _ENTRY.iter_unpack(blob) if h in hashes]
 
 
 class Index:
@@ -122,8 +135,11 @@ class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
         #: Rows of the newest block, as written: appends extend them without a read.
-        self._cache: dict[tuple[str, int], _Posting] = {}
+        self._cache: dict[tuple[int, int], _Posting] = {}
         self._cache_block = -1
+        #: Blocks from this one on were begun by this process: the cache holds all their
+        #: rows, so a key missing from it has no row yet (no read needed).
+        self._complete_from = -1
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -145,12 +161,15 @@ class Index:
         """Add the entries of one append (in record order) in one transaction."""
         if not entries:
             return
+        if self._complete_from < 0:
+            last = self.last_seq()
+            self._complete_from = block_of(last + 1) if last % BLOCK == 0 else block_of(last) + 1
         fresh = postings_of(entries)
         try:
             self._db.execute("BEGIN")
             rows = []
-            for (key, block), posting in fresh.items():
-                merged = self._current(key, block)
+            for (bucket, block), posting in fresh.items():
+                merged = self._current(bucket, block)
                 if merged is None:
                     merged = posting
                 else:
@@ -158,8 +177,10 @@ class Index:
                     merged.min_time = min(filter(None, (merged.min_time, posting.min_time)),
                                           default="")  # fmt: skip
                     merged.max_time = max(merged.max_time, posting.max_time)
-                self._cache[key, block] = merged
-                rows.append((key, block, merged.min_time, merged.max_time, bytes(merged.entries)))
+                self._cache[bucket, block] = merged
+                rows.append(
+                    (bucket, block, merged.min_time, merged.max_time, bytes(merged.entries))
+                )
             self._db.executemany(_UPSERT, rows)
             self._db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)",
@@ -168,21 +189,22 @@ class Index:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._cache.clear()
+            self._complete_from = -1
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise ArchiveError(f"{self.path}: cannot write the archive index: {exc}") from exc
 
-    def _current(self, key: str, block: int) -> _Posting | None:
+    def _current(self, bucket: int, block: int) -> _Posting | None:
         if block != self._cache_block:
             if block > self._cache_block:
                 self._cache = {k: v for k, v in self._cache.items() if k[1] >= block}
             self._cache_block = max(self._cache_block, block)
-        cached = self._cache.get((key, block))
-        if cached is not None:
+        cached = self._cache.get((bucket, block))
+        if cached is not None or block >= self._complete_from:
             return cached
         row = self._db.execute(
-            "SELECT min_time, max_time, entries FROM postings WHERE key = ? AND block = ?",
-            (key, block),
+            "SELECT min_time, max_time, entries FROM postings WHERE bucket = ? AND block = ?",
+            (bucket, block),
         ).fetchone()
         return _Posting(row[0], row[1], bytearray(row[2])) if row else None
 
@@ -194,8 +216,10 @@ class Index:
         Blocks whose events all lie outside ``[since, until)`` are skipped (records are
         filtered again by their own time afterwards).
         """
-        where = [f"key IN ({', '.join('?' * len(keys))})"]
-        params: list[object] = list(keys)
+        hashes = frozenset(key_hash(k) for k in keys)
+        buckets = sorted({h % BUCKETS for h in hashes})
+        where = [f"bucket IN ({', '.join('?' * len(buckets))})"]
+        params: list[object] = list(buckets)
         if since is not None:
             where.append("(max_time >= ? OR max_time = '')")
             params.append(since)
@@ -206,33 +230,19 @@ class Index:
         found: set[tuple[int, int]] = set()
         try:
             for (blob,) in self._db.execute(sql, params):
-                found.update(decode_entries(blob))
+                found.update(decode_entries(blob, hashes))
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot read the archive index: {exc}") from exc
         return sorted(found)
 
-    def block(self, block: int) -> dict[str, tuple[str, str, bytes]]:
-        """Every row of one block: key → (min time, max time, entries)."""
+    def block(self, block: int) -> dict[int, tuple[str, str, bytes]]:
+        """Every row of one block: bucket → (min time, max time, entries)."""
         cursor = self._db.execute(
-            "SELECT key, min_time, max_time, entries FROM postings WHERE block = ?", (block,)
+            "SELECT bucket, min_time, max_time, entries FROM postings WHERE block = ?", (block,)
         )
-        return {key: (lo, hi, bytes(blob)) for key, lo, hi, blob in cursor}
+        return {bucket: (lo, hi, bytes(blob)) for bucket, lo, hi, blob in cursor}
 
     def blocks(self) -> Iterator[int]:
         """The blocks that have rows, in order."""
         for (block,) in self._db.execute("SELECT DISTINCT block FROM postings ORDER BY block"):
             yield int(block)
-
-
-def group_by_block(entries: Iterable[Entry]) -> Iterator[tuple[int, list[Entry]]]:
-    """Consecutive entries cut into their blocks (for verify and rebuilds)."""
-    grouped: dict[int, list[Entry]] = defaultdict(list)
-    current = -1
-    for entry in entries:
-        block = block_of(entry.seq)
-        if block != current and current >= 0:
-            yield current, grouped.pop(current)
-        current = block
-        grouped[block].append(entry)
-    if current >= 0:
-        yield current, grouped.pop(current)

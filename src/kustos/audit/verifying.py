@@ -248,8 +248,8 @@ def _compare_block(index: Index, entries: list[Entry], result: Verification) -> 
     """The index rows of the block of *entries* must be exactly what the records give."""
     block = block_of(entries[0].seq)
     expected = {
-        key: (p.min_time, p.max_time, bytes(p.entries))
-        for (key, _), p in postings_of(entries).items()
+        bucket: (p.min_time, p.max_time, bytes(p.entries))
+        for (bucket, _), p in postings_of(entries).items()
     }
     stored = index.block(block)
     if stored == expected:
@@ -260,7 +260,7 @@ def _compare_block(index: Index, entries: list[Entry], result: Verification) -> 
     first, last = entries[0].seq, entries[-1].seq
     _index_problem(
         result,
-        f"the index differs from records {first} to {last} (first key: {wrong[0][:80]})",
+        f"the index differs from records {first} to {last} (bucket {wrong[0]})",
     )
 
 

@@ -35,7 +35,11 @@ def _archive(path: Path, count: int = 20, *, batch: int = 7) -> Path:
 
 def _rows(path: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(path / "index.sqlite") as db:
-        return list(db.execute("SELECT * FROM postings ORDER BY key, block"))
+        return list(db.execute("SELECT * FROM postings ORDER BY bucket, block"))
+
+
+def _bucket(key: str) -> int:
+    return indexing.key_hash(key) % indexing.BUCKETS
 
 
 def _drop_index(path: Path) -> None:
@@ -56,10 +60,13 @@ def test_reindex_rebuilds_the_same_rows(tmp_path: Path) -> None:
 def test_changed_posting_fails_verify(tmp_path: Path) -> None:
     _archive(tmp_path)
     with sqlite3.connect(tmp_path / "index.sqlite") as db:
-        db.execute("UPDATE postings SET key = 'user:nobody' WHERE key = 'user:user-1'")
+        db.execute(
+            "UPDATE postings SET entries = substr(entries, 17) WHERE bucket = ?",
+            (_bucket("user:user-1"),),
+        )
     result = verify(tmp_path)
     assert len(result.problems) == 1
-    assert result.problems[0].startswith("the index differs from records 1 to 20")
+    assert result.problems[0].startswith("the index differs from records 1 to 20 (bucket")
     assert main(["audit", "verify", "--archive", str(tmp_path)]) == 1
     assert main(["audit", "reindex", "--archive", str(tmp_path)]) == 0
     assert main(["audit", "verify", "--archive", str(tmp_path)]) == 0
@@ -68,7 +75,7 @@ def test_changed_posting_fails_verify(tmp_path: Path) -> None:
 def test_extra_entries_fail_verify(tmp_path: Path) -> None:
     _archive(tmp_path, 5)
     with sqlite3.connect(tmp_path / "index.sqlite") as db:
-        db.execute("INSERT INTO postings VALUES ('user:ghost', 7, '', '', x'00')")
+        db.execute("INSERT INTO postings VALUES (3, 7, '', '', x'00')")
     assert any("beyond record 5" in p for p in verify(tmp_path).problems)
 
 
@@ -99,8 +106,10 @@ def test_blocks_and_batches_do_not_change_the_rows(
 def test_stale_pointer_is_refused(tmp_path: Path) -> None:
     _archive(tmp_path, 4)
     with sqlite3.connect(tmp_path / "index.sqlite") as db:
-        blob = db.execute("SELECT entries FROM postings WHERE key='user:user-1'").fetchone()[0]
-        broken = bytes(blob[:8]) + (5).to_bytes(8, "little")
-        db.execute("UPDATE postings SET entries = ? WHERE key='user:user-1'", (broken,))
+        bucket = _bucket("user:user-1")
+        blob = db.execute("SELECT entries FROM postings WHERE bucket = ?", (bucket,)).fetchone()[0]
+        # The entries are (hash, offset, seq): point the first one at record 5, not there.
+        broken = bytes(blob[:8]) + (5).to_bytes(8, "little") + bytes(blob[16:])
+        db.execute("UPDATE postings SET entries = ? WHERE bucket = ?", (broken, bucket))
     with pytest.raises(ArchiveError, match="reindex"):
         run_query(tmp_path, EventQuery(user="user-1"))

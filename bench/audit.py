@@ -1,0 +1,329 @@
+"""Audit benchmarks: ``python -m bench.audit [--events N] [--query-events N]``.
+
+Writes ``bench/results/audit.json``. Nothing asserts; targets are recorded as pass/fail.
+
+- **file ingest**: an audit log of realistic events (sizes as in the reference notes:
+  Metadata events of about 1 KB, ServiceAccount identities with their ``extra``, a share of
+  RequestResponse bodies on other resources up to a few KB; p95 under 2.5 KB) ingested by
+  ``kustos.audit.ingesting.ingest`` into a fresh archive (hash chain, segment writes with
+  fsync per batch, index, checkpoints; detection too when the alert hooks are installed),
+  against the bare parse of the same file with orjson in the same run (the limit). Ratio =
+  ingest events/s / bare-parse events/s. Best of ``--repeats``.
+- **webhook ingest**: the same events posted as ``EventList`` batches of 400 (the API
+  server's default) by two concurrent clients to ``kustos audit serve`` (a separate
+  process, fsync per batch); events/s against the bare parse of the same batch bodies,
+  and the receiver's peak RSS (VmHWM) for the bound on memory.
+- **query**: an archive of ``--query-events`` events (built through the archive's own
+  append path) and the time of one Secret's history, in process (``run_query``) and as the
+  ``kustos audit query --secret`` command (Python start-up included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import orjson
+
+from bench.running import RESULTS, WORK, provenance
+from kustos.audit.archive import Archive, Fsync
+from kustos.audit.ingesting import ingest
+from kustos.audit.querying import EventQuery, run_query
+
+OUTPUT: Final = RESULTS / "audit.json"
+BATCH: Final = 400
+TARGET_RATIO: Final = 0.5
+TARGET_FILE_EPS: Final = 50_000
+TARGET_QUERY_S: Final = 1.0
+_VERBS: Final = ("get", "get", "get", "list", "watch", "update", "patch", "create", "delete")
+
+
+def make_event(n: int, rng: random.Random) -> dict[str, Any]:
+    """Event *n*: a Secret, ConfigMap or Pod request by a ServiceAccount, node or person."""
+    ns = f"team-{rng.randrange(200)}"
+    resource = rng.choices(("secrets", "configmaps", "pods", "deployments"), (5, 2, 2, 1))[0]
+    verb = rng.choice(_VERBS)
+    ref: dict[str, Any] = {"resource": resource, "namespace": ns, "apiVersion": "v1"}
+    if verb not in ("list", "watch", "create"):
+        ref["name"] = f"{resource[:-1]}-{rng.randrange(5000)}"
+    kind = rng.random()
+    if kind < 0.6:
+        sa = f"sa-{rng.randrange(20)}"
+        user: dict[str, Any] = {
+            "username": f"system:serviceaccount:{ns}:{sa}",
+            "uid": f"{rng.getrandbits(128):032x}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                       "system:authenticated"],
+            "extra": {
+                "authentication.kubernetes.io/credential-id": [f"JTI={rng.getrandbits(128):032x}"],
+                "authentication.kubernetes.io/node-name": [f"node-{rng.randrange(50)}"],
+                "authentication.kubernetes.io/pod-name": [f"{sa}-{rng.getrandbits(32):08x}"],
+                "authentication.kubernetes.io/pod-uid": [f"{rng.getrandbits(128):032x}"],
+            },
+        }  # fmt: skip
+    elif kind < 0.85:
+        node = f"node-{rng.randrange(50)}"
+        user = {
+            "username": f"system:node:{node}",
+            "groups": ["system:nodes", "system:authenticated"],
+        }
+    else:
+        user = {"username": f"user-{rng.randrange(40)}@example.com",
+                "groups": ["developers", "system:authenticated"]}  # fmt: skip
+    second = n // 1000
+    day = f"2026-11-{1 + second // 86400 % 28:02d}"
+    clock = f"{second // 3600 % 24:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+    stamp = f"{day}T{clock}.{n % 1000:03d}{rng.randrange(1000):03d}Z"
+    code = 200 if rng.random() < 0.95 else 403
+    event: dict[str, Any] = {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "Metadata",
+        "auditID": f"{rng.getrandbits(32):08x}-{n >> 16 & 0xFFFF:04x}-4000-8000-{n:012x}",
+        "stage": "ResponseComplete",
+        "requestURI": f"/api/v1/namespaces/{ns}/{resource}/{ref.get('name', '')}?timeout=30s",
+        "verb": verb,
+        "user": user,
+        "sourceIPs": [f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"],
+        "userAgent": rng.choice(("kubectl/v1.34.1 (linux/amd64) kubernetes/abc1234",
+                                 "kubelet/v1.34.1 (linux/amd64) kubernetes/abc1234",
+                                 "app/2.3.1 (linux/amd64) client-go/v0.34.0")),
+        "objectRef": ref,
+        "responseStatus": {"metadata": {}, "code": code},
+        "requestReceivedTimestamp": stamp,
+        "stageTimestamp": stamp,
+        "annotations": {
+            "authorization.k8s.io/decision": "allow" if code == 200 else "forbid",
+            "authorization.k8s.io/reason": (
+                f'RBAC: allowed by RoleBinding "reader-{rng.randrange(99)}/{ns}" of Role '
+                f'"reader" to ServiceAccount "sa/{ns}"'
+            ),
+        },
+    }  # fmt: skip
+    if resource == "pods" and verb in ("create", "update", "patch") and rng.random() < 0.5:
+        event["level"] = "RequestResponse"
+        event["requestObject"] = {
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": f"pod-{n}", "namespace": ns, "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.2.3",
+                                      "env": [{"name": f"VAR_{i}", "value": "x" * 8}
+                                              for i in range(12)]}]},
+        }  # fmt: skip
+    return event
+
+
+def write_log(path: Path, count: int, *, seed: int = 7) -> dict[str, float]:
+    """Write *count* events as an audit log; return the size distribution."""
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
+    sizes = []
+    with path.open("wb") as fh:
+        for n in range(count):
+            line = orjson.dumps(make_event(n, rng)) + b"\n"
+            sizes.append(len(line))
+            fh.write(line)
+    sizes.sort()
+    return {
+        "events": count,
+        "mean_bytes": round(statistics.fmean(sizes)),
+        "p50_bytes": sizes[len(sizes) // 2],
+        "p95_bytes": sizes[int(len(sizes) * 0.95)],
+        "max_bytes": sizes[-1],
+    }
+
+
+def bare_parse(path: Path) -> float:
+    """Seconds to read and orjson-parse every line of *path* (the limit)."""
+    started = time.perf_counter()
+    with path.open("rb") as fh:
+        for line in fh:
+            orjson.loads(line)
+    return time.perf_counter() - started
+
+
+def _hooks(directory: Path) -> list[Any]:
+    try:
+        from kustos.audit.watching import hooks_for  # noqa: PLC0415
+    except ImportError:
+        return []
+    return list(hooks_for(directory, None))
+
+
+def file_ingest(path: Path, work: Path, *, detection: bool) -> float:
+    """Seconds for ``ingest`` of *path* into a fresh archive (fsync per batch)."""
+    shutil.rmtree(work, ignore_errors=True)
+    archive = Archive(work, hooks=_hooks(work) if detection else ())
+    started = time.perf_counter()
+    with archive:
+        ingest(archive, [path])
+    return time.perf_counter() - started
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def webhook_ingest(path: Path, work: Path, port: int) -> dict[str, float]:
+    """Post the log as EventList batches to ``kustos audit serve``; events/s and memory."""
+    shutil.rmtree(work, ignore_errors=True)
+    lines = path.read_bytes().splitlines()
+    bodies = [
+        b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":['
+        + b",".join(lines[i : i + BATCH]) + b"]}"
+        for i in range(0, len(lines), BATCH)
+    ]  # fmt: skip
+    started = time.perf_counter()
+    for body in bodies:
+        orjson.loads(body)
+    bare = time.perf_counter() - started
+    log = work.parent / "receiver.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kustos", "audit", "serve", "--archive", str(work),
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/audit"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url.replace("/audit", "/healthz"), timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        failures: list[int] = []
+
+        def send(part: Sequence[bytes]) -> None:
+            with httpx.Client(timeout=60) as client:
+                for body in part:
+                    while (code := client.post(url, content=body).status_code) != 200:
+                        if code not in (429, 503):
+                            failures.append(code)
+                            return
+                        time.sleep(0.05)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=send, args=(bodies[i::2],)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+        peak = _vm_hwm_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return {
+        "events": len(lines),
+        "seconds": round(seconds, 3),
+        "events_per_s": round(len(lines) / seconds),
+        "bare_parse_events_per_s": round(len(lines) / bare),
+        "ratio": round(bare / seconds, 3),
+        "receiver_peak_rss_mb": round(peak, 1),
+        "refused_batches": len(failures),
+    }
+
+
+def build_query_archive(work: Path, count: int, *, seed: int = 11) -> tuple[str, str]:
+    """An archive of *count* events; returns the Secret whose history is asked for."""
+    shutil.rmtree(work, ignore_errors=True)
+    rng = random.Random(seed)  # noqa: S311 - synthetic data
+    with Archive(work, fsync=Fsync.NONE) as archive:
+        batch: list[tuple[bytes, dict[str, Any]]] = []
+        for n in range(count):
+            event = make_event(n, rng)
+            batch.append((orjson.dumps(event), event))
+            if len(batch) == 20_000:
+                archive.append_parsed(batch)
+                batch = []
+        archive.append_parsed(batch)
+    return "team-7", "secret-42"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the audit benchmarks and write the results."""
+    parser = argparse.ArgumentParser(prog="python -m bench.audit")
+    parser.add_argument("--events", type=int, default=200_000, help="events for ingest")
+    parser.add_argument("--query-events", type=int, default=2_000_000, help="archive size")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--port", type=int, default=18443)
+    args = parser.parse_args(argv)
+    reproduce = (
+        f".venv/bin/python -m bench.audit --events {args.events} "
+        f"--query-events {args.query_events} --repeats {args.repeats}"
+    )
+    doc: dict[str, Any] = provenance(reproduce)
+    work = WORK / "audit"
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "audit.log"
+    doc["events"] = write_log(log, args.events)
+
+    bare = min(bare_parse(log) for _ in range(args.repeats))
+    plain = min(file_ingest(log, work / "file", detection=False) for _ in range(args.repeats))
+    detecting = min(file_ingest(log, work / "file", detection=True) for _ in range(args.repeats))
+    n = args.events
+    doc["file_ingest"] = {
+        "bare_parse_events_per_s": round(n / bare),
+        "archive_index_events_per_s": round(n / plain),
+        "ratio_archive_index": round(bare / plain, 3),
+        "with_detection_events_per_s": round(n / detecting),
+        "ratio_with_detection": round(bare / detecting, 3),
+        "detection_installed": bool(_hooks(work / "probe")),
+    }
+    shutil.rmtree(work / "probe", ignore_errors=True)
+    doc["webhook_ingest"] = webhook_ingest(log, work / "webhook", args.port)
+
+    secret = build_query_archive(work / "query", args.query_events)
+    query = EventQuery(secret=secret)
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        found = run_query(work / "query", query)
+        timings.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "kustos", "audit", "query", "--archive", str(work / "query"),
+         "--secret", "/".join(secret), "--format", "json"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    cli = time.perf_counter() - started
+    size = sum(f.stat().st_size for f in (work / "query").rglob("*") if f.is_file())
+    doc["query"] = {
+        "archive_events": args.query_events,
+        "archive_bytes": size,
+        "secret": "/".join(secret),
+        "events_found": len(found),
+        "in_process_seconds": round(min(timings), 4),
+        "cli_seconds": round(cli, 3),
+    }
+    file_eps = n / plain
+    doc["targets"] = {
+        "file_ratio_at_least_0.5": bare / plain >= TARGET_RATIO,
+        "file_events_per_s_at_least_50000": file_eps >= TARGET_FILE_EPS,
+        "secret_history_under_1s": min(timings) < TARGET_QUERY_S,
+        "query_archive_is_10_million": args.query_events >= 10_000_000,
+    }
+    doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    OUTPUT.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
