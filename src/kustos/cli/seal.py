@@ -21,13 +21,19 @@ from typing import Annotated, Any, Final
 import orjson
 import typer
 
-from kustos.cli.inputs import Context, Kubeconfig
 from kustos.cli.output import emit
 from kustos.crypto import sops
 from kustos.errors import FileAccessError, InputError, KubeNotFoundError, UsageError
 from kustos.files import read_text, write_atomic
 from kustos.kube.documents import load_yaml_all
 from kustos.sources import sealing
+
+# Declared here rather than imported from kustos.cli.inputs, whose manifest loader would
+# add most of a second to every `kustos seal` start-up.
+Kubeconfig = Annotated[
+    Path | None, typer.Option("--kubeconfig", help="Kubeconfig file [KUBECONFIG].")
+]
+Context = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
 
 #: A Secret is at most 1 MiB in etcd; a manifest or SealedSecret larger than this is not one.
 MANIFEST_LIMIT: Final = 4 * 1024 * 1024
