@@ -12,6 +12,10 @@ Aspects:
   line and exit 1, and restore nothing;
 - --dry-run writes nothing; --conflict skip keeps, overwrite replaces (an immutable
   Secret too), fail writes nothing and exits 1; --only restores just what it names;
+- a backup to an SSH ed25519 key opens with ``age -d -i id_ed25519``; a changed
+  ManagedSecret is overwritten (spec back, status kept at its version);
+- the CronJob's ServiceAccount (deploy/backup) backs up every namespace, keeps the newest
+  file with --keep, and may not get or create a Secret;
 - canary: a known value appears in no output, progress, dry-run table, error or log.
 """
 
@@ -32,11 +36,14 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lightkube import ApiError, Client
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Secret
 from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding
+from lightkube.types import PatchType
 
 from kustos.cli.main import main
 from kustos.conventions import (
@@ -502,3 +509,48 @@ def test_the_cronjob_account_can_back_up_and_do_nothing_else(
         kube.delete(Namespace, "kustos-system")
         kube.delete(ClusterRoleBinding, "kustos-backup")
         kube.delete(ClusterRole, "kustos-backup")
+
+
+@needs_age
+def test_ssh_recipients_open_with_age_and_managed_secrets_are_overwritten(
+    kube: Client, cli: Cli, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    ssh_key = tmp_path / "id_ed25519"
+    ssh_key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    ssh_key.chmod(0o600)
+    _managed_secret(kube, cli, namespace)
+    backup = tmp_path / "ssh.age"
+    code, _, err = cli(
+        "backup", "create", "-n", namespace, "-o", str(backup), "-r", public.decode()
+    )
+    assert code == 0, err
+    opened = subprocess.run(
+        [AGE or "age", "-d", "-i", str(ssh_key), str(backup)], capture_output=True, check=True
+    )
+    assert opened.stdout[257:262] == b"ustar"  # a tar, as documented
+
+    kube.patch(
+        MS,
+        "db",
+        {"spec": {"data": {"password": {"password": {"length": 40}}}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    code, out, err = cli(
+        "backup", "restore", str(backup), "-i", str(ssh_key), "--conflict", "overwrite"
+    )
+    assert code == 0, err
+    assert "overwrite 1" in out  # the ManagedSecret; its Secrets are unchanged
+    restored = kube.get(MS, "db", namespace=namespace).to_dict()
+    assert restored["spec"]["data"]["password"]["password"]["length"] == 24
+    assert restored["status"]["currentVersion"] == 2
