@@ -71,6 +71,7 @@ bench: deps bench-peers
 	$(BIN)/python -m bench.rotation
 	$(BIN)/python -m bench.sources
 	$(BIN)/python -m bench.backup
+	$(BIN)/python -m bench.audit
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

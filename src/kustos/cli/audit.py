@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
 import signal
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kustos.cli import auditalerts
 from kustos.cli.output import TableOrJson, emit, print_json
 from kustos.errors import InputError, UsageError
 
@@ -60,7 +60,6 @@ FsyncOption = Annotated[
         "receiver crash, not a power loss).",
     ),
 ]
-_WATCHING: Final = "kustos.audit.watching"
 
 
 def _fsync(choice: FsyncChoice) -> Fsync:
@@ -70,12 +69,10 @@ def _fsync(choice: FsyncChoice) -> Fsync:
 
 
 def _hooks(archive: Archive, config: Path | None) -> Sequence[Hook]:
-    """Detectors and forwarding, when the Watch alert module is installed."""
-    if importlib.util.find_spec(_WATCHING) is None:
-        return ()
-    module = importlib.import_module(_WATCHING)
-    hooks: Sequence[Hook] = module.hooks_for(archive.directory, config)
-    return hooks
+    """The detectors (kustos.audit.watching), run after every durable append."""
+    from kustos.audit.watching import hooks_for  # noqa: PLC0415
+
+    return hooks_for(archive.directory, config)
 
 
 def _archive(
@@ -377,10 +374,4 @@ def query(
     return 0
 
 
-def _register_alerts() -> None:
-    """Add ``alerts`` and ``forward`` from the alert half of Watch, when it is installed."""
-    if importlib.util.find_spec("kustos.cli.auditalerts") is not None:
-        importlib.import_module("kustos.cli.auditalerts").register(app)
-
-
-_register_alerts()
+auditalerts.register(app)  # alerts and forward: the alert half of Watch
