@@ -16,6 +16,8 @@ Aspects:
   ManagedSecret is overwritten (spec back, status kept at its version);
 - the CronJob's ServiceAccount (deploy/backup) backs up every namespace, keeps the newest
   file with --keep, and may not get or create a Secret;
+- the recovery recipe of docs/backup.md (age, tar, kubectl apply) brings a deleted
+  namespace back equal, without Kustos;
 - canary: a known value appears in no output, progress, dry-run table, error or log.
 """
 
@@ -55,6 +57,7 @@ from kustos.conventions import (
 from kustos.crypto.certificates import make_self_signed_ca
 from kustos.kube.applying import apply_manifests
 from kustos.kube.client import ClientSettings, make_client
+from kustos.testing.binaries import require_binaries
 from kustos.testing.controlplane import ControlPlane
 from kustos.testing.vault import service_account_token
 
@@ -554,3 +557,32 @@ def test_ssh_recipients_open_with_age_and_managed_secrets_are_overwritten(
     restored = kube.get(MS, "db", namespace=namespace).to_dict()
     assert restored["spec"]["data"]["password"]["password"]["length"] == 24
     assert restored["status"]["currentVersion"] == 2
+
+
+@needs_age
+def test_recovery_without_kustos_as_the_docs_say(
+    control_plane: ControlPlane,
+    kube: Client,
+    cli: Cli,
+    small: str,
+    key: tuple[str, Path],
+    tmp_path: Path,
+) -> None:
+    recipient, identity = key
+    backup = tmp_path / "cluster.age"
+    assert cli("backup", "create", "-o", str(backup), "-r", recipient, "-n", small)[0] == 0
+    before = _snapshot(kube, [small])
+    _delete_and_wait(kube, [small])
+    kubectl = require_binaries() / "kubectl"
+    # docs/backup.md, "Recovering without Kustos": age, tar and kubectl only.
+    recipe = (
+        f"age -d -i {identity} {backup} | tar -xO objects.json"
+        f" | {kubectl} apply --server-side --field-manager=restore -f -"
+    )
+    subprocess.run(
+        ["bash", "-o", "pipefail", "-c", recipe],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
+    )
+    assert _snapshot(kube, [small]) == before
