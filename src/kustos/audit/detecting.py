@@ -348,52 +348,52 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 def request_of(event: Mapping[str, Any]) -> Request | None:
     """The detector's view of *event*, or ``None`` for a stage or shape it does not count."""
     if event.get("stage") not in _COUNTED_STAGES:
         return None
+    audit_id = event.get("auditID")
     when = _event_time(event)
-    audit_id = _text(event.get("auditID"))
-    if when is None or audit_id is None:
+    if when is None or not isinstance(audit_id, str) or not audit_id:
         return None
-    user = _mapping(event.get("user"))
+    try:  # well-formed events take the straight path; a wrong type anywhere drops the event
+        return _request(event, audit_id, when)
+    except (AttributeError, TypeError, IndexError):
+        return None
+
+
+def _request(event: Mapping[str, Any], audit_id: str, when: dt.datetime) -> Request:
+    user = event.get("user") or {}
     acting = event.get("impersonatedUser")
     impersonator = None
-    if isinstance(acting, Mapping) and _text(acting.get("username")):
-        impersonator = _text(user.get("username"))
+    if acting and acting.get("username"):
+        impersonator = user.get("username")
         user = acting
-    groups = user.get("groups")
     extra = user.get("extra")
     pod = None
-    if isinstance(extra, Mapping):
+    if extra:
         values = extra.get(_POD_NAME_EXTRA)
-        if isinstance(values, list) and values and isinstance(values[0], str):
-            pod = values[0]
-    ref = _mapping(event.get("objectRef"))
+        pod = values[0] if values and isinstance(values[0], str) else None
+    ref = event.get("objectRef") or {}
     ips = event.get("sourceIPs")
-    status = event.get("responseStatus")
-    code = status.get("code") if isinstance(status, Mapping) else None
+    code = (event.get("responseStatus") or {}).get("code")
     annotations = event.get("annotations")
     return Request(
         audit_id=audit_id,
         time=when,
         user=_text(user.get("username")) or "",
-        groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
-        impersonator=impersonator,
+        groups=tuple(g for g in user.get("groups") or () if isinstance(g, str)),
+        impersonator=_text(impersonator),
         verb=_text(event.get("verb")) or "",
         resource=_text(ref.get("resource")) or "",
         subresource=_text(ref.get("subresource")) or "",
         namespace=_text(ref.get("namespace")),
         name=_text(ref.get("name")),
-        source_ip=_text(ips[-1]) if isinstance(ips, list) and ips else None,
+        source_ip=_text(ips[-1]) if ips else None,
         code=code if isinstance(code, int) else None,
         uri=_text(event.get("requestURI")) or "",
         pod_name=pod,
-        stripped=isinstance(annotations, Mapping) and ANNOTATION_STRIPPED in annotations,
+        stripped=annotations is not None and ANNOTATION_STRIPPED in annotations,
         has_body=event.get("requestObject") is not None or event.get("responseObject") is not None,
     )
 
@@ -411,6 +411,8 @@ class WatchState:
     addresses: dict[str, list[str]] = field(default_factory=dict)
     #: detector → principal → recent (epoch seconds, key, audit id), oldest first.
     windows: dict[str, dict[str, deque[tuple[float, str, str]]]] = field(default_factory=dict)
+    #: detector → principal → key → (epoch seconds, audit id), least recent first.
+    distinct: dict[str, dict[str, dict[str, tuple[float, str]]]] = field(default_factory=dict)
     #: pod ``ns/name`` or principal → (epoch seconds, audit id, who exec'ed, pod)
     sessions: dict[str, tuple[float, str, str, str]] = field(default_factory=dict)
     #: alert key → epoch seconds of the last alert (rate limit).
@@ -452,6 +454,11 @@ class Detector:
         self._exec_window = parse_duration(config.exec_then_secret.window).total_seconds()
         self._hours = _parse_hours(config.off_hours.hours)
         self._zone = zoneinfo.ZoneInfo(config.off_hours.timezone)
+        self._ignore_cache: dict[tuple[str, str], bool] = {}
+        #: username → platform identity (the global ignore list), for the fast path.
+        self._platform: dict[str | None, bool] = {}
+        self._prune_at = RECENT_IDS
+        self._sessions_at = RECENT_IDS
 
     # ------------------------------------------------------------------ driving
     def process(self, events: Iterable[ArchivedLike]) -> list[Alert]:
@@ -461,15 +468,23 @@ class Detector:
         same batch delivered twice raises nothing twice.
         """
         alerts: list[Alert] = []
+        state = self.state
         for archived in events:
-            if archived.seq <= self.state.last_seq:
+            if archived.seq <= state.last_seq:
                 continue
-            self.state.last_seq = archived.seq
-            alerts.extend(self.observe(archived.event))
+            state.last_seq = archived.seq
+            if state.started is not None and self._routine(archived.event):
+                continue  # the common case, without building a generator
+            alerts.extend(self._observe(archived.event))
         return alerts
 
     def observe(self, event: Mapping[str, Any]) -> Iterator[Alert]:
         """The alerts one event raises (and the baselines it updates)."""
+        if self.state.started is not None and self._routine(event):
+            return
+        yield from self._observe(event)
+
+    def _observe(self, event: Mapping[str, Any]) -> Iterator[Alert]:
         req = request_of(event)
         if req is None or not self._first_time(req.audit_id):
             return
@@ -478,7 +493,7 @@ class Detector:
             state.started = req.time
         learning = req.time - state.started < self._learning
         cfg = self.config
-        platform = _matches(req.user, cfg.ignore_users)
+        platform = self._is(req.user, "")
         if cfg.policy_leak.enabled and (req.stripped or (req.is_secret and req.has_body)):
             yield from self._limited(req, "policy_leak", req.resource, self._policy_leak(req))
         anonymous = self._anonymous(req)
@@ -504,6 +519,58 @@ class Detector:
             yield from self._bulk(req)
         if cfg.exec_then_secret.enabled:
             yield from self._after_exec(req)
+
+    def _routine(self, event: Mapping[str, Any]) -> bool:
+        """A platform identity's request that no detector can fire on: skipped cheaply.
+
+        Most of a cluster's audit traffic is controllers and nodes working on leases,
+        pods and events, and the kubelet reading Secrets: only a Secret write, a body or
+        a failed authentication by them can matter, and this check reads a few fields.
+        """
+        user = event.get("impersonatedUser") or event.get("user")
+        if user.__class__ is not dict:
+            return False
+        platform = self._platform.get(user.get("username"))
+        if not platform:
+            if platform is False:
+                return False
+            name = user.get("username")
+            if not isinstance(name, str) or not self._is(name, ""):
+                return False
+            self._platform[name] = True
+        ref = event.get("objectRef")
+        if ref.__class__ is not dict:
+            return False
+        if ref.get("resource") == "secrets" and (
+            event.get("verb") not in SECRET_READS
+            or "requestObject" in event
+            or "responseObject" in event
+        ):
+            return False
+        status = event.get("responseStatus")
+        if status.__class__ is dict and status.get("code") == 401:
+            return False
+        annotations = event.get("annotations")
+        return not (annotations.__class__ is dict and ANNOTATION_STRIPPED in annotations)
+
+    def _is(self, user: str, detector: str) -> bool:
+        """*user* matches the ignore list of *detector* (``""``: the global one); cached."""
+        key = (user, detector)
+        found = self._ignore_cache.get(key)
+        if found is None:
+            globs = self.config.ignore_users if not detector else self._section(detector)
+            found = _matches(user, globs)
+            if not detector:
+                self._platform[user] = found
+            if len(self._ignore_cache) > RECENT_IDS:
+                self._ignore_cache.clear()
+                self._platform.clear()
+            self._ignore_cache[key] = found
+        return found
+
+    def _section(self, detector: str) -> tuple[str, ...]:
+        section: _Section = getattr(self.config, detector)
+        return section.ignore_users
 
     def _first_time(self, audit_id: str) -> bool:
         recent = self.state.recent_ids
@@ -540,15 +607,37 @@ class Detector:
         last = self.state.cooldowns.get(slot)
         if last is not None and now - last < self._cooldown:
             return
-        self.state.cooldowns[slot] = now
-        if len(self.state.cooldowns) > RECENT_IDS:
+        cooldowns = self.state.cooldowns
+        cooldowns[slot] = now
+        if len(cooldowns) > self._prune_at:  # amortised: prune when the table doubled
             horizon = now - self._cooldown
-            self.state.cooldowns = {k: v for k, v in self.state.cooldowns.items() if v > horizon}
+            self.state.cooldowns = {k: v for k, v in cooldowns.items() if v > horizon}
+            self._prune_at = max(RECENT_IDS, 2 * len(self.state.cooldowns))
         yield alert
 
     def _ignored(self, req: Request, detector: str) -> bool:
-        section: _Section = getattr(self.config, detector)
-        return _matches(req.user, section.ignore_users)
+        return self._is(req.user, detector)
+
+    def _distinct(
+        self, detector: str, req: Request, key: str, span: float
+    ) -> dict[str, tuple[float, str]]:
+        """Distinct keys a principal used within *span*: key → (last time, audit id).
+
+        Insertion order is recency (a key seen again moves to the end), so expired keys
+        are dropped from the front and a principal re-reading one Secret costs O(1).
+        """
+        per_user = self.state.distinct.setdefault(detector, {})
+        seen = per_user.setdefault(req.user, {})
+        now = req.time.timestamp()
+        seen.pop(key, None)
+        seen[key] = (now, req.audit_id)
+        horizon = now - span
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest][0] > horizon:
+                break
+            del seen[oldest]
+        return seen
 
     def _window(
         self, detector: str, req: Request, key: str, span: float
@@ -694,28 +783,26 @@ class Detector:
                 )
                 yield from self._limited(req, "bulk_read", "cluster", alert)
                 return
-            entries = self._window("bulk_namespaces", req, req.namespace or "", self._bulk_window)
-            spaces = {e[1] for e in entries}
+            spaces = self._distinct("bulk_namespaces", req, req.namespace or "", self._bulk_window)
             if len(spaces) >= section.namespaces:
                 alert = self._alert(
                     req,
                     "bulk_read",
                     f"{_who(req)} listed Secrets in {len(spaces)} namespaces within"
                     f" {section.window}",
-                    audit_ids=[e[2] for e in entries],
+                    audit_ids=[v[1] for v in spaces.values()],
                     namespace=None,
                 )
                 yield from self._limited(req, "bulk_read", "namespaces", alert)
             return
         label = _secret_label(req.namespace, req.name)
-        entries = self._window("bulk_secrets", req, label, self._bulk_window)
-        names = {e[1] for e in entries}
+        names = self._distinct("bulk_secrets", req, label, self._bulk_window)
         if len(names) >= section.distinct_secrets:
             alert = self._alert(
                 req,
                 "bulk_read",
                 f"{_who(req)} read {len(names)} distinct Secrets within {section.window}",
-                audit_ids=[e[2] for e in entries],
+                audit_ids=[v[1] for v in names.values()],
                 name=None,
                 namespace=req.namespace if len({n.split("/")[0] for n in names}) == 1 else None,
             )
@@ -729,8 +816,9 @@ class Detector:
         self.state.sessions[f"user\x00{req.user}"] = session
         self.state.sessions[f"pod\x00{pod}"] = session
         horizon = req.time.timestamp() - self._exec_window
-        if len(self.state.sessions) > RECENT_IDS:
+        if len(self.state.sessions) > self._sessions_at:
             self.state.sessions = {k: v for k, v in self.state.sessions.items() if v[0] > horizon}
+            self._sessions_at = max(RECENT_IDS, 2 * len(self.state.sessions))
 
     def _after_exec(self, req: Request) -> Iterator[Alert]:
         now = req.time.timestamp()

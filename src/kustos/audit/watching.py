@@ -102,6 +102,7 @@ class BaselineDoc(StateModel):
     secret_readers: tuple[tuple[str, str, str], ...] = ()
     addresses: dict[str, list[str]] = Field(default_factory=dict)
     windows: dict[str, dict[str, list[Entry]]] = Field(default_factory=dict)
+    distinct: dict[str, dict[str, dict[str, tuple[float, str]]]] = Field(default_factory=dict)
     sessions: dict[str, tuple[float, str, str, str]] = Field(default_factory=dict)
     cooldowns: dict[str, float] = Field(default_factory=dict)
     recent_ids: tuple[str, ...] = ()
@@ -115,6 +116,7 @@ def state_to_doc(state: WatchState) -> BaselineDoc:
         secret_readers=tuple(sorted(state.secret_readers)),
         addresses=state.addresses,
         windows={d: {u: list(q) for u, q in per.items() if q} for d, per in state.windows.items()},
+        distinct={d: {u: k for u, k in per.items() if k} for d, per in state.distinct.items()},
         sessions=state.sessions,
         cooldowns=state.cooldowns,
         recent_ids=tuple(state.recent_ids),
@@ -129,6 +131,7 @@ def doc_to_state(doc: BaselineDoc) -> WatchState:
         secret_readers=set(doc.secret_readers),
         addresses={u: list(a) for u, a in doc.addresses.items()},
         windows={d: {u: deque(q) for u, q in per.items()} for d, per in doc.windows.items()},
+        distinct={d: {u: dict(k) for u, k in per.items()} for d, per in doc.distinct.items()},
         sessions=dict(doc.sessions),
         cooldowns=dict(doc.cooldowns),
         recent_ids=OrderedDict((i, None) for i in doc.recent_ids),
