@@ -321,6 +321,21 @@ def test_the_operator_and_allowed_writers_change_secrets_quietly() -> None:
     assert run(events, secret_changed={"allow_users": ["ci-*", "system:kube-*"]}) == []
 
 
+def test_platform_identities_still_alert_when_they_write_secrets_or_leak() -> None:
+    node = "system:node:node-1"
+    events = [
+        event(user=node, verb="get", at=0),  # routine: the kubelet reads a mounted Secret
+        event(user=node, verb="delete", at=1),  # not routine: a node has no business here
+        event(
+            user="system:kube-scheduler",
+            resource="configmaps",
+            annotations={ANNOTATION_STRIPPED: "responseObject"},
+            at=2,
+        ),
+    ]
+    assert detectors(run(events)) == ["secret_changed", "policy_leak"]
+
+
 # --------------------------------------------------------------------------- leaks
 def test_stripped_body_means_the_policy_leaks() -> None:
     leaked = event(

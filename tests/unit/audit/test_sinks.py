@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from kustos.audit.alerts import Severity
+from kustos.audit.forwarding import Forwarder
 from kustos.audit.sinks.base import Record
 from kustos.audit.sinks.http import HttpSender, sign
 from kustos.audit.sinks.settings import SyslogSink
@@ -324,3 +325,69 @@ def test_rfc5424_message_and_octet_counting() -> None:
 def test_syslog_settings_refuse_a_bad_address(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         SyslogSink.model_validate({"type": "syslog", "name": "s", "address": "nohost"})
+
+
+# --------------------------------------------------------------------------- end to end
+@dataclass(frozen=True)
+class Archived:
+    seq: int
+    event: dict[str, Any]
+
+
+@dataclass
+class Events:
+    items: list[Archived]
+
+    def read(self, after_seq: int = 0) -> Iterator[Archived]:
+        return (a for a in self.items if a.seq > after_seq)
+
+
+@pytest.mark.asyncio
+async def test_bulk_sink_down_then_partly_failing_receives_everything_once(
+    http: Capture, tmp_path: Path
+) -> None:
+    """A real HTTP server: down (503), then a bulk answer with one 429 item: all once."""
+    events = Events(
+        [
+            Archived(i, {"auditID": f"a{i}", "stage": "ResponseComplete", "verb": "get"})
+            for i in range(1, 8)
+        ]
+    )
+
+    def bulk_answer(statuses: list[int]) -> bytes:
+        return json.dumps(
+            {"errors": True, "items": [{"create": {"status": s}} for s in statuses]}
+        ).encode()
+
+    http.answers = [
+        (503, b"unavailable"),
+        (200, bulk_answer([201, 429, 201, 201, 201])),  # first batch of 5
+        (200, bulk_answer([201])),  # the 429 item alone
+        (200, bulk_answer([201, 201])),  # second batch
+    ]
+    config = WatchConfig.model_validate(
+        {"sinks": [{"name": "es", "type": "elasticsearch", "url": http.url, "batch_size": 5,
+                    "send": ["events"]}]}
+    )  # fmt: skip
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    sink = config.sinks[0]
+    forwarder = Forwarder(sink, HttpSender(sink), archive_dir=tmp_path, events=events, sleep=sleep)
+    try:
+        progress = await forwarder.run_once()
+    finally:
+        await forwarder.sender.close()
+    ids = [
+        json.loads(line)["create"]["_id"]
+        for request in http.requests
+        for line in request.body.splitlines()[::2]
+    ]
+    assert ids.count("a2:ResponseComplete") == 3  # refused by 503, 429 once, then indexed
+    delivered = set(ids)
+    assert delivered == {f"a{i}:ResponseComplete" for i in range(1, 8)}
+    assert len(http.requests) == 4
+    assert (progress.events, progress.retries, len(waits)) == (7, 2, 2)
+    assert forwarder.position().events == 7
