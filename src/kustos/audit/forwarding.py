@@ -248,7 +248,13 @@ async def follow(
     sleep: Sleep = asyncio.sleep,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Forward forever (until *stop* is set): each sink in its own task, polling for news."""
+    """Forward until *stop* is set: each sink in its own task, polling for new records.
+
+    A sink that cannot be reached is tried again at the next poll; one that refuses for
+    good (credentials, a bad URL) is logged and left, the others go on. When every sink
+    has stopped that way, the first refusal is raised.
+    """
+    refused: list[SinkError] = []
 
     async def one(forwarder: Forwarder) -> None:
         while stop is None or not stop.is_set():
@@ -256,10 +262,14 @@ async def follow(
                 await forwarder.run_once()
             except SinkError as exc:
                 if not exc.retryable:
-                    raise
+                    log.error("%s; this sink is stopped", exc)  # noqa: TRY400 - one line
+                    refused.append(exc)
+                    return
                 log.warning("%s; trying again later", exc)
             await sleep(poll_seconds)
 
     async with asyncio.TaskGroup() as group:
         for forwarder in forwarders:
             group.create_task(one(forwarder))
+    if refused and len(refused) == len(forwarders):
+        raise refused[0]

@@ -14,6 +14,7 @@ are tested against real receivers in ``test_sinks.py`` and the integration tests
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,7 +25,14 @@ from typing import Any
 import pytest
 
 from kustos.audit.alerts import Alert, AlertStore, Severity
-from kustos.audit.forwarding import Cursor, Forwarder, backoff, cursor_file, event_record
+from kustos.audit.forwarding import (
+    Cursor,
+    Forwarder,
+    backoff,
+    cursor_file,
+    event_record,
+    follow,
+)
 from kustos.audit.sinks.base import Delivery, Record
 from kustos.audit.sinks.settings import RetrySettings, WebhookSink
 from kustos.errors import SinkError
@@ -275,3 +283,30 @@ def test_event_records_are_keyed_by_audit_id_and_stage() -> None:
     )
     assert (record.key, record.seq, record.stream) == ("x:ResponseComplete", 9, "events")
     assert event_record(Archived(3, {})).key == "event-3"
+
+
+@pytest.mark.asyncio
+async def test_follow_keeps_polling_until_stopped(tmp_path: Path) -> None:
+    events, sink = Events(), FlakySink(down=1)
+    events.add(3)
+    stop = asyncio.Event()
+    polls: list[float] = []
+
+    async def poll(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 2:
+            events.add(2)  # news between two polls
+        if len(polls) == 4:
+            stop.set()
+
+    await follow([forwarder(tmp_path, sink, events)], poll_seconds=5, sleep=poll, stop=stop)
+    assert sink.received == keys(5)
+    assert polls == [5, 5, 5, 5]
+
+
+@pytest.mark.asyncio
+async def test_follow_stops_a_sink_that_refuses_for_good(tmp_path: Path) -> None:
+    events = Events()
+    events.add(1)
+    with pytest.raises(SinkError, match="401"):
+        await follow([forwarder(tmp_path, FlakySink(fatal=True), events)], poll_seconds=1)
