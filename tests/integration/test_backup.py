@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -333,6 +334,25 @@ def test_real_age_opens_kustos_backups_and_kustos_restores_age_files(
         listing = json.load(tar.extractfile("objects.json"))  # type: ignore[arg-type]
     assert listing["kind"] == "List"
     assert {i["metadata"]["name"] for i in listing["items"]} >= {"plain", "frozen", "bin"}
+
+    # `-o -` writes the backup to stdout, for pipes (the summary goes to stderr).
+    kustos = Path(sys.executable).parent / "kustos"
+    piped = subprocess.run(
+        [
+            "bash",
+            "-o",
+            "pipefail",
+            "-c",
+            (
+                f"{kustos} backup create -q -n {small} -r {recipient} -o - "
+                f"--kubeconfig {cli.kubeconfig} | {AGE} -d -i {identity} | tar -t"
+            ),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert piped.stdout.split() == [b"manifest.json", b"objects.json"]
+    assert b"<stdout>: 3 Secret(s)" in piped.stderr
 
     # The same tar, encrypted by age itself, restores into another namespace.
     by_age = tmp_path / "by-age.age"

@@ -1,14 +1,15 @@
 """Backup files on disk: encrypt and write atomically, read and open (an adapter).
 
 Written owner-only (0600) through :func:`kustos.files.write_atomic`, so a reader sees the
-old file or the new one, never half of it. Read whole (a backup of 10,000 Secrets is a
-few tens of MB) and opened by :func:`kustos.backup.keys.decrypt`, then verified by
-:func:`kustos.backup.format.read`.
+old file or the new one, never half of it; ``-`` is stdout or stdin, for pipes to and from
+object storage. Read whole (a backup of 10,000 Secrets is about 12 MB) and opened by
+:func:`kustos.backup.keys.decrypt`, then verified by :func:`kustos.backup.format.read`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 from typing import Final
 
@@ -18,6 +19,8 @@ from kustos.errors import FileAccessError
 from kustos.files import read_bytes, write_atomic
 from kustos.sensitive import Sensitive
 
+#: ``-`` as a file name: stdout when writing, stdin when reading (as ``age`` does).
+STDIO: Final = Path("-")
 #: A backup larger than this is refused before it is read (etcd itself stops at 8 GiB).
 MAX_BACKUP_BYTES: Final = 8 * 1024**3
 
@@ -34,7 +37,11 @@ def write_backup(
         data = encrypt_with_passphrase(plaintext, passphrase)
     else:
         data = encrypt(plaintext, recipients or [])
-    write_atomic(path, data, what="backup", mode=0o600)
+    if path == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(path, data, what="backup", mode=0o600)
     return len(data)
 
 
@@ -42,9 +49,16 @@ def open_backup(
     path: Path, *, identities: Identities | None = None, passphrase: Sensitive | None = None
 ) -> fmt.Backup:
     """Read, decrypt and verify the backup at *path*; ``BackupError`` names the problem."""
-    data = read_bytes(path, what="backup", limit=MAX_BACKUP_BYTES)
-    plaintext = decrypt(data, source=str(path), identities=identities, passphrase=passphrase)
-    return fmt.read(plaintext, source=str(path))
+    if path == STDIO:
+        source = "<stdin>"
+        data = sys.stdin.buffer.read(MAX_BACKUP_BYTES + 1)
+        if len(data) > MAX_BACKUP_BYTES:
+            raise FileAccessError(source, "read backup", f"larger than {MAX_BACKUP_BYTES} bytes")
+    else:
+        source = str(path)
+        data = read_bytes(path, what="backup", limit=MAX_BACKUP_BYTES)
+    plaintext = decrypt(data, source=source, identities=identities, passphrase=passphrase)
+    return fmt.read(plaintext, source=source)
 
 
 #: Name of a backup written into a folder: sortable by time, found again by :func:`prune`.

@@ -132,7 +132,7 @@ def create(
         typer.Option(
             "--output",
             "-o",
-            help="The backup file to write; a folder gets a new time-stamped file.",
+            help="The backup file to write ('-': stdout); a folder gets a new time-stamped file.",
         ),
     ],
     recipient: Annotated[
@@ -172,7 +172,7 @@ def create(
     ] = False,
 ) -> int:
     """Back up Secrets (with ManagedSecrets and their versions) into an encrypted age file."""
-    from kustos.backup.archive import destination, prune  # noqa: PLC0415
+    from kustos.backup.archive import STDIO, destination, prune  # noqa: PLC0415
     from kustos.backup.collecting import create as take  # noqa: PLC0415
     from kustos.backup.selecting import Selector  # noqa: PLC0415
     from kustos.kube.client import load_config, make_client  # noqa: PLC0415
@@ -214,11 +214,13 @@ def create(
     counts = written.manifest.counts
     to = f"{len(recipients)} recipient(s)" if recipients else "a passphrase"
     excluded = sum(written.manifest.excluded.values())
+    where = "<stdout>" if output == STDIO else written.path
     typer.echo(
-        f"{written.path}: {counts['Secret']} Secret(s) ({counts['versionSecrets']} version "
+        f"{where}: {counts['Secret']} Secret(s) ({counts['versionSecrets']} version "
         f"Secret(s)), {counts['ManagedSecret']} ManagedSecret(s), {counts['Namespace']} "
         f"namespace(s); {written.size} bytes, encrypted to {to}"
-        + (f"; {excluded} service-account token(s) left out" if excluded else "")
+        + (f"; {excluded} service-account token(s) left out" if excluded else ""),
+        err=output == STDIO,  # stdout is the backup itself
     )
     return 0
 
@@ -226,7 +228,7 @@ def create(
 # --------------------------------------------------------------------------- verify
 @app.command("verify")
 def verify(
-    file: Annotated[Path, typer.Argument(help="The backup file.")],
+    file: Annotated[Path, typer.Argument(help="The backup file ('-': stdin).")],
     identity: IdentityOption = None,
     passphrase_file: PassphraseOption = None,
     output_format: Annotated[TableOrJson, typer.Option("--format")] = TableOrJson.TABLE,
@@ -242,7 +244,7 @@ def verify(
         print_json({"file": str(file), "verified": True, **doc})
         return 0
     counts = manifest.counts
-    typer.echo(f"{file}: OK, every hash and count verified")
+    typer.echo(f"{'<stdin>' if str(file) == '-' else file}: OK, every hash and count verified")
     typer.echo(f"  created     {manifest.created} by Kustos {manifest.kustos_version}")
     typer.echo(f"  cluster     {manifest.cluster.server or '-'} (id {manifest.cluster.id or '-'})")
     scope = ", ".join(manifest.selection.namespaces) or "all namespaces"
@@ -314,7 +316,7 @@ def _report(plan: Plan, *, title: str, output_format: TableOrJson, done: dict[An
 
 @app.command("restore")
 def restore(
-    file: Annotated[Path, typer.Argument(help="The backup file.")],
+    file: Annotated[Path, typer.Argument(help="The backup file ('-': stdin).")],
     identity: IdentityOption = None,
     passphrase_file: PassphraseOption = None,
     dry_run: Annotated[

@@ -3,6 +3,7 @@
 Aspects covered:
 - a written backup is mode 0600, opens with the identity and verifies, and holds no
   value in clear (canary);
+- ``-`` reads the backup from stdin (verify; a truncated stream is refused, exit 1);
 - a folder as ``--output`` gets ``kustos-backup-<UTC time>.age``; ``prune`` keeps the N
   newest of those and touches no other file.
 """
@@ -10,10 +11,15 @@ Aspects covered:
 from __future__ import annotations
 
 import datetime as dt
+import io
+import sys
 from pathlib import Path
+
+import pytest
 
 from kustos.backup import archive, keys
 from kustos.backup import format as fmt
+from kustos.cli.main import main
 from tests.unit.backup.objects import CANARY, secret
 
 
@@ -53,3 +59,29 @@ def test_folders_get_time_stamped_files_and_keep_prunes(tmp_path: Path) -> None:
         "kustos-backup-20261205T000000Z.age",
         "notes.txt",
     ]
+
+
+def test_dash_reads_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    public, identity = keys.generate()
+    entries = [fmt.Entry.of(fmt.clean_secret(secret("a")))]
+    plaintext, _ = fmt.pack(
+        entries,
+        created=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        kustos_version="0.1.0",
+        cluster=fmt.Cluster(),
+        selection=fmt.Selection(),
+        excluded={},
+    )
+    data = keys.encrypt(plaintext, [keys.parse_recipient(public, where="r")])
+    key = tmp_path / "key.txt"
+    key.write_bytes(identity.reveal() + b"\n")
+    key.chmod(0o600)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert main(["backup", "verify", "-", "-i", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("<stdin>: OK, every hash and count verified")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data[:-30])))
+    assert main(["backup", "verify", "-", "-i", str(key)]) == 1
+    assert "<stdin>: damaged or truncated" in capsys.readouterr().err
