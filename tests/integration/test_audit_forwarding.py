@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import yaml
 
 from kustos.audit.alerts import AlertStore
 from kustos.audit.archive import Archive
@@ -259,7 +260,10 @@ def _bind(plane: ControlPlane, namespace: str, account: str, verbs: list[str]) -
 
 
 def test_live_api_server_planted_behaviours_alert_and_normal_traffic_does_not(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path
+    control_plane: ControlPlane,
+    namespace: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Through a real kube-apiserver: the app and the operator's ServiceAccount read and
     rotate their Secret (normal: no alert); alice lists every namespace's Secrets and
@@ -271,7 +275,7 @@ def test_live_api_server_planted_behaviours_alert_and_normal_traffic_does_not(
     )
     control_plane.api("POST", secret, {"metadata": {"name": "old"}, "stringData": {"k": "v"}})
     app = _sa_token(control_plane, namespace, "app")
-    _bind(control_plane, namespace, "app", ["get"])
+    _bind(control_plane, namespace, "app", ["get", "list"])
     operator = _sa_token(control_plane, namespace, "rotator")
     _bind(control_plane, namespace, "rotator", ["get", "update"])
     policy = tmp_path / "policy.yaml"
@@ -336,3 +340,45 @@ def test_live_api_server_planted_behaviours_alert_and_normal_traffic_does_not(
     for path in [*archive.rglob("*"), receiver.output, tmp_path / "serve.log"]:
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
+
+    # Least privilege: what the live cluster grants the app but it never used ...
+    capsys.readouterr()
+    kubeconfig = str(control_plane.kubeconfig)
+    compare = ["rbac", "suggest", "--archive", str(archive), "--service-account",
+               f"{namespace}/app", "--cluster", "--kubeconfig", kubeconfig, "--format", "json"]  # fmt: skip
+    assert main(compare) == 0
+    unused = orjson.loads(capsys.readouterr().out)["unused"]
+    assert [(u["role"], u["unused"]) for u in unused] == [
+        (f"Role {namespace}/app", ["list secrets"])
+    ]
+    # ... and the suggested Role, applied alone, allows exactly what the app did.
+    assert main(["rbac", "suggest", "--archive", str(archive), "--service-account",
+                 f"{namespace}/app"]) == 0  # fmt: skip
+    objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [o["kind"] for o in objects] == ["Role", "RoleBinding"]
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    control_plane.api("DELETE", f"{rbac}/rolebindings/app")
+    control_plane.api("POST", f"{rbac}/roles", objects[0])
+    control_plane.api("POST", f"{rbac}/rolebindings", objects[1])
+
+    def may(verb: str, name: str | None) -> bool:
+        attributes = {"namespace": namespace, "verb": verb, "resource": "secrets"}
+        if name is not None:
+            attributes["name"] = name
+        review = control_plane.api(
+            "POST",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+             "spec": {"user": f"system:serviceaccount:{namespace}:app",
+                      "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+                      "resourceAttributes": attributes}},
+        )  # fmt: skip
+        return bool(review["status"].get("allowed"))
+
+    deadline = time.monotonic() + 30  # the RBAC authorizer's cache catches up
+    while not may("get", "db-creds") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert may("get", "db-creds")
+    assert not may("get", "old")
+    assert not may("list", None)
+    assert not may("update", "db-creds")
