@@ -14,6 +14,7 @@ appear in errors; config mistakes are one line naming the field.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import ssl
@@ -31,7 +32,7 @@ from kustos.audit.forwarding import Forwarder
 from kustos.audit.sinks.base import Record
 from kustos.audit.sinks.http import HttpSender, sign
 from kustos.audit.sinks.settings import SyslogSink
-from kustos.audit.sinks.syslog import format_message, frame
+from kustos.audit.sinks.syslog import SyslogSender, format_message, frame
 from kustos.audit.watching import WatchConfig
 from kustos.errors import ConfigError, SinkError
 from kustos.testing.pki import ClusterPKI, make_pki
@@ -391,3 +392,46 @@ async def test_bulk_sink_down_then_partly_failing_receives_everything_once(
     assert len(http.requests) == 4
     assert (progress.events, progress.retries, len(waits)) == (7, 2, 2)
     assert forwarder.position().events == 7
+
+
+@pytest.mark.asyncio
+async def test_syslog_sender_frames_every_record_on_one_connection() -> None:
+    received: list[bytes] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read())  # until the sender's end of file
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = SyslogSink.model_validate(
+        {"type": "syslog", "name": "s", "address": f"127.0.0.1:{port}", "hostname": "node-a"}
+    )
+    try:
+        delivery = await SyslogSender(settings).send(records(3))
+        for _ in range(100):
+            if received:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(delivery.delivered) == 3
+    (stream,) = received
+    messages = []
+    while stream:
+        length, _, rest = stream.partition(b" ")
+        messages.append(rest[: int(length)])
+        stream = rest[int(length) :]
+    assert [m.split(b" ")[5] for m in messages] == [b"alert"] * 3
+    assert all(m.split(b" ")[2] == b"node-a" for m in messages)
+
+
+@pytest.mark.asyncio
+async def test_syslog_receiver_down_is_retryable() -> None:
+    settings = SyslogSink.model_validate(
+        {"type": "syslog", "name": "s", "address": f"127.0.0.1:{free_ports(1)[0]}"}
+    )
+    with pytest.raises(SinkError, match=r"syslog sink s \(127\.0\.0\.1") as err:
+        await SyslogSender(settings).send(records(1))
+    assert err.value.retryable
