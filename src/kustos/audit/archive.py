@@ -22,6 +22,7 @@ import base64
 import datetime as dt
 import errno
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,6 +53,8 @@ from kustos.audit.records import (
 from kustos.errors import ArchiveError, ArchiveFullError, ConfigError
 from kustos.files import PRIVATE, write_atomic
 
+log = logging.getLogger(__name__)
+
 #: Called with each batch once it is durable (detectors and forwarding plug in here).
 Hook = Callable[[Sequence[ArchivedEvent]], None]
 
@@ -72,6 +75,10 @@ class Fsync(StrEnum):
 
     ALWAYS = "always"  # fsync before every acknowledgement
     NONE = "none"  # written to the OS: survives the receiver's crash, not the machine's
+
+
+def _name(hook: Hook) -> str:
+    return getattr(hook, "__qualname__", None) or type(hook).__qualname__
 
 
 def segment_name(first_seq: int) -> str:
@@ -314,7 +321,12 @@ class Archive:
         self._index.add(entries)
         self._maybe_checkpoint()
         for hook in self.hooks:
-            hook(stored)
+            try:
+                hook(stored)
+            except Exception as exc:  # noqa: BLE001 - the batch is stored; a hook must not undo that
+                # The type only: a hook's message could quote an event.
+                log.error("hook %s failed on records %d-%d: %s", _name(hook),  # noqa: TRY400
+                          stored[0].seq, stored[-1].seq, type(exc).__name__)  # fmt: skip
         return stored
 
     def _write(self, blob: bytes) -> None:

@@ -222,3 +222,17 @@ def test_canary_appears_in_no_file_of_the_archive(tmp_path: Path) -> None:
     first = next(iter(Archive(tmp_path).read()))
     assert "responseObject" not in first.event
     assert first.event["annotations"]["kustos.io/values-stripped"]
+
+
+def test_a_failing_hook_does_not_undo_the_append(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(batch: Sequence[ArchivedEvent]) -> None:
+        raise RuntimeError(f"cannot handle {CANARY}")
+
+    seen: list[int] = []
+    with Archive(tmp_path, hooks=[broken, lambda b: seen.extend(e.seq for e in b)]) as archive:
+        assert [e.seq for e in archive.append([event(1)])] == [1]
+    assert seen == [1]  # the next hook still ran
+    assert "RuntimeError" in caplog.text
+    assert CANARY not in caplog.text

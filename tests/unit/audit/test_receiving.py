@@ -108,6 +108,19 @@ async def test_malformed_batch_is_refused_whole(receiver: _Running, body: bytes)
     assert _stored(receiver.archive.directory) == []
 
 
+@pytest.mark.asyncio
+async def test_oversized_batch_is_refused(tmp_path: Path) -> None:
+    task, stop, url = await _start(Archive(tmp_path / "archive"), max_body=2048)
+    try:
+        async with httpx.AsyncClient() as client:
+            response = await client.post(url, content=_batch([event(n) for n in range(5)]))
+    finally:
+        stop.set()
+        await task
+    assert response.status_code == 413
+    assert _stored(tmp_path / "archive") == []
+
+
 def test_parse_batch_names_the_bad_item() -> None:
     with pytest.raises(BatchError, match=r"items\[1\]"):
         parse_batch(_batch([event(1), {"kind": "Event"}]))
