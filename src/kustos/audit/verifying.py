@@ -34,7 +34,7 @@ from kustos.audit.hashing import (
     parse_line,
 )
 from kustos.audit.indexing import Entry, Index, block_of, keys_of, postings_of
-from kustos.errors import ArchiveError
+from kustos.errors import InputError
 
 
 @dataclass(slots=True)
@@ -55,7 +55,7 @@ class Verification:
 def verify(directory: Path, *, public_key: Path | None = None) -> Verification:
     """Verify the archive in *directory* (its own public key unless *public_key* is given)."""
     if not (directory / "segments").is_dir():
-        raise ArchiveError(f"{directory}: not an audit archive (no segments folder)")
+        raise InputError(f"{directory}: not an audit archive (no segments folder)")
     result = Verification()
     checkpoints = _checked_checkpoints(directory, public_key, result)
     index = _index(directory, result)
