@@ -412,7 +412,9 @@ class WatchState:
     #: detector → principal → recent (epoch seconds, key, audit id), oldest first.
     windows: dict[str, dict[str, deque[tuple[float, str, str]]]] = field(default_factory=dict)
     #: detector → principal → key → (epoch seconds, audit id), least recent first.
-    distinct: dict[str, dict[str, dict[str, tuple[float, str]]]] = field(default_factory=dict)
+    distinct: dict[str, dict[str, OrderedDict[str, tuple[float, str]]]] = field(
+        default_factory=dict
+    )
     #: pod ``ns/name`` or principal → (epoch seconds, audit id, who exec'ed, pod)
     sessions: dict[str, tuple[float, str, str, str]] = field(default_factory=dict)
     #: alert key → epoch seconds of the last alert (rate limit).
@@ -620,23 +622,25 @@ class Detector:
 
     def _distinct(
         self, detector: str, req: Request, key: str, span: float
-    ) -> dict[str, tuple[float, str]]:
+    ) -> OrderedDict[str, tuple[float, str]]:
         """Distinct keys a principal used within *span*: key → (last time, audit id).
 
         Insertion order is recency (a key seen again moves to the end), so expired keys
         are dropped from the front and a principal re-reading one Secret costs O(1).
         """
         per_user = self.state.distinct.setdefault(detector, {})
-        seen = per_user.setdefault(req.user, {})
+        seen = per_user.get(req.user)
+        if seen is None:
+            seen = per_user[req.user] = OrderedDict()
         now = req.time.timestamp()
-        seen.pop(key, None)
         seen[key] = (now, req.audit_id)
+        seen.move_to_end(key)
         horizon = now - span
         while seen:
-            oldest = next(iter(seen))
+            oldest = next(iter(seen))  # O(1) on an OrderedDict, even after many deletions
             if seen[oldest][0] > horizon:
                 break
-            del seen[oldest]
+            seen.popitem(last=False)
         return seen
 
     def _window(
@@ -847,7 +851,7 @@ class Detector:
 def detect(
     events: Sequence[Mapping[str, Any]], config: DetectorsConfig | None = None
 ) -> list[Alert]:
-    """Run fresh detectors over plain events (seq = position); for tests and one-off runs."""
+    """Run fresh detectors over plain events, in order; for tests and one-off runs."""
     detector = Detector(config or DetectorsConfig())
     out: list[Alert] = []
     for event in events:

@@ -131,10 +131,12 @@ def doc_to_state(doc: BaselineDoc) -> WatchState:
         secret_readers=set(doc.secret_readers),
         addresses={u: list(a) for u, a in doc.addresses.items()},
         windows={d: {u: deque(q) for u, q in per.items()} for d, per in doc.windows.items()},
-        distinct={d: {u: dict(k) for u, k in per.items()} for d, per in doc.distinct.items()},
+        distinct={
+            d: {u: OrderedDict(k) for u, k in per.items()} for d, per in doc.distinct.items()
+        },
         sessions=dict(doc.sessions),
         cooldowns=dict(doc.cooldowns),
-        recent_ids=OrderedDict((i, None) for i in doc.recent_ids),
+        recent_ids=OrderedDict.fromkeys(doc.recent_ids),
     )
 
 

@@ -186,3 +186,17 @@ def test_the_baseline_holds_no_body(tmp_path: Path) -> None:
     hook.save()
     assert canary not in baseline_file(tmp_path).path.read_text()
     assert canary not in AlertStore(tmp_path).path.read_text()
+
+
+def test_short_windows_survive_a_restart(tmp_path: Path) -> None:
+    """Six Secrets read before a restart and four after, within a minute: one bulk read."""
+    config = load_config(write(tmp_path, "detectors: {first_secret_read: {enabled: false}}\n"))
+    archive = tmp_path / "archive"
+    before = DetectorHook(archive, config.detectors)
+    before([read_event(i, name=f"s{i}") for i in range(1, 7)])
+    before.save()
+    after = DetectorHook(archive, config.detectors)
+    after([read_event(i, name=f"s{i}") for i in range(7, 11)])
+    alerts = [s.alert for s in AlertStore(archive).read()]
+    assert [a.detector for a in alerts] == ["bulk_read"]
+    assert len(alerts[0].audit_ids) == 10
