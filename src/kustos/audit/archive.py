@@ -310,7 +310,7 @@ class Archive:
             chunks.append(line)
             stored.append(ArchivedEvent(seq, event))
             lookup, time = keys_of(event)
-            entries.append(Entry(seq, offset, lookup, time))
+            entries.append((seq, offset, lookup, time))
             offset += len(line)
         if not stored:
             return stored
@@ -509,7 +509,7 @@ class Archive:
         batch = []
         for seq, offset, data in scan(self.directory, after_seq=indexed):
             lookup, time = keys_of(orjson.loads(data))
-            batch.append(Entry(seq, offset, lookup, time))
+            batch.append((seq, offset, lookup, time))
             if len(batch) >= 20_000:
                 self._index.add(batch)
                 batch = []

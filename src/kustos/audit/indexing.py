@@ -87,14 +87,11 @@ def keys_of(event: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
     return tuple(keys), time if type(time) is str else ""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One record as the index sees it."""
-
-    seq: int
-    offset: int
-    keys: tuple[str, ...]
-    time: str
+#: One record as the index sees it: seq, offset in its segment, lookup keys, time. A plain
+#: tuple: one is made for every archived event.
+Entry = tuple[int, int, tuple[str, ...], str]
+#: Hashes of recent keys (users and namespaces repeat), cleared when it grows past this.
+_HASH_CACHE: Final = 200_000
 
 
 @dataclass(slots=True)
@@ -104,23 +101,35 @@ class _Posting:
     entries: bytearray
 
 
-def postings_of(entries: Iterable[Entry]) -> dict[tuple[int, int], _Posting]:
-    """Posting rows, by (bucket, block), of *entries* (used by appends and by verify)."""
+def postings_of(
+    entries: Iterable[Entry], hashes: dict[str, int] | None = None
+) -> dict[tuple[int, int], _Posting]:
+    """Posting rows, by (bucket, block), of *entries* (used by appends and by verify).
+
+    *hashes* caches key hashes across calls. The hot path of every append: written flat.
+    """
+    cache: dict[str, int] = {} if hashes is None else hashes
+    if len(cache) > _HASH_CACHE:
+        cache.clear()
     rows: dict[tuple[int, int], _Posting] = {}
     pack = _ENTRY.pack
-    for entry in entries:
-        block = block_of(entry.seq)
-        for key in entry.keys:
-            hashed = zlib.crc32(key.encode())
+    size = BLOCK
+    for seq, offset, keys, time in entries:
+        block = (seq - 1) // size
+        for key in keys:
+            hashed = cache.get(key)
+            if hashed is None:
+                hashed = cache[key] = zlib.crc32(key.encode())
             where = (hashed % BUCKETS, block)
             posting = rows.get(where)
             if posting is None:
-                posting = rows[where] = _Posting(entry.time, entry.time, bytearray())
-            elif entry.time:
-                if not posting.min_time or entry.time < posting.min_time:
-                    posting.min_time = entry.time
-                posting.max_time = max(posting.max_time, entry.time)
-            posting.entries += pack(hashed, entry.offset, entry.seq)
+                posting = rows[where] = _Posting(time, time, bytearray())
+            elif time:
+                if time < posting.min_time or not posting.min_time:
+                    posting.min_time = time
+                if time > posting.max_time:  # noqa: PLR1730 - faster than max() here
+                    posting.max_time = time
+            posting.entries += pack(hashed, offset, seq)
     return rows
 
 
@@ -140,6 +149,7 @@ class Index:
         #: Blocks from this one on were begun by this process: the cache holds all their
         #: rows, so a key missing from it has no row yet (no read needed).
         self._complete_from = -1
+        self._hashes: dict[str, int] = {}
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -164,7 +174,7 @@ class Index:
         if self._complete_from < 0:
             last = self.last_seq()
             self._complete_from = block_of(last + 1) if last % BLOCK == 0 else block_of(last) + 1
-        fresh = postings_of(entries)
+        fresh = postings_of(entries, self._hashes)
         try:
             self._db.execute("BEGIN")
             rows = []
@@ -184,7 +194,7 @@ class Index:
             self._db.executemany(_UPSERT, rows)
             self._db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)",
-                (entries[-1].seq,),
+                (entries[-1][0],),
             )
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:

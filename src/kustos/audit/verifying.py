@@ -130,10 +130,10 @@ class _Walk:
             return False
         if self.index is None:
             return True
-        if self.pending and block_of(seq) != block_of(self.pending[0].seq):
+        if self.pending and block_of(seq) != block_of(self.pending[0][0]):
             _compare_block(self.index, self.pending, self.result)
             self.pending = []
-        self.pending.append(Entry(seq, offset, lookup, time))
+        self.pending.append((seq, offset, lookup, time))
         return True
 
 
@@ -246,7 +246,7 @@ def _index_problem(result: Verification, problem: str) -> None:
 
 def _compare_block(index: Index, entries: list[Entry], result: Verification) -> None:
     """The index rows of the block of *entries* must be exactly what the records give."""
-    block = block_of(entries[0].seq)
+    block = block_of(entries[0][0])
     expected = {
         bucket: (p.min_time, p.max_time, bytes(p.entries))
         for (bucket, _), p in postings_of(entries).items()
@@ -257,7 +257,7 @@ def _compare_block(index: Index, entries: list[Entry], result: Verification) -> 
     wrong = sorted(set(stored) ^ set(expected)) or sorted(
         k for k in expected if stored.get(k) != expected[k]
     )
-    first, last = entries[0].seq, entries[-1].seq
+    first, last = entries[0][0], entries[-1][0]
     _index_problem(
         result,
         f"the index differs from records {first} to {last} (bucket {wrong[0]})",
