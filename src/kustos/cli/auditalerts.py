@@ -84,8 +84,10 @@ def forward(
 
     from kustos.audit.forwarding import follow as follow_forever  # noqa: PLC0415
     from kustos.audit.watching import forwarders_for, load_config  # noqa: PLC0415
-    from kustos.errors import SinkError, UsageError  # noqa: PLC0415
+    from kustos.errors import FileMissingError, SinkError, UsageError  # noqa: PLC0415
 
+    if not archive.is_dir():
+        raise FileMissingError(archive, "read audit archive", "no such folder")
     settings = load_config(config)
     if not settings.sinks:
         raise UsageError(f"{config}: no sinks configured (add a `sinks:` list)")

@@ -95,6 +95,18 @@ def test_alerts_command_empty_and_missing(
     assert "no such folder" in capsys.readouterr().err
 
 
+def test_forward_refuses_a_missing_archive_and_a_config_without_sinks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "watch.yaml"
+    config.write_text("detectors: {}\n")
+    forward = ["audit", "forward", "--config", str(config), "--archive"]
+    assert main([*forward, str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main([*forward, str(tmp_path)]) == 2
+    assert "no sinks configured" in capsys.readouterr().err
+
+
 def test_canary_reaches_no_alert_state_payload_or_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
