@@ -10,8 +10,8 @@ The Watch config file is YAML with three optional sections::
 :func:`hooks_for` gives the archive's ingest pipeline (``audit serve``, ``audit ingest``)
 the detector hook: after each durable append it runs the detectors over the new events,
 appends their alerts to ``DIR/watch/alerts.jsonl`` and saves the baselines to
-``DIR/watch/baseline.json`` (at most once a second, and always before a new alert is
-written). The baseline file records the last event processed; when the hook starts it
+``DIR/watch/baseline.json`` (at most once a second, and right after new alerts are
+stored). The baseline file records the last event processed; when the hook starts it
 first catches up from there through the archive, so a restart neither learns again nor
 misses what was archived while detection was down, and alerts already stored for the
 replayed events are not stored twice.
@@ -193,8 +193,10 @@ class DetectorHook:
         if self._replaying is not None:
             alerts = [a for a in alerts if self._key(a) not in self._replaying]
         if alerts:
-            self.save()  # the baseline first: an alert is never raised twice after a crash
+            # Alerts first, then the baseline: a crash in between replays these events at
+            # the next start, and the replay recognises the alerts already stored.
             self.store.append(alerts)
+            self.save()
         elif self._clock() - self._saved_at >= self.save_every:
             self.save()
         return len(alerts)
