@@ -43,7 +43,7 @@ def alerts(
             a.time,
             str(a.severity),
             a.detector,
-            a.user,
+            a.user or "-",
             _secret_cell(a.namespace, a.name),
             a.source_ip or "-",
             a.message,
