@@ -116,6 +116,16 @@ class _Section(BaseModel):
     ignore_users: tuple[str, ...] = ()
 
 
+class _Windowed(_Section):
+    window: str = "1m"
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class FirstSecretRead(_Section):
     """``first_secret_read``: a principal reads a Secret for the first time."""
 
@@ -164,7 +174,7 @@ class OffHours(_Section):
         return days
 
 
-class BulkRead(_Section):
+class BulkRead(_Windowed):
     """``bulk_read``: enumeration of Secrets."""
 
     severity: Severity = Severity.HIGH
@@ -173,12 +183,6 @@ class BulkRead(_Section):
     namespaces: int = Field(default=3, ge=2)
     cluster_wide: bool = True
 
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
 
 class Anonymous(_Section):
     """``anonymous``: unauthenticated requests."""
@@ -186,31 +190,19 @@ class Anonymous(_Section):
     severity: Severity = Severity.HIGH
 
 
-class DeniedBurst(_Section):
+class DeniedBurst(_Windowed):
     """``denied_burst``: many refused requests by one principal."""
 
     severity: Severity = Severity.MEDIUM
     window: str = "1m"
     threshold: int = Field(default=10, ge=2)
 
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
-
-class ExecThenSecret(_Section):
+class ExecThenSecret(_Windowed):
     """``exec_then_secret``: exec or attach into a pod, then Secret reads."""
 
     severity: Severity = Severity.HIGH
     window: str = "10m"
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
 
 class SecretChanged(_Section):
@@ -327,7 +319,8 @@ def parse_time(text: str) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def _event_time(event: Mapping[str, Any]) -> dt.datetime | None:
+def event_time(event: Mapping[str, Any]) -> dt.datetime | None:
+    """When the request was received (or the stage, or the event, was written); ``None``."""
     for key in ("requestReceivedTimestamp", "stageTimestamp", "timestamp"):
         value = event.get(key)
         if isinstance(value, str):
@@ -353,7 +346,7 @@ def request_of(event: Mapping[str, Any]) -> Request | None:
     if event.get("stage") not in _COUNTED_STAGES:
         return None
     audit_id = event.get("auditID")
-    when = _event_time(event)
+    when = event_time(event)
     if when is None or not isinstance(audit_id, str) or not audit_id:
         return None
     try:  # well-formed events take the straight path; a wrong type anywhere drops the event

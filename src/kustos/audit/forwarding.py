@@ -20,13 +20,13 @@ import asyncio
 import datetime as dt
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from kustos.audit.alerts import AlertStore, Severity, StoredAlert, watch_folder
-from kustos.audit.detecting import ArchivedLike, parse_time
+from kustos.audit.detecting import ArchivedLike, event_time, parse_time
 from kustos.audit.sinks.base import Delivery, Record, Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, Stream
 from kustos.errors import SinkError
@@ -67,17 +67,6 @@ def backoff(retry: RetrySettings, rng: random.Random) -> Iterator[float]:
 
 
 # --------------------------------------------------------------------------- records
-def _event_time(event: Mapping[str, Any]) -> dt.datetime:
-    for key in ("stageTimestamp", "requestReceivedTimestamp", "timestamp"):
-        value = event.get(key)
-        if isinstance(value, str):
-            try:
-                return parse_time(value)
-            except ValueError:
-                continue
-    return dt.datetime.fromtimestamp(0, dt.UTC)
-
-
 def event_record(archived: ArchivedLike) -> Record:
     """The record of an archived event: key ``auditID:stage`` (or its position)."""
     event = archived.event
@@ -87,7 +76,7 @@ def event_record(archived: ArchivedLike) -> Record:
         stream="events",
         seq=archived.seq,
         key=str(key),
-        time=_event_time(event),
+        time=event_time(event) or dt.datetime.fromtimestamp(0, dt.UTC),
         severity=Severity.INFO,
         doc=event,
     )
