@@ -337,10 +337,6 @@ def event_time(event: Mapping[str, Any]) -> dt.datetime | None:
     return None
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def request_of(event: Mapping[str, Any]) -> Request | None:
     """The detector's view of *event*, or ``None`` for a stage or shape it does not count."""
     if event.get("stage") not in _COUNTED_STAGES:
@@ -356,6 +352,7 @@ def request_of(event: Mapping[str, Any]) -> Request | None:
 
 
 def _request(event: Mapping[str, Any], audit_id: str, when: dt.datetime) -> Request:
+    # Hot path (every non-routine event): plain gets and class checks, no helper calls.
     user = event.get("user") or {}
     acting = event.get("impersonatedUser")
     impersonator = None
@@ -366,28 +363,32 @@ def _request(event: Mapping[str, Any], audit_id: str, when: dt.datetime) -> Requ
     pod = None
     if extra:
         values = extra.get(_POD_NAME_EXTRA)
-        pod = values[0] if values and isinstance(values[0], str) else None
+        pod = values[0] if values and values[0].__class__ is str else None
     ref = event.get("objectRef") or {}
     ips = event.get("sourceIPs")
+    ip = ips[-1] if ips else None
     code = (event.get("responseStatus") or {}).get("code")
     annotations = event.get("annotations")
+    username, verb, uri = user.get("username"), event.get("verb"), event.get("requestURI")
+    resource, sub = ref.get("resource"), ref.get("subresource")
+    namespace, name = ref.get("namespace"), ref.get("name")
     return Request(
-        audit_id=audit_id,
-        time=when,
-        user=_text(user.get("username")) or "",
-        groups=tuple(g for g in user.get("groups") or () if isinstance(g, str)),
-        impersonator=_text(impersonator),
-        verb=_text(event.get("verb")) or "",
-        resource=_text(ref.get("resource")) or "",
-        subresource=_text(ref.get("subresource")) or "",
-        namespace=_text(ref.get("namespace")),
-        name=_text(ref.get("name")),
-        source_ip=_text(ips[-1]) if ips else None,
-        code=code if isinstance(code, int) else None,
-        uri=_text(event.get("requestURI")) or "",
-        pod_name=pod,
-        stripped=annotations is not None and ANNOTATION_STRIPPED in annotations,
-        has_body=event.get("requestObject") is not None or event.get("responseObject") is not None,
+        audit_id,
+        when,
+        username if username.__class__ is str else "",
+        tuple(g for g in user.get("groups") or () if g.__class__ is str),
+        impersonator if impersonator.__class__ is str else None,
+        verb if verb.__class__ is str else "",
+        resource if resource.__class__ is str else "",
+        sub if sub.__class__ is str else "",
+        namespace if namespace.__class__ is str and namespace else None,
+        name if name.__class__ is str and name else None,
+        ip if ip.__class__ is str and ip else None,
+        code if code.__class__ is int else None,
+        uri if uri.__class__ is str else "",
+        pod,
+        annotations is not None and ANNOTATION_STRIPPED in annotations,
+        event.get("requestObject") is not None or event.get("responseObject") is not None,
     )
 
 
