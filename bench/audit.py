@@ -255,6 +255,51 @@ def build_query_archive(work: Path, count: int, *, seed: int = 11) -> tuple[str,
     return "team-7", "secret-42"
 
 
+def query_benchmark(work: Path, count: int) -> dict[str, Any]:
+    """Build an archive of *count* events and time one Secret's history in it."""
+    secret = build_query_archive(work, count)
+    query = EventQuery(secret=secret)
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        found = run_query(work, query)
+        timings.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "kustos", "audit", "query", "--archive", str(work),
+         "--secret", "/".join(secret), "--format", "json"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    cli = time.perf_counter() - started
+    return {
+        "archive_events": count,
+        "archive_bytes": sum(f.stat().st_size for f in work.rglob("*") if f.is_file()),
+        "secret": "/".join(secret),
+        "events_found": len(found),
+        "in_process_seconds": round(min(timings), 4),
+        "cli_seconds": round(cli, 3),
+    }
+
+
+def _only_query(count: int) -> int:
+    doc = orjson.loads(OUTPUT.read_bytes()) if OUTPUT.exists() else {}
+    work = WORK / "audit"
+    started = time.perf_counter()
+    doc["query"] = query_benchmark(work / "query", count)
+    doc["query"]["build_seconds"] = round(time.perf_counter() - started)
+    doc["query"]["provenance"] = provenance(
+        f".venv/bin/python -m bench.audit --only-query --query-events {count}"
+    )
+    doc.setdefault("targets", {})["secret_history_under_1s"] = (
+        doc["query"]["in_process_seconds"] < TARGET_QUERY_S
+    )
+    doc["targets"]["query_archive_is_10_million"] = count >= 10_000_000
+    OUTPUT.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.write(orjson.dumps(doc["query"], option=orjson.OPT_INDENT_2).decode() + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the audit benchmarks and write the results."""
     parser = argparse.ArgumentParser(prog="python -m bench.audit")
@@ -262,7 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--query-events", type=int, default=2_000_000, help="archive size")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--port", type=int, default=18443)
+    parser.add_argument(
+        "--only-query",
+        action="store_true",
+        help="run the query benchmark only; keep the ingest results of audit.json",
+    )
     args = parser.parse_args(argv)
+    if args.only_query:
+        return _only_query(args.query_events)
     reproduce = (
         f".venv/bin/python -m bench.audit --events {args.events} "
         f"--query-events {args.query_events} --repeats {args.repeats}"
@@ -288,34 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(work / "probe", ignore_errors=True)
     doc["webhook_ingest"] = webhook_ingest(log, work / "webhook", args.port)
 
-    secret = build_query_archive(work / "query", args.query_events)
-    query = EventQuery(secret=secret)
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        found = run_query(work / "query", query)
-        timings.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "kustos", "audit", "query", "--archive", str(work / "query"),
-         "--secret", "/".join(secret), "--format", "json"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    cli = time.perf_counter() - started
-    size = sum(f.stat().st_size for f in (work / "query").rglob("*") if f.is_file())
-    doc["query"] = {
-        "archive_events": args.query_events,
-        "archive_bytes": size,
-        "secret": "/".join(secret),
-        "events_found": len(found),
-        "in_process_seconds": round(min(timings), 4),
-        "cli_seconds": round(cli, 3),
-    }
+    doc["query"] = query_benchmark(work / "query", args.query_events)
     file_eps = n / plain
     doc["targets"] = {
         "file_ratio_at_least_0.5": bare / plain >= TARGET_RATIO,
         "file_events_per_s_at_least_50000": file_eps >= TARGET_FILE_EPS,
-        "secret_history_under_1s": min(timings) < TARGET_QUERY_S,
+        "secret_history_under_1s": doc["query"]["in_process_seconds"] < TARGET_QUERY_S,
         "query_archive_is_10_million": args.query_events >= 10_000_000,
     }
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
