@@ -39,6 +39,7 @@ SA_BOUND = (
     "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n"
     "subjects: [{kind: ServiceAccount, name: runner, namespace: team}]\n---\n"
 )
+SA_OTHER = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: other, namespace: team}\n---\n"
 DEFAULT_BOUND = (
     "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: d, namespace: team}\n"
     "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n"
@@ -63,7 +64,7 @@ READERS = "".join(
         ("KST020", deploy(container(ENV)), deploy(container(ENV_FROM))),
         ("KST021", deploy(container(ENV_FROM)), deploy(container(ENV))),
         ("KST022", DEFAULT_BOUND + deploy(container()), deploy(container())),
-        ("KST023", SA_BOUND + deploy("      serviceAccountName: other\n" + container()),
+        ("KST023", SA_BOUND + SA_OTHER + deploy("      serviceAccountName: other\n" + container()),
          SA_BOUND + deploy("      serviceAccountName: runner\n" + container())),
         ("KST024", deploy(container(MOUNT % "false") + VOLUME % "0400"),
          deploy(container(MOUNT % "true") + VOLUME % "0400")),
@@ -109,6 +110,17 @@ def test_pod_level_automount_wins_over_service_account() -> None:
 
 def test_no_rbac_in_input_means_no_automount_judgement() -> None:
     assert findings(deploy(container()), "KST023") == []
+
+
+def test_a_service_account_defined_elsewhere_is_not_judged() -> None:
+    # Created by a script or another chart (or named $K8S_SA_NAME): its bindings are
+    # elsewhere too.
+    assert (
+        findings(SA_BOUND + deploy("      serviceAccountName: other\n" + container()), "KST023")
+        == []
+    )
+    templated = deploy("      serviceAccountName: $K8S_SA_NAME\n" + container())
+    assert findings(SA_BOUND + templated, "KST023") == []
 
 
 def test_item_modes_and_projected_volumes() -> None:

@@ -278,6 +278,10 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
                 )  # fmt: skip
         if not _automount(view.spec, sa):
             continue
+        if sa_name != "default" and (sa is None or not near(sa, obj)):
+            # A ServiceAccount created elsewhere (a script, another chart, a templated
+            # name such as $K8S_SA_NAME) comes with bindings we do not see either.
+            continue
         groups = {"system:serviceaccounts", f"system:serviceaccounts:{obj.namespace}"}
         if (obj.namespace, sa_name) in bound or groups & bound_groups:
             continue
