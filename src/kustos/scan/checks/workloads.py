@@ -20,6 +20,7 @@ from kustos.kube.references import (
     pod_spec_of,
     service_account_name,
 )
+from kustos.rbac.model import Binding
 from kustos.scan.checking import Check, ScanInput, finding
 from kustos.scan.checks.nearby import near
 from kustos.scan.credentials import detect, is_credential_name, is_setting_name
@@ -261,6 +262,7 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
         if s.kind == "ServiceAccount"
     }
     bound_groups = {s.name for b in user_bindings for s in b.subjects if s.kind == "Group"}
+    default_bindings = _default_sa_bindings(scan)
     for obj in _top_level_workloads(scan):
         view = pod_spec_of(obj)
         if view is None:
@@ -268,7 +270,9 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
         sa_name = service_account_name(view.spec)
         sa = scan.index.get(_sa_ref(obj.namespace, sa_name))
         if sa_name == "default":
-            holds = _default_sa_holds(scan, obj, sa, automount=_automount(view.spec, sa))
+            holds = _default_sa_holds(
+                scan, obj, sa, default_bindings, automount=_automount(view.spec, sa)
+            )
             if holds:
                 yield finding(
                     DEFAULT_SA, obj,
@@ -295,8 +299,25 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
         )  # fmt: skip
 
 
+def _default_sa_bindings(scan: ScanInput) -> dict[str, list[Binding]]:
+    """Per namespace, the user bindings whose subjects include its default ServiceAccount."""
+    found: dict[str, list[Binding]] = {}
+    for b in scan.policy.bindings:
+        if b.role is None or b.bootstrap:
+            continue
+        for s in b.subjects:
+            if s.kind == "ServiceAccount" and s.name == "default":
+                found.setdefault(s.namespace, []).append(b)
+    return found
+
+
 def _default_sa_holds(
-    scan: ScanInput, workload: KubeObject, sa: KubeObject | None, *, automount: bool
+    scan: ScanInput,
+    workload: KubeObject,
+    sa: KubeObject | None,
+    bindings: Mapping[str, list[Binding]],
+    *,
+    automount: bool,
 ) -> list[str]:
     """What a namespace's default ServiceAccount gives every pod that runs as it.
 
@@ -304,20 +325,13 @@ def _default_sa_holds(
     (:func:`~kustos.scan.checks.nearby.near`): an example elsewhere in the tree that binds
     ``default/default`` is not this workload's cluster.
     """
-    namespace = workload.namespace
     holds: list[str] = []
     if automount:
         roles = sorted(
             {
                 str(b.role)
-                for b in scan.policy.bindings
-                if b.role is not None
-                and not b.bootstrap
-                and (b.obj is None or near(b.obj, workload))
-                and any(
-                    s.kind == "ServiceAccount" and s.name == "default" and s.namespace == namespace
-                    for s in b.subjects
-                )
+                for b in bindings.get(workload.namespace, ())
+                if b.obj is None or near(b.obj, workload)
             }
         )
         if roles:
