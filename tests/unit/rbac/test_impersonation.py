@@ -30,7 +30,7 @@ rules:
 - {{apiGroups: [""], resources: [pods/exec], verbs: [create]}}
 - {{apiGroups: [""], resources: [serviceaccounts/token], verbs: [create]}}
 - {{apiGroups: [""], resources: [nodes/proxy], verbs: [get]}}
-- {{apiGroups: [{RBAC.split("/")[0]}], resources: [clusterroles], verbs: [bind]}}
+- {{apiGroups: [rbac.authorization.k8s.io], resources: [clusterroles], verbs: [bind]}}
 ---
 apiVersion: {RBAC}
 kind: RoleBinding
