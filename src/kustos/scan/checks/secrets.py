@@ -249,7 +249,7 @@ def _other_consumers(scan: ScanInput) -> set[tuple[str, str]]:
     return used
 
 
-def _consumers_visible(scan: ScanInput, secret: KubeObject) -> bool:
+def _consumers_visible(secret: KubeObject, workloads: Mapping[str, list[KubeObject]]) -> bool:
     """True when the input shows the workloads that would use *secret*.
 
     Live: its namespace has workloads. Files: a workload of its namespace sits in the
@@ -257,7 +257,7 @@ def _consumers_visible(scan: ScanInput, secret: KubeObject) -> bool:
     in a folder of its own (an example, a docs snippet) is not judged against workloads
     elsewhere that merely share its namespace.
     """
-    return any(within(secret, w) for w in scan.index.workloads(secret.namespace))
+    return any(within(secret, w) for w in workloads.get(secret.namespace, ()))
 
 
 def _strings(value: Any, out: set[str]) -> None:
@@ -309,6 +309,9 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
     """KST042-KST044: unused Secrets and how pull secrets are shared."""
     index = scan.index
     others = _other_consumers(scan)
+    workloads: dict[str, list[KubeObject]] = defaultdict(list)
+    for workload in index.workloads():
+        workloads[workload.namespace].append(workload)
     candidates = [
         secret
         for secret in index.of_kind("Secret")
@@ -316,7 +319,7 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
         and not secret.owner_refs
         and not secret.annotations.get("kubernetes.io/service-account.name")
         # Where we do not see the workloads that would use it, we cannot call it unused.
-        and _consumers_visible(scan, secret)
+        and _consumers_visible(secret, workloads)
         and not index.consumers_of(secret.namespace, secret.name)
         and (secret.namespace, secret.name) not in others
     ]
@@ -434,13 +437,15 @@ def _committed_kind(stype: str, key: str, value: Sensitive) -> str | None:
     hit = detect(key, text)
     if hit is not None:
         return hit.kind
+    if key in _CREDENTIAL_KEYS.get(stype, ()):
+        kind = f"{stype} {key}"
+    elif is_credential_name(key) and not is_setting_name(key):
+        kind = "credential-named key"
+    else:
+        return None
     if not text.strip() or _not_a_value(text) or _stand_in(key, text):
         return None
-    if key in _CREDENTIAL_KEYS.get(stype, ()):
-        return f"{stype} {key}"
-    if is_credential_name(key) and not is_setting_name(key):
-        return "credential-named key"
-    return None
+    return kind
 
 
 def _stand_in(key: str, text: str) -> bool:

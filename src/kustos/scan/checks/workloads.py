@@ -199,16 +199,18 @@ def check_env(scan: ScanInput) -> Iterator[Finding]:
 def _env_severity(scan: ScanInput, obj: KubeObject, ref: SecretReference) -> Severity | None:
     """What the env reference exposes: a credential (medium), unknown (low), or nothing."""
     key = ref.key or ""
+    if is_credential_name(key):
+        return ENV_SECRET.severity
     variable = _env_name(obj, ref.field)
-    if is_credential_name(key) or (variable and is_credential_name(variable)):
+    if variable and is_credential_name(variable):
         return ENV_SECRET.severity
+    if is_setting_name(key):
+        return None  # an identifier or a setting (username, port, region-id)
     value = _secret_value(scan, ref.namespace, ref.secret, key)
-    if value is not None and detect(key, value) is not None:
-        return ENV_SECRET.severity
-    if is_setting_name(key) or value is not None:
-        # A setting by its name, or a value in the input that is no credential.
-        return None
-    return Severity.LOW
+    if value is None:
+        return Severity.LOW  # cannot tell
+    # The value is in the input: the detector decides.
+    return ENV_SECRET.severity if detect(key, value) is not None else None
 
 
 def _env_name(obj: KubeObject, field: str) -> str:
