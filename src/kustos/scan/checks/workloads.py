@@ -117,7 +117,7 @@ HOSTPATH_TOKENS = Rule(
     id="KST026",
     family="workloads",
     severity=Severity.CRITICAL,
-    title="hostPath mount exposes kubelet or ServiceAccount credentials",
+    title="hostPath mount exposes node or cluster credentials",
     rationale=(
         "Mounting the kubelet's pod volumes or PKI, the control plane's PKI and "
         "kubeconfigs, etcd's data or the container runtime socket gives the container every "
