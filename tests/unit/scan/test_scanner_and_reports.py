@@ -248,7 +248,7 @@ def test_canary_never_printed(tmp_path: Path, fmt: str, capsys: pytest.CaptureFi
 apiVersion: v1
 kind: Secret
 metadata: {{name: s, namespace: team}}
-stringData: {{password: {CANARY}, tls.crt: x, tls.key: y}}
+stringData: {{password: {CANARY}, tls.crt: x, tls.key: y, blob: "ghp_{CANARY}{CANARY}abcd"}}
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -266,11 +266,20 @@ spec:
         env:
         - {{name: API_PASSWORD, value: "{CANARY}"}}
         - {{name: S, valueFrom: {{secretKeyRef: {{name: s, key: password}}}}}}
+        - {{name: X, valueFrom: {{secretKeyRef: {{name: s, key: blob}}}}}}
 """)
     code, out, err = run(["scan", str(tmp_path), "--format", fmt], capsys)
     assert code == 1
-    rules_found = {"KST060", "KST061", "KST062", "KST020", "KST041"}
+    rules_found = {"KST060", "KST061", "KST062", "KST020", "KST041", "KST050"}
     assert all(r in out for r in rules_found), out
+    # The key "blob" is judged by its value (a GitHub token): reported, value unseen.
+    quoted = {
+        "table": '"blob"',
+        "json": '\\"blob\\"',
+        "sarif": '\\"blob\\"',
+        "html": "&quot;blob&quot;",
+    }
+    assert f"key {quoted[fmt]}" in out
     for text in (out, err):
         assert CANARY not in text
         assert CANARY[:8] not in text
