@@ -301,10 +301,6 @@ def _get(body: Mapping[str, Any], *path: str) -> Any:
     return node
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def check_usage(scan: ScanInput) -> Iterator[Finding]:
     """KST042-KST044: unused Secrets and how pull secrets are shared."""
     index = scan.index
