@@ -62,6 +62,16 @@ def _config(path: Path | None, what: str) -> ConfigDocument | None:
     return ConfigDocument(str(path), text, docs[0])
 
 
+def report_console() -> Console:
+    """A console for reports on stdout: wrapped to a terminal, never wrapped otherwise.
+
+    Redirected to a file or a pipe, rich would fold every line at 80 columns and split
+    file paths mid-word; a line that runs long is easier to grep, copy and read.
+    """
+    console = Console()
+    return console if console.is_terminal else Console(soft_wrap=True)
+
+
 def _baseline_file(path: Path) -> StateFile[Baseline]:
     return StateFile(path, Baseline, what="baseline", mode=BASELINE_MODE)
 
@@ -126,10 +136,12 @@ def scan(
 def _write_report(result: ScanResult, output_format: ReportFormat, output: Path | None) -> None:
     if output_format is ReportFormat.TABLE:
         if output is None:
-            render_table(result, Console())
+            render_table(result, report_console())
         else:
             emit_with(
-                lambda fh: render_table(result, Console(file=fh, width=FILE_WIDTH, no_color=True)),
+                lambda fh: render_table(
+                    result, Console(file=fh, width=FILE_WIDTH, no_color=True, soft_wrap=True)
+                ),
                 output,
                 what="report",
             )

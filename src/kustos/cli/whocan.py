@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kustos.cli.inputs import Cluster, Context, Kubeconfig, load_index
 from kustos.cli.output import TableOrJson, print_json, report_skipped
+from kustos.cli.scan import report_console
 from kustos.errors import UsageError
 from kustos.kube.index import ObjectIndex
 from kustos.rbac.access import secret_matrix, who_can
@@ -122,7 +122,7 @@ def _matrix(
 
 
 def _print(report: TextReport) -> None:
-    console = Console()
+    console = report_console()
     for line in report.lines:
         console.print(line, highlight=False)
     if report.grid is not None:

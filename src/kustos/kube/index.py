@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 
 from kustos.errors import DocumentError
 from kustos.kube.objects import KubeObject, ObjectRef, api_group
-from kustos.kube.references import WORKLOAD_KINDS, SecretReference, secret_references
+from kustos.kube.references import (
+    CONSUMER_KINDS,
+    WORKLOAD_KINDS,
+    SecretReference,
+    secret_references,
+)
 
 #: Controllers whose pods (or ReplicaSets/Jobs) are managed copies of their own template.
 _CONTROLLER_KINDS = frozenset(
@@ -181,7 +186,7 @@ class ObjectIndex:
         # Keyed by object identity (id): duplicates of one ObjectRef keep their own refs.
         if self._refs is None:
             refs: dict[int, tuple[SecretReference, ...]] = {}
-            for kind in (*WORKLOAD_KINDS, "ServiceAccount"):
+            for kind in CONSUMER_KINDS:
                 for obj in self._by_kind.get(kind, ()):
                     found = secret_references(obj)
                     if found:

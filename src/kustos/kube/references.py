@@ -6,19 +6,38 @@ Covered: the pod template of Pod, PodTemplate, Deployment, ReplicaSet, StatefulS
 DaemonSet, Job, CronJob and ReplicationController, with its containers, init containers and
 ephemeral containers (``env[].valueFrom.secretKeyRef``, ``envFrom[].secretRef``), its
 volumes (``secret``, ``projected.sources[].secret``, ``csi.nodePublishSecretRef`` and the
-in-tree volume types that name a Secret) and ``imagePullSecrets``; and a ServiceAccount's
-``imagePullSecrets`` and ``secrets``. Every reference carries the field path it was found
-at, in the form ``spec.template.spec.containers[0].env[3]``.
+in-tree volume types that name a Secret) and ``imagePullSecrets``; a ServiceAccount's
+``imagePullSecrets`` and ``secrets``; and the consumers outside pods:
+
+- StorageClass ``parameters``: ``csi.storage.k8s.io/<op>-secret-name`` with its
+  ``-secret-namespace`` and the in-tree ``*secretName``/``*SecretName`` parameters with their
+  namespace parameter (templated names such as ``${pvc.name}`` are not references);
+- PersistentVolume ``spec.csi.*SecretRef`` and the in-tree sources' ``secretRef``;
+- Ingress ``spec.tls[].secretName``; Gateway API ``spec.listeners[].tls.certificateRefs``;
+- cert-manager Issuer, ClusterIssuer (Secrets in the cluster resource namespace,
+  ``cert-manager`` by default) and Certificate (``spec.secretName``, ``*SecretRef``);
+- external-secrets SecretStore and ClusterSecretStore auth references (``*SecretRef``,
+  ``secretRef``, ``caProvider`` of type Secret) and an ExternalSecret's target;
+- ServiceAccount token Secrets (``kubernetes.io/service-account-token`` naming their
+  ServiceAccount: the reference's consumer is that ServiceAccount, its field is in the
+  Secret);
+- webhook configurations, APIServices and CustomResourceDefinitions whose CA bundle is
+  injected from a Secret (``cert-manager.io/inject-ca-from-secret``; ``inject-ca-from``
+  names a Certificate, whose own ``secretName`` is the reference).
+
+Every reference carries the field path it was found at, in the form
+``spec.template.spec.containers[0].env[3]``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from kustos.kube.objects import KubeObject, ObjectRef
+from kustos.kube.objects import KubeObject, ObjectRef, api_group
 
 
 class Via(StrEnum):
@@ -33,6 +52,15 @@ class Via(StrEnum):
     IMAGE_PULL = "imagePullSecrets"
     SA_IMAGE_PULL = "serviceAccount.imagePullSecrets"
     SA_SECRET = "serviceAccount.secrets"  # noqa: S105 - a field name, not a password
+    SA_TOKEN = "serviceAccount.token"  # noqa: S105 - a token Secret naming its ServiceAccount
+    STORAGE_CLASS = "storageClass.parameters"
+    PERSISTENT_VOLUME = "persistentVolume"
+    INGRESS_TLS = "ingress.tls"
+    GATEWAY_TLS = "gateway.certificateRefs"
+    CERT_MANAGER = "cert-manager"
+    SECRET_STORE = "secretStore.auth"  # noqa: S105 - a field name, not a password
+    EXTERNAL_SECRET = "externalSecret.target"  # noqa: S105 - a field name, not a password
+    CA_INJECTION = "caBundle.injection"
 
 
 #: Where the pod spec sits inside each workload kind.
@@ -48,6 +76,24 @@ POD_SPEC_PATHS: Final[Mapping[str, tuple[str, ...]]] = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 WORKLOAD_KINDS: Final = frozenset(POD_SPEC_PATHS)
+CERT_MANAGER_GROUP: Final = "cert-manager.io"
+EXTERNAL_SECRETS_GROUP: Final = "external-secrets.io"
+GATEWAY_GROUP: Final = "gateway.networking.k8s.io"
+#: Where cert-manager reads a ClusterIssuer's Secrets unless told otherwise.
+CLUSTER_RESOURCE_NAMESPACE: Final = "cert-manager"
+SA_TOKEN_TYPE: Final = "kubernetes.io/service-account-token"  # noqa: S105 - a type name
+SA_NAME_ANNOTATION: Final = "kubernetes.io/service-account.name"
+INJECT_CA_FROM_SECRET: Final = "cert-manager.io/inject-ca-from-secret"  # noqa: S105
+_CA_INJECTED_KINDS: Final = frozenset(
+    {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService",
+     "CustomResourceDefinition"}
+)  # fmt: skip
+#: Every kind that may reference a Secret: the index asks only these.
+CONSUMER_KINDS: Final = frozenset(
+    {*WORKLOAD_KINDS, "ServiceAccount", "Secret", "StorageClass", "PersistentVolume",
+     "Ingress", "Gateway", "Issuer", "ClusterIssuer", "Certificate", "SecretStore",
+     "ClusterSecretStore", "ExternalSecret", *_CA_INJECTED_KINDS}
+)  # fmt: skip
 CONTAINER_LISTS: Final = ("initContainers", "containers", "ephemeralContainers")
 #: In-tree volume sources that carry a ``secretRef: {name}`` (names as in the core API).
 _STORAGE_SECRET_REF: Final = ("cephfs", "rbd", "flexVolume", "iscsi", "scaleIO", "storageos")
@@ -128,12 +174,180 @@ def service_account_name(spec: Mapping[str, Any]) -> str:
 
 def secret_references(obj: KubeObject) -> tuple[SecretReference, ...]:
     """Every Secret *obj* uses, in document order."""
+    if obj.kind not in CONSUMER_KINDS:
+        return ()
     if obj.kind == "ServiceAccount" and obj.api_version == "v1":
         return tuple(_service_account_refs(obj))
     view = pod_spec_of(obj)
-    if view is None:
-        return ()
-    return tuple(_pod_spec_refs(obj, view))
+    if view is not None:
+        return tuple(_pod_spec_refs(obj, view))
+    return tuple(_other_refs(obj))
+
+
+def _other_refs(obj: KubeObject) -> Iterator[SecretReference]:
+    """Consumers outside pods, by kind and API group."""
+    group, kind, body = api_group(obj.api_version), obj.kind, obj.body
+    if kind == "Secret" and group == "":
+        yield from _token_secret_refs(obj)
+    elif kind == "StorageClass" and group == "storage.k8s.io":
+        yield from _storage_class_refs(obj)
+    elif kind == "PersistentVolume" and group == "":
+        yield from _persistent_volume_refs(obj)
+    elif kind == "Ingress":
+        for i, tls in items(_get(body, "spec", "tls")):
+            name = _str(tls.get("secretName"))
+            if name:
+                yield _ref(obj, obj.namespace, name, Via.INGRESS_TLS, f"spec.tls[{i}].secretName")
+    elif kind == "Gateway" and group == GATEWAY_GROUP:
+        yield from _gateway_refs(obj)
+    elif group == CERT_MANAGER_GROUP and kind in ("Issuer", "ClusterIssuer", "Certificate"):
+        ns = CLUSTER_RESOURCE_NAMESPACE if kind == "ClusterIssuer" else obj.namespace
+        yield from _walk_refs(obj, _get(body, "spec"), "spec", ns, Via.CERT_MANAGER)
+    elif group == EXTERNAL_SECRETS_GROUP and kind in ("SecretStore", "ClusterSecretStore"):
+        ns = "" if kind == "ClusterSecretStore" else obj.namespace
+        yield from _walk_refs(obj, _get(body, "spec"), "spec", ns, Via.SECRET_STORE)
+    elif group == EXTERNAL_SECRETS_GROUP and kind == "ExternalSecret":
+        target = _get(body, "spec", "target")
+        name = _str(target.get("name")) if isinstance(target, Mapping) else ""
+        if name:
+            yield _ref(obj, obj.namespace, name, Via.EXTERNAL_SECRET, "spec.target.name")
+    if kind in _CA_INJECTED_KINDS:
+        source = _str(obj.annotations.get(INJECT_CA_FROM_SECRET))
+        ns, _, name = source.partition("/")
+        if ns and name:
+            yield _ref(
+                obj, ns, name, Via.CA_INJECTION, f'metadata.annotations["{INJECT_CA_FROM_SECRET}"]'
+            )
+
+
+def _ref(obj: KubeObject, ns: str, name: str, via: Via, field: str) -> SecretReference:
+    return SecretReference(obj.ref, ns, name, via, field)
+
+
+def _token_secret_refs(obj: KubeObject) -> Iterator[SecretReference]:
+    """A ServiceAccount token Secret: used by (and for) the ServiceAccount it names."""
+    if _str(obj.body.get("type")) != SA_TOKEN_TYPE:
+        return
+    account = _str(obj.annotations.get(SA_NAME_ANNOTATION))
+    if account:
+        consumer = ObjectRef("", "ServiceAccount", obj.namespace, account)
+        yield SecretReference(
+            consumer,
+            obj.namespace,
+            obj.name,
+            Via.SA_TOKEN,
+            f'metadata.annotations["{SA_NAME_ANNOTATION}"]',
+        )
+
+
+_CSI_PARAMETER: Final = re.compile(r"^csi\.storage\.k8s\.io/(?P<op>[a-z-]+)-secret-name$")
+_IN_TREE_PARAMETER: Final = re.compile(r"^(?P<prefix>.*)(?P<s>[sS])ecretName$")
+
+
+def _storage_class_refs(obj: KubeObject) -> Iterator[SecretReference]:
+    params = obj.body.get("parameters")
+    if not isinstance(params, Mapping):
+        return
+    for key, value in params.items():
+        name = _str(value)
+        if not isinstance(key, str) or not name or "${" in name:
+            continue
+        csi = _CSI_PARAMETER.match(key)
+        in_tree = _IN_TREE_PARAMETER.match(key)
+        if csi:
+            ns_key = f"csi.storage.k8s.io/{csi.group('op')}-secret-namespace"
+        elif in_tree:
+            ns_key = f"{in_tree.group('prefix')}{in_tree.group('s')}ecretNamespace"
+        else:
+            continue
+        ns = _str(params.get(ns_key))
+        if ns and "${" not in ns:
+            yield _ref(obj, ns, name, Via.STORAGE_CLASS, f'parameters["{key}"]')
+
+
+def _persistent_volume_refs(obj: KubeObject) -> Iterator[SecretReference]:
+    spec = obj.body.get("spec")
+    if not isinstance(spec, Mapping):
+        return
+    csi = spec.get("csi")
+    if isinstance(csi, Mapping):
+        for key, value in csi.items():
+            if isinstance(key, str) and key.endswith("SecretRef") and isinstance(value, Mapping):
+                name, ns = _str(value.get("name")), _str(value.get("namespace"))
+                if name and ns:
+                    yield _ref(obj, ns, name, Via.PERSISTENT_VOLUME, f"spec.csi.{key}")
+    for plugin in _STORAGE_SECRET_REF:
+        source = spec.get(plugin)
+        secret_ref = source.get("secretRef") if isinstance(source, Mapping) else None
+        if isinstance(secret_ref, Mapping) and _str(secret_ref.get("name")):
+            ns = _str(secret_ref.get("namespace")) or "default"
+            yield _ref(
+                obj, ns, _str(secret_ref.get("name")), Via.PERSISTENT_VOLUME,
+                f"spec.{plugin}.secretRef",
+            )  # fmt: skip
+    azure = spec.get("azureFile")
+    if isinstance(azure, Mapping) and _str(azure.get("secretName")):
+        ns = _str(azure.get("secretNamespace")) or "default"
+        yield _ref(
+            obj, ns, _str(azure.get("secretName")), Via.PERSISTENT_VOLUME,
+            "spec.azureFile.secretName",
+        )  # fmt: skip
+
+
+def _gateway_refs(obj: KubeObject) -> Iterator[SecretReference]:
+    for li, listener in items(_get(obj.body, "spec", "listeners")):
+        tls = listener.get("tls")
+        refs = tls.get("certificateRefs") if isinstance(tls, Mapping) else None
+        for ci, cert in items(refs):
+            if _str(cert.get("kind")) not in ("", "Secret") or _str(cert.get("group")):
+                continue
+            name = _str(cert.get("name"))
+            if name:
+                ns = _str(cert.get("namespace")) or obj.namespace
+                field = f"spec.listeners[{li}].tls.certificateRefs[{ci}]"
+                yield _ref(obj, ns, name, Via.GATEWAY_TLS, field)
+
+
+def _walk_refs(
+    obj: KubeObject, node: Any, path: str, ns: str, via: Via, *, in_ref: bool = False
+) -> Iterator[SecretReference]:
+    """Secret selectors anywhere under a custom resource's spec (cert-manager, external-secrets).
+
+    A selector is a mapping with a ``name`` under a key ending in ``SecretRef``/``secretRef``
+    (or ``credentialsRef``), or any child of such a key (external-secrets groups
+    ``accessKeyIDSecretRef`` and friends under ``secretRef``); ``secretName`` strings and a
+    ``caProvider`` of type Secret count too. A selector's own ``namespace`` wins over *ns*;
+    a reference with no namespace at all (a ClusterSecretStore's without one) is dropped.
+    """
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                continue
+            here = f"{path}.{key}"
+            selector = in_ref or key.lower().endswith("secretref") or key == "credentialsRef"
+            if key == "secretName" and _str(value) and ns:
+                yield _ref(obj, ns, _str(value), via, here)
+            elif isinstance(value, Mapping) and (
+                selector or (key == "caProvider" and _str(value.get("type")) == "Secret")
+            ):
+                name = _str(value.get("name"))
+                target_ns = _str(value.get("namespace")) or ns
+                if name and target_ns:
+                    yield _ref(obj, target_ns, name, via, here)
+                elif not name:
+                    yield from _walk_refs(obj, value, here, ns, via, in_ref=selector)
+            elif isinstance(value, Mapping | list):
+                yield from _walk_refs(obj, value, here, ns, via)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _walk_refs(obj, item, f"{path}[{i}]", ns, via)
+
+
+def _get(body: Mapping[str, Any], *path: str) -> Any:
+    node: Any = body
+    for step in path:
+        node = node.get(step) if isinstance(node, Mapping) else None
+    return node
 
 
 def _service_account_refs(obj: KubeObject) -> Iterator[SecretReference]:

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from kustos.kube.index import ObjectIndex
+from kustos.kube.references import WORKLOAD_KINDS
 from kustos.rbac.matching import (
     Request,
     group_matches,
     name_matches,
+    rule_allows,
     verb_matches,
 )
 from kustos.rbac.model import RBAC_GROUP, Binding, Policy, PolicyRule, Role, Subject
@@ -345,7 +347,7 @@ def secret_matrix(
         readers = dict.fromkeys(g.subject for g in grants if g.subject not in known)
         pairs += becoming.paths(readers, generic=False)
         named_sa_namespaces.update(r.namespace for r in readers if r.kind == "ServiceAccount")
-        if index.consumers_of(namespace, secret.name):
+        if _used_by_pods(index, namespace, secret.name):
             used.add(secret.name)
         extra[secret.name] = _merge(pairs)
     become_any = {
@@ -384,9 +386,98 @@ def is_platform_subject(subject: Subject) -> bool:
     )
 
 
+def _used_by_pods(index: ObjectIndex, namespace: str, name: str) -> bool:
+    """Some pod template uses the Secret (an Ingress or a StorageClass naming it is no pod)."""
+    return any(r.consumer.kind in WORKLOAD_KINDS for r in index.consumers_of(namespace, name))
+
+
 def _has_consumers(index: ObjectIndex | None, namespace: str, name: str) -> bool:
     if index is None:
         return True  # unknown workloads: assume some pod uses it
     if name:
-        return bool(index.consumers_of(namespace, name))
-    return any(r.namespace == namespace for r in index.secret_references())
+        return _used_by_pods(index, namespace, name)
+    return any(
+        r.namespace == namespace and r.consumer.kind in WORKLOAD_KINDS
+        for r in index.secret_references()
+    )
+
+
+# ---------------------------------------------------------------------------- impersonation
+
+
+def subject_of_username(username: str) -> Subject:
+    """The subject an impersonated user name stands for (``system:serviceaccount:ns:n``)."""
+    parts = username.split(":")
+    if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"] and all(parts[2:]):
+        return Subject("ServiceAccount", parts[3], parts[2])
+    return Subject("User", username)
+
+
+def _groups_of(subject: Subject) -> frozenset[str]:
+    """The groups the API server puts a subject in by itself."""
+    if subject.kind == "ServiceAccount":
+        return frozenset(
+            {"system:serviceaccounts", f"system:serviceaccounts:{subject.namespace}",
+             "system:authenticated"}
+        )  # fmt: skip
+    if subject.kind == "User":
+        return frozenset({"system:authenticated"})
+    return frozenset()
+
+
+def _bound(binding: Binding, subject: Subject) -> bool:
+    groups = _groups_of(subject)
+    return any(s == subject or (s.kind == "Group" and s.name in groups) for s in binding.subjects)
+
+
+def secret_access_of(policy: Policy, subject: Subject) -> list[str]:
+    """What *subject* can do that reveals Secret values, in words; ``[]`` for nothing.
+
+    The question an impersonation rule restricted to named subjects raises: being able to
+    act as them is exactly as dangerous as what they can do. Counted: reading Secrets
+    (get/list/watch), creating pods or pod-template workloads, exec/attach, minting
+    ServiceAccount tokens, bind/escalate on roles and ``nodes/proxy``; members of
+    ``system:masters`` can do everything. Bootstrap bindings count too: a user bound to
+    the built-in ``system:`` roles really holds them.
+    """
+    if subject == SUPERUSER_GROUP:
+        return ["everything (system:masters bypasses authorization)"]
+    found: dict[str, None] = {}
+    for binding in policy.bindings:
+        if binding.role is None or not _bound(binding, subject):
+            continue
+        ns = "" if binding.cluster_wide else binding.namespace
+        where = "in every namespace" if binding.cluster_wide else f"in namespace {ns}"
+        scope = ns or "x"
+        for rule in binding.role.rules:
+            reads = [
+                v for v in sorted(READ_VERBS)
+                if rule_allows(rule, Request(v, "", "secrets", namespace=scope))
+                or rule_allows(rule, Request(v, "", "secrets", namespace=scope, name=_ANY))
+            ]  # fmt: skip
+            if reads:
+                found[f"{'/'.join(reads)} Secrets {where}"] = None
+            for group, resource, verbs in POD_CREATORS:
+                if any(rule_allows(rule, Request(v, group, resource, namespace=scope))
+                       for v in verbs):  # fmt: skip
+                    found[f"create or change {resource} {where}"] = None
+            for sub in ("exec", "attach"):
+                if any(
+                    rule_allows(rule, Request(v, "", "pods", sub, scope, _ANY))
+                    for v in ("create", "get")
+                ):
+                    found[f"{sub} into pods {where}"] = None
+            if rule_allows(rule, Request("create", "", "serviceaccounts", "token", scope, _ANY)):
+                found[f"create ServiceAccount tokens {where}"] = None
+            for verb in ("bind", "escalate"):
+                if any(
+                    rule_allows(rule, Request(verb, RBAC_GROUP, r, namespace=scope, name=_ANY))
+                    for r in ("roles", "clusterroles")
+                ):
+                    found[f"{verb} roles {where}"] = None
+            if binding.cluster_wide and any(
+                rule_allows(rule, Request(v, "", "nodes", "proxy", name=_ANY))
+                for v in ("get", "create")
+            ):
+                found["use the kubelet API (nodes/proxy)"] = None
+    return list(found)

@@ -13,11 +13,12 @@ every report unless ``all_subjects`` is set.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from kustos.rbac.access import Matrix, SubjectPaths, is_platform_subject
+from kustos.rbac.access import Matrix, Path, SubjectPaths, is_platform_subject
 from kustos.rbac.matching import Request
 
 
@@ -93,17 +94,61 @@ def request_doc(
 def request_text(
     request: Request, subjects: Sequence[SubjectPaths], *, all_subjects: bool
 ) -> TextReport:
-    """The answer to one question for a terminal: each subject, then one line per path."""
+    """The answer to one question for a terminal: each subject, then one line per binding
+    and rule, its verbs and resources grouped (``create, patch, update deployments,
+    statefulsets (mounts any Secret)``), not one line per verb and resource."""
     lines = [f"[bold]Who can {request}[/]"]
     for sp in shown(subjects, all_subjects=all_subjects):
         lines.append(f"[bold]{sp.subject}[/]")
-        for p in sp.paths:
-            colour = "red" if p.type == "direct" else "yellow"
-            line = f"  [{colour}]{p.type}[/] {p.via}"
-            if p.binding:
-                line += f" [dim]({p.binding} → {p.role}: {p.rule})[/]"
-            lines.append(line)
+        for (kind, binding, role, rule), vias in _by_rule(sp.paths).items():
+            colour = "red" if kind == "direct" else "yellow"
+            for via in group_vias(vias):
+                line = f"  [{colour}]{kind}[/] {via}"
+                if binding:
+                    line += f" [dim]({binding} → {role}: {rule})[/]"
+                lines.append(line)
     return TextReport(tuple(lines))
+
+
+def _by_rule(paths: Sequence[Path]) -> dict[tuple[str, str, str, str], list[str]]:
+    grouped: dict[tuple[str, str, str, str], list[str]] = {}
+    for p in paths:
+        grouped.setdefault((p.type, p.binding, p.role, p.rule), []).append(p.via)
+    return grouped
+
+
+#: ``VERB RESOURCE[/SUB] [why]``: the paths that differ only by verb and resource.
+_VERB_RESOURCE: Final = re.compile(r"^(?P<verb>[a-z]+) (?P<res>[a-z]+s(?:/[a-z]+)?)(?P<why> .*)?$")
+
+
+def group_vias(vias: Sequence[str]) -> list[str]:
+    """Merge ``create pods (why)``, ``update deployments (why)``... into one line per reason
+    and verb set: ``create pods (why)``, ``create, patch, update deployments (why)``."""
+    out: dict[str, None] = {}
+    reasons: dict[str, dict[str, list[str]]] = {}
+    for via in vias:
+        match = _VERB_RESOURCE.match(via)
+        if match is None:
+            out[via] = None
+            continue
+        verbs = reasons.setdefault(match["why"] or "", {}).setdefault(match["res"], [])
+        if match["verb"] not in verbs:
+            verbs.append(match["verb"])
+        out[f"\x00{match['why'] or ''}"] = None  # keeps the reason's place in the order
+    lines: list[str] = []
+    for key in out:
+        if not key.startswith("\x00"):
+            lines.append(key)
+            continue
+        why = key[1:]
+        by_verbs: dict[tuple[str, ...], list[str]] = {}
+        for resource, verbs in reasons[why].items():
+            by_verbs.setdefault(tuple(sorted(verbs)), []).append(resource)
+        lines.extend(
+            f"{', '.join(verbs)} {', '.join(resources)}{why}"
+            for verbs, resources in by_verbs.items()
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------- the matrix

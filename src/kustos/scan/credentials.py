@@ -28,9 +28,13 @@ The rules, strongest first (the first that fires wins):
    ``token_path``, ``keyFile``, ``PASSWORD_FILE``, ``MAX_TOKENS`` and a bare ``key`` are
    references or settings, not secrets.
 
-   - password class: any literal single-word value of 3+ characters that survives the
-     filters below is a plaintext password (``kind="plaintext-password"``); weak values
-     such as ``admin`` are reported, being worse, not better.
+   - password class: any literal single-word value of 3+ characters is a plaintext
+     password (``kind="plaintext-password"``) whatever its entropy: ``1234`` and
+     ``password`` included. Only templates, paths, URLs, booleans, ``namespace/name``
+     references, the key's own name and placeholders are not. Weak values (common,
+     short, low-entropy: :func:`is_weak`) are marked ``weak`` so reports rank them higher.
+   - a ``secret key`` (``MINIO_SECRET_KEY``, ``secretKey``) is a password by another name:
+     a literal word of 6+ characters with letters and digits is ``plaintext-secret-key``.
    - other keyword classes: the value must be high-entropy (``keyword-high-entropy``):
      hex (12+ chars) above 3.0 bits/char; base64-charset (12+ chars) above 4.5 bits/char,
      or, for values too short to ever reach 4.5, above 85% of the maximum ``log2(len)``;
@@ -82,6 +86,8 @@ class CredentialHit:
     what: str
     #: Why it fired, in words: ``"matches the AWS access key id pattern"``.
     reason: str
+    #: A guessable value (short, common, low entropy): worse, so reports rank it higher.
+    weak: bool = False
 
 
 # --------------------------------------------------------------------------- provider patterns
@@ -254,6 +260,14 @@ _PLACEHOLDER_MARKERS: Final = (
     "test",
     "xxx",
 )
+#: Passwords every dictionary attack tries first (normalised: lowercase, alphanumerics).
+_COMMON_PASSWORDS: Final = frozenset(
+    {"password", "passw0rd", "admin", "root", "secret", "letmein", "qwerty", "welcome",
+     "123456", "12345678", "1234", "12345", "default", "guest", "minio123", "minioadmin",
+     "postgres", "mysql", "pass", "toor", "abc123", "admin123"}
+)  # fmt: skip
+#: A single literal word: what a hand-written secret key looks like (minio123).
+_WORD_SECRET: Final = re.compile(r"(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9._@!#%^&*+-]{6,}")
 _HEX: Final = re.compile(r"^[0-9a-fA-F-]+$")
 _BASE64_CHARSET: Final = re.compile(r"^[A-Za-z0-9+/=_-]+$")
 _ASSIGNMENT: Final = re.compile(
@@ -303,6 +317,38 @@ def key_class(key: str) -> str | None:
     if last == "key" and len(words) > 1 and words[-2] in _KEY_QUALIFIERS:
         return "secret"
     return None
+
+
+#: Last words of key names that hold identifiers or settings, never a credential.
+_NOT_CREDENTIAL_WORDS: Final = frozenset(
+    {"username", "user", "login", "name", "id", "ids", "port", "host", "hostname", "region",
+     "zone", "url", "uri", "endpoint", "arn", "path", "file", "dir", "group", "type",
+     "namespace", "database", "db", "email", "fsid", "subscriptionid", "tenantid",
+     "clientid", "resourcegroup", "vmtype", "deployment", "location", "project", "account",
+     "bucket", "domain", "address", "addr", "version", "mode", "level", "timeout", "issuer",
+     "audience", "scope", "scopes", "cluster", "server", "servers"}
+)  # fmt: skip
+
+
+def is_credential_name(key: str) -> bool:
+    """Tell whether a key's name says it holds a credential (``password``, ``api-key``...)."""
+    if key_class(key) is not None:
+        return True
+    normal = _normal(key)
+    return any(word in normal for word in ("passw", "passwd", "apikey", "privatekey"))
+
+
+def is_setting_name(key: str) -> bool:
+    """Tell whether a key's name says it holds an identifier or a setting, not a credential.
+
+    ``username``, ``port``, ``region-id``, ``SubscriptionID``, ``api-url``: reading them from
+    an environment variable exposes nothing that needs protecting.
+    """
+    if is_credential_name(key):
+        return False
+    words = [w.lower() for w in _KEY_WORDS.findall(key)]
+    return bool(words) and (words[-1] in _NOT_CREDENTIAL_WORDS or _normal(key) in
+                            _NOT_CREDENTIAL_WORDS)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- internals
@@ -411,18 +457,62 @@ def _jwt_header(token: str) -> bool:
 
 def _keyword_hit(key: str, value: str, *, embedded: bool) -> CredentialHit | None:
     cls = key_class(key)
-    if cls is None or _filtered(value) or _placeholder(value) or _same_as_key(key, value):
+    if cls is None or _placeholder(value):
         return None
     setting = f'embedded setting "{key}"' if embedded else "keyword-named key"
-    if _high_entropy(value):
+    filtered = _filtered(value) or _same_as_key(key, value)
+    if not filtered and _high_entropy(value):
         return CredentialHit(
             "keyword-high-entropy", f"a {cls}", f"{setting} with a high-entropy value"
         )
-    if cls == "password" and not embedded and len(value) >= 3 and _has_letter(value):
+    if not embedded and cls == "password" and _literal_password(key, value):
+        # A value named as a password is one whatever its entropy: "1234" and "password"
+        # are passwords too, and the worst kind.
         return CredentialHit(
-            "plaintext-password", "a plaintext password", "password-named key with a literal value"
+            "plaintext-password",
+            "a plaintext password",
+            "password-named key with a literal value",
+            weak=is_weak(value),
+        )
+    if filtered:
+        return None
+    if not embedded and _secret_key_name(key) and _WORD_SECRET.fullmatch(value):
+        # MINIO_SECRET_KEY=minio123: a secret key is a password by another name.
+        return CredentialHit(
+            "plaintext-secret-key",
+            "a plaintext secret key",
+            "secret-key-named key with a literal value",
+            weak=is_weak(value),
         )
     return None
+
+
+def _literal_password(key: str, value: str) -> bool:
+    """A literal password: not a template, path, URL, flag or reference, nor the key's name."""
+    text = value.strip()
+    if not text or any(ch.isspace() for ch in text) or text.lower() in _BOOL_NULL:
+        return False
+    if _TEMPLATE.search(text) or _PATH.match(text) or _URL.match(text):
+        return False
+    if _NAMESPACED_NAME.match(text) or _normal(text) == _normal(key):
+        return False
+    return len(text) >= 3 and not re.fullmatch(r"\d+(?:\.\d+)?[a-zA-Z%]{1,2}", text)
+
+
+def _secret_key_name(key: str) -> bool:
+    words = [w.lower() for w in _KEY_WORDS.findall(key)]
+    return words[-2:] == ["secret", "key"] or (bool(words) and words[-1] == "secretkey")
+
+
+def is_weak(value: str) -> bool:
+    """Tell whether a credential value is guessable: common, short or low in entropy."""
+    text = value.strip()
+    return (
+        _normal(text) in _COMMON_PASSWORDS
+        or len(text) < 8
+        or text.isdigit()
+        or shannon_entropy(text) < 3.0
+    )
 
 
 def _filtered(value: str) -> bool:
@@ -438,6 +528,11 @@ def _filtered(value: str) -> bool:
         or _NUMBER.match(text) is not None
         or _NAMESPACED_NAME.match(text) is not None
     )
+
+
+def is_placeholder(value: str) -> bool:
+    """Tell whether a value is a stand-in (``changeme``, ``<token>``, ``xxxx``), not a secret."""
+    return _placeholder(value)
 
 
 def _placeholder(value: str) -> bool:

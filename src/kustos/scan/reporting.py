@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from collections import Counter
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import orjson
 from rich.console import Console
@@ -89,12 +91,25 @@ def to_json(result: ScanResult) -> str:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
-def _uri(file: str, root: Path) -> str:
-    path = Path(file)
+#: The SARIF base id of the scanned repository's root; GitHub resolves it to the checkout.
+SRCROOT: Final = "%SRCROOT%"
+
+
+def _artifact(file: str, root: Path) -> dict[str, str]:
+    """A SARIF artifactLocation: relative to ``%SRCROOT%`` when under *root*, else absolute."""
+    path = Path(file).resolve()
     try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
+        relative = path.relative_to(root.resolve()).as_posix()
     except ValueError:
-        return path.as_posix()
+        return {"uri": path.as_uri()}
+    return {"uri": quote(relative), "uriBaseId": SRCROOT}
+
+
+def pascal_case(title: str) -> str:
+    """A rule title as a SARIF rule name: ``Secrets readable in every namespace`` →
+    ``SecretsReadableInEveryNamespace`` (letters and digits only)."""
+    words = re.findall(r"[A-Za-z0-9]+", title)
+    return "".join(word[:1].upper() + word[1:] for word in words)
 
 
 def to_sarif(result: ScanResult, *, root: Path | None = None) -> str:
@@ -108,7 +123,7 @@ def to_sarif(result: ScanResult, *, root: Path | None = None) -> str:
         refs = "\n".join(f"- {x}" for x in r.references)
         rules.append({
             "id": r.id,
-            "name": r.title.replace(" ", ""),
+            "name": pascal_case(r.title),
             "shortDescription": {"text": r.title},
             "fullDescription": {"text": r.rationale},
             "help": {
@@ -118,28 +133,28 @@ def to_sarif(result: ScanResult, *, root: Path | None = None) -> str:
             "defaultConfiguration": {"level": _SARIF_LEVEL[r.severity]},
             "properties": {
                 "security-severity": SECURITY_SEVERITY[r.severity],
-                "tags": ["security", "kubernetes", "secrets", r.family],
+                "tags": list(dict.fromkeys(("security", "kubernetes", "secrets", r.family))),
                 "precision": "high",
             },
         })  # fmt: skip
     results = []
     for f in result.findings:
-        physical: dict[str, Any] = {
-            "artifactLocation": {"uri": _uri(f.location.file, root) if f.location else "cluster"},
-        }
+        location: dict[str, Any] = {}
         if f.location is not None:
-            physical["region"] = {"startLine": f.location.line}
-        logical = (
-            [{"fullyQualifiedName": f"{f.resource}{'.' + f.field if f.field else ''}"}]
-            if f.resource
-            else []
-        )
+            location["physicalLocation"] = {
+                "artifactLocation": _artifact(f.location.file, root),
+                "region": {"startLine": f.location.line},
+            }
+        if f.resource is not None:
+            location["logicalLocations"] = [
+                {"fullyQualifiedName": f"{f.resource}{'.' + f.field if f.field else ''}"}
+            ]
         results.append({
             "ruleId": f.rule_id,
             "ruleIndex": index[f.rule_id],
             "level": _SARIF_LEVEL[f.severity],
             "message": {"text": f.message},
-            "locations": [{"physicalLocation": physical, "logicalLocations": logical}],
+            "locations": [location] if location else [],
             "partialFingerprints": {
                 "primaryLocationLineHash": hashlib.sha256(f.fingerprint.encode()).hexdigest()[:32],
             },
@@ -150,6 +165,7 @@ def to_sarif(result: ScanResult, *, root: Path | None = None) -> str:
         "runs": [{
             "tool": {"driver": {"name": "kustos", "version": __version__,
                                 "informationUri": INFO_URI, "rules": rules}},
+            "originalUriBaseIds": {SRCROOT: {"uri": root.resolve().as_uri() + "/"}},
             "automationDetails": {"id": "kustos/scan"},
             "results": results,
         }],
@@ -179,9 +195,7 @@ def render_table(result: ScanResult, console: Console) -> None:
             if obj != last:
                 console.print(f"[bold]{obj}[/]", highlight=False)
                 last = obj
-            console.print(
-                f"  [{style}]{f.rule_id}[/] {_rule(f).title}", highlight=False, soft_wrap=False
-            )
+            console.print(f"  [{style}]{f.rule_id}[/] {_rule(f).title}", highlight=False)
             console.print(f"    {f.message}", highlight=False)
             where = f"{f.location.file}:{f.location.line}" if f.location else ""
             if f.field:

@@ -4,7 +4,8 @@ Aspects: ``-n`` is dropped for cluster-scoped resources and kept for namespaced 
 ``resource.group`` and ``resource/sub`` are read; control-plane identities are hidden from
 both reports unless ``all_subjects``; the single-request JSON echoes the question as typed
 and lists every path with its binding, role and rule; the text report colours direct and
-indirect paths and names the binding and role; the matrix JSON and text factor out what
+indirect paths and names the binding and role, one line per binding and rule with its
+verbs and resources grouped; the matrix JSON and text factor out what
 every Secret shares and list per Secret only what it adds, direct and indirect apart.
 """
 
@@ -155,3 +156,40 @@ def test_matrix_text_counts_and_grids(index: ObjectIndex) -> None:
     assert report.grid is not None
     assert report.grid.columns == ("Secret", "Direct", "Indirect")
     assert report.grid.rows == (("db", "User bob", "-"), ("tls", "-", "-"))
+
+
+WORKLOADS = f"""\
+apiVersion: {RBAC}
+kind: Role
+metadata: {{name: ci, namespace: team}}
+rules:
+- apiGroups: [apps]
+  resources: [deployments, statefulsets, daemonsets, replicasets]
+  verbs: [create, update, patch]
+- {{apiGroups: [""], resources: [pods], verbs: [create]}}
+---
+apiVersion: {RBAC}
+kind: RoleBinding
+metadata: {{name: ci, namespace: team}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: ci}}
+subjects: [{{kind: User, name: dave}}]
+"""
+
+
+def test_one_line_per_binding_and_rule_with_verbs_and_resources_grouped() -> None:
+    index = index_of(WORKLOADS)
+    request = request_of("get", "secrets", name="db", namespace="team")
+    subjects = who_can(build_policy(index), request, index=index)
+    lines = request_text(request, subjects, all_subjects=False).lines
+    dave = list(lines[lines.index("[bold]User dave[/]") + 1 :])
+    # Was 13 lines: one per verb and resource.
+    pods = (
+        "  [yellow]indirect[/] create pods (mounts any Secret) [dim](RoleBinding team/ci → "
+        'Role team/ci: create pods [""])[/]'
+    )
+    controllers = (
+        "  [yellow]indirect[/] create, patch, update deployments, replicasets, statefulsets, "
+        "daemonsets (mounts any Secret) [dim](RoleBinding team/ci → Role team/ci: "
+        'create,patch,update daemonsets,deployments,replicasets,statefulsets ["apps"])[/]'
+    )
+    assert dave == [pods, controllers]

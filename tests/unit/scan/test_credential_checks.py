@@ -176,7 +176,7 @@ def test_env_literals_in_every_container_list() -> None:
     ]
     assert findings[0].message == (
         'Env var "MYSQL_ROOT_PASSWORD" of container "migrate" holds what looks like a '
-        "plaintext password (password-named key with a literal value)"
+        "plaintext password (password-named key with a literal value, and a guessable one)"
     )
     assert [dict(f.details)["detector"] for f in findings] == [
         "plaintext-password",
@@ -184,6 +184,8 @@ def test_env_literals_in_every_container_list() -> None:
         "github-token",
         "plaintext-password",
     ]
+    # A guessable password is worse than a strong token: ranked higher, not lower.
+    assert [f.severity.label for f in findings] == ["critical", "high", "high", "critical"]
 
 
 def test_env_literal_in_cronjob_and_pod() -> None:

@@ -4,6 +4,10 @@ Aspects: every finding on the corpus is one a platform engineer agreed with (eac
 plaintext password written into an env literal: grafana's default ``admin``, MySQL and
 Galera root/user/SST passwords in example Deployments, Pods and ReplicationControllers),
 and nothing else is reported: no ConfigMap or annotation in the corpus holds a credential.
+Added by the second review (issue #12, misses): a value named as a password is one
+whatever its entropy (``MYSQL_PASSWORD=1234`` in phabricator, ``MYSQL_DB_PASSWORD=password``
+in istio bookinfo) and a secret key is a password by another name
+(``MINIO_SECRET_KEY=minio123``); all of them guessable, so critical.
 
 Notable candidates reviewed and rejected (a regression here means noise came back):
 
@@ -11,10 +15,8 @@ Notable candidates reviewed and rejected (a regression here means noise came bac
   "please change this" placeholder.
 - ``ACCESS_KEY=8312341g-5678-abcd-4a2b2c-33bcsd655`` (sysdig): a doctored placeholder
   ("replace with your access key" beside it); its entropy is far below the threshold.
-- ``MINIO_ACCESS_KEY=minio`` / ``MINIO_SECRET_KEY=minio123``: secret-class keys need a
-  high-entropy value; only password-named keys report plain words.
-- ``MYSQL_PASSWORD=1234`` (phabricator): numbers are never reported.
-- ``MYSQL_DB_PASSWORD=password`` (istio bookinfo), ``HF_TOKEN=HF_TOKEN``, ``<your-token>``,
+- ``MINIO_ACCESS_KEY=minio``: an access key id is an identifier, not the secret half.
+- ``HF_TOKEN=HF_TOKEN``, ``<your-token>``,
   ``yourpassword``, ``changeme``, ``INSERT_ETCD_DISCOVERY_TOKEN``, ``nvapi-NVKEY``:
   placeholders or names standing where a value should go.
 - ``cert-manager.io/inject-ca-from-secret: cert-manager/cert-manager-webhook-ca``: a
@@ -81,6 +83,24 @@ EXPECTED: frozenset[tuple[str, str, str]] = frozenset(
             "kubernetes-examples/_archived/javaee/mysql-pod.yaml",
             "KST061",
             "spec.containers[0].env[3]",
+        ),
+        # The misses of issue #12: numbers, "password" and minio123 are passwords too.
+        (
+            "kubernetes-examples/_archived/phabricator/phabricator-controller.json",
+            "KST061",
+            f"{_CONTAINER0}.env[2]",
+        ),
+        *(
+            (f"istio/samples/bookinfo/platform/kube/{name}", "KST061", f"{_CONTAINER0}.env[4]")
+            for name in ("bookinfo-ratings-v2-mysql-vm.yaml", "bookinfo-ratings-v2-mysql.yaml")
+        ),
+        *(
+            (
+                f"kubernetes-examples/_archived/storage/minio/{name}",
+                "KST061",
+                f"{_CONTAINER0}.env[1]",
+            )
+            for name in ("minio-distributed-statefulset.yaml", "minio-standalone-deployment.yaml")
         ),
         # WSREP_SST_PASSWORD, MYSQL_PASSWORD and MYSQL_ROOT_PASSWORD on every Galera node.
         *(

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from kustos.scan.credentials import CredentialHit, detect, key_class, shannon_entropy
+from kustos.scan.credentials import (
+    CredentialHit,
+    detect,
+    is_credential_name,
+    is_setting_name,
+    is_weak,
+    key_class,
+    shannon_entropy,
+)
 
 # Real-shaped but random values (generated for these tests, never issued by anyone).
 AWS_AKIA = "AKIAAM42S3YBQPIQLTVQ"
@@ -208,7 +216,6 @@ SUPPRESSED: dict[str, tuple[str, str]] = {
     "boolean": ("MYSQL_ALLOW_EMPTY_PASSWORD", "true"),
     "yes": ("password", "yes"),
     "null": ("password", "null"),
-    "number": ("MYSQL_PASSWORD", "1234"),
     "float": ("token", "0.75"),
     "duration": ("token", "30s"),
     "quantity": ("secret", "512Mi"),
@@ -225,7 +232,10 @@ SUPPRESSED: dict[str, tuple[str, str]] = {
     "insert": ("ETCD_DISCOVERY_TOKEN", "INSERT_ETCD_DISCOVERY_TOKEN"),
     "stars": ("password", "********"),
     "same as key": ("HF_TOKEN", "HF_TOKEN"),
-    "keyword as value": ("MYSQL_DB_PASSWORD", "password"),
+    "password named password": ("password", "password"),
+    "secret key with a sentence-like name": ("secretKey", "my-secret"),
+    "short secret key": ("MINIO_SECRET_KEY", "abc12"),
+    "secret word without digits": ("API_SECRET", "backend"),
     "namespace/name reference": (
         "cert-manager.io/inject-ca-from-secret",
         "cert-manager/webhook-ca",
@@ -289,6 +299,51 @@ def test_password_hit_says_what_and_why() -> None:
     assert hit == CredentialHit(
         "keyword-high-entropy", "a password", "keyword-named key with a high-entropy value"
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "kind"),
+    [
+        ("MYSQL_PASSWORD", "1234", "plaintext-password"),
+        ("MYSQL_DB_PASSWORD", "password", "plaintext-password"),
+        ("GF_SECURITY_ADMIN_PASSWORD", "admin", "plaintext-password"),
+        ("MINIO_SECRET_KEY", "minio123", "plaintext-secret-key"),
+        ("secretKey", "s3cret99", "plaintext-secret-key"),
+    ],
+)
+def test_a_value_named_as_a_password_is_one_whatever_its_entropy(
+    key: str, value: str, kind: str
+) -> None:
+    hit = detect(key, value)
+    assert hit is not None
+    assert (hit.kind, hit.weak) == (kind, True)
+
+
+def test_strong_passwords_are_not_weak() -> None:
+    hit = detect("DB_PASSWORD", "Tr0ub4dor&3-horse-Staple")
+    assert hit is not None
+    assert not hit.weak
+    assert is_weak("minio123")
+    assert is_weak("letmein")
+    assert not is_weak("Tr0ub4dor&3-horse-Staple")
+
+
+@pytest.mark.parametrize(
+    ("key", "credential", "setting"),
+    [
+        ("password", True, False),
+        ("hf_api_token", True, False),
+        ("rootpasswd", True, False),
+        ("username", False, True),
+        ("region-id", False, True),
+        ("SubscriptionID", False, True),
+        ("port", False, True),
+        ("api-url", False, True),
+        ("elastic", False, False),
+    ],
+)
+def test_names_of_credentials_and_of_settings(key: str, credential: bool, setting: bool) -> None:
+    assert (is_credential_name(key), is_setting_name(key)) == (credential, setting)
 
 
 def test_embedded_hit_names_the_setting_not_the_value() -> None:

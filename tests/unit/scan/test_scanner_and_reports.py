@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
+from urllib.parse import unquote
 
+import jsonschema
 import pytest
 
 from kustos.cli.main import main
@@ -88,8 +91,8 @@ def test_stdin_and_output_file(
 def test_ignore_annotation_and_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = tmp_path / "s.yaml"
     manifest.write_text(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: a\n  namespace: team\n"
-        "  annotations: {kustos.io/ignore: 'KST040', kustos.io/ignore-reason: static by design}\n"
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: a\n  namespace: default\n"
+        "  annotations: {kustos.io/ignore: 'KST045', kustos.io/ignore-reason: legacy app}\n"
         "type: Opaque\nstringData: {tls.crt: x, tls.key: y}\n---\n"
         "apiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: team, annotations: {kustos.io/ignore: all}}\n"
         "stringData: {tls.crt: x, tls.key: y}\n"
@@ -97,7 +100,7 @@ def test_ignore_annotation_and_baseline(tmp_path: Path, capsys: pytest.CaptureFi
     _, out, _ = run(["scan", str(manifest), "--format", "json"], capsys)
     doc = json.loads(out)
     assert [(f["rule_id"], f["resource"]["name"]) for f in doc["findings"]] == [("KST041", "a")]
-    assert doc["summary"]["suppressed"] == 3
+    assert doc["summary"]["suppressed"] == 2  # KST045 on a, KST041 on b
     baseline = tmp_path / "baseline.json"
     code, _, _ = run(
         [
@@ -149,15 +152,59 @@ def test_sarif_is_what_github_code_scanning_reads(capsys: pytest.CaptureFixture[
         assert 0.0 < float(r["properties"]["security-severity"]) <= 10.0
         assert "security" in r["properties"]["tags"]
     assert run_["results"]
+    names = {r["id"]: r["name"] for r in rules}
+    assert names["KST001"] == "SecretsReadableInEveryNamespace"
+    assert names["KST006"] == "ResourceIsNotAWildcard"
+    assert all(re.fullmatch(r"(?:[A-Z0-9][A-Za-z0-9]*)+", n) for n in names.values())
+    root = run_["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+    assert root == Path.cwd().resolve().as_uri() + "/"
     for res in run_["results"]:
         assert rules[res["ruleIndex"]]["id"] == res["ruleId"]
         assert res["level"] in {"error", "warning", "note"}
         loc = res["locations"][0]["physicalLocation"]
-        assert not loc["artifactLocation"]["uri"].startswith("/")
+        artifact = loc["artifactLocation"]
+        assert artifact["uriBaseId"] == "%SRCROOT%"
+        assert not artifact["uri"].startswith(("/", "file:"))
+        assert (Path.cwd() / unquote(artifact["uri"])).is_file()
         assert loc["region"]["startLine"] >= 1
         assert len(res["partialFingerprints"]["primaryLocationLineHash"]) == 32
     fingerprints = [r["partialFingerprints"]["primaryLocationLineHash"] for r in run_["results"]]
     assert len(set(fingerprints)) == len(fingerprints)
+
+
+SARIF_SCHEMA = Path(__file__).resolve().parent / "sarif-schema-2.1.0.json"
+
+
+@pytest.mark.parametrize("where", ["inside", "outside"])
+def test_sarif_validates_against_the_sarif_2_1_0_schema(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The official OASIS schema (sarif-2.1/schema/sarif-schema-2.1.0.json, errata 01).
+    schema = json.loads(SARIF_SCHEMA.read_text(encoding="utf-8"))
+    if where == "outside":
+        monkeypatch.chdir(tmp_path)  # the scanned files are not under the working folder
+    _, out, _ = run(["scan", str(EXAMPLES), "--format", "sarif"], capsys)
+    doc = json.loads(out)
+    jsonschema.Draft4Validator(schema).validate(doc)
+    artifact = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    if where == "outside":
+        assert artifact["uri"].startswith("file:///")
+        assert "uriBaseId" not in artifact
+
+
+def test_sarif_paths_with_spaces_are_uri_encoded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "my manifests"
+    folder.mkdir()
+    (folder / "a b.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: default}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    _, out, _ = run(["scan", str(folder), "--format", "sarif", "--fail-on", "critical"], capsys)
+    (result,) = json.loads(out)["runs"][0]["results"]
+    uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "my%20manifests/a%20b.yaml"
 
 
 def test_html_is_one_self_contained_page(capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,7 +248,7 @@ def test_canary_never_printed(tmp_path: Path, fmt: str, capsys: pytest.CaptureFi
 apiVersion: v1
 kind: Secret
 metadata: {{name: s, namespace: team}}
-stringData: {{password: {CANARY}, tls.crt: x, tls.key: y}}
+stringData: {{password: {CANARY}, tls.crt: x, tls.key: y, blob: "ghp_{CANARY}{CANARY}abcd"}}
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -219,11 +266,20 @@ spec:
         env:
         - {{name: API_PASSWORD, value: "{CANARY}"}}
         - {{name: S, valueFrom: {{secretKeyRef: {{name: s, key: password}}}}}}
+        - {{name: X, valueFrom: {{secretKeyRef: {{name: s, key: blob}}}}}}
 """)
     code, out, err = run(["scan", str(tmp_path), "--format", fmt], capsys)
     assert code == 1
-    rules_found = {"KST060", "KST061", "KST062", "KST020", "KST041"}
+    rules_found = {"KST060", "KST061", "KST062", "KST020", "KST041", "KST050"}
     assert all(r in out for r in rules_found), out
+    # The key "blob" is judged by its value (a GitHub token): reported, value unseen.
+    quoted = {
+        "table": '"blob"',
+        "json": '\\"blob\\"',
+        "sarif": '\\"blob\\"',
+        "html": "&quot;blob&quot;",
+    }
+    assert f"key {quoted[fmt]}" in out
     for text in (out, err):
         assert CANARY not in text
         assert CANARY[:8] not in text
@@ -261,3 +317,20 @@ subjects: [{{kind: User, name: alice}}]
     assert code == 0
     assert "alice" in out or "references" in out
     assert CANARY not in out + err
+
+
+def test_redirected_table_never_splits_a_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "a-rather-long-folder-name-for-manifests" / "overlays-production-eu"
+    folder.mkdir(parents=True)
+    manifest = folder / "deployment-with-secret-environment-variables.yaml"
+    manifest.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: team}\n"
+        "spec:\n  template:\n    spec:\n      containers:\n      - name: c\n        env:\n"
+        "        - {name: P, valueFrom: {secretKeyRef: {name: s, key: password}}}\n"
+    )
+    assert len(str(manifest)) > 80  # longer than a default console
+    _, out, _ = run(["scan", str(manifest)], capsys)  # capsys: stdout is not a terminal
+    assert f"{manifest}:" in out
+    assert any(line.strip().startswith(f"{manifest}:") for line in out.splitlines())

@@ -39,10 +39,23 @@ SA_BOUND = (
     "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n"
     "subjects: [{kind: ServiceAccount, name: runner, namespace: team}]\n---\n"
 )
+SA_OTHER = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: other, namespace: team}\n---\n"
+DEFAULT_BOUND = (
+    "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: d, namespace: team}\n"
+    "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n"
+    "subjects: [{kind: ServiceAccount, name: default, namespace: team}]\n---\n"
+)
 ENV = "        env:\n        - {name: P, valueFrom: {secretKeyRef: {name: s, key: p}}}\n"
 ENV_FROM = "        envFrom:\n        - secretRef: {name: s}\n"
 MOUNT = "        volumeMounts:\n        - {name: v, mountPath: /s, readOnly: %s}\n"
 VOLUME = "      volumes:\n      - name: v\n        secret: {secretName: s, defaultMode: %s}\n"
+
+
+READERS = "".join(
+    deploy(container("        volumeMounts: [{name: v, mountPath: /s}]\n")
+           + "      volumes: [{name: v, secret: {secretName: s}}]\n", name=f"r{i}")
+    for i in range(3)
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -50,15 +63,15 @@ VOLUME = "      volumes:\n      - name: v\n        secret: {secretName: s, defau
     [
         ("KST020", deploy(container(ENV)), deploy(container(ENV_FROM))),
         ("KST021", deploy(container(ENV_FROM)), deploy(container(ENV))),
-        ("KST022", deploy(container()), deploy("      serviceAccountName: runner\n" + container())),
-        ("KST023", SA_BOUND + deploy("      serviceAccountName: other\n" + container()),
+        ("KST022", DEFAULT_BOUND + deploy(container()), deploy(container())),
+        ("KST023", SA_BOUND + SA_OTHER + deploy("      serviceAccountName: other\n" + container()),
          SA_BOUND + deploy("      serviceAccountName: runner\n" + container())),
         ("KST024", deploy(container(MOUNT % "false") + VOLUME % "0400"),
          deploy(container(MOUNT % "true") + VOLUME % "0400")),
-        ("KST025", deploy(container() + VOLUME % "0644"), deploy(container() + VOLUME % "0400")),
+        ("KST025", deploy(container() + VOLUME % "0777"), deploy(container() + VOLUME % "0644")),
         ("KST026", deploy(container() + "      volumes:\n      - {name: h, hostPath: {path: /var/lib/kubelet/pods}}\n"),
          deploy(container() + "      volumes:\n      - {name: h, hostPath: {path: /var/log}}\n")),
-        ("KST040", secret(), secret(body="immutable: true\n")),
+        ("KST040", secret() + READERS, secret(body="immutable: true\n") + READERS),
         ("KST041", secret(body="stringData: {tls.crt: a, tls.key: b}\n"),
          secret(body="type: kubernetes.io/tls\nstringData: {tls.crt: a, tls.key: b}\n")),
         ("KST042", secret("lonely") + deploy(container()), secret() + deploy(container(ENV))),
@@ -99,10 +112,21 @@ def test_no_rbac_in_input_means_no_automount_judgement() -> None:
     assert findings(deploy(container()), "KST023") == []
 
 
+def test_a_service_account_defined_elsewhere_is_not_judged() -> None:
+    # Created by a script or another chart (or named $K8S_SA_NAME): its bindings are
+    # elsewhere too.
+    assert (
+        findings(SA_BOUND + deploy("      serviceAccountName: other\n" + container()), "KST023")
+        == []
+    )
+    templated = deploy("      serviceAccountName: $K8S_SA_NAME\n" + container())
+    assert findings(SA_BOUND + templated, "KST023") == []
+
+
 def test_item_modes_and_projected_volumes() -> None:
     text = deploy(container() + (
         "      volumes:\n      - name: p\n        projected:\n          sources:\n"
-        "          - secret: {name: s, items: [{key: k, path: k, mode: 0640}]}\n"
+        "          - secret: {name: s, items: [{key: k, path: k, mode: 0666}, {key: j, path: j, mode: 0640}]}\n"
     ))  # fmt: skip
     assert where(findings(text, "KST025")) == [
         (

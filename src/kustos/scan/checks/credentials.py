@@ -26,6 +26,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from kustos.kube.objects import KubeObject
@@ -100,12 +101,15 @@ def configmap_credentials(scan: ScanInput) -> Iterator[Finding]:
         for section, key, text in _configmap_values(obj):
             hit = detect(key, text)
             if hit is not None:
-                yield finding(
-                    CONFIGMAP_CREDENTIAL,
-                    obj,
-                    f'ConfigMap key "{key}" holds what looks like {_phrase(hit)}',
-                    field=f"{section}[{_quote(key)}]",
-                    details={"detector": hit.kind, "key": key},
+                yield _ranked(
+                    hit,
+                    finding(
+                        CONFIGMAP_CREDENTIAL,
+                        obj,
+                        f'ConfigMap key "{key}" holds what looks like {_phrase(hit)}',
+                        field=f"{section}[{_quote(key)}]",
+                        details={"detector": hit.kind, "key": key},
+                    ),
                 )
 
 
@@ -124,12 +128,15 @@ def env_literal_credentials(scan: ScanInput) -> Iterator[Finding]:
                 if hit is None:
                     continue
                 where = f'container "{cview.name}"' if cview.name else "a container"
-                yield finding(
-                    ENV_LITERAL_CREDENTIAL,
-                    obj,
-                    f'Env var "{name}" of {where} holds what looks like {_phrase(hit)}',
-                    field=f"{cview.path}.env[{ei}]",
-                    details={"detector": hit.kind, "env": name},
+                yield _ranked(
+                    hit,
+                    finding(
+                        ENV_LITERAL_CREDENTIAL,
+                        obj,
+                        f'Env var "{name}" of {where} holds what looks like {_phrase(hit)}',
+                        field=f"{cview.path}.env[{ei}]",
+                        details={"detector": hit.kind, "env": name},
+                    ),
                 )
 
 
@@ -149,12 +156,15 @@ def annotation_credentials(scan: ScanInput) -> Iterator[Finding]:
                 hit = detect(key, value)
                 suffix = ""
             if hit is not None:
-                yield finding(
-                    ANNOTATION_CREDENTIAL,
-                    obj,
-                    f'Annotation "{key}" holds what looks like {_phrase(hit)}{suffix}',
-                    field=f"metadata.annotations[{_quote(key)}]",
-                    details={"detector": hit.kind, "annotation": key},
+                yield _ranked(
+                    hit,
+                    finding(
+                        ANNOTATION_CREDENTIAL,
+                        obj,
+                        f'Annotation "{key}" holds what looks like {_phrase(hit)}{suffix}',
+                        field=f"metadata.annotations[{_quote(key)}]",
+                        details={"detector": hit.kind, "annotation": key},
+                    ),
                 )
 
 
@@ -169,7 +179,17 @@ CHECKS: tuple[Check, ...] = (
 
 
 def _phrase(hit: CredentialHit) -> str:
-    return f"{hit.what} ({hit.reason})"
+    weak = ", and a guessable one" if hit.weak else ""
+    return f"{hit.what} ({hit.reason}{weak})"
+
+
+def _ranked(hit: CredentialHit, found: Finding) -> Finding:
+    """A guessable credential (``1234``, ``admin``) is worse than a strong one: critical."""
+    if not hit.weak:
+        return found
+    return replace(
+        found, severity=Severity.CRITICAL, details=tuple(sorted((*found.details, ("weak", "true"))))
+    )
 
 
 def _quote(key: str) -> str:

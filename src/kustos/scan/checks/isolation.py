@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kustos.kube.objects import KubeObject
+from kustos.kube.references import WORKLOAD_KINDS
 from kustos.scan.checking import Check, ScanInput, finding
 from kustos.scan.findings import Finding, Rule, Severity
 
@@ -47,7 +48,8 @@ def check_default_deny(scan: ScanInput) -> Iterator[Finding]:
     protected = {p.namespace for p in index.of_kind("NetworkPolicy") if _default_deny(p)}
     using: dict[str, KubeObject] = {}
     for ref in index.secret_references():
-        if ref.consumer.kind != "ServiceAccount" and ref.namespace not in using:
+        # Pods only: an Ingress or a StorageClass naming a Secret runs nothing to protect.
+        if ref.consumer.kind in WORKLOAD_KINDS and ref.namespace not in using:
             consumer = index.get(ref.consumer)
             if consumer is not None:
                 using[ref.namespace] = consumer

@@ -12,8 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-from kustos.rbac.matching import Request, rule_allows
-from kustos.rbac.model import RBAC_GROUP, Binding, Policy, PolicyRule, Subject
+from kustos.rbac.access import secret_access_of, subject_of_username
+from kustos.rbac.matching import (
+    Request,
+    group_matches,
+    resource_matches,
+    rule_allows,
+    verb_matches,
+)
+from kustos.rbac.model import RBAC_GROUP, Binding, Policy, PolicyRule, Role, Subject
 from kustos.scan.checking import Check, ScanInput, finding
 from kustos.scan.findings import Finding, Rule, Severity
 
@@ -217,12 +224,18 @@ def _where(binding: Binding) -> str:
     return "in every namespace" if binding.cluster_wide else f"in namespace {binding.namespace}"
 
 
-def _grant_message(subject: Subject, verbs: list[str], binding: Binding, rule: PolicyRule) -> str:
+def _grant_message(
+    subject: Subject, verbs: list[str], binding: Binding, rules: list[PolicyRule]
+) -> str:
     assert binding.role is not None  # noqa: S101
-    via = f"{binding.role} rules[{rule.index}]"
-    if rule.origin:
-        via += f" (aggregated from ClusterRole {rule.origin})"
-    return f"{subject} can {'/'.join(verbs)} Secrets {_where(binding)} via {via}"
+    vias = []
+    for rule in rules:
+        via = f"rules[{rule.index}]"
+        if rule.origin:
+            via += f" (aggregated from ClusterRole {rule.origin})"
+        vias.append(via)
+    via_text = f"{binding.role} {', '.join(dict.fromkeys(vias))}"
+    return f"{subject} can {'/'.join(verbs)} Secrets {_where(binding)} via {via_text}"
 
 
 def _is_cluster_admin(binding: Binding) -> bool:
@@ -236,24 +249,35 @@ def _is_broad(subject: Subject) -> bool:
 
 
 def check_secret_reads(scan: ScanInput) -> Iterator[Finding]:
-    """KST001-KST004: who can read Secrets, and how broadly."""
+    """KST001-KST004: who can read Secrets, and how broadly.
+
+    One finding per binding and subject: a role that repeats a rule (or grants the same
+    read twice) is named once, with every rule that grants it.
+    """
     for _, binding in _user_bindings(scan):
         if _is_cluster_admin(binding):
             continue  # KST012 says it all
-        for rule, verbs in _secret_rules(binding, _READ_VERBS):
-            for subject in binding.subjects:
-                field = _subject_field(binding, subject)
-                message = _grant_message(subject, verbs, binding, rule)
-                details = {"role": str(binding.role), "rule": rule.describe()}
-                obj = binding.obj
-                if _is_broad(subject):
-                    yield finding(BROAD_GROUP_READ, obj, message, field=field, details=details)
-                elif subject.kind == "ServiceAccount" and subject.name == "default":
-                    yield finding(DEFAULT_SA_READ, obj, message, field=field, details=details)
-                elif binding.cluster_wide:
-                    yield finding(CLUSTER_WIDE_READ, obj, message, field=field, details=details)
-                elif {"list", "watch"} & set(verbs):
-                    yield finding(NAMESPACE_LIST, obj, message, field=field, details=details)
+        granted = _secret_rules(binding, _READ_VERBS)
+        if not granted:
+            continue
+        verbs = [v for v in _READ_VERBS if any(v in allowed for _, allowed in granted)]
+        rules = [rule for rule, _ in granted]
+        for subject in binding.subjects:
+            field = _subject_field(binding, subject)
+            message = _grant_message(subject, verbs, binding, rules)
+            details = {
+                "role": str(binding.role),
+                "rule": "; ".join(dict.fromkeys(r.describe() for r in rules)),
+            }
+            obj = binding.obj
+            if _is_broad(subject):
+                yield finding(BROAD_GROUP_READ, obj, message, field=field, details=details)
+            elif subject.kind == "ServiceAccount" and subject.name == "default":
+                yield finding(DEFAULT_SA_READ, obj, message, field=field, details=details)
+            elif binding.cluster_wide:
+                yield finding(CLUSTER_WIDE_READ, obj, message, field=field, details=details)
+            elif {"list", "watch"} & set(verbs):
+                yield finding(NAMESPACE_LIST, obj, message, field=field, details=details)
 
 
 def check_role_rules(scan: ScanInput) -> Iterator[Finding]:
@@ -290,7 +314,7 @@ def check_role_rules(scan: ScanInput) -> Iterator[Finding]:
                     f"{role} rules[{rule.index}] lists {', '.join(literal)} (not a wildcard)",
                     field=field,
                 )  # fmt: skip
-            escalation = _escalation(rule)
+            escalation = _escalation(rule) + _named_impersonation(policy, role, rule)
             if escalation:
                 yield finding(
                     ESCALATION, role.obj,
@@ -315,6 +339,45 @@ def _escalation(rule: PolicyRule) -> list[str]:
     if "*" in rule.verbs and "*" in rule.resources:
         return []
     return found
+
+
+def _named_impersonation(policy: Policy, role: Role, rule: PolicyRule) -> list[str]:
+    """impersonate restricted to named subjects: judged by what those subjects can do.
+
+    Acting as a subject is exactly as dangerous as what the subject may do; a rule that
+    names only subjects without Secret access (or escalation) is not reported.
+    """
+    if not rule.resource_names or not verb_matches(rule, "impersonate"):
+        return []
+    found = []
+    for resource in ("users", "groups", "serviceaccounts"):
+        if not (group_matches(rule, "") and resource_matches(rule, resource)):
+            continue
+        for name in sorted(rule.resource_names):
+            for subject in _impersonated(policy, role, resource, name):
+                can = secret_access_of(policy, subject)
+                if can:
+                    more = f" and {len(can) - 2} more" if len(can) > 2 else ""
+                    found.append(f"impersonate {subject}, who can {'; '.join(can[:2])}{more}")
+    return found
+
+
+def _impersonated(policy: Policy, role: Role, resource: str, name: str) -> list[Subject]:
+    if resource == "users":
+        return [subject_of_username(name)]
+    if resource == "groups":
+        return [Subject("Group", name)]
+    # A ServiceAccount name: in the Role's namespace, or any namespace for a ClusterRole.
+    return sorted(
+        {
+            s
+            for b in policy.bindings
+            for s in b.subjects
+            if s.kind == "ServiceAccount"
+            and s.name == name
+            and (role.kind == "ClusterRole" or s.namespace == role.namespace)
+        }
+    )
 
 
 def check_indirect_reads(scan: ScanInput) -> Iterator[Finding]:

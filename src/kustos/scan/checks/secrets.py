@@ -6,7 +6,10 @@ only, never at the bytes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -14,11 +17,12 @@ from typing import Any, Final
 
 from kustos.conventions import ANNOTATION_ROTATED_AT
 from kustos.kube.objects import KubeObject
-from kustos.kube.references import Via
+from kustos.kube.references import WORKLOAD_KINDS, Via
 from kustos.rbac.matching import Request, rule_allows
 from kustos.rbac.model import Subject
 from kustos.scan.checking import Check, ScanInput, finding
-from kustos.scan.credentials import detect
+from kustos.scan.checks.nearby import within
+from kustos.scan.credentials import detect, is_credential_name, is_placeholder, is_setting_name
 from kustos.scan.findings import Finding, Rule, Severity
 from kustos.sensitive import Sensitive
 
@@ -31,11 +35,15 @@ NOT_IMMUTABLE = Rule(
     id="KST040",
     family="secrets",
     severity=Severity.LOW,
-    title="Static Secret not marked immutable",
+    title="Secret read by many workloads, not rotated by a tool and not immutable",
     rationale=(
-        "An immutable Secret cannot be changed by accident or by an attacker with update "
-        "rights, and the kubelet stops watching it, which lowers API server load. Rotation "
-        "then means a new Secret (a new version), which is also what makes rollback possible."
+        "A Secret that several workloads read is one edit away from breaking (or silently "
+        "changing) all of them, and every kubelet running their pods watches it. Marked "
+        "immutable, it cannot be changed by accident or by an attacker with update rights, "
+        "the kubelets stop watching it, and rotation becomes a new Secret version, which is "
+        "also what makes rollback possible. Reported only for Secrets read by at least three "
+        "workloads that no tool (cert-manager, external-secrets, an owner, Kustos) rewrites: "
+        "for the others immutability buys little."
     ),
     remediation="Set immutable: true and rotate by creating a new Secret version.",
     references=("https://kubernetes.io/docs/concepts/configuration/secret/#secret-immutable",),
@@ -59,8 +67,12 @@ UNUSED = Rule(
     severity=Severity.LOW,
     title="Secret not used by anything",
     rationale=(
-        "A Secret no workload, ServiceAccount or Ingress references is a credential that "
-        "still works, is still readable and is never rotated."
+        "A Secret nothing references (no workload, ServiceAccount, Ingress, Gateway, "
+        "StorageClass, PersistentVolume, cert-manager or external-secrets resource, webhook "
+        "CA injection) is a credential that still works, is still readable and is never "
+        "rotated. From files, judged only where the Secret's consumers would be: workloads "
+        "of its namespace in its folder or below. Not reported when RBAC lets some "
+        "ServiceAccount read Secrets there: a controller may read it by a compiled-in name."
     ),
     remediation="Confirm it is unused, then delete it and revoke the credential it holds.",
 )
@@ -113,21 +125,24 @@ TOO_OLD = Rule(
 IN_GIT = Rule(
     id="KST050",
     family="secrets",
-    severity=Severity.MEDIUM,
+    severity=Severity.HIGH,
     title="Credential committed in a Secret manifest",
     rationale=(
         "A Secret manifest in a repository is base64, not encryption: everybody who can read "
         "the repository, its forks, CI logs and every clone ever made can read the value, and "
-        "removing it later does not remove it from history."
+        "removing it later does not remove it from history. Bootstrap tokens and "
+        "ServiceAccount token Secrets are credentials too. Judged on files only, never on a "
+        "live cluster."
     ),
     remediation=(
         "Rotate the value, then keep the manifest sealed: `kustos seal -f FILE > sealed.yaml` "
         "writes a SealedSecret in SOPS's format (the cluster and the holders of your age keys "
-        "open it; `sops` edits it), or take the value from a secrets manager with a "
-        "ManagedSecret (vault / awsSecretsManager sources)."
+        "open it; `sops` edits it; docs/seal.md), or take the value from a secrets manager "
+        "with a ManagedSecret (vault / awsSecretsManager sources)."
     ),
-    references=("Checkov CKV_SECRET_6", "https://getsops.io/docs/"),
-)
+    references=("Checkov CKV_SECRET_6", "gitleaks kubernetes-secret-yaml",
+                "https://getsops.io/docs/"),
+)  # fmt: skip
 
 #: SOPS-encrypted values look like this; such a file is already sealed.
 _SOPS_VALUE: Final = b"ENC[AES256_GCM,"
@@ -140,6 +155,20 @@ _TYPE_HINTS: Final = (
     (frozenset({"ssh-privatekey"}), "kubernetes.io/ssh-auth"),
 )
 SHARED_PULL_MIN: Final = 3
+#: KST040: workloads reading one Secret before immutability is worth asking for.
+IMMUTABLE_MIN_READERS: Final = 3
+#: Secret types whose named keys hold a credential, whatever the value looks like.
+_CREDENTIAL_KEYS: Final[Mapping[str, frozenset[str]]] = {
+    "kubernetes.io/service-account-token": frozenset({"token"}),
+    "bootstrap.kubernetes.io/token": frozenset({"token-secret"}),
+    "kubernetes.io/basic-auth": frozenset({"password"}),
+    "kubernetes.io/ssh-auth": frozenset({"ssh-privatekey"}),
+    "kubernetes.io/tls": frozenset({"tls.key"}),
+    "kubernetes.io/dockerconfigjson": frozenset({".dockerconfigjson"}),
+    "kubernetes.io/dockercfg": frozenset({".dockercfg"}),
+}
+#: What rewrites a Secret on its own: its value is rotated, immutability would fight it.
+_ROTATORS: Final = frozenset({Via.CERT_MANAGER, Via.EXTERNAL_SECRET, Via.SA_TOKEN})
 
 
 def _keys(secret: KubeObject) -> frozenset[str]:
@@ -176,9 +205,16 @@ def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
                     )
                     break
         if not managed and secret.body.get("immutable") is not True:
-            yield finding(
-                NOT_IMMUTABLE, secret, f"Secret {secret.name} is not immutable", field="immutable"
-            )
+            readers = _static_readers(scan, secret)
+            if len(readers) >= IMMUTABLE_MIN_READERS:
+                yield finding(
+                    NOT_IMMUTABLE,
+                    secret,
+                    f"Secret {secret.name} is read by {len(readers)} workloads "
+                    f"({', '.join(readers[:3])}{', ...' if len(readers) > 3 else ''}), "
+                    "no tool rotates it, and it is not immutable",
+                    field="immutable",
+                )
         explicit = scan.live or secret.metadata.get("namespace") == "default"
         if explicit and secret.namespace == "default" and not managed:
             yield finding(
@@ -189,19 +225,39 @@ def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
             )
 
 
+def _static_readers(scan: ScanInput, secret: KubeObject) -> list[str]:
+    """Top-level workloads reading a Secret that nothing rotates (``[]`` if something does)."""
+    if ANNOTATION_ROTATED_AT in secret.annotations:
+        return []
+    readers: dict[str, None] = {}
+    for ref in scan.index.consumers_of(secret.namespace, secret.name):
+        if ref.via in _ROTATORS:
+            return []
+        if ref.consumer.kind in WORKLOAD_KINDS and not scan.index.is_owned(ref.consumer):
+            readers[f"{ref.consumer.kind} {ref.consumer.name}"] = None
+    return list(readers)
+
+
 def _other_consumers(scan: ScanInput) -> set[tuple[str, str]]:
-    """Secrets named by objects the reference parser does not cover (Ingress TLS, ...)."""
+    """Secrets named ``spec.secretName`` by objects the reference parser does not know."""
     used: set[tuple[str, str]] = set()
-    for ingress in scan.index.of_kind("Ingress"):
-        for tls in _list(_get(ingress.body, "spec", "tls")):
-            if isinstance(tls, Mapping) and isinstance(tls.get("secretName"), str):
-                used.add((ingress.namespace, tls["secretName"]))
     for obj in scan.index:
         # cert-manager Certificates and most operators name their output Secret secretName.
         name = _get(obj.body, "spec", "secretName")
         if isinstance(name, str) and obj.kind != "Secret":
             used.add((obj.namespace, name))
     return used
+
+
+def _consumers_visible(secret: KubeObject, workloads: Mapping[str, list[KubeObject]]) -> bool:
+    """True when the input shows the workloads that would use *secret*.
+
+    Live: its namespace has workloads. Files: a workload of its namespace sits in the
+    Secret's folder or below it (:func:`~kustos.scan.checks.nearby.within`); a Secret kept
+    in a folder of its own (an example, a docs snippet) is not judged against workloads
+    elsewhere that merely share its namespace.
+    """
+    return any(within(secret, w) for w in workloads.get(secret.namespace, ()))
 
 
 def _strings(value: Any, out: set[str]) -> None:
@@ -245,42 +301,33 @@ def _get(body: Mapping[str, Any], *path: str) -> Any:
     return node
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def check_usage(scan: ScanInput) -> Iterator[Finding]:
     """KST042-KST044: unused Secrets and how pull secrets are shared."""
     index = scan.index
-    namespaces_with_workloads = {w.namespace for w in index.workloads()}
     others = _other_consumers(scan)
+    workloads: dict[str, list[KubeObject]] = defaultdict(list)
+    for workload in index.workloads():
+        workloads[workload.namespace].append(workload)
     candidates = [
         secret
         for secret in index.of_kind("Secret")
         if _type(secret) not in MANAGED_TYPES
         and not secret.owner_refs
         and not secret.annotations.get("kubernetes.io/service-account.name")
-        # A namespace without workloads in the input: we do not see its consumers.
-        and secret.namespace in namespaces_with_workloads
+        # Where we do not see the workloads that would use it, we cannot call it unused.
+        and _consumers_visible(secret, workloads)
         and not index.consumers_of(secret.namespace, secret.name)
         and (secret.namespace, secret.name) not in others
     ]
     named = _named_elsewhere(scan, {s.namespace for s in candidates}) if candidates else set()
     readers = _api_readers(scan) if candidates else {}
     for secret in candidates:
-        if (secret.namespace, secret.name) in named:
+        if (secret.namespace, secret.name) in named or readers.get(secret.namespace, 0):
+            # A controller may read it through the API by a name compiled into its binary
+            # (argocd-secret) or set at run time (Longhorn's backup target): "unused" would
+            # be a guess nobody can act on.
             continue
-        message = f"no workload, ServiceAccount or Ingress in the input uses Secret {secret.name}"
-        api = readers.get(secret.namespace, 0)
-        if not api:
-            yield finding(UNUSED, secret, message)
-            continue
-        # A controller may read it through the API by a name compiled into its binary:
-        # say so, at info level, instead of claiming it is unused.
-        yield replace(
-            finding(UNUSED, secret, f"{message}; {api} ServiceAccount(s) may read it via the API"),
-            severity=Severity.INFO,
-        )
+        yield finding(UNUSED, secret, f"nothing in the input uses Secret {secret.name}")
     pull_users: dict[tuple[str, str], list[str]] = defaultdict(list)
     for sa in index.of_kind("ServiceAccount"):
         for ref in index.references_of(sa):
@@ -338,31 +385,30 @@ def _timestamp(value: Any) -> dt.datetime | None:
 
 
 def check_committed(scan: ScanInput) -> Iterator[Finding]:
-    """KST050: Secret manifests (files, not a live cluster) holding credentials in clear."""
+    """KST050: Secret manifests (files, not a live cluster) holding credentials in clear.
+
+    A value counts when the credential detector recognises it, when its key is named as
+    a credential (``password``, ``api-key``...), or when the Secret's type makes every
+    non-public key a credential (ServiceAccount and bootstrap tokens, basic-auth, ssh-auth,
+    registry configs); binary content is key material. Empty values, SOPS-encrypted
+    values, templates and placeholders are not.
+    """
     if scan.live:
         return
     for secret in scan.index.of_kind("Secret"):
-        if secret.source is None or _type(secret) in MANAGED_TYPES:
+        if secret.source is None or secret.api_version != "v1":
             continue
+        stype = _type(secret)
         hits: list[tuple[str, str]] = []
         for part in ("data", "stringData"):
             values = secret.body.get(part)
             if not isinstance(values, Mapping):
                 continue
             for key, value in values.items():
-                if not isinstance(value, Sensitive) or not value:
-                    continue
-                raw = value.reveal()
-                if raw.startswith(_SOPS_VALUE):
-                    continue
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    hits.append((f"{part}.{key}", "binary key material"))
-                    continue
-                hit = detect(str(key), text)
-                if hit is not None:
-                    hits.append((f"{part}.{key}", hit.kind))
+                if isinstance(value, Sensitive) and value:
+                    kind = _committed_kind(stype, str(key), value)
+                    if kind is not None:
+                        hits.append((f"{part}.{key}", kind))
         if hits:
             keys = ", ".join(sorted(field.split(".", 1)[1] for field, _ in hits))
             yield finding(
@@ -371,8 +417,56 @@ def check_committed(scan: ScanInput) -> Iterator[Finding]:
                 f"Secret {secret.name} holds {len(hits)} credential value(s) in clear in this "
                 f"file (keys: {keys})",
                 field=hits[0][0],
-                details={"kinds": ", ".join(sorted({k for _, k in hits}))},
+                details={"kinds": ", ".join(sorted({k for _, k in hits})), "type": stype},
             )
+
+
+def _committed_kind(stype: str, key: str, value: Sensitive) -> str | None:
+    """What kind of credential one committed value is, or ``None`` if it is none."""
+    raw = value.reveal()
+    if raw.startswith(_SOPS_VALUE):
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary key material"
+    hit = detect(key, text)
+    if hit is not None:
+        return hit.kind
+    if key in _CREDENTIAL_KEYS.get(stype, ()):
+        kind = f"{stype} {key}"
+    elif is_credential_name(key) and not is_setting_name(key):
+        kind = "credential-named key"
+    else:
+        return None
+    if not text.strip() or _not_a_value(text) or _stand_in(key, text):
+        return None
+    return kind
+
+
+def _stand_in(key: str, text: str) -> bool:
+    """A placeholder, also once base64-decoded, or a value that spells its own key's name
+    (``ClientSecret: my-service-principal-client-secret``): a description, not a secret."""
+    decoded = _b64_text(text)
+    if is_placeholder(text) or (decoded is not None and is_placeholder(decoded)):
+        return True
+    name = re.sub(r"[^a-z0-9]", "", key.lower())
+    return len(name) >= 4 and name in re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _b64_text(text: str) -> str | None:
+    compact = "".join(text.split())
+    if len(compact) < 16 or len(compact) % 4:
+        return None
+    try:
+        return base64.b64decode(compact, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _not_a_value(text: str) -> bool:
+    """Templates and substitutions: the real value comes from elsewhere."""
+    return any(marker in text for marker in ("{{", "${", "$(", "<%"))
 
 
 def check_age(scan: ScanInput) -> Iterator[Finding]:

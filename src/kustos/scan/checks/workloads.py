@@ -8,12 +8,24 @@ the index are skipped: the finding belongs on the Deployment that wrote the temp
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from kustos.kube.objects import KubeObject, ObjectRef
-from kustos.kube.references import Via, containers, items, pod_spec_of, service_account_name
+from kustos.kube.references import (
+    SecretReference,
+    Via,
+    containers,
+    items,
+    pod_spec_of,
+    service_account_name,
+)
+from kustos.rbac.model import Binding
 from kustos.scan.checking import Check, ScanInput, finding
+from kustos.scan.checks.nearby import near
+from kustos.scan.credentials import detect, is_credential_name, is_setting_name
 from kustos.scan.findings import Finding, Rule, Severity
+from kustos.sensitive import Sensitive
 
 ENV_SECRET = Rule(
     id="KST020",
@@ -23,7 +35,10 @@ ENV_SECRET = Rule(
     rationale=(
         "Environment variables are inherited by child processes, shown by `ps e` and crash "
         "dumps, and often logged; a file mount keeps the value out of the process "
-        "environment and is updated in place when the Secret changes."
+        "environment and is updated in place when the Secret changes. Medium when the key "
+        "holds a credential (by its name, or by its value when the Secret is in the input), "
+        "low when that cannot be told; keys that hold identifiers or settings (username, "
+        "port, region-id) are not reported."
     ),
     remediation="Mount the Secret as a read-only volume and read the key from the file.",
     references=("CIS 5.4.1", "Kubescape C-0207", "Checkov CKV_K8S_35",
@@ -44,11 +59,13 @@ ENV_FROM_SECRET = Rule(
 DEFAULT_SA = Rule(
     id="KST022",
     family="workloads",
-    severity=Severity.LOW,
-    title="Workload runs as the default ServiceAccount",
+    severity=Severity.MEDIUM,
+    title="Workload runs as a default ServiceAccount that holds permissions or pull secrets",
     rationale=(
-        "The namespace's default ServiceAccount is shared by every pod that names none; any "
-        "permission given to it reaches all of them."
+        "The namespace's default ServiceAccount is shared by every pod that names none; a "
+        "role bound to it, or an image pull secret attached to it, reaches all of them. "
+        "Reported only when that default ServiceAccount has such a binding or pull secret: "
+        "running as an empty default ServiceAccount gives a pod nothing."
     ),
     remediation="Create a ServiceAccount per workload and set serviceAccountName.",
     references=("CIS 5.1.5", "Kubescape C-0189", "kube-linter default-service-account"),
@@ -85,11 +102,13 @@ WRITABLE_MOUNT = Rule(
 PERMISSIVE_MODE = Rule(
     id="KST025",
     family="workloads",
-    severity=Severity.MEDIUM,
-    title="Secret files readable by group or others",
+    severity=Severity.LOW,
+    title="Secret files mode looser than the default 0644",
     rationale=(
-        "defaultMode or an item mode that lets the group or other users read the files "
-        "exposes the Secret to every process in the container that runs as another user."
+        "A defaultMode or item mode that adds write or execute bits for the group or other "
+        "users (0666, 0755, 0777) is looser than what Kubernetes does without the field "
+        "(0644, defaultMode 420): it documents an intent nobody should have for a "
+        "credential. 0644 itself, written or left out, is one rule: not reported."
     ),
     remediation="Use defaultMode: 0400 (or 0440 with an fsGroup that needs it).",
     references=("https://kubernetes.io/docs/concepts/configuration/secret/#using-secrets-as-files-from-a-pod",),
@@ -98,20 +117,46 @@ HOSTPATH_TOKENS = Rule(
     id="KST026",
     family="workloads",
     severity=Severity.CRITICAL,
-    title="hostPath mount exposes kubelet or ServiceAccount credentials",
+    title="hostPath mount exposes node or cluster credentials",
     rationale=(
-        "Mounting the node's kubelet directory, its pod volumes or the control plane's PKI "
-        "gives the container every Secret and token on the node."
+        "Mounting the kubelet's pod volumes or PKI, the control plane's PKI and "
+        "kubeconfigs, etcd's data or the container runtime socket gives the container every "
+        "Secret and token on the node (or the power to read them). CSI plugin sockets and "
+        "registration folders under /var/lib/kubelet/plugins hold no credential and are "
+        "not reported."
     ),
     remediation="Remove the hostPath volume; use projected volumes for the pod's own token.",
     references=("Kubescape C-0020", "Kubescape C-0048"),
 )
 
-#: Host paths whose content includes other pods' Secrets, tokens or cluster keys.
-SENSITIVE_HOST_PATHS: Final = (
-    "/var/lib/kubelet", "/var/run/secrets", "/run/secrets", "/etc/kubernetes",
-    "/var/lib/etcd", "/var/lib/rancher", "/etc/rancher", "/var/snap/microk8s",
-)  # fmt: skip
+#: Host paths that hold node or cluster credentials, and what they hold. A mount of one of
+#: them, of anything inside one, or of a folder that contains one is reported.
+SENSITIVE_HOST_PATHS: Final[Mapping[str, str]] = {
+    "/var/lib/kubelet/pods": "every pod's mounted Secrets and ServiceAccount tokens",
+    "/var/lib/kubelet/pki": "the kubelet's client certificate and key",
+    "/var/lib/kubelet/kubeconfig": "the kubelet's kubeconfig",
+    "/var/lib/kubelet/bootstrap-kubeconfig": "the kubelet's bootstrap token",
+    "/etc/kubernetes/pki": "the cluster's PKI (CA and component keys)",
+    "/etc/kubernetes/admin.conf": "the cluster-admin kubeconfig",
+    "/etc/kubernetes/super-admin.conf": "the super-admin kubeconfig",
+    "/etc/kubernetes/kubelet.conf": "the kubelet's kubeconfig",
+    "/etc/kubernetes/bootstrap-kubelet.conf": "the kubelet's bootstrap token",
+    "/etc/kubernetes/controller-manager.conf": "the controller manager's kubeconfig",
+    "/etc/kubernetes/scheduler.conf": "the scheduler's kubeconfig",
+    "/etc/kubernetes/cloud.config": "the cloud provider's credentials",
+    "/etc/kubernetes/azure.json": "the cloud provider's credentials",
+    "/var/lib/etcd": "etcd's data (every Secret of the cluster)",
+    "/var/run/docker.sock": "the container runtime socket (every container on the node)",
+    "/run/docker.sock": "the container runtime socket (every container on the node)",
+    "/run/containerd": "the container runtime socket (every container on the node)",
+    "/var/run/containerd": "the container runtime socket (every container on the node)",
+    "/var/run/crio": "the container runtime socket (every container on the node)",
+    "/run/crio": "the container runtime socket (every container on the node)",
+    "/run/k3s/containerd": "the container runtime socket (every container on the node)",
+    "/var/lib/rancher/k3s/server": "k3s's server token and cluster PKI",
+    "/etc/rancher": "k3s/RKE2 kubeconfigs",
+    "/var/snap/microk8s/current/credentials": "MicroK8s's kubeconfigs and tokens",
+}
 
 
 def _top_level_workloads(scan: ScanInput) -> Iterator[KubeObject]:
@@ -121,16 +166,27 @@ def _top_level_workloads(scan: ScanInput) -> Iterator[KubeObject]:
 
 
 def check_env(scan: ScanInput) -> Iterator[Finding]:
-    """KST020, KST021: Secrets in env and envFrom."""
+    """KST020, KST021: Secrets in env and envFrom.
+
+    KST020's severity follows what the key holds: medium for a credential (by the key's
+    or the variable's name, or by the value when the Secret is in the input), low when
+    that cannot be told, nothing for identifiers and settings (username, port, region-id).
+    """
     for obj in _top_level_workloads(scan):
         for ref in scan.index.references_of(obj):
             if ref.via is Via.ENV:
-                yield finding(
+                severity = _env_severity(scan, obj, ref)
+                if severity is None:
+                    continue
+                found = finding(
                     ENV_SECRET, obj,
                     f'container "{ref.container}" reads key "{ref.key}" of Secret {ref.secret} '
                     "from an environment variable",
                     field=ref.field.removesuffix(".valueFrom.secretKeyRef"),
                 )  # fmt: skip
+                yield (
+                    found if severity is ENV_SECRET.severity else replace(found, severity=severity)
+                )
             elif ref.via is Via.ENV_FROM:
                 yield finding(
                     ENV_FROM_SECRET, obj,
@@ -138,6 +194,52 @@ def check_env(scan: ScanInput) -> Iterator[Finding]:
                     "as environment variables",
                     field=ref.field.removesuffix(".secretRef"),
                 )  # fmt: skip
+
+
+def _env_severity(scan: ScanInput, obj: KubeObject, ref: SecretReference) -> Severity | None:
+    """What the env reference exposes: a credential (medium), unknown (low), or nothing."""
+    key = ref.key or ""
+    if is_credential_name(key):
+        return ENV_SECRET.severity
+    variable = _env_name(obj, ref.field)
+    if variable and is_credential_name(variable):
+        return ENV_SECRET.severity
+    if is_setting_name(key):
+        return None  # an identifier or a setting (username, port, region-id)
+    value = _secret_value(scan, ref.namespace, ref.secret, key)
+    if value is None:
+        return Severity.LOW  # cannot tell
+    # The value is in the input: the detector decides.
+    return ENV_SECRET.severity if detect(key, value) is not None else None
+
+
+def _env_name(obj: KubeObject, field: str) -> str:
+    """The ``name`` of the env entry at *field* (``...env[3].valueFrom.secretKeyRef``)."""
+    node: Any = obj.body
+    for part in field.removesuffix(".valueFrom.secretKeyRef").split("."):
+        name, _, index = part.partition("[")
+        node = node.get(name) if isinstance(node, Mapping) else None
+        if index and isinstance(node, list):
+            position = int(index.rstrip("]"))
+            node = node[position] if position < len(node) else None
+    value = node.get("name") if isinstance(node, Mapping) else None
+    return value if isinstance(value, str) else ""
+
+
+def _secret_value(scan: ScanInput, namespace: str, name: str, key: str) -> str | None:
+    """The text of one key of a Secret in the input, for the detector only; never reported."""
+    secret = scan.index.secret(namespace, name)
+    if secret is None:
+        return None
+    for part in ("data", "stringData"):
+        values = secret.body.get(part)
+        value = values.get(key) if isinstance(values, Mapping) else None
+        if isinstance(value, Sensitive):
+            try:
+                return value.reveal().decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 def _automount(spec: Mapping[str, Any], sa: KubeObject | None) -> bool:
@@ -162,19 +264,29 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
         if s.kind == "ServiceAccount"
     }
     bound_groups = {s.name for b in user_bindings for s in b.subjects if s.kind == "Group"}
+    default_bindings = _default_sa_bindings(scan)
     for obj in _top_level_workloads(scan):
         view = pod_spec_of(obj)
         if view is None:
             continue
         sa_name = service_account_name(view.spec)
         sa = scan.index.get(_sa_ref(obj.namespace, sa_name))
-        if sa_name == "default" and _automount(view.spec, sa):
-            yield finding(
-                DEFAULT_SA, obj,
-                f"{obj.kind} {obj.name} runs as ServiceAccount {obj.namespace}/default",
-                field=f"{view.path}.serviceAccountName",
-            )  # fmt: skip
+        if sa_name == "default":
+            holds = _default_sa_holds(
+                scan, obj, sa, default_bindings, automount=_automount(view.spec, sa)
+            )
+            if holds:
+                yield finding(
+                    DEFAULT_SA, obj,
+                    f"{obj.kind} {obj.name} runs as ServiceAccount {obj.namespace}/default, "
+                    f"which {' and '.join(holds)}",
+                    field=f"{view.path}.serviceAccountName",
+                )  # fmt: skip
         if not _automount(view.spec, sa):
+            continue
+        if sa_name != "default" and (sa is None or not near(sa, obj)):
+            # A ServiceAccount created elsewhere (a script, another chart, a templated
+            # name such as $K8S_SA_NAME) comes with bindings we do not see either.
             continue
         groups = {"system:serviceaccounts", f"system:serviceaccounts:{obj.namespace}"}
         if (obj.namespace, sa_name) in bound or groups & bound_groups:
@@ -187,6 +299,50 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
             "which no binding in the input grants anything",
             field=f"{view.path}.automountServiceAccountToken",
         )  # fmt: skip
+
+
+def _default_sa_bindings(scan: ScanInput) -> dict[str, list[Binding]]:
+    """Per namespace, the user bindings whose subjects include its default ServiceAccount."""
+    found: dict[str, list[Binding]] = {}
+    for b in scan.policy.bindings:
+        if b.role is None or b.bootstrap:
+            continue
+        for s in b.subjects:
+            if s.kind == "ServiceAccount" and s.name == "default":
+                found.setdefault(s.namespace, []).append(b)
+    return found
+
+
+def _default_sa_holds(
+    scan: ScanInput,
+    workload: KubeObject,
+    sa: KubeObject | None,
+    bindings: Mapping[str, list[Binding]],
+    *,
+    automount: bool,
+) -> list[str]:
+    """What a namespace's default ServiceAccount gives every pod that runs as it.
+
+    From files, only bindings and ServiceAccounts near the workload count
+    (:func:`~kustos.scan.checks.nearby.near`): an example elsewhere in the tree that binds
+    ``default/default`` is not this workload's cluster.
+    """
+    holds: list[str] = []
+    if automount:
+        roles = sorted(
+            {
+                str(b.role)
+                for b in bindings.get(workload.namespace, ())
+                if b.obj is None or near(b.obj, workload)
+            }
+        )
+        if roles:
+            holds.append(f"is bound to {', '.join(roles)}")
+    if sa is not None and near(sa, workload):
+        pulls = [r.secret for r in scan.index.references_of(sa) if r.via is Via.SA_IMAGE_PULL]
+        if pulls:
+            holds.append(f"carries image pull secret(s) {', '.join(sorted(set(pulls)))}")
+    return holds
 
 
 def _sa_ref(namespace: str, name: str) -> ObjectRef:
@@ -220,14 +376,13 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
             host = volume.get("hostPath")
             if isinstance(host, Mapping) and isinstance(host.get("path"), str):
                 path = host["path"].rstrip("/") or "/"
-                if path == "/" or any(
-                    path == p or path.startswith(p + "/") or p.startswith(path + "/")
-                    for p in SENSITIVE_HOST_PATHS
-                ):
+                held = _credentials_under(path)
+                if held:
                     yield finding(
                         HOSTPATH_TOKENS, obj,
-                        f'volume "{name}" mounts host path {path}, which holds node credentials',
+                        f'volume "{name}" mounts host path {path}, which holds {held}',
                         field=f"{vpath}.hostPath",
+                        details={"holds": held},
                     )  # fmt: skip
         for cview in containers(view):
             for mi, mount in items(cview.container.get("volumeMounts")):
@@ -244,6 +399,20 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
                     )  # fmt: skip
 
 
+def _credentials_under(path: str) -> str:
+    """What node credentials a host path holds: itself, inside one, or a folder above some."""
+    for sensitive, what in SENSITIVE_HOST_PATHS.items():
+        if path == sensitive or path.startswith(sensitive + "/"):
+            return what
+    below = [p for p in SENSITIVE_HOST_PATHS if path == "/" or p.startswith(path + "/")]
+    if not below:
+        return ""
+    whats = list(dict.fromkeys(SENSITIVE_HOST_PATHS[p] for p in below))
+    if len(whats) > 2:
+        return f"{whats[0]}, {whats[1]} and {len(whats) - 2} more kinds of node credentials"
+    return " and ".join(whats)
+
+
 def _has_secret(volume: Mapping[str, Any]) -> bool:
     if isinstance(volume.get("secret"), Mapping):
         return True
@@ -254,8 +423,15 @@ def _has_secret(volume: Mapping[str, Any]) -> bool:
     )
 
 
+#: What Kubernetes uses when defaultMode is left out (0644, written as 420 in YAML).
+DEFAULT_MODE: Final = 0o644
+
+
 def _loose(mode: Any) -> bool:
-    return isinstance(mode, int) and not isinstance(mode, bool) and bool(mode & 0o077)
+    """Looser than the default: any group/other bit that 0644 does not have (write, execute)."""
+    return (
+        isinstance(mode, int) and not isinstance(mode, bool) and bool(mode & 0o077 & ~DEFAULT_MODE)
+    )
 
 
 def _modes(obj: KubeObject, source: Mapping[str, Any], path: str, name: str) -> Iterator[Finding]:
