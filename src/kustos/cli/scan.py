@@ -100,6 +100,24 @@ def scan(
     max_secret_age_days: Annotated[
         int, typer.Option("--max-secret-age-days", help="Rotation limit for live Secrets.")
     ] = 90,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            help="Also read files of walked folders whose name matches this glob "
+            "(repeatable), e.g. '*.yaml.tpl'.",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Processes that parse files (default: one per core for a large input; "
+            "1: parse in this process).",
+        ),
+    ] = None,
 ) -> int:
     """Find every secrets risk in manifests, a piped stream or a live cluster."""
     enc = _config(encryption_config, "encryption config")
@@ -109,8 +127,9 @@ def scan(
         index, loader = ObjectIndex(), None  # a config-only scan
     else:
         index, loader = load_index(
-            paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespace
-        )
+            paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespace,
+            include=include or (), workers=jobs,
+        )  # fmt: skip
     parsed = scan_input(
         index, encryption_config=enc, audit_policy=audit, live=cluster,
         now=dt.datetime.now(dt.UTC), max_secret_age_days=max_secret_age_days,
