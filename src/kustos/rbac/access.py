@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from kustos.kube.index import ObjectIndex
@@ -59,6 +60,10 @@ class Path:
     rule_index: int | None = None
 
 
+#: A matrix renders the same few hundred rules hundreds of thousands of times.
+_describe: Final = lru_cache(maxsize=4096)(PolicyRule.describe)
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """A subject allowed a request by one rule of one role through one binding."""
@@ -71,7 +76,7 @@ class Grant:
     def path(self, kind: str, via: str) -> Path:
         """This grant as a path of *kind* described by *via*."""
         return Path(
-            kind, via, str(self.binding), str(self.role), self.rule.describe(), self.rule.index
+            kind, via, str(self.binding), str(self.role), _describe(self.rule), self.rule.index
         )
 
 
@@ -92,17 +97,22 @@ def _applies(binding: Binding, request: Request) -> bool:
     return bool(request.namespace) and binding.namespace == request.namespace
 
 
-def direct_grants(policy: Policy, request: Request) -> list[Grant]:
-    """Every grant that allows *request*, in binding order."""
+def direct_grants(policy: Policy, request: Request, *, named_only: bool = False) -> list[Grant]:
+    """Every grant that allows *request*, in binding order.
+
+    *named_only*: only grants whose rule lists ``resourceNames`` (the others are not built).
+    """
     found: list[Grant] = []
-    for binding, rule in policy.rules_for(request.resource, request.subresource):
+    scoped = policy.rules_in_scope(request.resource, request.subresource, request.namespace)
+    for binding, rule in scoped:
+        if named_only and not rule.resource_names:
+            continue
         if (
-            _applies(binding, request)
-            and verb_matches(rule, request.verb)
+            verb_matches(rule, request.verb)
             and group_matches(rule, request.group)
             and name_matches(rule, request.name)
         ):
-            assert binding.role is not None  # noqa: S101 - _applies checked it
+            assert binding.role is not None  # noqa: S101 - rules_in_scope checked it
             found.extend(Grant(s, binding, binding.role, rule) for s in binding.subjects)
     return found
 
@@ -190,8 +200,8 @@ class _Becoming:
             cached = [
                 (grant.subject, grant.path("indirect", via))
                 for request, via in self._asks(reader)
-                for grant in direct_grants(self.policy, request)
-                if grant.subject != reader and grant.rule.resource_names
+                for grant in direct_grants(self.policy, request, named_only=True)
+                if grant.subject != reader
             ]
             self._named[reader] = cached
         return cached

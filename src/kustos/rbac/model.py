@@ -210,6 +210,33 @@ class Policy:
     #: resource (``pods/exec``, ``*``, ``*/exec``) → (binding, rule) pairs; built on first use.
     _by_resource: dict[str, list[tuple[Binding, PolicyRule]]] | None = None
     _lookups: dict[tuple[str, str], list[tuple[Binding, PolicyRule]]] = field(default_factory=dict)
+    _scoped: dict[tuple[str, str, str], list[tuple[Binding, PolicyRule]]] = field(
+        default_factory=dict
+    )
+
+    def rules_in_scope(
+        self, resource: str, subresource: str, namespace: str
+    ) -> list[tuple[Binding, PolicyRule]]:
+        """``rules_for`` limited to bindings that grant in *namespace* (``""``: cluster scope).
+
+        A ClusterRoleBinding grants everywhere; a RoleBinding only in its own namespace and
+        never on cluster-scoped requests. Kept per question, so that asking about thousands
+        of subjects in one namespace does not test every binding of the cluster each time.
+        """
+        key = (resource, subresource, namespace)
+        cached = self._scoped.get(key)
+        if cached is None:
+            cached = [
+                (binding, rule)
+                for binding, rule in self.rules_for(resource, subresource)
+                if binding.role is not None
+                and (
+                    binding.kind == "ClusterRoleBinding"
+                    or (bool(namespace) and binding.namespace == namespace)
+                )
+            ]
+            self._scoped[key] = cached
+        return cached
 
     def rules_for(self, resource: str, subresource: str = "") -> list[tuple[Binding, PolicyRule]]:
         """(binding, rule) pairs whose rule names this (sub)resource or a wildcard for it."""
