@@ -16,6 +16,8 @@ default page size, :data:`PAGE_SIZE`, was chosen by measurement (``bench/scan_cl
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -67,6 +69,43 @@ OPTIONAL_KINDS: Final = frozenset({"ManagedSecret"})
 PAGE_SIZE: Final = 1000
 
 
+#: Lists in flight at once: the API server answers one while this process converts another.
+FETCHERS: Final = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One paginated LIST: a kind in one scope (a namespace, ``*`` for all, ``None``)."""
+
+    kind: str
+    api_version: str
+    resource: Any
+    scope: str | None
+    #: For Namespaces asked by name: the names to keep.
+    only: frozenset[str] | None = None
+
+    @property
+    def what(self) -> str:
+        where = f" in {self.scope}" if self.scope not in (None, "*") else ""
+        return f"list {self.kind}{where}"
+
+
+def _calls(kinds: Iterable[str], namespaces: Sequence[str]) -> list[_Call]:
+    calls: list[_Call] = []
+    for kind in kinds:
+        api_version, resource = RESOURCES[kind]
+        namespaced = issubclass(resource, NamespacedResource)
+        if kind == "Namespace" and namespaces:
+            # Only the namespaces asked for, but through the same paginated list call.
+            calls.append(_Call(kind, api_version, resource, None, frozenset(namespaces)))
+            continue
+        scopes: Sequence[str | None] = (
+            namespaces if namespaced and namespaces else ["*" if namespaced else None]
+        )
+        calls += [_Call(kind, api_version, resource, scope) for scope in scopes]
+    return calls
+
+
 def list_cluster(
     client: Client,
     *,
@@ -75,34 +114,40 @@ def list_cluster(
     chunk_size: int = PAGE_SIZE,
     index: ObjectIndex | None = None,
 ) -> ObjectIndex:
-    """Load the cluster's objects of *kinds* (namespaced ones only in *namespaces* if given)."""
+    """Load the cluster's objects of *kinds* (namespaced ones only in *namespaces* if given).
+
+    Up to :data:`FETCHERS` lists are fetched at once by threads; objects are added in the
+    order of *kinds* and scopes, so the index is the same as listing one after the other.
+    """
     index = index if index is not None else ObjectIndex()
-    for kind in kinds:
-        api_version, resource = RESOURCES[kind]
-        plural = resource._api_info.plural
-        namespaced = issubclass(resource, NamespacedResource)
-        scopes: Sequence[str | None] = (
-            namespaces if namespaced and namespaces else ["*" if namespaced else None]
-        )
-        if kind == "Namespace" and namespaces:
-            # Only the namespaces asked for, but through the same paginated list call.
-            wanted = set(namespaces)
-            with api_errors(f"list {kind}", verb="list", resource=plural):
-                for item in _items(client, resource, None, chunk_size):
-                    if (item.get("metadata") or {}).get("name") in wanted:
-                        index.add(_convert(item, api_version, kind))
-            continue
-        for scope in scopes:
-            where = f" in {scope}" if scope not in (None, "*") else ""
+    calls = _calls(kinds, namespaces)
+    missing: set[str] = set()  # optional kinds whose CRD is not installed
+    pool = ThreadPoolExecutor(FETCHERS, thread_name_prefix="kustos-list")
+    try:
+        pending = [pool.submit(_fetch, client, call, chunk_size) for call in calls]
+        for call, future in zip(calls, pending, strict=True):
+            if call.kind in missing:
+                continue
+            plural = call.resource._api_info.plural
             try:
-                with api_errors(f"list {kind}{where}", verb="list", resource=plural):
-                    for item in _items(client, resource, scope, chunk_size):
-                        index.add(_convert(item, api_version, kind))
+                with api_errors(call.what, verb="list", resource=plural):
+                    items = future.result()
             except KubeNotFoundError:
-                if kind not in OPTIONAL_KINDS:
+                if call.kind not in OPTIONAL_KINDS:
                     raise
-                break  # the CRD is not installed
+                missing.add(call.kind)
+                continue
+            for item in items:
+                if call.only is None or (item.get("metadata") or {}).get("name") in call.only:
+                    index.add(_convert(item, call.api_version, call.kind))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return index
+
+
+def _fetch(client: Client, call: _Call, chunk_size: int) -> list[dict[str, Any]]:
+    """Every item of one list (in a fetching thread)."""
+    return list(_items(client, call.resource, call.scope, chunk_size))
 
 
 def _items(
