@@ -35,7 +35,7 @@ import orjson
 from lightkube.core.resource import NamespacedResource
 
 from bench import running
-from bench.synth import DEFAULT_SEED, cluster_objects
+from bench.synth import DEFAULT_SEED, WHOCAN_NAMESPACE, cluster_objects, whocan_objects
 from kustos.kube.client import ClientSettings, http_client, make_client
 from kustos.kube.listing import PAGE_SIZE, RESOURCES, list_cluster
 from kustos.testing.controlplane import ControlPlane, ControlPlaneSettings
@@ -142,11 +142,44 @@ def _scan_argv(kubeconfig: Path, output: str) -> list[str]:
             "--output", output]  # fmt: skip
 
 
+def _whocan(kubeconfig: Path, repeats: int) -> dict[str, Any]:
+    """Add the who-can dataset (5,000 Secrets, 20,000 bindings) and time the live matrix."""
+    extra = whocan_objects(secrets=5000, bindings=20_000)
+    extra = sorted(
+        (o for o in extra if o["kind"] in _PATHS), key=lambda o: o["kind"] != "Namespace"
+    )
+    print(f"scan_cluster: loading {len(extra)} who-can objects", flush=True)
+    loaded = load(kubeconfig, extra)
+    exe = running.kustos_command() or "kustos"
+    argv = [exe, "who-can", "--matrix", "--cluster", "--kubeconfig", str(kubeconfig),
+            "-n", WHOCAN_NAMESPACE, "--format", "json"]  # fmt: skip
+    measured = running.measure(
+        lambda _output: argv,
+        ok_codes={0},
+        repeats=repeats,
+        timeout=900.0,
+        max_rss_mb=4096.0,
+        report=running.WORK / "reports" / "scan-cluster-whocan.json",
+        stdout_is_report=True,
+    )
+    print(f"scan_cluster: who-can: {measured['seconds']} s", flush=True)
+    return {
+        "load": loaded,
+        "kustos": measured,
+        "target": running.target(
+            "who-can --matrix over 5,000 Secrets and 20,000 bindings in the cluster under 5 s",
+            measured["seconds"],
+            5.0,
+        ),
+    }
+
+
 def run(
     *,
     objects: int = 100_000,
     page_sizes: Sequence[int] = (250, 500, 1000, 2000, 5000),
     repeats: int = 2,
+    whocan: bool = False,
     out: Path | None = None,
 ) -> dict[str, Any]:
     """Load a control plane, measure listing and the whole scan, write the results file."""
@@ -197,6 +230,8 @@ def run(
             doc["kustos"]["reported"] = None
         print(f"scan_cluster: kustos: {doc['kustos']['seconds']} s, "
               f"{doc['kustos']['peak_rss_mb']} MB", flush=True)  # fmt: skip
+        if whocan:
+            doc["whocan"] = _whocan(kubeconfig, repeats)
     doc["page_size_default"] = PAGE_SIZE
     seconds = doc["kustos"]["seconds"]
     doc["targets"] = [
@@ -216,9 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=100_000)
     parser.add_argument("--page-sizes", default="250,500,1000,2000,5000")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--whocan", action="store_true", help="then add 5,000 Secrets and 20,000 bindings"
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.page_sizes.split(",") if s]
-    run(objects=args.objects, page_sizes=sizes, repeats=args.repeats)
+    run(objects=args.objects, page_sizes=sizes, repeats=args.repeats, whocan=args.whocan)
     return 0
 
 
