@@ -66,7 +66,7 @@ OPTIONAL_KINDS: Final = frozenset({"ManagedSecret"})
 
 #: Objects per LIST page: fewer pages cost more round trips, larger ones more memory at once
 #: and longer API server latency; see ``bench/README.md`` ("scan --cluster").
-PAGE_SIZE: Final = 1000
+PAGE_SIZE: Final = 2000
 
 
 #: Lists in flight at once: the API server answers one while this process converts another.

@@ -36,6 +36,8 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
@@ -228,11 +230,19 @@ class ManifestLoader:
         # fork: the children start at once with the modules already imported; the pool is
         # made before anything is read, so they copy little.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers) as pool:
-            parsed = pool.imap(_parse_file, files, chunksize=1)
-            for item in items:  # in order: stdin here, files from the pool
-                result = next(parsed) if item.path is not None else self._parse_here(item)
-                self._add(item, result, index)
+        context = multiprocessing.get_context(method)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                parsed = pool.map(_parse_file, files)  # results in the order of the files
+                for item in items:  # in order: stdin here, files from the pool
+                    result = next(parsed) if item.path is not None else self._parse_here(item)
+                    self._add(item, result, index)
+        except BrokenProcessPool as exc:
+            # A parsing process was killed (out of memory, a signal): say so, not a traceback.
+            raise KustosError(
+                f"a parsing process stopped before the end ({exc}); "
+                "retry with --jobs 1 to parse in one process"
+            ) from exc
 
     def _parse_here(self, item: ManifestInput) -> _Parsed:
         if item.path is not None:

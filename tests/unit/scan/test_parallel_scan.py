@@ -5,16 +5,20 @@ unreadable file and an object declared twice gives the same JSON report, the sam
 in the same order and the same read summary whether it is parsed here or by two
 processes; the same holds over the real corpus; stdin among files keeps its place; the
 pool never sends a ``Sensitive`` value (values are wrapped after the pipe, so the objects
-built from a pool hold ``Sensitive`` values like the others).
+built from a pool hold ``Sensitive`` values like the others); a parsing process that dies
+is one clear error, not a hang or a traceback.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
 
+from kustos.errors import KustosError
+from kustos.kube import loading
 from kustos.kube.index import ObjectIndex
 from kustos.kube.loading import ManifestLoader
 from kustos.scan.checking import scan_input
@@ -126,3 +130,19 @@ def test_the_corpus_gives_the_same_report_either_way() -> None:
     pooled, pooled_errors, _ = _report([str(CORPUS)], workers=2)
     assert pooled == single
     assert pooled_errors == single_errors
+
+
+def _killed(path: str) -> str:
+    """A parsing process that dies at once, as one killed for memory would."""
+    del path
+    os._exit(9)
+
+
+def test_a_parsing_process_that_dies_is_one_clear_error(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loading, "_parse_file", _killed)
+    with pytest.raises(KustosError, match="a parsing process stopped before the end") as info:
+        ManifestLoader(workers=2).load([str(folder)])
+    assert info.value.exit_code == 1
+    assert "--jobs 1" in str(info.value)
