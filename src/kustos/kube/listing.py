@@ -174,4 +174,9 @@ def _convert(item: dict[str, Any], api_version: str, kind: str) -> Any:
     # List items carry no apiVersion and kind of their own.
     item["apiVersion"] = api_version
     item["kind"] = kind
+    metadata = item.get("metadata")
+    if isinstance(metadata, dict):
+        # The API server's bookkeeping of who set which field: no check reads it, and it is
+        # a large part of every object (memory at 100k objects), absent from manifests.
+        metadata.pop("managedFields", None)
     return to_object(item, None)
