@@ -6,7 +6,8 @@ in the same order and the same read summary whether it is parsed here or by two
 processes; the same holds over the real corpus; stdin among files keeps its place; the
 pool never sends a ``Sensitive`` value (values are wrapped after the pipe, so the objects
 built from a pool hold ``Sensitive`` values like the others); a parsing process that dies
-is one clear error, not a hang or a traceback.
+is one clear error, not a hang or a traceback; a canary value crosses the pool and
+appears in no report format and no message.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from kustos.cli.main import main
 from kustos.errors import KustosError
 from kustos.kube import loading
 from kustos.kube.index import ObjectIndex
@@ -146,3 +148,19 @@ def test_a_parsing_process_that_dies_is_one_clear_error(
         ManifestLoader(workers=2).load([str(folder)])
     assert info.value.exit_code == 1
     assert "--jobs 1" in str(info.value)
+
+
+def test_canary_stays_out_of_a_pooled_scan(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canary = "canary-Vq3Xk9-pooled-zz"
+    (folder / "canary.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: canary, namespace: team-0}\n"
+        f"stringData:\n  password: {canary}\n---\nkind: [broken {canary}\n"
+    )
+    for output in ("json", "table", "sarif", "html"):
+        main(["scan", str(folder), "--jobs", "2", "--format", output])
+        out, err = capsys.readouterr()
+        assert "canary.yaml" in out + err  # the file was read and reported on
+        assert canary not in out
+        assert canary not in err
