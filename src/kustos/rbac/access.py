@@ -337,6 +337,17 @@ def secret_matrix(
             for name in rule.resource_names:
                 named[name].extend(Grant(s, binding, binding.role, rule) for s in binding.subjects)
     becoming = _Becoming.of(policy)
+    # A direct path names the binding and the rule, not the subject: one per pair, shared by
+    # every Secret the rule names (a rule naming 50 Secrets would otherwise build 50 each).
+    direct_paths: dict[tuple[int, int], Path] = {}
+
+    def direct(grant: Grant) -> Path:
+        key = (id(grant.binding), id(grant.rule))
+        found = direct_paths.get(key)
+        if found is None:
+            found = direct_paths[key] = grant.path("direct", "RBAC")
+        return found
+
     common = _merge(
         [
             _superuser(),
@@ -351,7 +362,7 @@ def secret_matrix(
     named_sa_namespaces: set[str] = set()
     for secret in index.of_kind("Secret", namespace=namespace):
         grants = named.get(secret.name, [])
-        pairs: list[Pair] = [(g.subject, g.path("direct", "RBAC")) for g in grants]
+        pairs: list[Pair] = [(g.subject, direct(g)) for g in grants]
         readers = dict.fromkeys(g.subject for g in grants if g.subject not in known)
         pairs += becoming.paths(readers, generic=False)
         named_sa_namespaces.update(r.namespace for r in readers if r.kind == "ServiceAccount")
