@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,10 @@ def run(
     doc: dict[str, Any] = running.provenance(REPRODUCE)
     doc["benchmark"] = "scan"
     doc["versions"] = versions()
+    # Which sources the kustos command ran (PYTHONPATH may point at a work tree).
+    doc["kustos_source"] = running.tool_version(
+        [sys.executable, "-c", "import kustos, os; print(os.path.dirname(kustos.__file__))"]
+    )
     doc["sizes"] = []
     for objects in sizes:
         dataset = running.WORK / f"scan-{objects}"
@@ -242,6 +247,7 @@ def run(
             "kustos/floor": running.ratio(kustos, entry.get("floor")),
         }
         doc["sizes"].append(entry)
+        doc["growth_200k_over_100k"] = _growth(doc["sizes"], 200_000, 100_000)
         doc["targets"] = _targets(doc["sizes"])
         _write(out, doc)  # after every size, so a long run that is stopped still leaves data
     return doc
@@ -251,11 +257,41 @@ def _at(sizes: Sequence[Mapping[str, Any]], objects: int) -> Mapping[str, Any]:
     return next((s for s in sizes if s["objects"] == objects), {})
 
 
+def _growth(sizes: Sequence[Mapping[str, Any]], big: int, small: int) -> dict[str, Any] | None:
+    """Kustos's time and peak RSS at *big* objects over those at *small* (same run)."""
+    a, b = _at(sizes, big).get("kustos") or {}, _at(sizes, small).get("kustos") or {}
+    if not a.get("seconds") or not b.get("seconds"):
+        return None
+    return {
+        "seconds": round(a["seconds"] / b["seconds"], 2),
+        "peak_rss_mb": round(a["peak_rss_mb"] / b["peak_rss_mb"], 2),
+    }
+
+
 def _targets(sizes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     small, large = _at(sizes, 10_000), _at(sizes, 50_000)
     small_kustos = small.get("kustos") or {}
     speedup = (small.get("ratios") or {}).get("checkov/kustos") or {}
+    huge = _at(sizes, 100_000)
+    over_floor = (huge.get("ratios") or {}).get("kustos/floor") or {}
+    growth = _growth(sizes, 200_000, 100_000) or {}
     return [
+        running.target(
+            "kustos scan of 100k objects no slower than the floor (one libyaml parse)",
+            over_floor.get("value"),
+            1.0,
+        ),
+        running.target(
+            "kustos scan peak RSS under 1 GB at 100k objects",
+            huge.get("kustos_peak_rss_mb"),
+            1024.0,
+        ),
+        running.target(
+            "200k objects cost at most 2.1x the time of 100k", growth.get("seconds"), 2.1
+        ),
+        running.target(
+            "200k objects cost at most 2.1x the memory of 100k", growth.get("peak_rss_mb"), 2.1
+        ),
         running.target("kustos scan of 10k objects under 3 s", small_kustos.get("seconds"), 3.0),
         running.target(
             "kustos scan at least 20x faster than Checkov at 10k objects",

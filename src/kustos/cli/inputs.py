@@ -50,8 +50,14 @@ def load_index(
     kubeconfig: Path | None,
     context: str | None,
     namespaces: Sequence[str] | None,
+    include: Sequence[str] = (),
+    workers: int | None = None,
 ) -> tuple[ObjectIndex, ManifestLoader | None]:
-    """Build the object index from files/stdin or from the cluster (exactly one of them)."""
+    """Build the object index from files/stdin or from the cluster (exactly one of them).
+
+    *include* adds file-name globs to the manifest suffixes of walked folders; *workers*
+    sets the parsing processes (``None``: one per core for a large input).
+    """
     if cluster and paths:
         raise UsageError("give either PATH arguments or --cluster, not both")
     if not cluster and not paths:
@@ -65,17 +71,29 @@ def load_index(
             return list_cluster(client, namespaces=list(namespaces or ())), None
     named = list(paths or ())
     _check_named_folders(named)
-    loader = ManifestLoader(stdin=_stdin_text() if "-" in named else sys.stdin)
+    loader = ManifestLoader(
+        stdin=_stdin_text() if "-" in named else sys.stdin, include=include, workers=workers
+    )
     index = loader.load(named)
     refused = loader.input_errors
     if refused:
         raise refused[0]
+    if len(named) == 1 and loader.empty_named:
+        # One file asked for and nothing in it to check: a clean report would mislead.
+        raise InputError(f"{loader.empty_named[0]}: {_nothing_read(index)}")
     if namespaces:
         wanted = set(namespaces)
-        kept = ObjectIndex.of(o for o in index if not o.namespace or o.namespace in wanted)
-        kept.errors.extend(index.errors)
-        index = kept
+        index = index.only(lambda o: not o.namespace or o.namespace in wanted)
     return index, loader
+
+
+def _nothing_read(index: ObjectIndex) -> str:
+    """Why a file yielded no object: its documents by reason, or its malformed ones."""
+    parts = [f"{n} {reason}" for reason, n in sorted(index.skipped_by.items())]
+    if index.errors:
+        parts.append(f"{len(index.errors)} malformed")
+    held = f" (documents: {', '.join(parts)})" if parts else " (no document)"
+    return f"no Kubernetes object to check in this input{held}"
 
 
 def _check_named_folders(paths: Sequence[str]) -> None:

@@ -8,7 +8,10 @@ not answer.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final
@@ -110,27 +113,65 @@ def scan(
     max_secret_age_days: Annotated[
         int, typer.Option("--max-secret-age-days", help="Rotation limit for live Secrets.")
     ] = 90,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            help="Also read files of walked folders whose name matches this glob "
+            "(repeatable), e.g. '*.yaml.tpl'.",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Processes that parse files (default: one per core for a large input; "
+            "1: parse in this process).",
+        ),
+    ] = None,
 ) -> int:
     """Find every secrets risk in manifests, a piped stream or a live cluster."""
     enc = _config(encryption_config, "encryption config")
     audit = _config(audit_policy, "audit policy")
     hidden = _baseline_file(baseline).read().hidden() if baseline is not None else frozenset()
-    if not paths and not cluster and (enc or audit):
-        index, loader = ObjectIndex(), None  # a config-only scan
-    else:
-        index, loader = load_index(
-            paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespace
-        )
-    parsed = scan_input(
-        index, encryption_config=enc, audit_policy=audit, live=cluster,
-        now=dt.datetime.now(dt.UTC), max_secret_age_days=max_secret_age_days,
-    )  # fmt: skip
-    result = run_scan(parsed, locate=loader.line if loader else None, baseline=hidden)
-    report_skipped(index.errors)
-    if write_baseline is not None:
-        _baseline_file(write_baseline).write(baseline_of(result.findings, keep=hidden))
-    _write_report(result, output_format, output)
+    with _without_cycle_collection():
+        if not paths and not cluster and (enc or audit):
+            index, loader = ObjectIndex(), None  # a config-only scan
+        else:
+            index, loader = load_index(
+                paths, cluster=cluster, kubeconfig=kubeconfig, context=context,
+                namespaces=namespace, include=include or (), workers=jobs,
+            )  # fmt: skip
+        parsed = scan_input(
+            index, encryption_config=enc, audit_policy=audit, live=cluster,
+            now=dt.datetime.now(dt.UTC), max_secret_age_days=max_secret_age_days,
+        )  # fmt: skip
+        result = run_scan(parsed, locate=loader.line if loader else None, baseline=hidden)
+        report_skipped(index.errors)
+        if write_baseline is not None:
+            _baseline_file(write_baseline).write(baseline_of(result.findings, keep=hidden))
+        _write_report(result, output_format, output)
     return 1 if any(f.severity >= fail_on.severity for f in result.findings) else 0
+
+
+@contextlib.contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a scan builds and reads its index.
+
+    A scan makes millions of dicts and lists that live until it ends and form no cycles;
+    the collector would walk all of them again each time the heap grows by a quarter (a
+    fifth of the time of a 50k-object scan, measured). Reference counting still frees
+    everything else as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _write_report(result: ScanResult, output_format: ReportFormat, output: Path | None) -> None:

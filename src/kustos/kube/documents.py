@@ -18,9 +18,10 @@ import base64
 import binascii
 import itertools
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from functools import lru_cache
+import sys
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -46,6 +47,16 @@ class Chunk:
     index: int
 
 
+#: Why a document that was read is not an object to check (keys of ``ParseResult.skipped_by``).
+SKIP_NO_TYPE: Final = "without apiVersion/kind"
+SKIP_KUSTOMIZATION: Final = "Kustomization"
+SKIP_ADMISSION_REVIEW: Final = "AdmissionReview"
+SKIP_NO_METADATA: Final = "without metadata (configuration files)"
+_KUSTOMIZATION_FILES: Final = frozenset(
+    {"kustomization.yaml", "kustomization.yml", "Kustomization"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ParseResult:
     """What a stream held: its objects, its malformed documents, and how many were not objects."""
@@ -53,6 +64,23 @@ class ParseResult:
     objects: tuple[KubeObject, ...]
     errors: tuple[DocumentError, ...]
     skipped: int
+    #: The documents that were not objects, counted by reason (``SKIP_*``).
+    skipped_by: Mapping[str, int] = field(default_factory=dict)
+    #: Documents read (objects, Lists, skipped ones and malformed ones alike).
+    documents: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RawDocuments:
+    """A stream's documents as parsed, before they become objects: plain, picklable values.
+
+    This is what a parsing process sends back to the one that builds the index (so it holds
+    no ``Sensitive``: Secret values are wrapped when objects are made, in that process).
+    ``docs`` holds (value, first line, document index); ``errors`` (line, reason).
+    """
+
+    docs: list[tuple[Any, int, int]]
+    errors: list[tuple[int | None, str]]
 
 
 #: A document whose aliases would expand to more nodes than this is refused ("billion
@@ -136,6 +164,10 @@ def _check_expansion(root: yaml.Node) -> None:
         sizes[key] = total
 
 
+#: Keys repeat across every object (``metadata``, ``name``...): one string each saves memory.
+_intern: Final = sys.intern
+
+
 def _construct(loader: Any, node: yaml.Node) -> Any:
     kind = type(node)
     if kind is yaml.ScalarNode:
@@ -145,7 +177,7 @@ def _construct(loader: Any, node: yaml.Node) -> Any:
         for key, value in node.value:
             if type(key) is not yaml.ScalarNode or key.tag != _STR:
                 return loader.construct_object(node, deep=True)  # merge keys, odd keys
-            out[key.value] = _construct(loader, value)
+            out[_intern(key.value)] = _construct(loader, value)
         return out
     if kind is yaml.SequenceNode and node.tag == _SEQ:
         return [_construct(loader, item) for item in node.value]
@@ -177,36 +209,82 @@ def _only_comments(text: str) -> bool:
 
 def parse_stream(text: str, source: str, *, default_namespace: str = "default") -> ParseResult:
     """Parse a YAML (or JSON) stream into objects; never raises for a bad document."""
-    objects: list[KubeObject] = []
-    errors: list[DocumentError] = []
-    skipped = 0
+    return objects_of(read_documents(text, source), source, default_namespace=default_namespace)
+
+
+def is_json_stream(text: str, source: str) -> bool:
+    """Tell whether *text* is read as one JSON value rather than a YAML stream."""
     stripped = text.lstrip()
-    if source.endswith(".json") or (stripped.startswith(("{", "[")) and _looks_json(stripped)):
+    return source.endswith(".json") or (stripped.startswith(("{", "[")) and _looks_json(stripped))
+
+
+def read_documents(text: str, source: str, *, part: int = 0, parts: int = 1) -> RawDocuments:
+    """Parse the documents of a stream (part *part* of *parts* equal shares of them).
+
+    The shares of one stream, read in order and concatenated, are exactly the whole
+    stream: line numbers and document indexes are counted over the whole text. A JSON
+    stream is one value and is not shared: part 0 reads it, the others get nothing.
+    """
+    errors: list[tuple[int | None, str]] = []
+    if is_json_stream(text, source):
+        if part:
+            return RawDocuments([], [])
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            errors.append(DocumentError(source, getattr(exc, "lineno", None), "invalid JSON"))
-            return ParseResult((), tuple(errors), 0)
-        docs: list[tuple[Any, int, int]] = [(value, 1, 0)]
+            return RawDocuments([], [(getattr(exc, "lineno", None), "invalid JSON")])
         if isinstance(value, list):
-            docs = [(item, 1, i) for i, item in enumerate(value)]
-    else:
-        docs = []
-        for chunk in split_documents(text):
-            try:
-                docs.append((load_yaml(chunk.text), chunk.line, chunk.index))
-            except yaml.YAMLError as exc:
-                errors.append(_yaml_error(exc, source, chunk))
-            except InputError as exc:
-                errors.append(DocumentError(source, chunk.line, str(exc)))
-    for value, line, index in docs:
+            return RawDocuments([(item, 1, i) for i, item in enumerate(value)], [])
+        return RawDocuments([(value, 1, 0)], [])
+    chunks: Sequence[Chunk] = list(split_documents(text))
+    if parts > 1:
+        chunks = chunks[len(chunks) * part // parts : len(chunks) * (part + 1) // parts]
+    docs: list[tuple[Any, int, int]] = []
+    for chunk in chunks:
+        try:
+            docs.append((load_yaml(chunk.text), chunk.line, chunk.index))
+        except yaml.YAMLError as exc:
+            bad = _yaml_error(exc, source, chunk)
+            errors.append((bad.line, bad.reason))
+        except InputError as exc:
+            errors.append((chunk.line, str(exc)))
+    return RawDocuments(docs, errors)
+
+
+def objects_of(
+    raw: RawDocuments, source: str, *, default_namespace: str = "default"
+) -> ParseResult:
+    """Make the objects of parsed documents: Secret values wrapped, bad objects reported."""
+    objects: list[KubeObject] = []
+    errors = [DocumentError(source, line, reason) for line, reason in raw.errors]
+    reasons: Counter[str] = Counter()
+    for value, line, index in raw.docs:
         found, bad, not_object = _objects_of(
             value, Source(source, line, index), default_namespace=default_namespace
         )
         objects.extend(found)
         errors.extend(bad)
-        skipped += not_object
-    return ParseResult(tuple(objects), tuple(errors), skipped)
+        reasons.update(not_object)
+    return ParseResult(
+        tuple(objects),
+        tuple(errors),
+        sum(reasons.values()),
+        dict(reasons),
+        len(raw.docs) + len(raw.errors),
+    )
+
+
+def _skip_reason(value: Any, source: Source) -> str:
+    """Why a document is not an object to check."""
+    if not isinstance(value, Mapping) or "kind" not in value or "apiVersion" not in value:
+        name = source.file.rsplit("/", 1)[-1]
+        return SKIP_KUSTOMIZATION if name in _KUSTOMIZATION_FILES else SKIP_NO_TYPE
+    kind = value.get("kind")
+    if kind in ("Kustomization", "Component"):
+        return SKIP_KUSTOMIZATION
+    if kind == "AdmissionReview":
+        return SKIP_ADMISSION_REVIEW
+    return SKIP_NO_METADATA
 
 
 def _looks_json(text: str) -> bool:
@@ -229,7 +307,8 @@ def _yaml_error(exc: yaml.YAMLError, source: str, chunk: Chunk) -> DocumentError
 
 def _objects_of(
     value: Any, source: Source, *, default_namespace: str
-) -> tuple[list[KubeObject], list[DocumentError], int]:
+) -> tuple[list[KubeObject], list[DocumentError], list[str]]:
+    """Objects, bad objects and the reasons of documents that are no object (one each)."""
     if (
         not isinstance(value, Mapping)
         or "kind" not in value
@@ -238,13 +317,13 @@ def _objects_of(
     ):
         # Not an object stored in a cluster: plain data, a Kustomization, an
         # AdmissionReview, an EncryptionConfiguration...
-        return [], [], 1
+        return [], [], [_skip_reason(value, source)]
     kind = value.get("kind")
     items = value.get("items")
     if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
         objects: list[KubeObject] = []
         errors: list[DocumentError] = []
-        skipped = 0
+        skipped: list[str] = []
         for i, item in enumerate(items):
             item_source = Source(source.file, source.line, source.document, f"items[{i}]")
             found, bad, not_object = _objects_of(
@@ -255,9 +334,9 @@ def _objects_of(
             skipped += not_object
         return objects, errors, skipped
     try:
-        return [to_object(value, source, default_namespace=default_namespace)], [], 0
+        return [to_object(value, source, default_namespace=default_namespace)], [], []
     except DocumentError as exc:
-        return [], [exc], 0
+        return [], [exc], []
 
 
 def to_object(
@@ -347,9 +426,10 @@ def _key_of(text: str) -> str | None:
 
 
 _Row = tuple[int, int, str]
+#: ``None`` for "shape not followed, compose instead"; else (window below, line found, done).
+_Walk = tuple[tuple[_Row, ...], int, bool] | None
 
 
-@lru_cache(maxsize=256)
 def _rows(document_text: str) -> tuple[_Row, ...]:
     """(line index, indentation, content) of every line that holds YAML content."""
     rows = []
@@ -360,23 +440,13 @@ def _rows(document_text: str) -> tuple[_Row, ...]:
     return tuple(rows)
 
 
-#: ``None`` for "shape not followed, compose instead"; else (window below, line found, done).
-_Walk = tuple[tuple[_Row, ...], int, bool] | None
-
-
-@lru_cache(maxsize=8192)
-def _walk(document_text: str, steps: tuple[str | int, ...]) -> _Walk:
-    """Follow *steps* through the rows; memoised so that sibling fields share the walk."""
-    if not steps:
-        rows = _rows(document_text)
-        return (rows, rows[0][0], False) if rows else None
-    parent = _walk(document_text, steps[:-1])
+def _step(parent: _Walk, step: str | int) -> _Walk:
+    """Follow one step below *parent* (a key or a sequence index) through the rows."""
     if parent is None:
         return None
     window, found, done = parent
     if done or not window:
         return ((), found, True)
-    step = steps[-1]
     base = window[0][1]
     if isinstance(step, int):
         items = [i for i, r in enumerate(window) if r[1] == base and r[2].startswith("-")]
@@ -406,6 +476,61 @@ def _walk(document_text: str, steps: tuple[str | int, ...]) -> _Walk:
     return ((), found, True)
 
 
+class DocumentLines:
+    """The lines of fields in one document, for every finding on it.
+
+    The rows of the text are split once, each walk down a path is remembered for the paths
+    that share its beginning (sibling fields), and the node tree is composed at most once,
+    only for shapes the indentation walk does not follow. Build one per document that has
+    findings, ask it every path, then drop it: most documents of a large scan have none.
+    """
+
+    __slots__ = ("_composed", "_first", "_text", "_walks")
+
+    def __init__(self, document_text: str, first_line: int) -> None:
+        self._text = document_text
+        self._first = first_line
+        self._walks: dict[tuple[str | int, ...], _Walk] = {}
+        self._composed: yaml.Node | bool | None = False  # False: not composed yet
+
+    def _walk(self, steps: tuple[str | int, ...]) -> _Walk:
+        if steps in self._walks:
+            return self._walks[steps]
+        if not steps:
+            rows = _rows(self._text)
+            walked: _Walk = (rows, rows[0][0], False) if rows else None
+        else:
+            walked = _step(self._walk(steps[:-1]), steps[-1])
+        self._walks[steps] = walked
+        return walked
+
+    def fast_line(self, path: str) -> int | None:
+        """The line of *path* by indentation alone, ``None`` for shapes it does not follow."""
+        walked = self._walk(tuple(parse_path(path)))
+        return None if walked is None else self._first + walked[1]
+
+    def line(self, path: str) -> int:
+        """The 1-based line of *path* (``""``: the first line of content); deepest part found."""
+        fast = self.fast_line(path)
+        if fast is not None:
+            return fast
+        if self._composed is False:
+            try:
+                self._composed = yaml.compose(self._text, Loader=_Composer)
+            except yaml.YAMLError:
+                self._composed = None
+        node = self._composed
+        if not isinstance(node, yaml.Node):
+            return self._first
+        best = node.start_mark.line
+        for step in parse_path(path):
+            child = _child(node, step)
+            if child is None:
+                break
+            node, best = child
+        return self._first + best
+
+
 def fast_line_of(document_text: str, first_line: int, path: str) -> int | None:
     """Find *path* in block-style YAML by indentation alone, without building a node tree.
 
@@ -414,28 +539,15 @@ def fast_line_of(document_text: str, first_line: int, path: str) -> int | None:
     deepest part found. Returns ``None`` when the document uses a shape it does not follow
     (flow collections, anchors, tags on the way), and the caller composes the document.
     """
-    walked = _walk(document_text, tuple(parse_path(path)))
-    return None if walked is None else first_line + walked[1]
+    return DocumentLines(document_text, first_line).fast_line(path)
 
 
 def line_of(document_text: str, first_line: int, path: str) -> int:
-    """Return the 1-based line of *path* inside one document; the deepest found part wins."""
-    fast = fast_line_of(document_text, first_line, path)
-    if fast is not None:
-        return fast
-    try:
-        node = yaml.compose(document_text, Loader=_Composer)
-    except yaml.YAMLError:
-        return first_line
-    if node is None:
-        return first_line
-    best = node.start_mark.line
-    for step in parse_path(path):
-        child = _child(node, step)
-        if child is None:
-            break
-        node, best = child
-    return first_line + best
+    """Return the 1-based line of *path* inside one document; the deepest found part wins.
+
+    For many paths in one document, build one :class:`DocumentLines` and ask it each.
+    """
+    return DocumentLines(document_text, first_line).line(path)
 
 
 def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Node, int] | None:

@@ -9,10 +9,10 @@ of every object are parsed once, on first use, and kept.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from kustos.errors import DocumentError
+from kustos.errors import DocumentError, UnreadableInputError
 from kustos.kube.objects import KubeObject, ObjectRef, api_group
 from kustos.kube.references import (
     CONSUMER_KINDS,
@@ -48,6 +48,29 @@ class Duplicate:
     second: KubeObject
 
 
+@dataclass(frozen=True, slots=True)
+class ReadSummary:
+    """What a scan read and what it left out, by reason, for the end of every report."""
+
+    files: int
+    documents: int
+    objects: int
+    #: Documents that are not objects, by reason (``kustos.kube.documents.SKIP_*``).
+    skipped_documents: tuple[tuple[str, int], ...]
+    #: Files not read, by reason (another extension, unreadable).
+    skipped_files: tuple[tuple[str, int], ...]
+    #: Malformed documents (each also reported on stderr with its file and line).
+    malformed: int
+    #: Objects declared more than once (the same group, kind, namespace and name), with
+    #: where each declaration is (``file:line``); the last one is the one checked.
+    duplicates: tuple[tuple[ObjectRef, tuple[str, ...]], ...]
+
+
+#: Reasons a file is not read (keys of ``ObjectIndex.skipped_files``).
+SKIP_OTHER_EXTENSION = "other extension"
+SKIP_UNREADABLE = "unreadable"
+
+
 @dataclass(slots=True)
 class ObjectIndex:
     """Objects by identity, kind and namespace, plus problems met while loading them."""
@@ -59,6 +82,13 @@ class ObjectIndex:
     duplicates: list[Duplicate] = field(default_factory=list)
     #: Documents read that were not Kubernetes objects (values files, plain data, ...).
     skipped_documents: int = 0
+    #: The same, by reason (``kustos.kube.documents.SKIP_*``).
+    skipped_by: dict[str, int] = field(default_factory=dict)
+    #: Files met in folders but not read, by reason (``SKIP_OTHER_EXTENSION``...).
+    skipped_files: dict[str, int] = field(default_factory=dict)
+    #: Files (and stdin) read, and the documents they held.
+    files_read: int = 0
+    documents_read: int = 0
     _refs: dict[int, tuple[SecretReference, ...]] | None = None
     _consumers: dict[tuple[str, str], list[SecretReference]] | None = None
     _sorted: dict[tuple[tuple[str, ...], str | None], list[KubeObject]] = field(
@@ -94,6 +124,48 @@ class ObjectIndex:
         """Add many objects."""
         for obj in objects:
             self.add(obj)
+
+    def only(self, keep: Callable[[KubeObject], bool]) -> ObjectIndex:
+        """A new index of the objects *keep* accepts, with this one's errors and read counts."""
+        kept = ObjectIndex.of(obj for obj in self._objects if keep(obj))
+        kept.errors.extend(self.errors)
+        kept.skipped_documents = self.skipped_documents
+        kept.skipped_by = dict(self.skipped_by)
+        kept.skipped_files = dict(self.skipped_files)
+        kept.files_read = self.files_read
+        kept.documents_read = self.documents_read
+        return kept
+
+    def count_skipped(self, reasons: Mapping[str, int], *, files: bool = False) -> None:
+        """Add documents (or, with *files*, files) left out, by reason."""
+        into = self.skipped_files if files else self.skipped_by
+        for reason, count in reasons.items():
+            into[reason] = into.get(reason, 0) + count
+        if not files:
+            self.skipped_documents += sum(reasons.values())
+
+    def read_summary(self) -> ReadSummary:
+        """What was read and what was left out, by reason; duplicates with their places."""
+        places: dict[ObjectRef, list[str]] = {}
+        for dup in self.duplicates:
+            seen = places.setdefault(dup.ref, [])
+            for obj in (dup.first, dup.second):
+                where = str(obj.source) if obj.source is not None else "cluster"
+                if where not in seen:
+                    seen.append(where)
+        unreadable = sum(1 for e in self.errors if isinstance(e, UnreadableInputError))
+        files = dict(self.skipped_files)
+        if unreadable:
+            files[SKIP_UNREADABLE] = files.get(SKIP_UNREADABLE, 0) + unreadable
+        return ReadSummary(
+            files=self.files_read,
+            documents=self.documents_read,
+            objects=len(self._objects),
+            skipped_documents=tuple(sorted(self.skipped_by.items())),
+            skipped_files=tuple(sorted(files.items())),
+            malformed=len(self.errors) - unreadable,
+            duplicates=tuple((ref, tuple(where)) for ref, where in places.items()),
+        )
 
     # ----------------------------------------------------------------- reading
     def __len__(self) -> int:

@@ -6,13 +6,21 @@ page. A refused, failed or unanswered call is the ``KubeError`` that
 :func:`kustos.kube.client.api_errors` makes of it. Objects come out exactly as
 :func:`kustos.kube.documents.to_object` makes them from files: the same index, the same
 Secret values wrapped in ``Sensitive``.
+
+Each page is decoded once, by orjson, into the plain mappings the index keeps: lightkube
+builds the requests (URL, authentication, TLS) but its typed models are not made, since a
+model per object and its ``to_dict`` cost more than the API server takes to answer. The
+default page size, :data:`PAGE_SIZE`, was chosen by measurement (``bench/scan_cluster.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
 from lightkube import Client
 from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
@@ -20,7 +28,7 @@ from lightkube.resources import apps_v1, batch_v1, core_v1, networking_v1, rbac_
 
 from kustos.conventions import API_VERSION, GROUP
 from kustos.errors import KubeNotFoundError
-from kustos.kube.client import api_errors
+from kustos.kube.client import api_errors, raise_for_status
 from kustos.kube.documents import to_object
 from kustos.kube.index import ObjectIndex
 
@@ -56,51 +64,119 @@ DEFAULT_KINDS: Final = tuple(RESOURCES)
 OPTIONAL_KINDS: Final = frozenset({"ManagedSecret"})
 
 
+#: Objects per LIST page: fewer pages cost more round trips, larger ones more memory at once
+#: and longer API server latency; see ``bench/README.md`` ("scan --cluster").
+PAGE_SIZE: Final = 2000
+
+
+#: Lists in flight at once: the API server answers one while this process converts another.
+FETCHERS: Final = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One paginated LIST: a kind in one scope (a namespace, ``*`` for all, ``None``)."""
+
+    kind: str
+    api_version: str
+    resource: Any
+    scope: str | None
+    #: For Namespaces asked by name: the names to keep.
+    only: frozenset[str] | None = None
+
+    @property
+    def what(self) -> str:
+        where = f" in {self.scope}" if self.scope not in (None, "*") else ""
+        return f"list {self.kind}{where}"
+
+
+def _calls(kinds: Iterable[str], namespaces: Sequence[str]) -> list[_Call]:
+    calls: list[_Call] = []
+    for kind in kinds:
+        api_version, resource = RESOURCES[kind]
+        namespaced = issubclass(resource, NamespacedResource)
+        if kind == "Namespace" and namespaces:
+            # Only the namespaces asked for, but through the same paginated list call.
+            calls.append(_Call(kind, api_version, resource, None, frozenset(namespaces)))
+            continue
+        scopes: Sequence[str | None] = (
+            namespaces if namespaced and namespaces else ["*" if namespaced else None]
+        )
+        calls += [_Call(kind, api_version, resource, scope) for scope in scopes]
+    return calls
+
+
 def list_cluster(
     client: Client,
     *,
     namespaces: Sequence[str] = (),
     kinds: Iterable[str] = DEFAULT_KINDS,
-    chunk_size: int = 500,
+    chunk_size: int = PAGE_SIZE,
     index: ObjectIndex | None = None,
 ) -> ObjectIndex:
-    """Load the cluster's objects of *kinds* (namespaced ones only in *namespaces* if given)."""
+    """Load the cluster's objects of *kinds* (namespaced ones only in *namespaces* if given).
+
+    Up to :data:`FETCHERS` lists are fetched at once by threads; objects are added in the
+    order of *kinds* and scopes, so the index is the same as listing one after the other.
+    """
     index = index if index is not None else ObjectIndex()
-    for kind in kinds:
-        api_version, resource = RESOURCES[kind]
-        plural = resource._api_info.plural
-        namespaced = issubclass(resource, NamespacedResource)
-        scopes: Sequence[str | None] = (
-            namespaces if namespaced and namespaces else ["*" if namespaced else None]
-        )
-        if kind == "Namespace" and namespaces:
-            # Only the namespaces asked for, but through the same paginated list call.
-            wanted = set(namespaces)
-            with api_errors(f"list {kind}", verb="list", resource=plural):
-                for obj in client.list(resource, chunk_size=chunk_size):
-                    if obj.metadata is not None and obj.metadata.name in wanted:
-                        index.add(_convert(obj, api_version, kind))
-            continue
-        for scope in scopes:
-            where = f" in {scope}" if scope not in (None, "*") else ""
+    calls = _calls(kinds, namespaces)
+    missing: set[str] = set()  # optional kinds whose CRD is not installed
+    pool = ThreadPoolExecutor(FETCHERS, thread_name_prefix="kustos-list")
+    try:
+        pending = [pool.submit(_fetch, client, call, chunk_size) for call in calls]
+        for call, future in zip(calls, pending, strict=True):
+            if call.kind in missing:
+                continue
+            plural = call.resource._api_info.plural
             try:
-                with api_errors(f"list {kind}{where}", verb="list", resource=plural):
-                    items = (
-                        client.list(resource, namespace=scope, chunk_size=chunk_size)
-                        if scope is not None
-                        else client.list(resource, chunk_size=chunk_size)
-                    )
-                    for obj in items:
-                        index.add(_convert(obj, api_version, kind))
+                with api_errors(call.what, verb="list", resource=plural):
+                    items = future.result()
             except KubeNotFoundError:
-                if kind not in OPTIONAL_KINDS:
+                if call.kind not in OPTIONAL_KINDS:
                     raise
-                break  # the CRD is not installed
+                missing.add(call.kind)
+                continue
+            for item in items:
+                if call.only is None or (item.get("metadata") or {}).get("name") in call.only:
+                    index.add(_convert(item, call.api_version, call.kind))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return index
 
 
-def _convert(obj: Any, api_version: str, kind: str) -> Any:
-    body = obj.to_dict()
-    body["apiVersion"] = api_version
-    body["kind"] = kind
-    return to_object(body, None)
+def _fetch(client: Client, call: _Call, chunk_size: int) -> list[dict[str, Any]]:
+    """Every item of one list (in a fetching thread)."""
+    return list(_items(client, call.resource, call.scope, chunk_size))
+
+
+def _items(
+    client: Client, resource: Any, namespace: str | None, chunk_size: int
+) -> Iterator[dict[str, Any]]:
+    """Every item of a paginated LIST, each page's JSON decoded once."""
+    # lightkube's request builder (URL, authentication, TLS); its typed decoding is skipped.
+    generic = client._client
+    request = generic.prepare_request(
+        "list", resource, namespace=namespace, params={"limit": chunk_size}
+    )
+    while True:
+        response = generic.send(generic.build_adapter_request(request))
+        raise_for_status(response)  # translated by api_errors
+        page = orjson.loads(response.content)
+        yield from page.get("items") or ()
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return
+        request.params["continue"] = token
+
+
+def _convert(item: dict[str, Any], api_version: str, kind: str) -> Any:
+    # List items carry no apiVersion and kind of their own.
+    item["apiVersion"] = api_version
+    item["kind"] = kind
+    metadata = item.get("metadata")
+    if isinstance(metadata, dict):
+        # The API server's bookkeeping of who set which field: no check reads it, and it is
+        # a large part of every object (memory at 100k objects), absent from manifests.
+        metadata.pop("managedFields", None)
+    return to_object(item, None)

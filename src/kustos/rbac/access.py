@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from kustos.kube.index import ObjectIndex
@@ -61,6 +62,10 @@ class Path:
     rule_index: int | None = None
 
 
+#: A matrix renders the same few hundred rules hundreds of thousands of times.
+_describe: Final = lru_cache(maxsize=4096)(PolicyRule.describe)
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """A subject allowed a request by one rule of one role through one binding."""
@@ -73,7 +78,7 @@ class Grant:
     def path(self, kind: str, via: str) -> Path:
         """This grant as a path of *kind* described by *via*."""
         return Path(
-            kind, via, str(self.binding), str(self.role), self.rule.describe(), self.rule.index
+            kind, via, str(self.binding), str(self.role), _describe(self.rule), self.rule.index
         )
 
 
@@ -94,17 +99,22 @@ def _applies(binding: Binding, request: Request) -> bool:
     return bool(request.namespace) and binding.namespace == request.namespace
 
 
-def direct_grants(policy: Policy, request: Request) -> list[Grant]:
-    """Every grant that allows *request*, in binding order."""
+def direct_grants(policy: Policy, request: Request, *, named_only: bool = False) -> list[Grant]:
+    """Every grant that allows *request*, in binding order.
+
+    *named_only*: only grants whose rule lists ``resourceNames`` (the others are not built).
+    """
     found: list[Grant] = []
-    for binding, rule in policy.rules_for(request.resource, request.subresource):
+    scoped = policy.rules_in_scope(request.resource, request.subresource, request.namespace)
+    for binding, rule in scoped:
+        if named_only and not rule.resource_names:
+            continue
         if (
-            _applies(binding, request)
-            and verb_matches(rule, request.verb)
+            verb_matches(rule, request.verb)
             and group_matches(rule, request.group)
             and name_matches(rule, request.name)
         ):
-            assert binding.role is not None  # noqa: S101 - _applies checked it
+            assert binding.role is not None  # noqa: S101 - rules_in_scope checked it
             found.extend(Grant(s, binding, binding.role, rule) for s in binding.subjects)
     return found
 
@@ -192,8 +202,8 @@ class _Becoming:
             cached = [
                 (grant.subject, grant.path("indirect", via))
                 for request, via in self._asks(reader)
-                for grant in direct_grants(self.policy, request)
-                if grant.subject != reader and grant.rule.resource_names
+                for grant in direct_grants(self.policy, request, named_only=True)
+                if grant.subject != reader
             ]
             self._named[reader] = cached
         return cached
@@ -329,6 +339,17 @@ def secret_matrix(
             for name in rule.resource_names:
                 named[name].extend(Grant(s, binding, binding.role, rule) for s in binding.subjects)
     becoming = _Becoming.of(policy)
+    # A direct path names the binding and the rule, not the subject: one per pair, shared by
+    # every Secret the rule names (a rule naming 50 Secrets would otherwise build 50 each).
+    direct_paths: dict[tuple[int, int], Path] = {}
+
+    def direct(grant: Grant) -> Path:
+        key = (id(grant.binding), id(grant.rule))
+        found = direct_paths.get(key)
+        if found is None:
+            found = direct_paths[key] = grant.path("direct", "RBAC")
+        return found
+
     common = _merge(
         [
             _superuser(),
@@ -343,7 +364,7 @@ def secret_matrix(
     named_sa_namespaces: set[str] = set()
     for secret in index.of_kind("Secret", namespace=namespace):
         grants = named.get(secret.name, [])
-        pairs: list[Pair] = [(g.subject, g.path("direct", "RBAC")) for g in grants]
+        pairs: list[Pair] = [(g.subject, direct(g)) for g in grants]
         readers = dict.fromkeys(g.subject for g in grants if g.subject not in known)
         pairs += becoming.paths(readers, generic=False)
         named_sa_namespaces.update(r.namespace for r in readers if r.kind == "ServiceAccount")

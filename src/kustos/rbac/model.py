@@ -210,6 +210,33 @@ class Policy:
     #: resource (``pods/exec``, ``*``, ``*/exec``) → (binding, rule) pairs; built on first use.
     _by_resource: dict[str, list[tuple[Binding, PolicyRule]]] | None = None
     _lookups: dict[tuple[str, str], list[tuple[Binding, PolicyRule]]] = field(default_factory=dict)
+    _scoped: dict[tuple[str, str, str], list[tuple[Binding, PolicyRule]]] = field(
+        default_factory=dict
+    )
+
+    def rules_in_scope(
+        self, resource: str, subresource: str, namespace: str
+    ) -> list[tuple[Binding, PolicyRule]]:
+        """``rules_for`` limited to bindings that grant in *namespace* (``""``: cluster scope).
+
+        A ClusterRoleBinding grants everywhere; a RoleBinding only in its own namespace and
+        never on cluster-scoped requests. Kept per question, so that asking about thousands
+        of subjects in one namespace does not test every binding of the cluster each time.
+        """
+        key = (resource, subresource, namespace)
+        cached = self._scoped.get(key)
+        if cached is None:
+            cached = [
+                (binding, rule)
+                for binding, rule in self.rules_for(resource, subresource)
+                if binding.role is not None
+                and (
+                    binding.kind == "ClusterRoleBinding"
+                    or (bool(namespace) and binding.namespace == namespace)
+                )
+            ]
+            self._scoped[key] = cached
+        return cached
 
     def rules_for(self, resource: str, subresource: str = "") -> list[tuple[Binding, PolicyRule]]:
         """(binding, rule) pairs whose rule names this (sub)resource or a wildcard for it."""
@@ -243,9 +270,20 @@ class Policy:
         return self.roles.get((kind, namespace if kind == "Role" else "", name))
 
 
-def build_policy(index: ObjectIndex) -> Policy:
-    """Read roles and bindings from *index*, aggregating ClusterRoles and resolving refs."""
-    cluster_objs = index.of_kind("ClusterRole")
+def build_policy(index: ObjectIndex, *, every_declaration: bool = False) -> Policy:
+    """Read roles and bindings from *index*, aggregating ClusterRoles and resolving refs.
+
+    A folder may declare one object in several files (two renderings of one chart). It
+    grants once, so by default each identity counts once, as the declaration that
+    ``index.get`` returns (the last). A scan passes *every_declaration*: each copy is a
+    place to fix and is reported where it is.
+    """
+
+    def _declared(*kinds: str) -> list[KubeObject]:
+        objs = index.of_kind(*kinds)
+        return objs if every_declaration else [o for o in objs if index.get(o.ref) is o]
+
+    cluster_objs = _declared("ClusterRole")
     own = {o.name: parse_rules(o.body.get("rules")) for o in cluster_objs}
     roles: dict[tuple[str, str, str], Role] = {}
     for obj in cluster_objs:
@@ -276,11 +314,11 @@ def build_policy(index: ObjectIndex) -> Policy:
                         seen.add(key)
                         rules.append(r)
         roles[("ClusterRole", "", obj.name)] = Role("ClusterRole", "", obj.name, tuple(rules), obj)
-    for obj in index.of_kind("Role"):
+    for obj in _declared("Role"):
         roles[("Role", obj.namespace, obj.name)] = Role(
             "Role", obj.namespace, obj.name, parse_rules(obj.body.get("rules")), obj
         )
-    bindings = [_binding(obj, roles) for obj in index.of_kind("RoleBinding", "ClusterRoleBinding")]
+    bindings = [_binding(obj, roles) for obj in _declared("RoleBinding", "ClusterRoleBinding")]
     return Policy(roles, bindings)
 
 

@@ -64,7 +64,8 @@ class ScanInput:
 
     def __post_init__(self) -> None:
         # A frozen dataclass sets derived fields through object.__setattr__, once, here.
-        object.__setattr__(self, "policy", build_policy(self.index))
+        # Every declaration: a binding declared in two files is a finding in each.
+        object.__setattr__(self, "policy", build_policy(self.index, every_declaration=True))
 
 
 def scan_input(

@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from kustos import __version__
+from kustos.kube.index import ReadSummary
+from kustos.kube.objects import ObjectRef
 from kustos.scan.catalog import RULES
 from kustos.scan.findings import SECURITY_SEVERITY, Finding, Rule, Severity
 from kustos.scan.scanning import ScanResult
@@ -42,15 +44,65 @@ _COLOURS: Final = {
 }
 
 
+#: Duplicated objects named in the table footer; the JSON lists them all.
+TABLE_DUPLICATES: Final = 10
+
+
 def summary(result: ScanResult) -> dict[str, Any]:
-    """Counts for the report footer and the JSON ``summary``."""
+    """Counts for the report footer and the JSON ``summary``.
+
+    With ``read``: what was read (files, documents, objects), what was left out by reason,
+    and the objects declared more than once with where each declaration is.
+    """
     counts = Counter(f.severity.label for f in result.findings)
-    return {
+    out: dict[str, Any] = {
         "objects": result.objects,
         "findings": len(result.findings),
         "suppressed": len(result.suppressed),
         "by_severity": {s.label: counts.get(s.label, 0) for s in sorted(Severity, reverse=True)},
     }
+    read = result.read
+    if read is not None:
+        out["read"] = {"files": read.files, "documents": read.documents, "objects": read.objects}
+        out["skipped"] = {
+            "documents": dict(read.skipped_documents),
+            "files": dict(read.skipped_files),
+            "malformed_documents": read.malformed,
+        }
+        out["duplicates"] = [
+            {"object": _object(ref), "declared_at": list(where)} for ref, where in read.duplicates
+        ]
+    return out
+
+
+def _object(ref: ObjectRef) -> str:
+    """``Kind namespace/name``, as findings name their object."""
+    return f"{ref.kind} {ref.namespace + '/' if ref.namespace else ''}{ref.name}"
+
+
+def _read_lines(read: ReadSummary) -> list[str]:
+    """The footer lines about what was read, skipped and declared twice."""
+    skipped = [f"{n} {reason}" for reason, n in read.skipped_documents]
+    files = [f"{n} {reason}" for reason, n in read.skipped_files]
+    line = f"Read {read.files} files, {read.documents} documents, {read.objects} objects"
+    if skipped:
+        line += f"; skipped documents: {', '.join(skipped)}"
+    if files:
+        line += f"; skipped files: {', '.join(files)}"
+    if read.malformed:
+        line += f"; {read.malformed} malformed documents"
+    lines = [line]
+    if read.duplicates:
+        count = len(read.duplicates)
+        lines.append(
+            f"{count} object{'s' if count != 1 else ''} declared more than once "
+            "(the last declaration is checked):"
+        )
+        for ref, where in read.duplicates[:TABLE_DUPLICATES]:
+            lines.append(f"  {_object(ref)}: {', '.join(where)}")
+        if len(read.duplicates) > TABLE_DUPLICATES:
+            lines.append(f"  ... {len(read.duplicates) - TABLE_DUPLICATES} more (--format json)")
+    return lines
 
 
 def _rule(finding: Finding) -> Rule:
@@ -210,6 +262,9 @@ def render_table(result: ScanResult, console: Console) -> None:
         + (f"; {counts['suppressed']} suppressed" if counts["suppressed"] else ""),
         highlight=False,
     )
+    if result.read is not None and result.read.files:
+        for line in _read_lines(result.read):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def render_rules(rules: Collection[Rule], console: Console) -> None:

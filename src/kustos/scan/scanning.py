@@ -8,10 +8,11 @@ object (a comma-separated list of rule ids, or ``all``) and a baseline of finger
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from kustos.conventions import ANNOTATION_IGNORE
 from kustos.kube.documents import line_of
+from kustos.kube.index import ReadSummary
 from kustos.kube.objects import ObjectRef, Source, api_group
 from kustos.scan.catalog import CHECKS
 from kustos.scan.checking import Check, CheckFunction, ScanInput
@@ -28,6 +29,8 @@ class ScanResult:
     #: Findings hidden by an ignore annotation or the baseline.
     suppressed: tuple[Finding, ...]
     objects: int
+    #: What was read and what was left out (files, documents, duplicates).
+    read: ReadSummary | None = None
 
 
 def run_checks(scan: ScanInput, checks: Iterable[Check] = CHECKS) -> list[Finding]:
@@ -54,16 +57,60 @@ def _ignored(scan: ScanInput, finding: Finding) -> bool:
     return "ALL" in ids or finding.rule_id in ids
 
 
-def _locate(scan: ScanInput, finding: Finding, family: str, locate: Locate | None) -> Finding:
-    """Fill in the file and line: the object's, or the config file its rule family checks."""
-    if finding.origin is not None:
-        line = locate(finding.origin, finding.field) if locate and finding.field else None
-        return replace(finding, location=Location(finding.origin.file, line or finding.origin.line))
-    source = scan.sources.get(family) if finding.resource is None else None
-    if source is not None:
-        line = line_of(source.text, 1, finding.field)
-        return replace(finding, location=Location(source.path, line))
-    return finding
+def _located(finding: Finding, location: Location | None) -> Finding:
+    """*finding* with its location: one new value, built directly (no ``replace``)."""
+    return Finding(
+        finding.rule_id,
+        finding.severity,
+        finding.message,
+        finding.resource,
+        finding.field,
+        location,
+        finding.details,
+        finding.origin,
+    )
+
+
+def _locate_all(
+    scan: ScanInput, found: list[Finding], family: dict[str, str], locate: Locate | None
+) -> list[Finding]:
+    """Fill in the file and line of each finding: the object's, or its config file's.
+
+    A finding about a whole object (no field) points at the object's first line of
+    content. Lines are asked in file and document order, so that the loader splits each
+    file and indexes each document once, whatever order the checks found them in; the
+    findings keep their order.
+    """
+    out = list(found)
+    asked: list[int] = []
+    config_lines: dict[tuple[str, str], int] = {}
+    for i, finding in enumerate(found):
+        origin = finding.origin
+        if origin is not None:
+            if locate is None:
+                out[i] = _located(finding, Location(origin.file, origin.line))
+            else:
+                asked.append(i)
+            continue
+        source = scan.sources.get(family[finding.rule_id]) if finding.resource is None else None
+        if source is not None:
+            key = (source.path, finding.field)
+            if key not in config_lines:
+                config_lines[key] = line_of(source.text, 1, finding.field)
+            out[i] = _located(finding, Location(source.path, config_lines[key]))
+    if locate is not None:
+
+        def where(i: int) -> tuple[str, int]:
+            origin = found[i].origin
+            assert origin is not None  # noqa: S101 - only findings with an origin are asked
+            return origin.file, origin.line
+
+        for i in sorted(asked, key=where):
+            finding = found[i]
+            assert finding.origin is not None  # noqa: S101 - as above
+            line = locate(finding.origin, finding.field)
+            out[i] = _located(finding, Location(finding.origin.file, line or finding.origin.line))
+    return out
 
 
 def _order(finding: Finding) -> tuple[int, str, str, str, str, str]:
@@ -91,8 +138,8 @@ def scan(
     kept: list[Finding] = []
     suppressed: list[Finding] = []
     seen: set[tuple[str, str, str]] = set()
-    for finding in run_checks(scan_input, checks):
-        located = _locate(scan_input, finding, family[finding.rule_id], locate)
+    found = run_checks(scan_input, checks)
+    for finding, located in zip(found, _locate_all(scan_input, found, family, locate), strict=True):
         key = (located.fingerprint, str(located.location), located.message)
         if key in seen:
             continue
@@ -102,4 +149,5 @@ def scan(
         else:
             kept.append(located)
     kept.sort(key=_order)
-    return ScanResult(tuple(kept), tuple(suppressed), len(scan_input.index))
+    index = scan_input.index
+    return ScanResult(tuple(kept), tuple(suppressed), len(index), index.read_summary())

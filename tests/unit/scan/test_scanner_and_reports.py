@@ -44,7 +44,9 @@ def test_json_shape_and_locations(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["scan", str(EXAMPLES), "--format", "json"], capsys)
     doc = json.loads(out)
     assert set(doc) == {"findings", "summary"}
-    assert set(doc["summary"]) == {"objects", "findings", "suppressed", "by_severity"}
+    assert set(doc["summary"]) == {
+        "objects", "findings", "suppressed", "by_severity", "read", "skipped", "duplicates"
+    }  # fmt: skip
     assert doc["summary"]["objects"] == 21
     assert list(doc["summary"]["by_severity"]) == ["critical", "high", "medium", "low", "info"]
     for f in doc["findings"]:

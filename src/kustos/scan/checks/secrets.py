@@ -274,8 +274,11 @@ def _strings(value: Any, out: set[str]) -> None:
             _strings(item, out)
 
 
-def _named_elsewhere(scan: ScanInput, namespaces: set[str]) -> set[tuple[str, str]]:
-    """(namespace, string) for every string in non-Secret objects of *namespaces*.
+def _named_elsewhere(
+    scan: ScanInput, namespaces: set[str]
+) -> tuple[set[tuple[str, str]], set[str]]:
+    """(namespace, string) for every string in non-Secret objects of *namespaces*, and the
+    strings of cluster-scoped ones (which count in every namespace).
 
     Operators and custom resources name the Secrets they read in fields Kustos cannot know
     (an ExternalSecret's target, an Alertmanager's configSecret, a controller's flags). A
@@ -283,15 +286,18 @@ def _named_elsewhere(scan: ScanInput, namespaces: set[str]) -> set[tuple[str, st
     resourceNames, is taken as used.
     """
     found: set[tuple[str, str]] = set()
+    everywhere: set[str] = set()
     for obj in scan.index:
         if obj.kind == "Secret":
             continue
         if obj.namespace in namespaces or obj.kind in ("ClusterRole", "ClusterRoleBinding"):
             strings: set[str] = set()
             _strings(obj.body, strings)
-            scope = [obj.namespace] if obj.namespace else sorted(namespaces)
-            found.update((ns, s) for ns in scope for s in strings)
-    return found
+            if obj.namespace:
+                found.update((obj.namespace, s) for s in strings)
+            else:
+                everywhere |= strings
+    return found, everywhere
 
 
 def _get(body: Mapping[str, Any], *path: str) -> Any:
@@ -319,10 +325,16 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
         and not index.consumers_of(secret.namespace, secret.name)
         and (secret.namespace, secret.name) not in others
     ]
-    named = _named_elsewhere(scan, {s.namespace for s in candidates}) if candidates else set()
+    named, named_everywhere = (
+        _named_elsewhere(scan, {s.namespace for s in candidates}) if candidates else (set(), set())
+    )
     readers = _api_readers(scan) if candidates else {}
     for secret in candidates:
-        if (secret.namespace, secret.name) in named or readers.get(secret.namespace, 0):
+        if (
+            (secret.namespace, secret.name) in named
+            or secret.name in named_everywhere
+            or readers.get(secret.namespace, 0)
+        ):
             # A controller may read it through the API by a name compiled into its binary
             # (argocd-secret) or set at run time (Longhorn's backup target): "unused" would
             # be a guess nobody can act on.
@@ -354,21 +366,29 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
 
 
 def _api_readers(scan: ScanInput) -> dict[str, int]:
-    """Per namespace: how many ServiceAccounts RBAC lets get Secrets there."""
-    policy = scan.policy
+    """Per namespace: how many ServiceAccounts RBAC lets get Secrets there.
+
+    Whether a binding's role allows it does not depend on the namespace, so each binding is
+    tested once; a ClusterRoleBinding's readers count in every namespace that has Secrets.
+    """
+    request = Request("get", "", "secrets", name="*")
+    everywhere: set[Subject] = set()
     readers: dict[str, set[Subject]] = defaultdict(set)
-    namespaces = {s.namespace for s in scan.index.of_kind("Secret")}
-    for binding in policy.bindings:
+    for binding in scan.policy.bindings:
         if binding.role is None or binding.bootstrap:
             continue
-        scopes = sorted(namespaces) if binding.cluster_wide else [binding.namespace]
-        for ns in scopes:
-            request = Request("get", "", "secrets", namespace=ns, name="*")
-            if any(
-                rule_allows(replace(r, resource_names=frozenset()), request)
-                for r in binding.role.rules
-            ):
-                readers[ns].update(s for s in binding.subjects if s.kind == "ServiceAccount")
+        if not any(
+            rule_allows(replace(r, resource_names=frozenset()), request) for r in binding.role.rules
+        ):
+            continue
+        accounts = (s for s in binding.subjects if s.kind == "ServiceAccount")
+        if binding.cluster_wide:
+            everywhere.update(accounts)
+        else:
+            readers[binding.namespace].update(accounts)
+    if everywhere:
+        for ns in {s.namespace for s in scan.index.of_kind("Secret")}:
+            readers[ns] |= everywhere
     return {ns: len(subjects) for ns, subjects in readers.items()}
 
 

@@ -1,0 +1,166 @@
+"""Parsing in a pool of processes changes no answer: the same report, byte for byte.
+
+Aspects: a folder with objects, Lists, malformed documents, non-objects, a JSON file, an
+unreadable file and an object declared twice gives the same JSON report, the same errors
+in the same order and the same read summary whether it is parsed here or by two
+processes; the same holds over the real corpus; stdin among files keeps its place; the
+pool never sends a ``Sensitive`` value (values are wrapped after the pipe, so the objects
+built from a pool hold ``Sensitive`` values like the others); a parsing process that dies
+is one clear error, not a hang or a traceback; a canary value crosses the pool and
+appears in no report format and no message.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from kustos.cli.main import main
+from kustos.errors import KustosError
+from kustos.kube import loading
+from kustos.kube.index import ObjectIndex
+from kustos.kube.loading import ManifestLoader
+from kustos.scan.checking import scan_input
+from kustos.scan.reporting import to_json
+from kustos.scan.scanning import scan
+from kustos.sensitive import Sensitive
+
+CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "manifests"
+
+
+def _secret(i: int) -> str:
+    return (
+        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-{i}\n  namespace: team-{i % 3}\n"
+        f"type: Opaque\nstringData:\n  password: Tr0ub4dor-{i}-x9Qz!\n"
+    )
+
+
+def _deployment(i: int) -> str:
+    return (
+        f"# app {i}\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i}\n"
+        f"  namespace: team-{i % 3}\nspec:\n  template:\n    spec:\n      containers:\n"
+        f"      - name: app\n        image: app:{i}\n        env:\n        - name: DB_PASSWORD\n"
+        f"          valueFrom:\n            secretKeyRef: {{name: db-{i}, key: password}}\n"
+        f"        - name: API_TOKEN\n          value: ghp_{'a1B2c3D4e5' * 3}abcdef\n"
+    )
+
+
+def _binding(i: int) -> str:
+    return (
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n"
+        f"  name: readers\n  namespace: team-{i % 3}\nroleRef:\n  apiGroup: "
+        "rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: admin\nsubjects:\n"
+        "- kind: Group\n  name: system:authenticated\n"
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "manifests"
+    for f in range(8):
+        docs = []
+        for i in range(f * 10, f * 10 + 10):
+            docs += [_secret(i), _deployment(i)]
+        docs.append(_binding(f))  # the same three bindings, declared in several files
+        if f == 2:
+            docs.append("kind: [broken\n")
+            docs.append("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n")
+        if f == 3:
+            docs.append(
+                "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n"
+                "  metadata: {name: cfg, namespace: team-1}\n  data: {password: hunter2hunter2}\n"
+            )
+        (root / f"part-{f}").mkdir(parents=True)
+        (root / f"part-{f}" / "all.yaml").write_text("---\n".join(docs))
+    (root / "extra.json").write_text(
+        '{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "j", "namespace": "x"},'
+        ' "data": {"token": "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTA="}}'
+    )
+    (root / "binary.yaml").write_bytes(b"\xff\xfe\x00binary")
+    (root / "README.md").write_text("not read\n")
+    return root
+
+
+def _report(paths: list[str], workers: int, stdin: str = "") -> tuple[str, list[str], ObjectIndex]:
+    loader = ManifestLoader(workers=workers, stdin=io.StringIO(stdin))
+    index = loader.load(paths)
+    result = scan(scan_input(index), locate=loader.line)
+    return to_json(result), [str(e) for e in index.errors], index
+
+
+def test_a_pool_gives_the_same_report_as_one_process(folder: Path) -> None:
+    single, single_errors, single_index = _report([str(folder)], workers=1)
+    pooled, pooled_errors, pooled_index = _report([str(folder)], workers=2)
+    assert pooled == single
+    assert pooled_errors == single_errors
+    assert pooled_index.read_summary() == single_index.read_summary()
+    # The report is not trivially empty: findings, errors and duplicates are all there.
+    assert '"rule_id": "KST050"' in single
+    assert any("invalid YAML" in e for e in single_errors)
+    assert any("binary data" in e for e in single_errors)
+    assert single_index.read_summary().duplicates
+
+
+def test_stdin_keeps_its_place_between_files(folder: Path) -> None:
+    stream = _secret(999) + "---\n" + _deployment(999)
+    paths = [str(folder / "part-0"), "-", str(folder / "part-1")]
+    single, _, single_index = _report(paths, workers=1, stdin=stream)
+    pooled, _, pooled_index = _report(paths, workers=2, stdin=stream)
+    assert pooled == single
+    files = [o.source.file for o in pooled_index if o.source is not None]
+    assert files == [o.source.file for o in single_index if o.source is not None]
+    assert "<stdin>" in files
+
+
+def test_secret_values_are_wrapped_after_the_pool(folder: Path) -> None:
+    index = ManifestLoader(workers=2).load([str(folder)])
+    secrets = index.of_kind("Secret")
+    assert len(secrets) == 81
+    for secret in secrets:
+        values = {**secret.body.get("data", {}), **secret.body.get("stringData", {})}
+        assert values
+        assert all(isinstance(v, Sensitive) for v in values.values())
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared/corpus not beside the repo")
+@pytest.mark.timeout(240)  # the whole corpus, twice
+def test_the_corpus_gives_the_same_report_either_way() -> None:
+    single, single_errors, _ = _report([str(CORPUS)], workers=1)
+    pooled, pooled_errors, _ = _report([str(CORPUS)], workers=2)
+    assert pooled == single
+    assert pooled_errors == single_errors
+
+
+def _killed(path: str) -> str:
+    """A parsing process that dies at once, as one killed for memory would."""
+    del path
+    os._exit(9)
+
+
+def test_a_parsing_process_that_dies_is_one_clear_error(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loading, "_parse_file", _killed)
+    with pytest.raises(KustosError, match="a parsing process stopped before the end") as info:
+        ManifestLoader(workers=2).load([str(folder)])
+    assert info.value.exit_code == 1
+    assert "--jobs 1" in str(info.value)
+
+
+def test_canary_stays_out_of_a_pooled_scan(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canary = "canary-Vq3Xk9-pooled-zz"
+    (folder / "canary.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: canary, namespace: team-0}\n"
+        f"stringData:\n  password: {canary}\n---\nkind: [broken {canary}\n"
+    )
+    for output in ("json", "table", "sarif", "html"):
+        main(["scan", str(folder), "--jobs", "2", "--format", output])
+        out, err = capsys.readouterr()
+        assert "canary.yaml" in out + err  # the file was read and reported on
+        assert canary not in out
+        assert canary not in err
