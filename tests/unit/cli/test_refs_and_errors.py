@@ -1,6 +1,7 @@
 """The CLI's contract: output formats, exit codes and one-line errors.
 
-Aspects: ``kustos refs`` JSON on the example app; a multi-document stream on stdin;
+Aspects: ``kustos refs`` JSON on the example app; its table redirected to a file or a pipe
+keeps every reference on one line, field path whole; a multi-document stream on stdin;
 malformed documents skipped with a file:line note and exit 0; usage and input errors exit 2
 with one line and no traceback; a missing kubeconfig or dev-cluster is one clear line.
 """
@@ -38,6 +39,20 @@ def test_refs_json_on_the_example_app(capsys: pytest.CaptureFixture[str]) -> Non
     assert ("CronJob", "backup", "db-credentials", "env") in by_consumer
     assert ("StatefulSet", "db", "db-credentials", "projected") in by_consumer
     assert all(r["secret_exists"] for r in doc["references"])
+
+
+def test_refs_table_redirected_never_wraps(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # as a cron job or a pipe sees it: 80 columns
+    assert main(["refs", str(EXAMPLES)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 9  # one line per reference, none folded onto a second
+    longest = "spec.jobTemplate.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef"
+    assert any("CronJob/backup" in row and longest in row for row in rows)
+    assert max(len(line) for line in lines) > 80  # wider than rich's default, not folded
+    assert len({len(line) for line in lines[1:]}) == 1  # a whole table: every line as wide
 
 
 def test_refs_reads_a_multi_document_stream_from_stdin(
