@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from kustos.errors import DocumentError, UnreadableInputError
 from kustos.kube.objects import KubeObject, ObjectRef, api_group
 from kustos.kube.references import (
+    CERT_MANAGER_GROUP,
     CONSUMER_KINDS,
     WORKLOAD_KINDS,
     SecretReference,
+    certificate_secret_name,
     secret_references,
 )
 
@@ -254,13 +256,18 @@ class ObjectIndex:
             owner.kind in _CONTROLLER_KINDS and owner in self._by_ref for owner in obj.owner_refs
         )
 
+    def _certificate_secret(self, namespace: str, name: str) -> str | None:
+        """The Secret of the Certificate *namespace/name* in the index (``inject-ca-from``)."""
+        obj = self._by_ref.get(ObjectRef(CERT_MANAGER_GROUP, "Certificate", namespace, name))
+        return certificate_secret_name(obj) if obj is not None else None
+
     def _all_refs(self) -> dict[int, tuple[SecretReference, ...]]:
         # Keyed by object identity (id): duplicates of one ObjectRef keep their own refs.
         if self._refs is None:
             refs: dict[int, tuple[SecretReference, ...]] = {}
             for kind in CONSUMER_KINDS:
                 for obj in self._by_kind.get(kind, ()):
-                    found = secret_references(obj)
+                    found = secret_references(obj, certificate_secret=self._certificate_secret)
                     if found:
                         refs[id(obj)] = found
             self._refs = refs

@@ -22,8 +22,11 @@ in-tree volume types that name a Secret) and ``imagePullSecrets``; a ServiceAcco
   ServiceAccount: the reference's consumer is that ServiceAccount, its field is in the
   Secret);
 - webhook configurations, APIServices and CustomResourceDefinitions whose CA bundle is
-  injected from a Secret (``cert-manager.io/inject-ca-from-secret``; ``inject-ca-from``
-  names a Certificate, whose own ``secretName`` is the reference).
+  injected from a Secret (``cert-manager.io/inject-ca-from-secret``) or from a
+  Certificate (``cert-manager.io/inject-ca-from: NS/CERTIFICATE``): that names no Secret
+  itself, so it becomes a reference to the Certificate's ``spec.secretName`` only when the
+  caller can look the Certificate up (:class:`~kustos.kube.index.ObjectIndex` does, from
+  the Certificates it holds); otherwise nothing is guessed.
 
 Every reference carries the field path it was found at, in the form
 ``spec.template.spec.containers[0].env[3]``.
@@ -32,7 +35,7 @@ Every reference carries the field path it was found at, in the form
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -84,6 +87,9 @@ CLUSTER_RESOURCE_NAMESPACE: Final = "cert-manager"
 SA_TOKEN_TYPE: Final = "kubernetes.io/service-account-token"  # noqa: S105 - a type name
 SA_NAME_ANNOTATION: Final = "kubernetes.io/service-account.name"
 INJECT_CA_FROM_SECRET: Final = "cert-manager.io/inject-ca-from-secret"  # noqa: S105
+INJECT_CA_FROM: Final = "cert-manager.io/inject-ca-from"
+#: ``(namespace, Certificate name)`` → that Certificate's ``spec.secretName``, if known.
+CertificateSecrets = Callable[[str, str], str | None]
 _CA_INJECTED_KINDS: Final = frozenset(
     {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService",
      "CustomResourceDefinition"}
@@ -172,8 +178,15 @@ def service_account_name(spec: Mapping[str, Any]) -> str:
     return name if isinstance(name, str) and name else "default"
 
 
-def secret_references(obj: KubeObject) -> tuple[SecretReference, ...]:
-    """Every Secret *obj* uses, in document order."""
+def secret_references(
+    obj: KubeObject, *, certificate_secret: CertificateSecrets | None = None
+) -> tuple[SecretReference, ...]:
+    """Every Secret *obj* uses, in document order.
+
+    *certificate_secret* resolves a cert-manager Certificate to the Secret it writes, for
+    ``cert-manager.io/inject-ca-from``; without it (or when it knows no such Certificate)
+    that annotation yields no reference.
+    """
     if obj.kind not in CONSUMER_KINDS:
         return ()
     if obj.kind == "ServiceAccount" and obj.api_version == "v1":
@@ -181,10 +194,19 @@ def secret_references(obj: KubeObject) -> tuple[SecretReference, ...]:
     view = pod_spec_of(obj)
     if view is not None:
         return tuple(_pod_spec_refs(obj, view))
-    return tuple(_other_refs(obj))
+    return tuple(_other_refs(obj, certificate_secret))
 
 
-def _other_refs(obj: KubeObject) -> Iterator[SecretReference]:
+def certificate_secret_name(obj: KubeObject) -> str | None:
+    """The Secret a cert-manager Certificate writes (``spec.secretName``), or ``None``."""
+    if obj.kind != "Certificate" or api_group(obj.api_version) != CERT_MANAGER_GROUP:
+        return None
+    return _str(_get(obj.body, "spec", "secretName")) or None
+
+
+def _other_refs(
+    obj: KubeObject, certificate_secret: CertificateSecrets | None
+) -> Iterator[SecretReference]:
     """Consumers outside pods, by kind and API group."""
     group, kind, body = api_group(obj.api_version), obj.kind, obj.body
     if kind == "Secret" and group == "":
@@ -212,11 +234,23 @@ def _other_refs(obj: KubeObject) -> Iterator[SecretReference]:
         if name:
             yield _ref(obj, obj.namespace, name, Via.EXTERNAL_SECRET, "spec.target.name")
     if kind in _CA_INJECTED_KINDS:
-        source = _str(obj.annotations.get(INJECT_CA_FROM_SECRET))
-        ns, _, name = source.partition("/")
-        if ns and name:
+        yield from _ca_injection_refs(obj, certificate_secret)
+
+
+def _ca_injection_refs(
+    obj: KubeObject, certificate_secret: CertificateSecrets | None
+) -> Iterator[SecretReference]:
+    """cainjector's sources: a Secret named directly, or a Certificate's Secret."""
+    field = f'metadata.annotations["{INJECT_CA_FROM_SECRET}"]'
+    ns, _, name = _str(obj.annotations.get(INJECT_CA_FROM_SECRET)).partition("/")
+    if ns and name:
+        yield _ref(obj, ns, name, Via.CA_INJECTION, field)
+    ns, _, certificate = _str(obj.annotations.get(INJECT_CA_FROM)).partition("/")
+    if ns and certificate and certificate_secret is not None:
+        secret = certificate_secret(ns, certificate)
+        if secret:
             yield _ref(
-                obj, ns, name, Via.CA_INJECTION, f'metadata.annotations["{INJECT_CA_FROM_SECRET}"]'
+                obj, ns, secret, Via.CA_INJECTION, f'metadata.annotations["{INJECT_CA_FROM}"]'
             )
 
 

@@ -6,7 +6,9 @@ and in-tree secret refs; Ingress TLS; Gateway API certificateRefs (Secret kind o
 namespace defaulting to the Gateway's); cert-manager Issuer, ClusterIssuer (the cluster
 resource namespace) and Certificate; external-secrets SecretStore, ClusterSecretStore
 (explicit namespaces only) and ExternalSecret targets; ServiceAccount token Secrets; CA
-bundles injected from a Secret; the index answering ``consumers_of`` for all of them.
+bundles injected from a Secret, or from a Certificate (``inject-ca-from``: its
+``spec.secretName`` when the Certificate is indexed, nothing guessed when it is not); the
+index answering ``consumers_of`` for all of them.
 """
 
 from __future__ import annotations
@@ -196,3 +198,55 @@ def test_other_kinds_and_groups_reference_nothing() -> None:
         "apiVersion: v1\nkind: Secret\nmetadata: {name: plain, namespace: x}\ntype: Opaque\n"
     )
     assert all(secret_references(obj) == () for obj in index_of(text))
+
+
+INJECT_FROM_CERTIFICATE = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: injected
+  annotations: {cert-manager.io/inject-ca-from: hooks/serving-cert}
+webhooks: []
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+  annotations: {cert-manager.io/inject-ca-from: hooks/no-such-cert}
+spec: {group: example.com, names: {kind: Widget, plural: widgets}, scope: Namespaced}
+"""
+CERTIFICATE = """
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: serving-cert, namespace: hooks}
+spec: {secretName: webhook-tls, issuerRef: {name: selfsigned}}
+"""
+INJECT_FROM = 'metadata.annotations["cert-manager.io/inject-ca-from"]'
+
+
+def test_inject_ca_from_names_the_secret_of_a_certificate_in_the_index() -> None:
+    found = _refs(index_of(INJECT_FROM_CERTIFICATE + CERTIFICATE))
+    assert found == {
+        # The annotation names the Certificate; the Secret is the one the Certificate writes.
+        ("MutatingWebhookConfiguration", "hooks", "webhook-tls", "caBundle.injection",
+         INJECT_FROM),
+        ("Certificate", "hooks", "webhook-tls", "cert-manager", "spec.secretName"),
+    }  # fmt: skip
+    index = index_of(INJECT_FROM_CERTIFICATE + CERTIFICATE)
+    consumers = {r.consumer.kind for r in index.consumers_of("hooks", "webhook-tls")}
+    assert consumers == {"MutatingWebhookConfiguration", "Certificate"}
+    assert index.consumers_of("hooks", "serving-cert") == []  # a Certificate is not a Secret
+
+
+def test_inject_ca_from_without_its_certificate_is_not_guessed() -> None:
+    index = index_of(INJECT_FROM_CERTIFICATE)
+    assert _refs(index) == set()
+    assert index.consumers_of("hooks", "serving-cert") == []
+    # Alone, an object cannot resolve the Certificate: the parser yields nothing for it.
+    webhook = index.of_kind("MutatingWebhookConfiguration")[0]
+    assert secret_references(webhook) == ()
+    resolved = secret_references(webhook, certificate_secret=lambda ns, name: f"{ns}-{name}")
+    assert [(r.namespace, r.secret, r.field) for r in resolved] == [
+        ("hooks", "hooks-serving-cert", INJECT_FROM)
+    ]
