@@ -3,26 +3,48 @@
 Each capability adds its chapter. The foundation chapter brings up the dev-cluster (or
 reuses it), deploys the example application in ``examples/``, waits for its rollouts on
 the KWOK nodes and shows, from the live cluster, which workload uses which Secret and how.
+
+The backup and audit chapters run the real ``kustos`` commands as a user would type them
+(each shown with a ``$`` and its output), in a scratch folder of the dev-cluster's state
+(``demo/``, emptied at the start of each chapter so that the tour can run again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import shlex
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Final
 
+import orjson
 import typer
-from lightkube import Client
+from lightkube import ApiError, Client
+from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.rbac_authorization_v1 import (
+    ClusterRole,
+    ClusterRoleBinding,
+    Role,
+    RoleBinding,
+)
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kustos.cli.devcluster import local_keyring_flags
-from kustos.errors import InputError
+from kustos.errors import InputError, KustosError
 from kustos.kms.reencrypting import reencrypt
 from kustos.kms.stored import parse_stored
 from kustos.kube.applying import apply_manifests, wait_established
-from kustos.kube.client import ClientSettings, make_async_client, make_client
+from kustos.kube.client import ClientSettings, api_errors, make_async_client, make_client
 from kustos.kube.listing import list_cluster
 from kustos.kube.rollout import ROLLABLE, wait_for_rollout
 from kustos.rbac.access import is_platform_subject, who_can
@@ -36,10 +58,21 @@ from kustos.testing.controlplane import (
     ControlPlane,
     ControlPlaneSettings,
     default_state_dir,
+    free_ports,
     reuse_or_start,
 )
+from kustos.testing.processes import stop_session, wait_for_port
 
 EXAMPLE_NAMESPACE = "shop"
+#: The backup chapter's namespace (``examples/backup``): backed up, deleted, restored.
+BACKUP_NAMESPACE: Final = "billing"
+#: Bearer tokens of the audit chapter's users (the audited API server's token file).
+AUDIT_TOKENS: Final = {
+    "demo-token-alice": ("alice", ("shop-team",)),
+    "demo-token-deploy-bot": ("deploy-bot", ("ci",)),
+}
+#: How long the audit chapter waits for the webhook to deliver its events.
+AUDIT_WAIT: Final = 60.0
 
 
 def demo(
@@ -73,6 +106,9 @@ def demo(
         _tour(console, client, settings, examples)
         _protect_keys(console, plane, client, directory)
         _rotate(console, client, settings, examples.parent / "rotation")
+        scratch = directory / "demo"
+        _backup(console, client, plane, examples.parent / "backup", scratch / "backup")
+        _watch(console, client, plane, examples.parent / "audit", scratch / "audit")
     console.print(
         f"\nThe cluster stays up. [bold]export KUBECONFIG={plane.kubeconfig}[/]", soft_wrap=True
     )
@@ -238,5 +274,253 @@ def _tour(console: Console, client: Client, settings: ClientSettings, examples: 
     console.print(
         "All paths, as JSON: [bold]kustos who-can get secrets db-credentials -n shop "
         "--cluster --format json[/]",
+        highlight=False,
+    )
+
+
+# --------------------------------------------------------------------------- commands
+def _fresh(folder: Path) -> Path:
+    """The chapter's scratch folder, emptied (it holds only what the last tour wrote)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, mode=0o700)
+    return folder
+
+
+def _show(console: Console, text: str) -> None:
+    """Command output as it came: no markup, no highlighting, long lines left whole."""
+    if text.strip():
+        console.print(Text(text.rstrip("\n")), soft_wrap=True, highlight=False)
+
+
+def _kustos(
+    console: Console,
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    comment: str = "",
+) -> str:
+    """Run one real ``kustos`` command as a user would, print it and its output; its stdout.
+
+    A failing command ends the tour with its own one-line error (never a value: Kustos
+    messages carry names only).
+    """
+    line = "$ kustos " + " ".join(shlex.quote(a) for a in args)
+    console.print(Text(line + (f"    # {comment}" if comment else ""), style="bold"))
+    done = subprocess.run(
+        [sys.executable, "-m", "kustos", *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    _show(console, done.stdout)
+    _show(console, done.stderr)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise KustosError(f"demo: kustos {args[0]} {args[1]} exited {done.returncode}: {last}")
+    return done.stdout
+
+
+# --------------------------------------------------------------------------- backup
+def _secret_facts(client: Client, namespace: str) -> dict[str, tuple[Any, ...]]:
+    """Each Secret of *namespace* as what a restore must give back: never printed."""
+    index = list_cluster(client, namespaces=[namespace], kinds=["Secret"])
+    facts: dict[str, tuple[Any, ...]] = {}
+    for secret in index.of_kind("Secret", namespace=namespace):
+        meta = secret.body.get("metadata", {})
+        facts[secret.name] = (
+            secret.body.get("type"),
+            secret.body.get("data") or {},  # Sensitive values: compared, never shown
+            meta.get("labels") or {},
+            meta.get("annotations") or {},
+            bool(secret.body.get("immutable")),
+        )
+    return facts
+
+
+def _delete_namespace(client: Client, name: str, *, timeout: float = 120.0) -> float:
+    """Delete namespace *name* and wait until it is gone (its finalizers done); seconds."""
+    started = time.monotonic()
+    with api_errors(f"delete namespace {name}", verb="delete", resource="namespaces"):
+        client.delete(Namespace, name)
+    while time.monotonic() - started < timeout:
+        try:
+            client.get(Namespace, name)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return time.monotonic() - started
+            raise
+        time.sleep(0.5)
+    raise KustosError(f"demo: namespace {name} still terminating after {timeout:.0f}s")
+
+
+def _backup(
+    console: Console, client: Client, plane: ControlPlane, manifests: Path, folder: Path
+) -> None:
+    """Chapter 8: a namespace backed up to an age key, deleted, restored, compared."""
+    console.rule("[bold]8. Protect (backup): a namespace through backup, deletion and restore")
+    if not manifests.is_dir():
+        console.print(f"[yellow]skipped: {manifests} not found[/]")
+        return
+    for line in apply_manifests(client, [manifests]):
+        console.print(f"  applied {line}", highlight=False)
+    work = _fresh(folder)
+    env = {"KUBECONFIG": str(plane.kubeconfig)}
+    ns = BACKUP_NAMESPACE
+    recipient = _kustos(console, ["backup", "keygen", "--output", "key.txt"], cwd=work, env=env)
+    before = _secret_facts(client, ns)
+    _kustos(
+        console,
+        ["backup", "create", "-n", ns, "-r", recipient.strip(), "-o", f"{ns}.age", "-q"],
+        cwd=work,
+        env=env,
+    )
+    _kustos(console, ["backup", "verify", f"{ns}.age", "-i", "key.txt"], cwd=work, env=env)
+    seconds = _delete_namespace(client, ns)
+    console.print(
+        f"Deleted namespace {ns} and waited until it was gone, as `kubectl delete namespace "
+        f"{ns} --wait` does: {seconds:.1f}s",
+        highlight=False,
+    )
+    _kustos(console, ["backup", "restore", f"{ns}.age", "-i", "key.txt", "-q"], cwd=work, env=env)
+    after = _secret_facts(client, ns)
+    same = sorted(n for n, f in before.items() if after.get(n) == f)
+    differ = sorted(set(before) ^ set(after) | {n for n in before if after.get(n) != before[n]})
+    if differ or not same:
+        raise KustosError(f"demo: restored Secrets differ from the originals: {', '.join(differ)}")
+    console.print(
+        f"[green]{len(same)} of {len(before)} Secrets[/] in {ns} equal to the originals in "
+        "data, type, labels, annotations and immutability (compared, never shown): "
+        + ", ".join(same),
+        highlight=False,
+    )
+    console.print(
+        Text.assemble(
+            "The same file opens without Kustos: ",
+            (f"age -d -i {work / 'key.txt'} {work / (ns + '.age')} | tar -t", "bold"),
+            " (docs/backup.md)",
+        ),
+        soft_wrap=True,
+    )
+
+
+# --------------------------------------------------------------------------- watch
+@contextmanager
+def _receiver(plane: ControlPlane, archive: Path, log: Path) -> Iterator[str]:
+    """``kustos audit serve`` over mutual TLS (the cluster's certificates); its URL."""
+    port = free_ports(1)[0]
+    pki = plane.pki
+    argv = [
+        sys.executable, "-m", "kustos", "audit", "serve", "--archive", str(archive),
+        "--listen", f"127.0.0.1:{port}", "--tls-cert", str(pki.serving.cert),
+        "--tls-key", str(pki.serving.key), "--client-ca", str(pki.ca.cert),
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(proc, port, name="kustos audit serve", log=log)
+        yield f"https://127.0.0.1:{port}/audit"
+    finally:
+        stop_session(proc)
+
+
+def _as_user(server: str, plane: ControlPlane, token: str, path: str) -> int:
+    """One GET to the audited API server with a bearer token; the HTTP status."""
+    import httpx  # noqa: PLC0415 - only this chapter talks HTTP itself
+
+    with httpx.Client(
+        base_url=server,
+        verify=ssl.create_default_context(cafile=str(plane.pki.ca.cert)),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ) as http:
+        return http.get(path).status_code
+
+
+def _archived(archive: Path, env: Mapping[str, str], user: str) -> bool:
+    """Whether the archive holds a request of *user* yet (the webhook sends every second)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "kustos", "audit", "query", "--archive", str(archive),
+         "--user", user, "--format", "json"],
+        env={**os.environ, **env}, capture_output=True, check=False,
+    )  # fmt: skip
+    return done.returncode == 0 and bool(orjson.loads(done.stdout or b"{}").get("events"))
+
+
+def _remove(client: Client, applied: Sequence[str]) -> None:
+    """Delete the chapter's planted RBAC objects (``Kind [namespace/]name`` as applied)."""
+    deleters: dict[str, Callable[[str, str | None], None]] = {
+        "Role": lambda n, ns: client.delete(Role, n, namespace=ns),
+        "RoleBinding": lambda n, ns: client.delete(RoleBinding, n, namespace=ns),
+        "ClusterRole": lambda n, _: client.delete(ClusterRole, n),
+        "ClusterRoleBinding": lambda n, _: client.delete(ClusterRoleBinding, n),
+    }
+    for line in applied:
+        kind, qualified = line.split(" ", 1)
+        ns, _, name = qualified.rpartition("/")
+        with api_errors(f"delete {line}", verb="delete", resource=kind.lower() + "s"):
+            deleters[kind](name, ns or None)
+
+
+def _watch(
+    console: Console, client: Client, plane: ControlPlane, manifests: Path, folder: Path
+) -> None:
+    """Chapter 9: real audit events archived by the receiver; a planted bulk read alerts."""
+    console.rule("[bold]9. Watch: who read a Secret, and an alert on a bulk read")
+    if not manifests.is_dir():
+        console.print(f"[yellow]skipped: {manifests} not found[/]")
+        return
+    work = _fresh(folder)
+    env = {"KUBECONFIG": str(plane.kubeconfig)}
+    archive = work / "archive"
+    _kustos(console, ["audit", "policy", "-o", "policy.yaml"], cwd=work, env=env)
+    planted = apply_manifests(client, [manifests])
+    for line in planted:
+        console.print(f"  applied {line}", highlight=False)
+    try:
+        with (
+            _receiver(plane, archive, work / "receiver.log") as url,
+            plane.audited_apiserver(work / "policy.yaml", url, tokens=AUDIT_TOKENS) as server,
+        ):
+            console.print(
+                f"Started `kustos audit serve --archive {archive.name}` (mutual TLS) and a "
+                f"kube-apiserver on the same etcd that audits to it, as the docs set up",
+                highlight=False,
+            )
+            shop = f"/api/v1/namespaces/{EXAMPLE_NAMESPACE}/secrets"
+            requests = [
+                ("alice", "demo-token-alice", f"{shop}/db-credentials"),  # allowed: her Role
+                ("alice", "demo-token-alice", shop),  # refused: she may get one Secret only
+                ("deploy-bot", "demo-token-deploy-bot", "/api/v1/secrets"),  # the planted one
+            ]
+            for user, token, path in requests:
+                code = _as_user(server, plane, token, path)
+                console.print(f"  {user:<10} GET {path} -> {code}", highlight=False)
+            deadline = time.monotonic() + AUDIT_WAIT
+            while not _archived(archive, env, "deploy-bot"):
+                if time.monotonic() > deadline:
+                    raise KustosError(
+                        f"demo: the audit webhook delivered nothing in {AUDIT_WAIT:.0f}s; "
+                        f"see {work / 'receiver.log'}"
+                    )
+                time.sleep(0.5)
+    finally:
+        _remove(client, planted)
+    console.print(f"  deleted the {len(planted)} planted RBAC objects again", highlight=False)
+    _kustos(console, ["audit", "alerts", "--archive", "archive"], cwd=work, env=env)
+    secret = f"{EXAMPLE_NAMESPACE}/db-credentials"
+    _kustos(
+        console,
+        ["audit", "query", "--archive", "archive", "--secret", secret],
+        cwd=work,
+        env=env,
+        comment=f"who read {secret}?",
+    )
+    _kustos(console, ["audit", "verify", "--archive", "archive"], cwd=work, env=env)
+    console.print(
+        "A list counts as a read of every Secret it returned. Point a real API server at "
+        "the receiver and tune the detectors: docs/audit.md, docs/audit-alerts.md",
         highlight=False,
     )

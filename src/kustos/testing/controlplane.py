@@ -269,7 +269,8 @@ class ControlPlane:
 
         It shares certificates, etcd and therefore every object with the main one, accepts
         the bearer *tokens* (token → user name, groups) besides certificates and
-        ServiceAccount tokens, and sends audit batches to *webhook_url* over TLS with its
+        ServiceAccount tokens, reads Secrets with the main one's EncryptionConfiguration (if
+        any), and sends audit batches to *webhook_url* over TLS with its
         serving certificate as client certificate (trusted by the cluster CA). The main API
         server is left as it is, so the other tests never wait for audit. Yields its URL.
         """
@@ -289,11 +290,18 @@ class ControlPlane:
             pki=self.pki,
             ports=ports,
         )
+        # Objects the main API server encrypts (KMS v2 enabled) must read the same here.
+        main = self._procs.get("kube-apiserver")
+        encryption = [a for a in main.argv if a.startswith("--encryption-provider")] if main else []
         argv = flags.apiserver_flags(
             layout,
             audit_policy=policy.resolve(),
             audit_webhook_config=webhook,
-            extra=(*flags.AUDIT_WEBHOOK_TEST_FLAGS, f"--token-auth-file={token_file}"),
+            extra=(
+                *flags.AUDIT_WEBHOOK_TEST_FLAGS,
+                f"--token-auth-file={token_file}",
+                *encryption,
+            ),
         )
         # The audit log of the main plane's layout would be shared: this one keeps its own.
         argv = [a for a in argv if not a.startswith("--audit-log-path=")]
