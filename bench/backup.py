@@ -57,7 +57,7 @@ from bench.running import (
     target,
     tool_version,
 )
-from kustos.backup import keys
+from kustos.crypto.age import new_identity
 from kustos.kube.client import ClientSettings, make_async_client
 from kustos.testing.binaries import require_binaries
 from kustos.testing.controlplane import ControlPlane, ControlPlaneSettings
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace, root: Path, doc: dict[str, Any]) -> None:
         age=tool_version([age, "--version"]),
         kubernetes=tool_version([str(bins / "kube-apiserver"), "--version"]),
     )
-    recipient, identity = keys.generate()
+    recipient, identity = new_identity()
     key = root / "key.txt"
     key.write_text(identity.reveal_text() + "\n")
     key.chmod(0o600)

@@ -3,7 +3,8 @@
 Written owner-only (0600) through :func:`kustos.files.write_atomic`, so a reader sees the
 old file or the new one, never half of it; ``-`` is stdout or stdin, for pipes to and from
 object storage. Read whole (a backup of 10,000 Secrets is about 12 MB) and opened by
-:func:`kustos.backup.keys.decrypt`, then verified by :func:`kustos.backup.format.read`.
+:func:`kustos.backup.keys.decrypt`, then verified by :func:`kustos.backup.format.read`;
+encrypted by :mod:`kustos.crypto.age`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Final
 
 from kustos.backup import format as fmt
-from kustos.backup.keys import Identities, Recipient, decrypt, encrypt, encrypt_with_passphrase
+from kustos.backup.keys import decrypt
+from kustos.crypto.age import Identities, Recipient, encrypt, encrypt_with_passphrase
 from kustos.errors import FileAccessError
 from kustos.files import read_bytes, write_atomic
 from kustos.sensitive import Sensitive

@@ -22,8 +22,8 @@ from lightkube.resources.core_v1 import Namespace
 from kustos import __version__
 from kustos.backup import format as fmt
 from kustos.backup.archive import write_backup
-from kustos.backup.keys import Recipient
 from kustos.backup.selecting import Selection, Selector, inconsistencies, select
+from kustos.crypto.age import Recipient
 from kustos.errors import BackupError, KubeError
 from kustos.kube.client import api_errors
 from kustos.kube.index import ObjectIndex

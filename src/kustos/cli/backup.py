@@ -17,11 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kustos.backup import keys
 from kustos.backup.planning import Conflict, Plan, Verb
 from kustos.cli.inputs import Context, Kubeconfig
 from kustos.cli.output import TableOrJson, print_json
 from kustos.cli.seal import _warn_if_shared  # one warning for every key file
+from kustos.crypto import age
 from kustos.errors import RestoreConflictError, UsageError
 from kustos.files import read_bytes, write_atomic
 from kustos.kube.client import ClientSettings
@@ -65,23 +65,23 @@ def _progress(quiet: bool) -> Any:
 def _passphrase(path: Path) -> Sensitive:
     data = read_bytes(path, what="passphrase file", limit=KEY_FILE_LIMIT)
     _warn_if_shared(path)
-    return keys.read_passphrase(data, source=str(path))
+    return age.read_passphrase(data, source=str(path))
 
 
 def _opener(
     identity: list[Path] | None, passphrase_file: Path | None
-) -> tuple[keys.Identities | None, Sensitive | None]:
+) -> tuple[age.Identities | None, Sensitive | None]:
     if identity and passphrase_file is not None:
         raise UsageError("give --identity or --passphrase-file, not both")
     if passphrase_file is not None:
         return None, _passphrase(passphrase_file)
     if not identity:
         raise UsageError("no key: give --identity FILE or --passphrase-file FILE")
-    found = keys.Identities([], [])
+    found = age.Identities()
     for path in identity:
         data = read_bytes(path, what="identity file", limit=KEY_FILE_LIMIT)
         _warn_if_shared(path)
-        found = found + keys.parse_identities(data, source=str(path))
+        found = found + age.Identities.parse(data, source=str(path), ssh=True)
     return found, None
 
 
@@ -95,7 +95,7 @@ def keygen(
     """Write a new age identity and print its public key (the recipient for create)."""
     if output.exists():
         raise UsageError(f"{output}: exists; Kustos never overwrites an identity")
-    recipient, identity = keys.generate()
+    recipient, identity = age.new_identity()
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = f"# created: {created}\n# public key: {recipient}\n{identity.reveal_text()}\n"
     write_atomic(output, text.encode(), what="identity file", mode=0o600)
@@ -111,8 +111,10 @@ def keygen(
 
 
 # --------------------------------------------------------------------------- create
-def _recipients(given: list[str], files: list[Path]) -> list[keys.Recipient]:
-    found = [keys.parse_recipient(r, where=f"--recipient #{i}") for i, r in enumerate(given, 1)]
+def _recipients(given: list[str], files: list[Path]) -> list[age.Recipient]:
+    found = [
+        age.Recipient.parse(r, where=f"--recipient #{i}", ssh=True) for i, r in enumerate(given, 1)
+    ]
     for path in files:
         data = read_bytes(path, what="recipients file", limit=KEY_FILE_LIMIT)
         try:
@@ -121,7 +123,7 @@ def _recipients(given: list[str], files: list[Path]) -> list[keys.Recipient]:
             raise UsageError(
                 f"{path}: a recipients file is text, one public key per line"
             ) from None
-        found.extend(keys.parse_recipients_file(text, source=str(path)))
+        found.extend(age.parse_recipients(text, source=str(path), ssh=True))
     return found
 
 

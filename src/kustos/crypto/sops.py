@@ -42,14 +42,45 @@ from decimal import Decimal
 from math import isinf, isnan
 from typing import Any, Final, Literal
 
-import pyrage
 import yaml
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from kustos.crypto import age
+from kustos.crypto.age import Identities, Recipient, new_identity, parse_recipients, recipient_of
 from kustos.errors import InputError
-from kustos.sensitive import Sensitive
+
+__all__ = [
+    "DEFAULT_RULE",
+    "KUBERNETES_REGEX",
+    "MAC_ONLY_ENCRYPTED_SEED",
+    "METADATA_KEY",
+    "SOPS_VERSION",
+    "Decrypted",
+    # The age keys, as sealing code has always imported them from here; one
+    # implementation, kustos.crypto.age (X25519 only: sops files take no SSH keys here).
+    "Identities",
+    "MacMismatchError",
+    "Metadata",
+    "NoMatchingIdentityError",
+    "Recipient",
+    "Rewrapped",
+    "Rule",
+    "SopsError",
+    "SopsFormatError",
+    "SopsIntegrityError",
+    "TamperedValueError",
+    "decrypt",
+    "encrypt",
+    "is_encrypted",
+    "new_identity",
+    "parse_recipients",
+    "recipient_of",
+    "rewrap",
+    "to_yaml",
+    "wrap_key",
+]
 
 #: The sops release whose file format this module writes (and records as ``version``).
 SOPS_VERSION: Final = "3.13.2"
@@ -91,14 +122,6 @@ class SopsError(InputError):
 
 class SopsFormatError(SopsError):
     """Not a SOPS file, a malformed metadata block or value, or a feature not supported."""
-
-
-class SopsRecipientError(SopsError):
-    """A recipient is not an age X25519 public key (named by position, never quoted)."""
-
-
-class SopsIdentityError(SopsError):
-    """An identity file holds no usable age identity (lines named by number only)."""
 
 
 class NoMatchingIdentityError(SopsError):
@@ -161,123 +184,9 @@ DEFAULT_RULE: Final = Rule("unencrypted_suffix", "_unencrypted")
 # --------------------------------------------------------------------------- keys
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """An age X25519 public key (``age1…``); public, so it may be shown."""
-
-    text: str
-    key: Any = field(repr=False, compare=False)
-
-    @classmethod
-    def parse(cls, text: str, *, where: str = "recipient") -> Recipient:
-        """Parse one ``age1…`` recipient; the error names *where*, never the text."""
-        value = text.strip()
-        if value.startswith("AGE-SECRET-KEY-"):
-            raise SopsRecipientError(
-                f"{where}: this is an age identity (a private key), not a recipient; "
-                "give its public key (age-keygen -y)"
-            )
-        if not value.startswith("age1") or value.startswith("age1pq1"):
-            raise SopsRecipientError(f"{where}: only age X25519 recipients (age1…) are supported")
-        try:
-            key = pyrage.x25519.Recipient.from_str(value)
-        except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
-            raise SopsRecipientError(
-                f"{where}: not an age public key ({type(exc).__name__})"
-            ) from None
-        return cls(value, key)
-
-    @property
-    def short(self) -> str:
-        """``age1abcd…wxyz``: enough to recognise a key in a message."""
-        return f"{self.text[:9]}…{self.text[-4:]}"
-
-
-def parse_recipients(text: str, *, source: str) -> tuple[Recipient, ...]:
-    """The recipients of a file as ``age -R`` reads it: one per line, ``#`` comments."""
-    found = []
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            found.append(Recipient.parse(stripped, where=f"{source}:{number}"))
-    if not found:
-        raise SopsRecipientError(f"{source}: no recipient (one age1… public key per line)")
-    return tuple(found)
-
-
-class Identities:
-    """age X25519 identities that may open a file; never shown in any text form."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self, keys: Sequence[Any]) -> None:
-        self._keys = list(keys)
-
-    @classmethod
-    def parse(cls, text: str, *, source: str) -> Identities:
-        """Every ``AGE-SECRET-KEY-1…`` line of an identity file (as ``age -i`` reads it)."""
-        keys = []
-        for number, line in enumerate(text.splitlines(), 1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            if not stripped.startswith("AGE-SECRET-KEY-1"):
-                raise SopsIdentityError(
-                    f"{source}:{number}: not an age X25519 identity (AGE-SECRET-KEY-1…)"
-                )
-            try:
-                keys.append(pyrage.x25519.Identity.from_str(stripped))
-            except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
-                raise SopsIdentityError(
-                    f"{source}:{number}: not an age identity ({type(exc).__name__})"
-                ) from None
-        if not keys:
-            raise SopsIdentityError(f"{source}: no AGE-SECRET-KEY-1… line")
-        return cls(keys)
-
-    @classmethod
-    def of(cls, secrets: Sequence[Sensitive], *, source: str) -> Identities:
-        """Identities from ``AGE-SECRET-KEY-1…`` values held as ``Sensitive`` (a key store)."""
-        text = "\n".join(s.reveal_text() for s in secrets)
-        return cls.parse(text, source=source) if secrets else cls([])
-
-    def __add__(self, other: Identities) -> Identities:
-        return Identities([*self._keys, *other._keys])
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __repr__(self) -> str:
-        return f"Identities({len(self._keys)})"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("identities cannot be pickled")
-
-    def open(self, armored: str) -> bytes | None:
-        """The plaintext of one armored age file, or ``None`` if no identity opens it."""
-        try:
-            return bytes(pyrage.decrypt(armored.encode(), self._keys))
-        except Exception:  # noqa: BLE001 - pyrage's errors are untyped; any failure is "not ours"
-            return None
-
-
-def new_identity() -> tuple[str, Sensitive]:
-    """A fresh age X25519 key pair: the recipient (public) and the identity (secret)."""
-    identity = pyrage.x25519.Identity.generate()
-    return str(identity.to_public()), Sensitive(str(identity))
-
-
-def recipient_of(identity: Sensitive, *, where: str = "identity") -> str:
-    """The public recipient of one ``AGE-SECRET-KEY-1…`` identity."""
-    try:
-        return str(pyrage.x25519.Identity.from_str(identity.reveal_text().strip()).to_public())
-    except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
-        raise SopsIdentityError(f"{where}: not an age identity ({type(exc).__name__})") from None
-
-
 def wrap_key(data_key: bytes, recipient: Recipient) -> str:
     """The data key as an armored age file for one recipient (one sops ``age`` stanza)."""
-    return bytes(pyrage.encrypt(data_key, [recipient.key], armored=True)).decode()
+    return age.encrypt(data_key, [recipient], armored=True).decode()
 
 
 # --------------------------------------------------------------------------- metadata
@@ -597,7 +506,7 @@ def encrypt(
     if METADATA_KEY in document:
         raise SopsFormatError(f"{source}: already has a top-level sops key (encrypted twice?)")
     if not recipients:
-        raise SopsRecipientError(f"{source}: no recipient to encrypt for")
+        raise age.RecipientError(f"{source}: no recipient to encrypt for")
     key = randbytes(_KEY_SIZE)
     digest = hashlib.sha512()
     if mac_only_encrypted:
@@ -747,7 +656,7 @@ def rewrap(
     for a recipient the file already had is kept as it was.
     """
     if not recipients:
-        raise SopsRecipientError(f"{source}: no recipient to wrap the data key for")
+        raise age.RecipientError(f"{source}: no recipient to wrap the data key for")
     decrypt(document, identities, source=source)
     meta = _read_metadata(document[METADATA_KEY], source)
     if meta.key_groups:

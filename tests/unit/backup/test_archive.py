@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from kustos.backup import archive, keys
+from kustos.backup import archive
 from kustos.backup import format as fmt
 from kustos.cli.main import main
+from kustos.crypto import age
 from tests.unit.backup.objects import CANARY, secret
 
 
 def test_written_backups_are_private_and_open(tmp_path: Path) -> None:
-    public, identity = keys.generate()
+    public, identity = age.new_identity()
     entries = [fmt.Entry.of(fmt.clean_secret(secret("a")))]
     plaintext, _ = fmt.pack(
         entries,
@@ -35,10 +36,10 @@ def test_written_backups_are_private_and_open(tmp_path: Path) -> None:
         excluded={},
     )
     path = tmp_path / "b.age"
-    archive.write_backup(path, plaintext, recipients=[keys.parse_recipient(public, where="r")])
+    archive.write_backup(path, plaintext, recipients=[age.Recipient.parse(public, where="r")])
     assert path.stat().st_mode & 0o777 == 0o600
     assert CANARY.encode() not in path.read_bytes()
-    ids = keys.parse_identities(identity.reveal(), source="key")
+    ids = age.Identities.parse(identity.reveal(), source="key")
     backup = archive.open_backup(path, identities=ids)
     assert [str(e) for e in backup.entries] == ["Secret app/a"]
 
@@ -64,7 +65,7 @@ def test_folders_get_time_stamped_files_and_keep_prunes(tmp_path: Path) -> None:
 def test_dash_reads_stdin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    public, identity = keys.generate()
+    public, identity = age.new_identity()
     entries = [fmt.Entry.of(fmt.clean_secret(secret("a")))]
     plaintext, _ = fmt.pack(
         entries,
@@ -74,7 +75,7 @@ def test_dash_reads_stdin(
         selection=fmt.Selection(),
         excluded={},
     )
-    data = keys.encrypt(plaintext, [keys.parse_recipient(public, where="r")])
+    data = age.encrypt(plaintext, [age.Recipient.parse(public, where="r")])
     key = tmp_path / "key.txt"
     key.write_bytes(identity.reveal() + b"\n")
     key.chmod(0o600)

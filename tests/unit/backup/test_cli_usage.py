@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kustos.backup import keys
 from kustos.cli.main import main
+from kustos.crypto import age
 
 
 def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -26,7 +26,7 @@ def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 
 def test_create_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good, secret = keys.generate()
+    good, secret = age.new_identity()
     out = str(tmp_path / "b.age")
     phrase = tmp_path / "p"
     phrase.write_text("words\n")
