@@ -9,7 +9,8 @@ Aspects:
 - the real ``age`` decrypts a Kustos backup to the documented tar, and a backup
   encrypted by ``age`` itself restores (into another namespace with --namespace-map);
 - a truncated file, a flipped byte, a wrong identity and a wrong passphrase each give one
-  line and exit 1, and restore nothing;
+  line and exit 1, and restore nothing; a namespace that does not exist is refused (exit
+  2) and no file is written (the other bad inputs: tests/unit/backup/test_cli_usage.py);
 - --dry-run writes nothing; --conflict skip keeps, overwrite replaces (an immutable
   Secret too), fail writes nothing and exits 1; --only restores just what it names;
 - a backup to an SSH ed25519 key opens with ``age -d -i id_ed25519``; a changed
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +312,24 @@ def small(kube: Client, namespace: str) -> str:
     return namespace
 
 
+@dataclass(frozen=True)
+class SmallBackup:
+    """A backup of the ``small`` namespace, taken by ``kustos backup create``, and its key."""
+
+    file: Path
+    recipient: str
+    identity: Path
+
+
+@pytest.fixture
+def small_backup(cli: Cli, small: str, key: tuple[str, Path], tmp_path: Path) -> SmallBackup:
+    recipient, identity = key
+    backup = tmp_path / "small.age"
+    code, _, err = cli("backup", "create", "-o", str(backup), "-r", recipient, "-n", small)
+    assert code == 0, err
+    return SmallBackup(backup, recipient, identity)
+
+
 def _gone(kube: Client, namespace: str) -> bool:
     try:
         kube.get(Namespace, namespace)
@@ -320,11 +340,9 @@ def _gone(kube: Client, namespace: str) -> bool:
 
 @needs_age
 def test_real_age_opens_kustos_backups_and_kustos_restores_age_files(
-    kube: Client, cli: Cli, small: str, key: tuple[str, Path], tmp_path: Path
+    kube: Client, cli: Cli, small: str, small_backup: SmallBackup, tmp_path: Path
 ) -> None:
-    recipient, identity = key
-    backup = tmp_path / "small.age"
-    assert cli("backup", "create", "-o", str(backup), "-r", recipient, "-n", small)[0] == 0
+    backup, recipient, identity = small_backup.file, small_backup.recipient, small_backup.identity
 
     opened = subprocess.run(
         [AGE or "age", "-d", "-i", str(identity), str(backup)], capture_output=True, check=True
@@ -382,13 +400,11 @@ def test_damaged_files_and_wrong_keys_restore_nothing(
     kube: Client,
     cli: Cli,
     small: str,
-    key: tuple[str, Path],
+    small_backup: SmallBackup,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    recipient, identity = key
-    backup = tmp_path / "b.age"
-    assert cli("backup", "create", "-o", str(backup), "-r", recipient, "-n", small)[0] == 0
+    backup, identity = small_backup.file, small_backup.identity
     phrase = tmp_path / "phrase"
     phrase.write_text("correct horse battery staple\n")
     phrase.chmod(0o600)
@@ -428,19 +444,29 @@ def test_damaged_files_and_wrong_keys_restore_nothing(
     _assert_no_canary(cli, caplog)
 
 
+def test_a_namespace_that_does_not_exist_is_refused_and_nothing_written(
+    cli: Cli, small: str, key: tuple[str, Path], tmp_path: Path
+) -> None:
+    recipient, _ = key
+    output = tmp_path / "typo.age"
+    argv = ["backup", "create", "-o", str(output), "-r", recipient, "-n", small]
+    code, out, err = cli(*argv, "-n", f"{small}-typo", "-q")
+    assert code == 2
+    assert out == ""
+    assert err == f"kustos: error: namespace {small}-typo not found; nothing written\n"
+    assert not output.exists()  # a typo never leaves a backup that holds nothing
+
+
 @needs_age
 def test_conflict_policies_dry_run_and_only(
     kube: Client,
     cli: Cli,
     small: str,
-    key: tuple[str, Path],
-    tmp_path: Path,
+    small_backup: SmallBackup,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    recipient, identity = key
-    backup = tmp_path / "b.age"
-    assert cli("backup", "create", "-o", str(backup), "-r", recipient, "-n", small)[0] == 0
+    backup, identity = small_backup.file, small_backup.identity
     # Change two objects after the backup; delete one.
     kube.delete(Secret, "frozen", namespace=small)
     kube.create(
@@ -583,14 +609,10 @@ def test_ssh_recipients_open_with_age_and_managed_secrets_are_overwritten(
 def test_recovery_without_kustos_as_the_docs_say(
     control_plane: ControlPlane,
     kube: Client,
-    cli: Cli,
     small: str,
-    key: tuple[str, Path],
-    tmp_path: Path,
+    small_backup: SmallBackup,
 ) -> None:
-    recipient, identity = key
-    backup = tmp_path / "cluster.age"
-    assert cli("backup", "create", "-o", str(backup), "-r", recipient, "-n", small)[0] == 0
+    backup, identity = small_backup.file, small_backup.identity
     before = _snapshot(kube, [small])
     _delete_and_wait(kube, [small])
     kubectl = require_binaries() / "kubectl"

@@ -24,7 +24,7 @@ from kustos.backup import format as fmt
 from kustos.backup.archive import write_backup
 from kustos.backup.selecting import Selection, Selector, inconsistencies, select
 from kustos.crypto.age import Recipient
-from kustos.errors import BackupError, KubeError
+from kustos.errors import BackupError, KubeError, KubeNotFoundError
 from kustos.kube.client import api_errors
 from kustos.kube.index import ObjectIndex
 from kustos.kube.listing import list_cluster
@@ -60,6 +60,8 @@ def collect(
         for kind in ("Namespace", "ManagedSecret", "Secret"):
             list_cluster(client, namespaces=namespaces, kinds=(kind,), index=index)
             progress(f"listed {len(index.of_kind(kind))} {kind} object(s)")
+            if kind == "Namespace":
+                _require(namespaces, {ns.name for ns in index.of_kind("Namespace")})
         selection = select(list(index), selector=selector, namespaces=namespaces)
         problems = inconsistencies(selection.entries)
         if not problems:
@@ -69,6 +71,17 @@ def collect(
             time.sleep(PAUSE)
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     raise BackupError(f"{problems[0]}{more}: retry when the rotation has finished")
+
+
+def _require(asked: Sequence[str], found: set[str]) -> None:
+    """Refuse a backup of a namespace that does not exist (a typo would back up nothing)."""
+    missing = sorted(set(asked) - found)
+    if missing:
+        raise KubeNotFoundError(
+            f"namespace {missing[0]} not found"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            + "; nothing written"
+        )
 
 
 @dataclass(frozen=True, slots=True)

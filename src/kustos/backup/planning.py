@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from kustos.backup.format import Entry
+from kustos.backup.selecting import namespace_name, object_name
 from kustos.conventions import LABEL_MANAGED_SECRET
 from kustos.errors import UsageError
 
@@ -92,16 +93,32 @@ class Plan:
 
 
 def parse_namespace_map(items: Iterable[str]) -> dict[str, str]:
-    """``FROM=TO`` pairs; ``UsageError`` for a malformed or repeated FROM."""
+    """``FROM=TO`` pairs; ``UsageError`` for a malformed, invalid or repeated FROM."""
     mapping: dict[str, str] = {}
     for item in items:
-        source, sep, target = item.partition("=")
-        if not sep or not source.strip() or not target.strip():
+        source, sep, target = (part.strip() for part in item.partition("="))
+        if not sep or not source or not target:
             raise UsageError(f"--namespace-map {item[:80]!r}: give FROM=TO")
-        if source.strip() in mapping:
-            raise UsageError(f"--namespace-map: {source.strip()[:60]!r} is mapped twice")
-        mapping[source.strip()] = target.strip()
+        namespace_name(source, flag="--namespace-map FROM")
+        namespace_name(target, flag="--namespace-map TO")
+        if source in mapping:
+            raise UsageError(f"--namespace-map: {source[:60]!r} is mapped twice")
+        mapping[source] = target
     return mapping
+
+
+def check_namespace_map(
+    mapping: Mapping[str, str], entries: Sequence[Entry], *, source: str
+) -> None:
+    """``UsageError`` if a ``FROM`` of *mapping* is no namespace of the backup (a typo)."""
+    held = {e.namespace for e in entries if e.namespace}
+    missing = sorted(set(mapping) - held)
+    if missing:
+        has = ", ".join(sorted(held)[:5]) + (", …" if len(held) > 5 else "")
+        raise UsageError(
+            f"--namespace-map: {missing[0]!r} is not a namespace of {source} "
+            f"(it holds {has or 'none'})"
+        )
 
 
 def parse_only(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
@@ -111,6 +128,9 @@ def parse_only(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
         namespace, sep, name = item.partition("/")
         if not sep or not namespace or not name or "/" in name:
             raise UsageError(f"--only {item[:80]!r}: give NAMESPACE/NAME or NAMESPACE/*")
+        namespace_name(namespace, flag="--only")
+        if name != "*":
+            object_name(name, flag="--only")
         found.append((namespace, name))
     return tuple(found)
 

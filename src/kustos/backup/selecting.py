@@ -33,6 +33,30 @@ _KEY: Final = r"[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?"
 _VALUE: Final = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
 _SET: Final = re.compile(rf"^\s*(!?)\s*({_KEY})\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")
 _EQ: Final = re.compile(rf"^\s*({_KEY})\s*(==|=|!=)\s*({_VALUE})\s*$")
+#: A namespace name (DNS-1123 label) and an object name (DNS-1123 subdomain).
+_LABEL: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_NAMESPACE: Final = re.compile(rf"^{_LABEL}$")
+_NAME: Final = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+
+
+def namespace_name(text: str, *, flag: str) -> str:
+    """*text* if it can name a namespace; ``UsageError`` naming *flag* before any request."""
+    if len(text) > 63 or not _NAMESPACE.match(text):
+        raise UsageError(
+            f"{flag}: {text[:70]!r} is not a namespace name (lowercase letters, digits and "
+            "'-', at most 63)"
+        )
+    return text
+
+
+def object_name(text: str, *, flag: str) -> str:
+    """*text* if it can name a Secret or ManagedSecret; ``UsageError`` naming *flag*."""
+    if len(text) > 253 or not _NAME.match(text):
+        raise UsageError(
+            f"{flag}: {text[:70]!r} is not an object name (lowercase letters, digits, '-' "
+            "and '.', at most 253)"
+        )
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,8 +64,9 @@ def _progress(quiet: bool) -> Any:
 
 def _passphrase(path: Path) -> Sensitive:
     data = read_bytes(path, what="passphrase file", limit=KEY_FILE_LIMIT)
-    _warn_if_shared(path)
-    return age.read_passphrase(data, source=str(path))
+    phrase = age.read_passphrase(data, source=str(path))
+    _warn_if_shared(path)  # only once it is a passphrase: a refusal stays one line
+    return phrase
 
 
 def _opener(
@@ -80,8 +81,8 @@ def _opener(
     found = age.Identities()
     for path in identity:
         data = read_bytes(path, what="identity file", limit=KEY_FILE_LIMIT)
-        _warn_if_shared(path)
         found = found + age.Identities.parse(data, source=str(path), ssh=True)
+        _warn_if_shared(path)
     return found, None
 
 
@@ -176,11 +177,15 @@ def create(
     """Back up Secrets (with ManagedSecrets and their versions) into an encrypted age file."""
     from kustos.backup.archive import STDIO, destination, prune  # noqa: PLC0415
     from kustos.backup.collecting import create as take  # noqa: PLC0415
-    from kustos.backup.selecting import Selector  # noqa: PLC0415
+    from kustos.backup.selecting import Selector, namespace_name  # noqa: PLC0415
     from kustos.kube.client import load_config, make_client  # noqa: PLC0415
 
     if namespace and all_namespaces:
         raise UsageError("give --namespace or --all-namespaces, not both")
+    for name in namespace or []:
+        namespace_name(name, flag="--namespace")
+    if output != STDIO and not output.is_dir() and not output.parent.is_dir():
+        raise UsageError(f"--output {output}: the folder {output.parent} does not exist")
     recipients = _recipients(recipient or [], recipients_file or [])
     if recipients and passphrase_file is not None:
         raise UsageError("give recipients or --passphrase-file, not both")
@@ -357,6 +362,7 @@ def restore(
     identities, passphrase = _opener(identity, passphrase_file)
     progress = _progress(quiet)
     backup = open_backup(file, identities=identities, passphrase=passphrase)
+    planning.check_namespace_map(mapping, backup.entries, source=str(file))
     progress(f"{file}: verified {len(backup.entries)} object(s)")
     settings = ClientSettings(kubeconfig=kubeconfig, context=context)
     targets = planning.target_namespaces(backup.entries, namespace_map=mapping, only=patterns)
