@@ -89,6 +89,7 @@ def test_the_tour_backs_up_restores_and_raises_an_audit_alert(
     assert re.search(r"create\s+│\s+Secret\s+│\s+billing\s+│\s+invoice-signing", backup)
     assert "create 5" in backup  # the namespace and its four Secrets
     assert "4 of 4 Secrets in billing equal to the originals" in backup
+    assert "api-tls, invoice-signing, ledger-db, registry-pull" in backup
 
     watch = _chapter(out, "9. Watch")
     alerts = [line for line in watch.splitlines() if re.search(r"Z\s+(high|medium|low)", line)]

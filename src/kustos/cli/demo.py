@@ -380,8 +380,7 @@ def _backup(
     _kustos(console, ["backup", "verify", f"{ns}.age", "-i", "key.txt"], cwd=work, env=env)
     seconds = _delete_namespace(client, ns)
     console.print(
-        f"Deleted namespace {ns} and waited until it was gone, as `kubectl delete namespace "
-        f"{ns} --wait` does: {seconds:.1f}s",
+        f"Deleted namespace {ns} (as kubectl delete namespace {ns} --wait): gone in {seconds:.1f}s",
         highlight=False,
     )
     _kustos(console, ["backup", "restore", f"{ns}.age", "-i", "key.txt", "-q"], cwd=work, env=env)
@@ -391,18 +390,14 @@ def _backup(
     if differ or not same:
         raise KustosError(f"demo: restored Secrets differ from the originals: {', '.join(differ)}")
     console.print(
-        f"[green]{len(same)} of {len(before)} Secrets[/] in {ns} equal to the originals in "
-        "data, type, labels, annotations and immutability (compared, never shown): "
-        + ", ".join(same),
+        f"[green]{len(same)} of {len(before)} Secrets[/] in {ns} equal to the originals "
+        "(data, type, labels, annotations, immutable; compared, never shown):",
         highlight=False,
     )
+    console.print("  " + ", ".join(same), highlight=False)
+    console.print(Text(f"The same file opens without Kustos, in {work}:"), soft_wrap=True)
     console.print(
-        Text.assemble(
-            "The same file opens without Kustos: ",
-            (f"age -d -i {work / 'key.txt'} {work / (ns + '.age')} | tar -t", "bold"),
-            " (docs/backup.md)",
-        ),
-        soft_wrap=True,
+        Text.assemble((f"  age -d -i key.txt {ns}.age | tar -t", "bold"), "  (docs/backup.md)")
     )
 
 
@@ -486,7 +481,7 @@ def _watch(
         ):
             console.print(
                 f"Started `kustos audit serve --archive {archive.name}` (mutual TLS) and a "
-                f"kube-apiserver on the same etcd that audits to it, as the docs set up",
+                "kube-apiserver auditing to it (same etcd)",
                 highlight=False,
             )
             shop = f"/api/v1/namespaces/{EXAMPLE_NAMESPACE}/secrets"
@@ -519,8 +514,8 @@ def _watch(
         comment=f"who read {secret}?",
     )
     _kustos(console, ["audit", "verify", "--archive", "archive"], cwd=work, env=env)
+    console.print("A list counts as a read of every Secret it returned.", highlight=False)
     console.print(
-        "A list counts as a read of every Secret it returned. Point a real API server at "
-        "the receiver and tune the detectors: docs/audit.md, docs/audit-alerts.md",
+        "A real API server, and tuning the detectors: docs/audit.md, docs/audit-alerts.md",
         highlight=False,
     )
