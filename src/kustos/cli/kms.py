@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from typer.core import TyperGroup, TyperOption
@@ -32,6 +32,9 @@ from kustos.kms.keys import SealingKeyStore, key_id_hash
 from kustos.kms.providers import KeyProvider
 from kustos.kms.providers.keyring import LocalKeyring
 from kustos.sensitive import Sensitive
+
+if TYPE_CHECKING:
+    from kustos.crypto.age import Identities
 
 #: Passphrase, PIN and identity files are a line or two; anything larger is a wrong path.
 SECRET_FILE_LIMIT: Final = 64 * 1024
@@ -347,37 +350,21 @@ def keys_export(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the backup.")],
 ) -> None:
     """Back up a local keyring, encrypted to an age recipient (see docs/kms.md, recovery)."""
-    import pyrage  # noqa: PLC0415
+    from kustos.crypto import age  # noqa: PLC0415
 
-    try:
-        target = pyrage.x25519.Recipient.from_str(recipient)
-    except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
-        raise UsageError(f"--recipient is not an age public key ({type(exc).__name__})") from None
+    target = age.Recipient.parse(recipient, where="--recipient")
     with _flags(ctx).open_keyring() as keyring:
         payload = keyring.export_payload()
         count = len(keyring.records())
-    write_atomic(output, pyrage.encrypt(payload, [target]), what="key export", mode=0o600)
+    write_atomic(output, age.encrypt(payload, [target]), what="key export", mode=0o600)
     typer.echo(f"exported {count} keys to {output} (age, for {recipient[:12]}…)")
 
 
-def _identities(path: Path) -> list[Any]:
+def _identities(path: Path) -> Identities:
     """The age identities in *path*; a malformed line is named by number, never quoted."""
-    import pyrage  # noqa: PLC0415
+    from kustos.crypto import age  # noqa: PLC0415
 
-    identities = []
-    for number, line in enumerate(_secret_file(path, "identity").reveal_text().splitlines(), 1):
-        text = line.strip()
-        if not text.startswith("AGE-SECRET-KEY-"):
-            continue
-        try:
-            identities.append(pyrage.x25519.Identity.from_str(text))
-        except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
-            raise InputError(
-                f"{path}:{number}: not an age identity ({type(exc).__name__})"
-            ) from None
-    if not identities:
-        raise InputError(f"{path}: no AGE-SECRET-KEY line")
-    return identities
+    return age.Identities.parse(_secret_file(path, "identity").reveal(), source=str(path))
 
 
 @keys_app.command("import")
@@ -389,7 +376,7 @@ def keys_import(
     ],
 ) -> None:
     """Recreate a keyring from an export, protected by a (new) passphrase."""
-    import pyrage  # noqa: PLC0415
+    from kustos.crypto import age  # noqa: PLC0415
 
     flags = _flags(ctx)
     if flags.keyring is None or flags.passphrase_file is None:
@@ -397,11 +384,9 @@ def keys_import(
     sealed = read_bytes(backup, what="key export")
     identities = _identities(identity_file)
     try:
-        payload = pyrage.decrypt(sealed, identities)
-    except Exception as exc:  # noqa: BLE001 - pyrage raises its own untyped errors
-        raise KmsError(
-            f"{backup}: cannot decrypt with that identity ({type(exc).__name__})"
-        ) from None
+        payload = identities.decrypt(sealed)
+    except age.OpenError as exc:
+        raise KmsError(f"{backup}: cannot decrypt with that identity ({exc})") from None
     with flags.open_keyring(must_exist=False) as target:
         records = target.import_payload(payload, source=str(backup))
     typer.echo(f"imported {len(records)} keys into {flags.keyring}")
