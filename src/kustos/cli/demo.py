@@ -279,8 +279,16 @@ def _tour(console: Console, client: Client, settings: ClientSettings, examples: 
 
 
 # --------------------------------------------------------------------------- commands
-def _fresh(folder: Path) -> Path:
-    """The chapter's scratch folder, emptied (it holds only what the last tour wrote)."""
+def _chapter(console: Console, title: str, manifests: Path, folder: Path) -> Path | None:
+    """Open a chapter that runs commands: its scratch folder, emptied; ``None`` to skip it.
+
+    The folder holds only what the last tour wrote there (keys, backups, an archive), so
+    each run starts as the first did.
+    """
+    console.rule(f"[bold]{title}")
+    if not manifests.is_dir():
+        console.print(f"[yellow]skipped: {manifests} not found[/]")
+        return None
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, mode=0o700)
     return folder
@@ -360,13 +368,12 @@ def _backup(
     console: Console, client: Client, plane: ControlPlane, manifests: Path, folder: Path
 ) -> None:
     """Chapter 8: a namespace backed up to an age key, deleted, restored, compared."""
-    console.rule("[bold]8. Protect (backup): a namespace through backup, deletion and restore")
-    if not manifests.is_dir():
-        console.print(f"[yellow]skipped: {manifests} not found[/]")
+    title = "8. Protect (backup): a namespace through backup, deletion and restore"
+    work = _chapter(console, title, manifests, folder)
+    if work is None:
         return
     for line in apply_manifests(client, [manifests]):
         console.print(f"  applied {line}", highlight=False)
-    work = _fresh(folder)
     env = {"KUBECONFIG": str(plane.kubeconfig)}
     ns = BACKUP_NAMESPACE
     recipient = _kustos(console, ["backup", "keygen", "--output", "key.txt"], cwd=work, env=env)
@@ -463,11 +470,10 @@ def _watch(
     console: Console, client: Client, plane: ControlPlane, manifests: Path, folder: Path
 ) -> None:
     """Chapter 9: real audit events archived by the receiver; a planted bulk read alerts."""
-    console.rule("[bold]9. Watch: who read a Secret, and an alert on a bulk read")
-    if not manifests.is_dir():
-        console.print(f"[yellow]skipped: {manifests} not found[/]")
+    title = "9. Watch: who read a Secret, and an alert on a bulk read"
+    work = _chapter(console, title, manifests, folder)
+    if work is None:
         return
-    work = _fresh(folder)
     env = {"KUBECONFIG": str(plane.kubeconfig)}
     archive = work / "archive"
     _kustos(console, ["audit", "policy", "-o", "policy.yaml"], cwd=work, env=env)

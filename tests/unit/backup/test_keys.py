@@ -11,14 +11,13 @@ Aspects covered (parsing the keys themselves: ``tests/unit/crypto/test_age.py``)
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kustos.backup import keys
 from kustos.crypto import age
 from kustos.errors import BackupError, InputError
 from kustos.sensitive import Sensitive
 from tests.unit.backup.objects import CANARY
+from tests.unit.crypto.keypairs import ssh_pair
 
 PLAINTEXT = f"payload with {CANARY} inside".encode() * 2000
 
@@ -38,16 +37,8 @@ def test_a_backup_opens_with_its_key(kind: str) -> None:
         data = age.encrypt(PLAINTEXT, [recipient])
         assert keys.decrypt(data, source="b.age", identities=identities) == PLAINTEXT
     elif kind == "ssh":
-        key = Ed25519PrivateKey.generate()
-        public = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
-        private = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        data = age.encrypt(PLAINTEXT, [age.Recipient.parse(public.decode(), where="r", ssh=True)])
+        public, private = ssh_pair()
+        data = age.encrypt(PLAINTEXT, [age.Recipient.parse(public, where="r", ssh=True)])
         ids = age.Identities.parse(private, source="id_ed25519", ssh=True)
         assert keys.decrypt(data, source="b.age", identities=ids) == PLAINTEXT
     else:

@@ -20,28 +20,14 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kustos.crypto import age
 from kustos.errors import InputError
 from kustos.sensitive import Sensitive
+from tests.unit.crypto.keypairs import ssh_pair
 
 CANARY = "age-canary-5d1e0b"
 PLAINTEXT = f"payload with {CANARY} inside".encode() * 2000
-
-
-def _ssh_pair() -> tuple[str, bytes]:
-    key = Ed25519PrivateKey.generate()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    return public.decode() + " user@host", private
 
 
 def _age_pair() -> tuple[age.Recipient, age.Identities]:
@@ -59,7 +45,7 @@ def test_age_recipients_and_ssh_ones_where_asked_for() -> None:
     parsed = age.Recipient.parse(f"  {public}\n", where="x")
     assert parsed.text == public
     assert parsed.short == f"{public[:9]}…{public[-4:]}"
-    ssh_public, _ = _ssh_pair()
+    ssh_public, _ = ssh_pair()
     with pytest.raises(age.RecipientError, match=r"^x: only age X25519 recipients"):
         age.Recipient.parse(ssh_public, where="x")  # sops files: X25519 only
     ssh = age.Recipient.parse(ssh_public, where="x", ssh=True)
@@ -129,7 +115,7 @@ def test_identity_files_and_their_errors() -> None:
         age.Identities.parse(b"# nothing\n", source="id.txt")
     with pytest.raises(age.IdentityError, match="binary data"):
         age.Identities.parse(b"\xff\xfe\x00", source="id.txt")
-    _, private = _ssh_pair()
+    _, private = ssh_pair()
     with pytest.raises(age.IdentityError, match=r"^id_ed25519:1: not an age X25519 identity"):
         age.Identities.parse(private, source="id_ed25519")  # sops files: no SSH keys
     assert len(age.Identities.parse(private, source="id_ed25519", ssh=True)) == 1
@@ -149,7 +135,7 @@ def test_round_trips(kind: str) -> None:
         assert identities.decrypt(data) == PLAINTEXT
         assert identities.open(data.decode() if kind == "armored" else data) == PLAINTEXT
     elif kind == "ssh":
-        public, private = _ssh_pair()
+        public, private = ssh_pair()
         data = age.encrypt(PLAINTEXT, [age.Recipient.parse(public, where="r", ssh=True)])
         ids = age.Identities.parse(private, source="id_ed25519", ssh=True)
         assert ids.decrypt(data) == PLAINTEXT
