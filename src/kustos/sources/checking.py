@@ -241,6 +241,14 @@ class VersionChecks:
             for task in active:
                 task.cancel()
             await asyncio.gather(*active, return_exceptions=True)
+            await self.close()
+
+    async def close(self) -> None:
+        """Cancel the requests in flight (shielded from their callers, not from a stop)."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _checked(self, key: PathKey, fetch: Fetch) -> None:
         try:

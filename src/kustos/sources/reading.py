@@ -14,6 +14,7 @@ per window whatever the number of its readers; an untracked one is asked every t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -121,6 +122,7 @@ class StoreReader:
         #: Sources seen by the operator's watch; ``None`` until :meth:`watching` is called.
         self._watched: dict[SourceKey, dict[str, Any]] | None = None
         self.checks = VersionChecks()
+        self._building: dict[SourceKey, asyncio.Lock] = {}
 
     def watching(self) -> None:
         """From now on sources arrive through :meth:`source_event` (no re-read per use)."""
@@ -152,7 +154,8 @@ class StoreReader:
         return key, changed
 
     async def close(self) -> None:
-        """Close every store client."""
+        """Stop the version checks in flight, then close every store client."""
+        await self.checks.close()
         for entry in self._clients.values():
             await entry.client.close()
         self._clients.clear()
@@ -200,6 +203,12 @@ class StoreReader:
 
     async def _client(self, namespace: str, ref: SourceRef) -> Any:
         key = (ref.kind.value, "" if ref.kind is SourceKind.CLUSTER else namespace, ref.name)
+        # One build per source at a time: concurrent first uses (many ManagedSecrets, many
+        # paths) share one client instead of each making one and leaking all but the last.
+        async with self._building.setdefault(key, asyncio.Lock()):
+            return await self._client_locked(namespace, ref, key)
+
+    async def _client_locked(self, namespace: str, ref: SourceRef, key: SourceKey) -> Any:
         entry = self._clients.get(key)
         now = time.monotonic()
         watched = None if self._watched is None else self._watched.get(key)

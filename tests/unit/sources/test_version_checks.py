@@ -325,3 +325,18 @@ async def test_the_engine_gets_the_watched_object() -> None:
     op._managed_event("ADDED", raw)
     await op._reconcile(("team", "ms"), asyncio.Semaphore(1))
     assert engine.calls == [("team", "ms", raw)]
+
+
+@pytest.mark.asyncio
+async def test_stopping_cancels_the_requests_in_flight() -> None:
+    clock, store = _Clock(), _Store()
+    store.delay = 30
+    checks = _checks(clock)
+    checks.track("ms", {PATH: (60.0, store.fetch())})
+    clock.now = checks.next_at() or clock.now
+    runner = asyncio.create_task(checks.run())
+    await asyncio.sleep(0.05)
+    assert store.requests == 1
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert checks._inflight == {}, "nothing left running after a stop (no client made later)"
