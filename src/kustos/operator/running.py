@@ -45,8 +45,9 @@ from kustos.operator.watching import watch_forever
 from kustos.rotation.planning import next_rotation
 from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.rotating import Engine, ManagedSecret
-from kustos.rotation.spec import ManagedSecretSpec, SourceKind, parse_spec
+from kustos.rotation.spec import ManagedSecretSpec, PostgresRole, SourceKind, parse_spec
 from kustos.rotation.versions import Outcome, RotationState, VersionRecord, parse_time
+from kustos.sensitive import Sensitive
 from kustos.sources.checking import Observation, PathKey
 from kustos.sources.reading import ClusterSecretSource, SecretSource, StoreReader, sources_of
 from kustos.sources.sealing import RECIPIENT_CONFIGMAP
@@ -615,7 +616,27 @@ def _short(exc: BaseException) -> str:
     return str(exc)[:200] or type(exc).__name__
 
 
-def _database() -> Any:
-    from kustos.rotation.postgres import PostgresApplier  # noqa: PLC0415
+class _Postgres:
+    """The PostgreSQL applier, imported at its first use (psycopg slows every start)."""
 
-    return PostgresApplier()
+    def __init__(self) -> None:
+        self._applier: Any = None
+
+    async def set_password(
+        self,
+        config: PostgresRole,
+        *,
+        admin: Mapping[str, Sensitive],
+        role: str,
+        password: Sensitive,
+    ) -> None:
+        """Set *role*'s password through the real applier."""
+        if self._applier is None:
+            from kustos.rotation.postgres import PostgresApplier  # noqa: PLC0415
+
+            self._applier = PostgresApplier()
+        await self._applier.set_password(config, admin=admin, role=role, password=password)
+
+
+def _database() -> _Postgres:
+    return _Postgres()
