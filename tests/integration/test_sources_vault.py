@@ -72,6 +72,19 @@ def _source(
     )
 
 
+def _approle_source(kube: Client, namespace: str, vault: VaultServer, role: str) -> None:
+    """The SecretSource ``vault`` logging in as AppRole *role* (secret id in a Secret)."""
+    creds = vault.approle(role, policies=[POLICY])
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="approle", namespace=namespace),
+            stringData={"secret-id": creds.secret_id.reveal_text()},
+        )
+    )
+    auth = {"appRole": {"roleId": creds.role_id, "secretRef": {"name": "approle"}}}
+    _source(kube, namespace, "vault", vault, auth)
+
+
 def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
     control_plane: ControlPlane, kube: Client, namespace: str, crd: None, vault: VaultServer
 ) -> None:
@@ -153,20 +166,7 @@ def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
 def test_approle_and_push(
     control_plane: ControlPlane, kube: Client, namespace: str, crd: None, vault: VaultServer
 ) -> None:
-    creds = vault.approle("pusher", policies=[POLICY])
-    kube.create(
-        Secret(
-            metadata=ObjectMeta(name="approle", namespace=namespace),
-            stringData={"secret-id": creds.secret_id.reveal_text()},
-        )
-    )
-    _source(
-        kube,
-        namespace,
-        "vault",
-        vault,
-        {"appRole": {"roleId": creds.role_id, "secretRef": {"name": "approle"}}},
-    )
+    _approle_source(kube, namespace, vault, "pusher")
     spec = {
         "secretName": "svc",
         "data": {"token": {"token": {"bytes": 24}}},
@@ -204,15 +204,7 @@ def test_readers_of_one_path_share_one_check_per_window_under_the_operator(
 ) -> None:
     log = tmp_path / "vault-audit.log"
     vault.api("PUT", f"sys/audit/{namespace}", {"type": "file", "options": {"file_path": str(log)}})
-    creds = vault.approle(f"shared-{namespace}", policies=[POLICY])
-    kube.create(
-        Secret(
-            metadata=ObjectMeta(name="approle", namespace=namespace),
-            stringData={"secret-id": creds.secret_id.reveal_text()},
-        )
-    )
-    auth = {"appRole": {"roleId": creds.role_id, "secretRef": {"name": "approle"}}}
-    _source(kube, namespace, "vault", vault, auth)
+    _approle_source(kube, namespace, vault, f"shared-{namespace}")
     path = f"app/{namespace}/shared"
     vault.kv_write(path, {"password": "shared-canary-one"})
     names = ("alpha", "beta", "gamma")
