@@ -405,13 +405,18 @@ class Operator:
         self.metrics.store_paths.set(self.stores.checks.paths())
 
     def _observed(self, path: PathKey, seen: Observation) -> None:
-        """Wake the readers of *path* that *seen* concerns: behind, failing, or recovered."""
+        """Wake the readers of *path* that *seen* concerns: behind, failing, or recovered.
+
+        A reader that is running is looked at again when it ends (a check may have seen a
+        version newer than the one it compared with), unless its own value read is what
+        was seen.
+        """
         self.metrics.store_versions.labels(outcome="ok" if seen.error is None else "error").inc()
         for reader in self.stores.checks.readers(path):
             key = cast(Key, reader)  # readers are tracked by their Key (`_track`)
             raw = self.objects.get(key)
-            if raw is None or key in self.running:
-                continue  # a running rotation reads the value itself, and records it
+            if raw is None or (key in self.running and seen.read):
+                continue  # its own rotation read the value, and records that version
             status = raw.get("status") or {}
             ready = next(
                 (x.get("status") for x in status.get("conditions") or []

@@ -30,7 +30,9 @@ DEFAULT_KEEP: Final = 5
 MAX_KEEP: Final = 100
 _KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+$")  # the API server's rule for Secret data keys
 #: A Kubernetes object name (DNS-1123 subdomain); a namespace is one label of it.
-DNS1123_SUBDOMAIN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_SUBDOMAIN: Final = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 
 
 class _Model(BaseModel):

@@ -56,6 +56,8 @@ class Observation:
     version: str | None
     error: KustosError | None
     at: float
+    #: Learnt from a value read (a reader's own rotation), not from a check.
+    read: bool = False
 
     def result(self) -> str:
         """The version, or the store's error raised again."""
@@ -168,7 +170,7 @@ class VersionChecks:
 
     def saw(self, key: PathKey, version: str) -> None:
         """Record a version learnt otherwise (a value read returns its version too)."""
-        self._record(key, Observation(version, None, self._clock()))
+        self._record(key, Observation(version, None, self._clock(), read=True))
 
     async def _observe(self, key: PathKey, fetch: Fetch) -> Observation:
         task = self._inflight.get(key)

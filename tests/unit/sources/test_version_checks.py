@@ -10,7 +10,9 @@ every caller, and the next window asks again; an edited source forgets its versi
 listener's bug does not stop the checks; through the operator: a new version wakes every
 reader that is behind and nobody else, a store error wakes the readers once (not those
 already failing), and a recovered store wakes the failing ones without their backoff;
-the operator hands the engine the watched object.
+a reader whose own rotation read the value is not woken by that read, but a check seen
+while it runs brings it back when it ends; the operator hands the engine the watched
+object.
 """
 
 from __future__ import annotations
@@ -340,3 +342,19 @@ async def test_stopping_cancels_the_requests_in_flight() -> None:
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
     assert checks._inflight == {}, "nothing left running after a stop (no client made later)"
+
+
+@pytest.mark.asyncio
+async def test_a_reader_running_when_a_change_is_seen_is_looked_at_again() -> None:
+    clock, store = _Clock(), _Store("4")
+    op, _ = _operator(store, clock)
+    op._managed_event("ADDED", _managed("busy", recorded="4"))
+    op._managed_event("ADDED", _managed("idle", recorded="4"))
+    op.soon.clear()
+    op.running.add(("team", "busy"))
+    op.stores.checks.saw(PATH, "5")  # busy's own rotation read version 5
+    assert _woken(op) == {"idle"}
+    op.soon.clear()
+    store.version = "6"
+    await _windows(op.stores.checks, clock, 1)
+    assert _woken(op) == {"busy", "idle"}, "busy is looked at again when it ends"
