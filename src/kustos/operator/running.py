@@ -47,7 +47,6 @@ from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.rotating import Engine, ManagedSecret
 from kustos.rotation.spec import ManagedSecretSpec, PostgresRole, SourceKind, parse_spec
 from kustos.rotation.versions import Outcome, RotationState, VersionRecord, parse_time
-from kustos.sensitive import Sensitive
 from kustos.sources.checking import Observation, PathKey
 from kustos.sources.reading import ClusterSecretSource, SecretSource, StoreReader, sources_of
 from kustos.sources.sealing import RECIPIENT_CONFIGMAP
@@ -627,20 +626,13 @@ class _Postgres:
     def __init__(self) -> None:
         self._applier: Any = None
 
-    async def set_password(
-        self,
-        config: PostgresRole,
-        *,
-        admin: Mapping[str, Sensitive],
-        role: str,
-        password: Sensitive,
-    ) -> None:
-        """Set *role*'s password through the real applier."""
+    async def set_password(self, config: PostgresRole, **given: Any) -> None:
+        """Set a role's password through the real applier (same keywords)."""
         if self._applier is None:
             from kustos.rotation.postgres import PostgresApplier  # noqa: PLC0415
 
             self._applier = PostgresApplier()
-        await self._applier.set_password(config, admin=admin, role=role, password=password)
+        await self._applier.set_password(config, **given)
 
 
 def _database() -> _Postgres:

@@ -26,7 +26,7 @@ import yaml
 from kustos.cli.main import main
 from tests.unit.kms.stores import init_keyring
 from tests.unit.sources.sealkit import CANARY, Key, secret_manifest
-from tests.unit.sources.test_seal_cli import _fails, _run, key  # noqa: F401 - key: a fixture
+from tests.unit.sources.test_seal_cli import _fails, _run, _seal, key  # noqa: F401 - a fixture
 
 PASSPHRASE = "sealing-pass-canary-91d2"
 
@@ -209,10 +209,7 @@ def test_seal_refuses_options_that_reseal_would_ignore(
     tmp_path: Path,
     key: Key,  # noqa: F811 - the fixture imported above
 ) -> None:
-    sealed = tmp_path / "sealed.yaml"
-    assert main(["seal", "-f", str(tmp_path / "secret.yaml"), "-R", str(tmp_path / "cluster.pub"),
-                 "-o", str(sealed)]) == 0  # fmt: skip
-    capsys.readouterr()
+    sealed = _seal(capsys, tmp_path)
     before = sealed.read_bytes()
     other = Key().public
     for extra in (["-o", str(tmp_path / "x.yaml")], ["-f", str(sealed)], ["-n", "prod"]):
@@ -247,10 +244,7 @@ def test_unseal_output_dir_mistakes_write_nothing(
     tmp_path: Path,
     key: Key,  # noqa: F811 - the fixture imported above
 ) -> None:
-    sealed = tmp_path / "sealed.yaml"
-    assert main(["seal", "-f", str(tmp_path / "secret.yaml"), "-R", str(tmp_path / "cluster.pub"),
-                 "-o", str(sealed)]) == 0  # fmt: skip
-    capsys.readouterr()
+    sealed = _seal(capsys, tmp_path)
     (tmp_path / "broken.yaml").write_text("sops: [\n")
     ident = str(tmp_path / "key.txt")
     out = tmp_path / "opened"
