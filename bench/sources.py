@@ -185,6 +185,18 @@ def _prepare(vault: VaultServer, log: Path) -> Any:
     return vault.approle("kustos", policies=[POLICY], ttl="24h", max_ttl="48h")
 
 
+def _paths(args: argparse.Namespace) -> int:
+    """Distinct KV paths: ManagedSecret i reads path ``i % paths`` (default: one each)."""
+    return int(args.paths or args.managed)
+
+
+def _changes(args: argparse.Namespace) -> tuple[list[int], list[str]]:
+    """The paths changed in the window, and the ManagedSecrets that read them."""
+    paths = _paths(args)
+    touched = list(range(0, paths, max(1, paths // args.changes)))[: args.changes]
+    return touched, [f"ms-{i:05d}" for i in range(args.managed) if i % paths in touched]
+
+
 def _objects(
     kube: Client, vault: VaultServer, args: argparse.Namespace, role_id: str, secret_id: str
 ) -> None:
@@ -216,8 +228,8 @@ def _objects(
             },
         )
     )  # fmt: skip
-    for i in range(n):
-        vault.kv_write(f"app/ms-{i:05d}", {"password": secrets.token_urlsafe(12)})
+    for j in range(_paths(args)):
+        vault.kv_write(f"app/ms-{j:05d}", {"password": secrets.token_urlsafe(12)})
     for i in range(n):
         name = f"ms-{i:05d}"
         kube.create(
@@ -228,7 +240,12 @@ def _objects(
                 spec={
                     "secretName": name,
                     "data": {
-                        "password": {"vault": {"source": {"name": "vault"}, "path": f"app/{name}"}}
+                        "password": {
+                            "vault": {
+                                "source": {"name": "vault"},
+                                "path": f"app/ms-{i % _paths(args):05d}",
+                            }
+                        }
                     },
                     "refresh": args.refresh,
                     "rollout": {"strategy": "none"},
@@ -312,14 +329,12 @@ def run_vault(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 )
                 # One refresh period so that every object's next check is scheduled.
                 time.sleep(refresh_min * 60)
-                changed = [f"ms-{i:05d}" for i in range(0, n, max(1, n // args.changes))][
-                    : args.changes
-                ]
+                touched, changed = _changes(args)
                 kube_start = kube_audit.stat().st_size
                 vault_start = vault_log.stat().st_size
                 window_began = time.monotonic()
-                for name in changed:
-                    vault.kv_write(f"app/{name}", {"password": secrets.token_urlsafe(12)})
+                for j in touched:
+                    vault.kv_write(f"app/ms-{j:05d}", {"password": secrets.token_urlsafe(12)})
                 time.sleep(args.window)
                 seconds = time.monotonic() - window_began
                 window_end = time.monotonic()
@@ -361,7 +376,9 @@ def run_vault(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                     "mean": round(statistics.fmean(rss), 1) if rss else None,
                 },
                 "operator": stopped,
-                "changed_in_vault": len(changed),
+                "distinct_paths": _paths(args),
+                "changed_in_vault": len(touched),
+                "managed_reading_a_changed_path": len(changed),
                 "changed_reached_version_2": sum(statuses.get(m, 0) >= 2 for m in changed),
                 "unchanged_with_new_version": sum(
                     v >= 2 for m, v in statuses.items() if m not in changed
@@ -559,6 +576,12 @@ def _parser() -> argparse.ArgumentParser:
         "--window", type=float, default=180.0, help="vault: steady seconds (a refresh multiple)"
     )
     parser.add_argument("--changes", type=int, default=10, help="vault: values changed")
+    parser.add_argument(
+        "--paths", type=int, default=None, help="vault: distinct KV paths (default: --managed)"
+    )
+    parser.add_argument(
+        "--section", default="vault", help="vault: the results key (keep several variants)"
+    )
     parser.add_argument("--max-parallel", type=int, default=8, help="vault: operator option")
     parser.add_argument("--first-timeout", type=float, default=1800.0)
     parser.add_argument(
@@ -592,20 +615,24 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name, run in (("seal", run_seal), ("startup", run_startup), ("vault", run_vault)):
         if args.which not in ("all", name):
-            if name in previous:
-                doc[name] = {**previous[name], "from_run": previous.get("date")}
             continue
+        key = args.section if name == "vault" else name
         began = time.monotonic()
+        load = [round(x, 2) for x in os.getloadavg()]
         folder = root / name
         folder.mkdir()
         try:
-            doc[name] = run(args, folder)
+            doc[key] = run(args, folder)
         except Exception as exc:  # noqa: BLE001 - recorded, then exit 1
             failed = True
-            doc[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            doc[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
             traceback.print_exc()
-        doc[name]["bench_seconds"] = round(time.monotonic() - began, 1)
-        print(f"bench.sources {name}: {orjson.dumps(doc[name]).decode()[:2000]}")
+        doc[key]["bench_seconds"] = round(time.monotonic() - began, 1)
+        doc[key]["load_average"] = {"start": load, "end": [round(x, 2) for x in os.getloadavg()]}
+        print(f"bench.sources {key}: {orjson.dumps(doc[key]).decode()[:2000]}")
+    for key, value in previous.items():  # what this run did not measure is kept, dated
+        if key not in doc and isinstance(value, dict) and key not in ("machine", "versions"):
+            doc[key] = {"from_run": previous.get("date"), **value}
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.keep_work:
         print(f"bench.sources: state kept in {root}")
