@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import os
 import secrets
 import shutil
@@ -112,8 +113,22 @@ def _minutes(text: str) -> float:
 
 
 # --------------------------------------------------------------------------- vault
-def vault_audit(path: Path, start: int) -> Counter[str]:
-    """Requests Vault logged after byte *start*, by kind, without the root token's."""
+def _unix(stamp: str) -> float:
+    """Vault's audit ``time`` (RFC 3339, nanoseconds, ``Z``) as Unix seconds."""
+    head, _, rest = stamp.partition(".")
+    micros = rest.rstrip("Z")[:6].ljust(6, "0") if rest else "000000"
+    moment = dt.datetime.fromisoformat(head.rstrip("Z")).replace(tzinfo=dt.UTC)
+    return moment.timestamp() + int(micros) / 1e6
+
+
+def vault_audit(
+    path: Path, start: int, *, between: tuple[float, float] | None = None
+) -> Counter[str]:
+    """Requests Vault logged after byte *start*, by kind, without the root token's.
+
+    With *between* (Unix seconds), only requests received in that interval count, so a
+    rate is the number of requests over exactly the seconds measured.
+    """
     counts: Counter[str] = Counter()
     if not path.exists():
         return counts
@@ -128,6 +143,8 @@ def vault_audit(path: Path, start: int) -> Counter[str]:
             continue
         if "root" in ((event.get("auth") or {}).get("policies") or []):
             continue  # the harness (the root token)
+        if between is not None and not between[0] <= _unix(str(event.get("time", ""))) < between[1]:
+            continue
         request = event.get("request") or {}
         where, op = str(request.get("path", "")), str(request.get("operation", ""))
         if "/metadata/" in where:
@@ -332,14 +349,16 @@ def run_vault(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 touched, changed = _changes(args)
                 kube_start = kube_audit.stat().st_size
                 vault_start = vault_log.stat().st_size
-                window_began = time.monotonic()
+                window_began, wall_began = time.monotonic(), time.time()
                 for j in touched:
                     vault.kv_write(f"app/ms-{j:05d}", {"password": secrets.token_urlsafe(12)})
                 time.sleep(args.window)
                 seconds = time.monotonic() - window_began
                 window_end = time.monotonic()
                 time.sleep(0.5)
-                vault_counts = vault_audit(vault_log, vault_start)
+                vault_counts = vault_audit(
+                    vault_log, vault_start, between=(wall_began, wall_began + seconds)
+                )
                 by_user = audit_by_user(kube_audit, kube_start, kube_audit.stat().st_size)
                 rss = op.sampler.between(window_began, window_end)
                 statuses = _statuses(kube)
