@@ -24,6 +24,7 @@ import pytest
 from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
+from prometheus_client import generate_latest
 
 from kustos.errors import BinaryMissingError, ControlPlaneError
 from kustos.operator.running import Operator
@@ -233,6 +234,10 @@ def test_readers_of_one_path_share_one_check_per_window_under_the_operator(
         # One per window for the three of them (three per window before they shared).
         assert 1 <= checks <= int(windows) + 1, (checks, windows)
         assert operators[0].stores.checks.paths() == 1
+        metrics = generate_latest(operators[0].metrics.registry).decode()
+        assert "kustos_store_paths 1.0" in metrics
+        assert 'kustos_store_versions_observed_total{outcome="ok"}' in metrics
+        assert "shared-canary" not in metrics
 
         await asyncio.to_thread(vault.kv_write, path, {"password": "shared-canary-two"})
         await _until(lambda: at("2"), timeout=40, what="the new version everywhere")
