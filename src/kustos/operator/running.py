@@ -251,7 +251,8 @@ class Operator:
         ]
         tasks.append(asyncio.create_task(self._watch_cluster_sources(), name="watch-csources"))
         tasks.append(asyncio.create_task(self._schedule(stop), name="schedule"))
-        tasks.append(asyncio.create_task(self.stores.checks.run(), name="store-checks"))
+        leads = self.elector.leading if self.elector is not None else None
+        tasks.append(asyncio.create_task(self.stores.checks.run(leads), name="store-checks"))
         leading = self.elector.leading if self.elector is not None else None
         unsealer = Unsealer(
             self.client,

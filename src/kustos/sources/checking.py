@@ -225,17 +225,32 @@ class VersionChecks:
         """Check every due path (bounded concurrency) and wait for the answers."""
         await asyncio.gather(*(self._observe(key, fetch) for key, fetch in self.due()))
 
-    async def run(self) -> None:
-        """Check due paths until cancelled, sleeping until the next one."""
+    def _spread(self) -> None:
+        """Give every path a new random phase within its window (no burst on taking over)."""
+        now = self._clock()
+        for path in self._paths.values():
+            path.next_at = now + self._rng.uniform(0, path.interval)
+
+    async def run(self, leading: asyncio.Event | None = None) -> None:
+        """Check due paths until cancelled, sleeping until the next one.
+
+        With *leading* (the operator's Lease), only while it is set: a standby replica
+        asks the store nothing, and the one that takes over spreads its first checks
+        over one window.
+        """
         active: set[asyncio.Task[None]] = set()
         try:
             while True:
+                if leading is not None and not leading.is_set():
+                    await leading.wait()
+                    self._spread()
                 for key, fetch in self.due():
                     task = asyncio.create_task(self._checked(key, fetch))
                     active.add(task)
                     task.add_done_callback(active.discard)
                 upcoming = self.next_at()
                 wait = IDLE if upcoming is None else upcoming - self._clock()
+                wait = wait if leading is None else min(wait, 1.0)  # notice a lost Lease
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(max(wait, 0.01), IDLE))

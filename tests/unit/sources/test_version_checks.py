@@ -10,7 +10,8 @@ every caller, and the next window asks again; an edited source forgets its versi
 listener's bug does not stop the checks; through the operator: a new version wakes every
 reader that is behind and nobody else, a store error wakes the readers once (not those
 already failing), and a recovered store wakes the failing ones without their backoff;
-a reader whose own rotation read the value is not woken by that read, but a check seen
+a standby replica asks nothing and a new leader spreads its first checks over one
+window; a reader whose own rotation read the value is not woken by that read, but a check seen
 while it runs brings it back when it ends; the operator hands the engine the watched
 object.
 """
@@ -358,3 +359,26 @@ async def test_a_reader_running_when_a_change_is_seen_is_looked_at_again() -> No
     store.version = "6"
     await _windows(op.stores.checks, clock, 1)
     assert _woken(op) == {"busy", "idle"}, "busy is looked at again when it ends"
+
+
+@pytest.mark.asyncio
+async def test_a_standby_asks_nothing_and_a_new_leader_spreads_its_first_checks() -> None:
+    clock = _Clock()
+    checks = _checks(clock)
+    fetches = [_Store() for _ in range(200)]
+    for i, one in enumerate(fetches):
+        key = ("SecretSource", "team", "vault", "vault", f"app/{i}")
+        checks.track(f"ms-{i}", {key: (60.0, one.fetch())})
+    leading = asyncio.Event()
+    runner = asyncio.create_task(checks.run(leading))
+    clock.now += 300
+    await asyncio.sleep(0.05)
+    assert sum(s.requests for s in fetches) == 0, "a standby asks the store nothing"
+    leading.set()
+    await asyncio.sleep(0.05)
+    offsets = [p.next_at - clock.now for p in checks._paths.values()]
+    assert min(offsets) >= 0
+    assert max(offsets) < 60
+    assert sum(s.requests for s in fetches) < 20, "no burst of every overdue path at once"
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
