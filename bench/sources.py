@@ -15,7 +15,9 @@ the run counts:
   data reads (a value, only for a new version), logins and token calls;
 - the requests the API server received from the operator (audit log, by resource/verb);
 - the operator's memory (``VmRSS`` during the window, ``VmHWM`` for the peak);
-- that every changed value became a new version.
+- that every changed value became a new version;
+- the operator's start-up: process start to ``/readyz``, and after a restart with every
+  ManagedSecret at its version, the requests of its first ``--restart-window`` seconds.
 
 The peer figure is External Secrets Operator's documented behaviour: every refresh of an
 ExternalSecret re-reads the provider in full, one request per ExternalSecret per
@@ -35,6 +37,11 @@ binary ``tools/sops/build.sh`` builds) for the same age recipient, on the same f
 - ``kustos`` batch: one ``kustos seal --output-dir`` and one ``kustos unseal
   --output-dir`` process over all the files.
 
+**startup**: ``kustos operator run`` from process start to ``/healthz`` answering (its
+imports and set-up; the kubeconfig points at a closed port, so no cluster is involved),
+``--startup-rounds`` times, alternating with the same command on the tree named by
+``--baseline-src`` (a ``src`` folder, e.g. the main branch before a change) when given.
+
 Everything binds to loopback; the work folder ``bench/.work/sources-*`` is removed at the
 end (``--keep-work`` keeps it).
 """
@@ -43,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import os
 import secrets
 import shutil
@@ -53,10 +61,11 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import httpx
 import orjson
 import yaml
 from lightkube import Client
@@ -104,8 +113,22 @@ def _minutes(text: str) -> float:
 
 
 # --------------------------------------------------------------------------- vault
-def vault_audit(path: Path, start: int) -> Counter[str]:
-    """Requests Vault logged after byte *start*, by kind, without the root token's."""
+def _unix(stamp: str) -> float:
+    """Vault's audit ``time`` (RFC 3339, nanoseconds, ``Z``) as Unix seconds."""
+    head, _, rest = stamp.partition(".")
+    micros = rest.rstrip("Z")[:6].ljust(6, "0") if rest else "000000"
+    moment = dt.datetime.fromisoformat(head.rstrip("Z")).replace(tzinfo=dt.UTC)
+    return moment.timestamp() + int(micros) / 1e6
+
+
+def vault_audit(
+    path: Path, start: int, *, between: tuple[float, float] | None = None
+) -> Counter[str]:
+    """Requests Vault logged after byte *start*, by kind, without the root token's.
+
+    With *between* (Unix seconds), only requests received in that interval count, so a
+    rate is the number of requests over exactly the seconds measured.
+    """
     counts: Counter[str] = Counter()
     if not path.exists():
         return counts
@@ -120,6 +143,8 @@ def vault_audit(path: Path, start: int) -> Counter[str]:
             continue
         if "root" in ((event.get("auth") or {}).get("policies") or []):
             continue  # the harness (the root token)
+        if between is not None and not between[0] <= _unix(str(event.get("time", ""))) < between[1]:
+            continue
         request = event.get("request") or {}
         where, op = str(request.get("path", "")), str(request.get("operation", ""))
         if "/metadata/" in where:
@@ -149,6 +174,17 @@ def _statuses(kube: Client) -> dict[str, int]:
     return out
 
 
+def _ready(port: int, path: str = "/readyz", timeout: float = 120.0) -> float:
+    """Seconds until ``http://127.0.0.1:port<path>`` answers 200."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=0.5).status_code == 200:
+                return round(time.monotonic() - began, 2)
+        time.sleep(0.02)
+    raise RuntimeError(f"127.0.0.1:{port}{path}: no 200 after {timeout:g} s")
+
+
 def _wait(check: Callable[[], bool], *, what: str, timeout: float, every: float = 2.0) -> float:
     began = time.monotonic()
     while not check():
@@ -164,6 +200,18 @@ def _prepare(vault: VaultServer, log: Path) -> Any:
     vault.put_policy(POLICY, "app")
     vault.enable_auth("approle")
     return vault.approle("kustos", policies=[POLICY], ttl="24h", max_ttl="48h")
+
+
+def _paths(args: argparse.Namespace) -> int:
+    """Distinct KV paths: ManagedSecret i reads path ``i % paths`` (default: one each)."""
+    return int(args.paths or args.managed)
+
+
+def _changes(args: argparse.Namespace) -> tuple[list[int], list[str]]:
+    """The paths changed in the window, and the ManagedSecrets that read them."""
+    paths = _paths(args)
+    touched = list(range(0, paths, max(1, paths // args.changes)))[: args.changes]
+    return touched, [f"ms-{i:05d}" for i in range(args.managed) if i % paths in touched]
 
 
 def _objects(
@@ -197,8 +245,8 @@ def _objects(
             },
         )
     )  # fmt: skip
-    for i in range(n):
-        vault.kv_write(f"app/ms-{i:05d}", {"password": secrets.token_urlsafe(12)})
+    for j in range(_paths(args)):
+        vault.kv_write(f"app/ms-{j:05d}", {"password": secrets.token_urlsafe(12)})
     for i in range(n):
         name = f"ms-{i:05d}"
         kube.create(
@@ -209,7 +257,12 @@ def _objects(
                 spec={
                     "secretName": name,
                     "data": {
-                        "password": {"vault": {"source": {"name": "vault"}, "path": f"app/{name}"}}
+                        "password": {
+                            "vault": {
+                                "source": {"name": "vault"},
+                                "path": f"app/ms-{i % _paths(args):05d}",
+                            }
+                        }
                     },
                     "refresh": args.refresh,
                     "rollout": {"strategy": "none"},
@@ -218,14 +271,53 @@ def _objects(
         )
 
 
+def _restart(
+    argv: list[str], root: Path, port: int, *, kube: Client, logs: tuple[Path, Path], window: float
+) -> dict[str, Any]:
+    """Start the operator again with every ManagedSecret at its version: what it costs."""
+    kube_audit, vault_log = logs
+    kube_start = kube_audit.stat().st_size
+    vault_start = vault_log.stat().st_size
+    op = start_service("kustos-operator", argv, root / "operator-2.log", port)
+    try:
+        ready = _ready(port)
+        time.sleep(window)
+    finally:
+        stop_service(op)
+    counts = audit_by_user(kube_audit, kube_start, kube_audit.stat().st_size).get(KUSTOS_USER, {})
+    return {
+        "ready_s": ready,
+        "window_s": window,
+        "vault_requests": dict(sorted(vault_audit(vault_log, vault_start).items())),
+        "api_requests_non_watch": sum(v for (_, _, verb), v in counts.items() if verb != "WATCH"),
+        "api_requests": {
+            f"{res}{'/' + sub if sub else ''} {verb}": v
+            for (res, sub, verb), v in sorted(counts.items())
+        },
+        # Less the values changed on purpose in the window (the caller knows how many).
+        "managed_with_a_new_version_after_restart": sum(v >= 2 for v in _statuses(kube).values()),
+    }
+
+
+def _gets(counts: Mapping[tuple[str, str, str], float], resource: str) -> float:
+    """GETs of one object of *resource* (not its subresources, not lists)."""
+    return sum(
+        v for (res, sub, verb), v in counts.items() if (res, sub, verb) == (resource, "", "GET")
+    )
+
+
+def _vault_binary() -> Path:
+    try:
+        return require_vault()
+    except Exception:  # noqa: BLE001 - build it as the tests do
+        return build_vault()
+
+
 def run_vault(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """The Vault-sources measurement (see the module docstring)."""
     n, refresh_min = args.managed, _minutes(args.refresh)
     out: dict[str, Any] = {"managed": n, "refresh": args.refresh, "window_s": args.window}
-    try:
-        binary = require_vault()
-    except Exception:  # noqa: BLE001 - build it as the tests do
-        binary = build_vault()
+    binary = _vault_binary()
     out["vault"] = tool_version([str(binary), "version"])
     settings = ControlPlaneSettings(
         root / "cp", nodes=1, audit_policy=audit_policy(root / "audit-policy.yaml")
@@ -246,6 +338,7 @@ def run_vault(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                     "--max-parallel", str(args.max_parallel), "--log-level", "warning"]  # fmt: skip
             op = start_service("kustos-operator", argv, root / "operator.log", port)
             try:
+                out["operator_ready_s"] = _ready(port)
                 out["first_versions_s"] = _wait(
                     lambda: sum(v >= 1 for v in _statuses(kube).values()) == n,
                     what=f"version 1 of {n} ManagedSecrets",
@@ -253,34 +346,45 @@ def run_vault(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 )
                 # One refresh period so that every object's next check is scheduled.
                 time.sleep(refresh_min * 60)
-                changed = [f"ms-{i:05d}" for i in range(0, n, max(1, n // args.changes))][
-                    : args.changes
-                ]
+                touched, changed = _changes(args)
                 kube_start = kube_audit.stat().st_size
                 vault_start = vault_log.stat().st_size
-                window_began = time.monotonic()
-                for name in changed:
-                    vault.kv_write(f"app/{name}", {"password": secrets.token_urlsafe(12)})
+                window_began, wall_began = time.monotonic(), time.time()
+                for j in touched:
+                    vault.kv_write(f"app/ms-{j:05d}", {"password": secrets.token_urlsafe(12)})
                 time.sleep(args.window)
                 seconds = time.monotonic() - window_began
                 window_end = time.monotonic()
                 time.sleep(0.5)
-                vault_counts = vault_audit(vault_log, vault_start)
+                vault_counts = vault_audit(
+                    vault_log, vault_start, between=(wall_began, wall_began + seconds)
+                )
                 by_user = audit_by_user(kube_audit, kube_start, kube_audit.stat().st_size)
                 rss = op.sampler.between(window_began, window_end)
                 statuses = _statuses(kube)
             finally:
                 stopped = stop_service(op)
+            restart = _restart(
+                argv, root, port, kube=kube, logs=(kube_audit, vault_log),
+                window=args.restart_window,
+            )  # fmt: skip
         minutes = seconds / 60
         kube_counts = by_user.get(KUSTOS_USER, {})
         api_non_watch = sum(v for (_, _, verb), v in kube_counts.items() if verb != "WATCH")
         vault_total = sum(vault_counts.values())
+        checks = vault_counts.get("kv_metadata_read", 0)
         eso_per_min = n / refresh_min
         out.update(
             {
                 "window_measured_s": round(seconds, 1),
                 "vault_requests": dict(sorted(vault_counts.items())),
                 "vault_requests_per_min": round(vault_total / minutes, 1),
+                "vault_version_checks_per_min": round(checks / minutes, 1),
+                "vault_other_requests_per_min": round((vault_total - checks) / minutes, 1),
+                "ratio_version_checks_kustos_over_eso": round(checks / minutes / eso_per_min, 3),
+                "managedsecrets_get_per_min": round(
+                    _gets(kube_counts, "managedsecrets") / minutes, 1
+                ),
                 "api_requests": {
                     f"{res}{'/' + sub if sub else ''} {verb}": v
                     for (res, sub, verb), v in sorted(kube_counts.items())
@@ -291,7 +395,9 @@ def run_vault(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                     "mean": round(statistics.fmean(rss), 1) if rss else None,
                 },
                 "operator": stopped,
-                "changed_in_vault": len(changed),
+                "distinct_paths": _paths(args),
+                "changed_in_vault": len(touched),
+                "managed_reading_a_changed_path": len(changed),
                 "changed_reached_version_2": sum(statuses.get(m, 0) >= 2 for m in changed),
                 "unchanged_with_new_version": sum(
                     v >= 2 for m, v in statuses.items() if m not in changed
@@ -302,6 +408,8 @@ def run_vault(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 ),
             }
         )
+        restart["managed_with_a_new_version_after_restart"] -= out["changed_reached_version_2"]
+        out["restart"] = restart
         out["target"] = {
             "target": "Vault requests per minute <= ESO's one per ExternalSecret per refresh",
             "value": out["vault_requests_per_min"],
@@ -419,18 +527,89 @@ def run_seal(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- startup
+def _startup_once(exe: str, src: Path, kubeconfig: Path) -> float:
+    """One ``kustos operator run`` of the tree *src*: seconds to ``/healthz``."""
+    port = free_ports(1)[0]
+    argv = [exe, "operator", "run", "-n", "startup", "--kubeconfig", str(kubeconfig),
+            "--listen", f"127.0.0.1:{port}", "--no-leader-elect",
+            "--log-level", "error"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _ready(port, "/healthz", timeout=60)
+        return round(time.monotonic() - began, 2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def run_startup(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """The operator's start-up time, this tree against ``--baseline-src`` (alternated)."""
+    kubeconfig = root / "closed.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_ports(1)[0]}"}}],
+            "users": [{"name": "u", "user": {"token": "unused"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        })
+    )  # fmt: skip
+    exe = kustos_command() or "kustos"
+    here = Path(__file__).resolve().parent.parent / "src"
+    trees = {"this_tree": here}
+    if args.baseline_src is not None:
+        trees["baseline"] = args.baseline_src.resolve()
+    times: dict[str, list[float]] = {name: [] for name in trees}
+    for _ in range(args.startup_rounds):
+        for name, src in trees.items():
+            times[name].append(_startup_once(exe, src, kubeconfig))
+    out: dict[str, Any] = {
+        "rounds": args.startup_rounds,
+        "measure": "process start to /healthz 200 (kubeconfig at a closed port)",
+        "seconds": times,
+        "median_s": {name: round(statistics.median(v), 2) for name, v in times.items()},
+    }
+    if "baseline" in trees:
+        out["baseline_src"] = str(trees["baseline"])
+        out["ratio_this_over_baseline"] = round(
+            out["median_s"]["this_tree"] / out["median_s"]["baseline"], 3
+        )
+    return out
+
+
 # --------------------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.sources", description=__doc__)
-    parser.add_argument("which", nargs="?", choices=("all", "vault", "seal"), default="all")
+    parser.add_argument(
+        "which", nargs="?", choices=("all", "vault", "seal", "startup"), default="all"
+    )
     parser.add_argument("--managed", type=int, default=1000, help="vault: ManagedSecrets")
     parser.add_argument("--refresh", default="1m", help="vault: spec.refresh (Ns or Nm)")
     parser.add_argument(
         "--window", type=float, default=180.0, help="vault: steady seconds (a refresh multiple)"
     )
     parser.add_argument("--changes", type=int, default=10, help="vault: values changed")
+    parser.add_argument(
+        "--paths", type=int, default=None, help="vault: distinct KV paths (default: --managed)"
+    )
+    parser.add_argument(
+        "--section", default="vault", help="vault: the results key (keep several variants)"
+    )
     parser.add_argument("--max-parallel", type=int, default=8, help="vault: operator option")
     parser.add_argument("--first-timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--restart-window", type=float, default=60.0, help="vault: seconds counted after a restart"
+    )
+    parser.add_argument("--startup-rounds", type=int, default=7, help="startup: starts per tree")
+    parser.add_argument(
+        "--baseline-src", type=Path, default=None, help="startup: a src folder to compare with"
+    )
     parser.add_argument("--files", type=int, default=1000, help="seal: manifests")
     parser.add_argument(
         "--per-process", type=int, default=100, help="seal: files run one kustos process each"
@@ -453,22 +632,26 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(ValueError):
             previous = orjson.loads(args.output.read_bytes())
     failed = False
-    for name, run in (("seal", run_seal), ("vault", run_vault)):
+    for name, run in (("seal", run_seal), ("startup", run_startup), ("vault", run_vault)):
         if args.which not in ("all", name):
-            if name in previous:
-                doc[name] = {**previous[name], "from_run": previous.get("date")}
             continue
+        key = args.section if name == "vault" else name
         began = time.monotonic()
+        load = [round(x, 2) for x in os.getloadavg()]
         folder = root / name
         folder.mkdir()
         try:
-            doc[name] = run(args, folder)
+            doc[key] = run(args, folder)
         except Exception as exc:  # noqa: BLE001 - recorded, then exit 1
             failed = True
-            doc[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            doc[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
             traceback.print_exc()
-        doc[name]["bench_seconds"] = round(time.monotonic() - began, 1)
-        print(f"bench.sources {name}: {orjson.dumps(doc[name]).decode()[:2000]}")
+        doc[key]["bench_seconds"] = round(time.monotonic() - began, 1)
+        doc[key]["load_average"] = {"start": load, "end": [round(x, 2) for x in os.getloadavg()]}
+        print(f"bench.sources {key}: {orjson.dumps(doc[key]).decode()[:2000]}")
+    for key, value in previous.items():  # what this run did not measure is kept, dated
+        if key not in doc and isinstance(value, dict) and key not in ("machine", "versions"):
+            doc[key] = {"from_run": previous.get("date"), **value}
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.keep_work:
         print(f"bench.sources: state kept in {root}")

@@ -6,7 +6,9 @@ rotation makes v2 with a new value and rolls again; history beyond ``keep`` is p
 (never the current and previous); ``kustos rollback --to 1`` makes a new version holding
 v1's value; a rollout that cannot complete restores the previous value to the live Secret
 and says why in ``RolledBack``; a rotation interrupted after each persisted step resumes
-without generating a second value or restarting a workload twice; a spec Kustos cannot use
+without generating a second value or restarting a workload twice; a stale copy of the
+object (a watch's) cannot make a version or overwrite a newer status (409, read again),
+and a fresh one is used without a GET; a spec Kustos cannot use
 gives ``Ready=False`` with the field named; every generator produces its keys in a live
 Secret of its type; no generated value appears in status, Events or command output.
 """
@@ -326,6 +328,45 @@ def test_a_rotation_interrupted_after_each_step_resumes_once(
     assert _status(kube, namespace, "db")["currentVersion"] == 2
     names = {s.metadata.name for s in kube.list(Secret, namespace=namespace) if s.metadata}
     assert "db-v3" not in names
+
+
+def test_a_stale_watched_copy_cannot_overwrite_a_newer_status(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None
+) -> None:
+    spec = {**PASSWORD_SPEC, "rollout": {"strategy": "none"}}
+    kube.create(_managed(namespace, "db", spec))
+    obj: Any = kube.get(MS, "db", namespace=namespace)
+    stale = obj.to_dict()  # as a watch delivered it before the first rotation
+    assert _run(control_plane, lambda e: e.rotate(namespace, "db")).version == 1
+    before = _status(kube, namespace, "db")
+
+    # The copy says "no version yet": acted on blindly it would make v2. Its write needs
+    # its resourceVersion, gets 409, and the engine reads the object again: nothing due.
+    result, _ = _run(control_plane, lambda e: e.reconcile(namespace, "db", observed=stale))
+    assert result is None
+    after = _status(kube, namespace, "db")
+    assert after["currentVersion"] == 1
+    assert after["versions"] == before["versions"]
+    names = {s.metadata.name for s in kube.list(Secret, namespace=namespace) if s.metadata}
+    assert "db-v2" not in names
+
+    # A fresh copy is used as it is: no GET of the ManagedSecret at all.
+    fresh: Any = kube.get(MS, "db", namespace=namespace)
+
+    async def counted(engine: Engine) -> tuple[Any, list[str]]:
+        gets: list[str] = []
+        original = engine.client.get
+
+        async def get(resource: Any, *args: Any, **kwargs: Any) -> Any:
+            gets.append(getattr(resource, "__name__", str(resource)))
+            return await original(resource, *args, **kwargs)
+
+        engine.client.get = get  # type: ignore[method-assign,assignment]  # count, then call it
+        return await engine.reconcile(namespace, "db", observed=fresh.to_dict()), gets
+
+    (result, _), gets = _run(control_plane, counted)
+    assert result is None
+    assert "ManagedSecret" not in gets
 
 
 def test_unusable_spec_sets_ready_false_and_exits_2(

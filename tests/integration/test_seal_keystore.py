@@ -52,7 +52,7 @@ from tests.integration.test_pkcs11_provider import (  # noqa: F401 - softhsm is 
     open_provider,
     softhsm,
 )
-from tests.integration.test_rotation import _data
+from tests.integration.test_rotation import _data, _status
 
 pytestmark = pytest.mark.integration
 CANARY = "seal-keystore-canary-51d0"
@@ -60,19 +60,59 @@ RBAC = Path(__file__).resolve().parents[2] / "deploy" / "sources" / "sealing-rec
 PASS = "keyring passphrase 9c1e"
 
 
+def _secret(namespace: str, name: str, password: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"password": password},
+    }
+
+
 def _manifest(tmp_path: Path, namespace: str, name: str, password: str) -> Path:
     path = tmp_path / f"{name}.secret.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": name, "namespace": namespace},
-                "stringData": {"password": password},
-            }
-        )
-    )
+    path.write_text(yaml.safe_dump(_secret(namespace, name, password)))
     return path
+
+
+def _sealed_for(recipient: str, namespace: str, name: str, password: str) -> dict[str, Any]:
+    """A SealedSecret of one password for *recipient* (as a file made elsewhere would be)."""
+    return sealing.seal(
+        _secret(namespace, name, password),
+        [sops.Recipient.parse(recipient)],
+        now=dt.datetime.now(dt.UTC),
+    )
+
+
+def _private(path: Path, text: str) -> Path:
+    """*path* holding *text* and a newline, readable by its owner only."""
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every log line, for the canary checks."""
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+@pytest.fixture
+def keyring_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """A keyring file with a key-encryption key and a sealing key; its store flags."""
+    passphrase = _private(tmp_path / "pass", PASS)
+    store = ["--keyring", str(tmp_path / "ring.json"), "--passphrase-file", str(passphrase)]
+    _cli(capsys, "kms", "keys", "init", *store)
+    _cli(capsys, "kms", "sealing-key", "create", *store)
+    return store
+
+
+@pytest.fixture
+def token_store(tmp_path: Path) -> list[str]:
+    """The store flags of the SoftHSM2 token (the ``softhsm`` fixture makes it)."""
+    pin = _private(tmp_path / "pin", PIN)
+    return ["--pkcs11-module", str(MODULE), "--pkcs11-token", LABEL, "--pkcs11-pin-file", str(pin)]
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[str, str]:
@@ -116,19 +156,12 @@ def test_operator_publishes_rotates_and_files_are_resealed(
     crd: None,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    debug_log: pytest.LogCaptureFixture,
+    keyring_store: list[str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    passphrase = tmp_path / "pass"
-    passphrase.write_text(PASS + "\n")
-    passphrase.chmod(0o600)
-    store = ["--keyring", str(tmp_path / "ring.json"), "--passphrase-file", str(passphrase)]
-    _cli(capsys, "kms", "keys", "init", *store)
-    _cli(capsys, "kms", "sealing-key", "create", *store)
-    backup = tmp_path / "backup.txt"
+    store = keyring_store
     recipient, identity = sops.new_identity()
-    backup.write_text(identity.reveal_text() + "\n")
-    backup.chmod(0o600)
+    backup = _private(tmp_path / "backup.txt", identity.reveal_text())
     configmap = f"{namespace}/kustos-sealing"
     fetch = ["--fetch-recipient", "--recipient-configmap", configmap,
              "--kubeconfig", str(control_plane.kubeconfig)]  # fmt: skip
@@ -171,15 +204,7 @@ def test_operator_publishes_rotates_and_files_are_resealed(
             new = LocalKeyring(tmp_path / "ring.json", Sensitive(PASS)).sealing_keys()[0]
             api = tmp_path / "api.sealed.yaml"
             api.write_text(
-                sops.to_yaml(
-                    sealing.seal(
-                        yaml.safe_load(
-                            _manifest(tmp_path, namespace, "api", CANARY + "-api").read_text()
-                        ),
-                        [sops.Recipient.parse(new.recipient)],
-                        now=dt.datetime.now(dt.UTC),
-                    )
-                )
+                sops.to_yaml(_sealed_for(new.recipient, namespace, "api", CANARY + "-api"))
             )
             _apply(kube, api)
             await _until(lambda: version("api") == 1, what="api v1 (new key read)")
@@ -230,15 +255,13 @@ def test_operator_publishes_rotates_and_files_are_resealed(
     assert _data(kube, namespace, "api") == {"password": (CANARY + "-api").encode()}
     secrets = [s.reveal_text() for _, s in ring.sealing_identities()]
     events = " ".join(f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace))
-    text = "".join(outputs) + events + caplog.text + str(_published(kube, namespace))
+    text = "".join(outputs) + events + debug_log.text + str(_published(kube, namespace))
     assert CANARY not in text
     assert "AGE-SECRET-KEY" not in text
     assert all(s not in text for s in secrets)
 
 
 def _data_version(kube: Client, namespace: str, name: str) -> int | None:
-    from tests.integration.test_rotation import _status  # noqa: PLC0415
-
     return _status(kube, namespace, name).get("currentVersion")
 
 
@@ -255,14 +278,10 @@ def test_pkcs11_token_holds_private_sealing_keys_that_are_published(
     namespace: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    debug_log: pytest.LogCaptureFixture,
+    token_store: list[str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    pin = tmp_path / "pin"
-    pin.write_text(PIN + "\n")
-    pin.chmod(0o600)
-    store = ["--pkcs11-module", str(MODULE), "--pkcs11-token", LABEL,
-             "--pkcs11-pin-file", str(pin)]  # fmt: skip
+    store = token_store
     out1, _ = _cli(capsys, "kms", "sealing-key", "create", *store)
     out2, _ = _cli(capsys, "kms", "sealing-key", "rotate", *store)
     listing, _ = _cli(capsys, "kms", "sealing-key", "list", "--format", "json", *store)
@@ -279,16 +298,7 @@ def test_pkcs11_token_holds_private_sealing_keys_that_are_published(
     try:
         held = provider.sealing_identities()
         assert [k.recipient for k, _ in held] == [r["recipient"] for r in rows]
-        old_file = sealing.seal(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "db", "namespace": namespace},
-                "stringData": {"password": CANARY},
-            },
-            [sops.Recipient.parse(rows[1]["recipient"])],
-            now=dt.datetime.now(dt.UTC),
-        )
+        old_file = _sealed_for(rows[1]["recipient"], namespace, "db", CANARY)
         identities = sops.Identities.of([s for _, s in held], source="token")
         assert sealing.unseal(old_file, identities)["stringData"]["password"] == CANARY
         path = tmp_path / "db.yaml"
@@ -328,7 +338,7 @@ def test_pkcs11_token_holds_private_sealing_keys_that_are_published(
         secrets = [s.reveal_text() for _, s in again.sealing_identities()]
     finally:
         again.close()
-    text = out1 + out2 + listing + out3 + caplog.text
+    text = out1 + out2 + listing + out3 + debug_log.text
     assert PIN not in text
     assert CANARY not in text
     assert "AGE-SECRET-KEY" not in text

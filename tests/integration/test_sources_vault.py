@@ -5,24 +5,33 @@ ServiceAccount it names, checked by Vault against the real API server) brings a 
 into the live Secret and rolls the Deployment; a new KV version is noticed from the
 metadata alone and becomes a new Kustos version (``SourceChanged``); a pinned version is
 never refreshed; AppRole works the same; ``push`` writes generated values to Vault before
-the cluster; no value reaches the Vault server's log, status or Events.
+the cluster; under the running operator, ManagedSecrets that read one path cost one
+metadata read per refresh window together (Vault's own audit log counts them), and a
+change reaches every one of them; no value reaches the Vault server's log, status or
+Events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
+from prometheus_client import generate_latest
 
 from kustos.errors import BinaryMissingError, ControlPlaneError
+from kustos.operator.running import Operator
 from kustos.sources.reading import SecretSource
 from kustos.testing.controlplane import ControlPlane
 from kustos.testing.vault import VaultServer, build_vault, require_vault, token_reviewer
+from tests.integration.test_operator import _until, _with_operators
 from tests.integration.test_rotation import (
     _data,
     _deployment,
@@ -62,6 +71,19 @@ def _source(
             spec={"vault": {"address": vault.address, "auth": auth}},
         )
     )
+
+
+def _approle_source(kube: Client, namespace: str, vault: VaultServer, role: str) -> None:
+    """The SecretSource ``vault`` logging in as AppRole *role* (secret id in a Secret)."""
+    creds = vault.approle(role, policies=[POLICY])
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="approle", namespace=namespace),
+            stringData={"secret-id": creds.secret_id.reveal_text()},
+        )
+    )
+    auth = {"appRole": {"roleId": creds.role_id, "secretRef": {"name": "approle"}}}
+    _source(kube, namespace, "vault", vault, auth)
 
 
 def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
@@ -145,20 +167,7 @@ def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
 def test_approle_and_push(
     control_plane: ControlPlane, kube: Client, namespace: str, crd: None, vault: VaultServer
 ) -> None:
-    creds = vault.approle("pusher", policies=[POLICY])
-    kube.create(
-        Secret(
-            metadata=ObjectMeta(name="approle", namespace=namespace),
-            stringData={"secret-id": creds.secret_id.reveal_text()},
-        )
-    )
-    _source(
-        kube,
-        namespace,
-        "vault",
-        vault,
-        {"appRole": {"roleId": creds.role_id, "secretRef": {"name": "approle"}}},
-    )
+    _approle_source(kube, namespace, vault, "pusher")
     spec = {
         "secretName": "svc",
         "data": {"token": {"token": {"bytes": 24}}},
@@ -169,3 +178,75 @@ def test_approle_and_push(
     assert _run(control_plane, lambda e: e.rotate(namespace, "svc")).outcome == "rotated"
     stored = vault.api("GET", f"secret/data/app/{namespace}/svc")["data"]["data"]
     assert stored == {"token": _data(kube, namespace, "svc")["token"].decode()}
+
+
+def _audited(log: Path, kind: str, path: str) -> int:
+    """Requests to ``secret/<kind>/<path>`` in Vault's file audit log."""
+    if not log.exists():
+        return 0
+    count = 0
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if (
+            event.get("type") == "request"
+            and (event.get("request") or {}).get("path") == f"secret/{kind}/{path}"
+        ):
+            count += 1
+    return count
+
+
+def test_readers_of_one_path_share_one_check_per_window_under_the_operator(
+    control_plane: ControlPlane,
+    kube: Client,
+    namespace: str,
+    crd: None,
+    vault: VaultServer,
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "vault-audit.log"
+    vault.api("PUT", f"sys/audit/{namespace}", {"type": "file", "options": {"file_path": str(log)}})
+    _approle_source(kube, namespace, vault, f"shared-{namespace}")
+    path = f"app/{namespace}/shared"
+    vault.kv_write(path, {"password": "shared-canary-one"})
+    names = ("alpha", "beta", "gamma")
+    for name in names:
+        spec = {
+            "secretName": name,
+            "data": {"password": {"vault": {"source": {"name": "vault"}, "path": path}}},
+            "refresh": "10s",
+            "rollout": {"strategy": "none"},
+        }
+        kube.create(_managed(namespace, name, spec))
+
+    def at(version: str) -> bool:
+        return all(
+            _status(kube, namespace, n).get("sourceVersions") == {"password": version}
+            for n in names
+        )
+
+    async def body(operators: list[Operator], _: list[asyncio.Event]) -> None:
+        await _until(lambda: at("1"), what="version 1 of every ManagedSecret")
+        before = _audited(log, "metadata", path)
+        began = time.monotonic()
+        await asyncio.sleep(25)
+        windows = (time.monotonic() - began) / 10
+        checks = _audited(log, "metadata", path) - before
+        # One per window for the three of them (three per window before they shared).
+        assert 1 <= checks <= int(windows) + 1, (checks, windows)
+        assert operators[0].stores.checks.paths() == 1
+        metrics = generate_latest(operators[0].metrics.registry).decode()
+        assert "kustos_store_paths 1.0" in metrics
+        assert 'kustos_store_versions_observed_total{outcome="ok"}' in metrics
+        assert "shared-canary" not in metrics
+
+        await asyncio.to_thread(vault.kv_write, path, {"password": "shared-canary-two"})
+        await _until(lambda: at("2"), timeout=40, what="the new version everywhere")
+
+    _with_operators(control_plane, namespace, body)
+    assert all(_data(kube, namespace, n) == {"password": b"shared-canary-two"} for n in names)
+    text = " ".join(json.dumps(_status(kube, namespace, n)) for n in names) + " ".join(
+        f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
+    )
+    assert "shared-canary" not in text
+    assert "shared-canary" not in vault.log_text
+    assert "shared-canary" not in log.read_text(), "the audit device hashes values"

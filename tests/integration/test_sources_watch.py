@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Secret
 from lightkube.types import PatchType
 
 from kustos.errors import InvalidSpecError, StoreError
@@ -27,8 +26,7 @@ from kustos.testing.controlplane import ControlPlane
 from kustos.testing.vault import VaultServer
 from tests.integration.test_operator import _until
 from tests.integration.test_sources_vault import (  # noqa: F401 - vault is a fixture
-    POLICY,
-    _source,
+    _approle_source,
     vault,
 )
 
@@ -59,15 +57,7 @@ def test_an_edited_source_is_used_by_the_next_read(
     crd: None,
     vault: VaultServer,  # noqa: F811 - the fixture imported above
 ) -> None:
-    creds = vault.approle("watcher", policies=[POLICY])
-    kube.create(
-        Secret(
-            metadata=ObjectMeta(name="approle", namespace=namespace),
-            stringData={"secret-id": creds.secret_id.reveal_text()},
-        )
-    )
-    auth = {"appRole": {"roleId": creds.role_id, "secretRef": {"name": "approle"}}}
-    _source(kube, namespace, "vault", vault, auth)
+    _approle_source(kube, namespace, vault, "watcher")
     first = vault.kv_write(f"app/{namespace}/db", {"password": "watch-canary"})
     spec = parse_spec(
         {"secretName": "db", "data": {"password": {"vault": {"source": {"name": "vault"},

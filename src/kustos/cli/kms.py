@@ -16,7 +16,7 @@ import json
 import logging
 import signal
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
@@ -211,6 +211,29 @@ def _flags(ctx: typer.Context) -> KeyStoreFlags:
     return found if found is not None else KeyStoreFlags()
 
 
+@contextlib.contextmanager
+def _store(ctx: typer.Context, *, must_exist: bool = True) -> Iterator[KeyProvider]:
+    """The key store the group's flags name, open for one command (closed after it)."""
+    with _flags(ctx).open(must_exist=must_exist) as provider:
+        yield provider
+
+
+@contextlib.contextmanager
+def _sealing_store(ctx: typer.Context) -> Iterator[SealingKeyStore]:
+    """The key store, for a ``sealing-key`` command (one that holds sealing keys)."""
+    with _store(ctx) as provider:
+        if not isinstance(provider, SealingKeyStore):
+            raise UsageError("this key store cannot hold sealing keys")
+        yield provider
+
+
+def _key_id(value: str, listing: str) -> str:
+    """*value* as a key id: one printable word (quoted back safely when it is not)."""
+    if not value or not value.isprintable() or any(ch.isspace() for ch in value):
+        raise UsageError(f"{value[:64]!r} is not a key id; `{listing}` shows them")
+    return value
+
+
 class LogFormat(StrEnum):
     """``--log-format`` of ``kms serve``."""
 
@@ -281,14 +304,14 @@ def serve(
                 loop.add_signal_handler(sig, stop.set)
         await run(provider, settings, stop)
 
-    with _flags(ctx).open() as provider:
+    with _store(ctx) as provider:
         asyncio.run(main(provider))
 
 
 @keys_app.command("init")
 def keys_init(ctx: typer.Context) -> None:
     """Create the first key-encryption key."""
-    with _flags(ctx).open(must_exist=False) as provider:
+    with _store(ctx, must_exist=False) as provider:
         record = provider.init_keys(created=_now())
     typer.echo(f"created key {record.key_id} (current)")
 
@@ -296,7 +319,7 @@ def keys_init(ctx: typer.Context) -> None:
 @keys_app.command("rotate")
 def keys_rotate(ctx: typer.Context) -> None:
     """Make a new current key; older keys keep decrypting. Then run `kustos kms reencrypt`."""
-    with _flags(ctx).open() as provider:
+    with _store(ctx) as provider:
         record = provider.rotate_keys(created=_now())
     typer.echo(f"created key {record.key_id} (current); a running plugin picks it up within 5s")
 
@@ -309,7 +332,7 @@ def keys_list(
     ] = TableOrJson.TABLE,
 ) -> None:
     """Every key: id, state, creation time (never key material)."""
-    with _flags(ctx).open() as provider:
+    with _store(ctx) as provider:
         records = provider.records()
         under = provider.reencrypted_under()
     if output_format is TableOrJson.JSON:
@@ -338,7 +361,8 @@ def keys_retire(
     ] = False,
 ) -> None:
     """Destroy an old key once nothing can be encrypted under it."""
-    with _flags(ctx).open() as provider:
+    key_id = _key_id(key_id, "kustos kms keys list")
+    with _store(ctx) as provider:
         provider.retire_key(key_id, force=force)
     typer.echo(f"retired key {key_id}")
 
@@ -456,25 +480,19 @@ def reencrypt(
 
 
 # ---------------------------------------------------------------------- sealing keys
-def _sealing(provider: KeyProvider) -> SealingKeyStore:
-    if not isinstance(provider, SealingKeyStore):
-        raise UsageError("this key store cannot hold sealing keys")
-    return provider
-
-
 @sealing_app.command("create")
 def sealing_create(ctx: typer.Context) -> None:
     """Create the first sealing key; prints its public recipient."""
-    with _flags(ctx).open() as provider:
-        key = _sealing(provider).add_sealing_key(created=_now(), first=True)
+    with _sealing_store(ctx) as store:
+        key = store.add_sealing_key(created=_now(), first=True)
     typer.echo(f"created sealing key {key.key_id} (current): {key.recipient}")
 
 
 @sealing_app.command("rotate")
 def sealing_rotate(ctx: typer.Context) -> None:
     """Make a new current sealing key; older ones keep unsealing until retired."""
-    with _flags(ctx).open() as provider:
-        key = _sealing(provider).add_sealing_key(created=_now(), first=False)
+    with _sealing_store(ctx) as store:
+        key = store.add_sealing_key(created=_now(), first=False)
     typer.echo(
         f"created sealing key {key.key_id} (current): {key.recipient}; the operator publishes "
         "it within its --sealing-reload; then `kustos kms sealing-key reseal` (or `kustos seal "
@@ -490,8 +508,8 @@ def sealing_list(
     ] = TableOrJson.TABLE,
 ) -> None:
     """Every sealing key, newest first: id, state, creation time, recipient (public)."""
-    with _flags(ctx).open() as provider:
-        found = _sealing(provider).sealing_keys()
+    with _sealing_store(ctx) as store:
+        found = store.sealing_keys()
     rows = [
         {
             "key_id": k.key_id,
@@ -516,8 +534,9 @@ def sealing_retire(
     key_id: Annotated[str, typer.Argument(help="The old sealing key to delete.")],
 ) -> None:
     """Delete an old sealing key: files sealed only for it no longer open (reseal them first)."""
-    with _flags(ctx).open() as provider:
-        _sealing(provider).retire_sealing_key(key_id)
+    key_id = _key_id(key_id, "kustos kms sealing-key list")
+    with _sealing_store(ctx) as store:
+        store.retire_sealing_key(key_id)
     typer.echo(f"retired sealing key {key_id}")
 
 
@@ -534,8 +553,8 @@ def sealing_reseal(
     from kustos.cli.seal import reseal_files  # noqa: PLC0415
     from kustos.crypto import sops  # noqa: PLC0415
 
-    with _flags(ctx).open() as provider:
-        held = _sealing(provider).sealing_identities()
+    with _sealing_store(ctx) as store:
+        held = store.sealing_identities()
     if not held:
         raise KmsError("no sealing key: run `kustos kms sealing-key create`")
     identities = sops.Identities.of([secret for _, secret in held], source="the key store")

@@ -21,19 +21,13 @@ from typing import Annotated, Any, Final
 import orjson
 import typer
 
+from kustos.cli.options import Context, Kubeconfig
 from kustos.cli.output import emit
 from kustos.crypto import sops
 from kustos.errors import FileAccessError, InputError, KubeNotFoundError, UsageError
 from kustos.files import read_text, write_atomic
 from kustos.kube.documents import load_yaml_all
 from kustos.sources import sealing
-
-# Declared here rather than imported from kustos.cli.inputs, whose manifest loader would
-# add most of a second to every `kustos seal` start-up.
-Kubeconfig = Annotated[
-    Path | None, typer.Option("--kubeconfig", help="Kubeconfig file [KUBECONFIG].")
-]
-Context = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
 
 #: A Secret is at most 1 MiB in etcd; a manifest or SealedSecret larger than this is not one.
 MANIFEST_LIMIT: Final = 4 * 1024 * 1024
@@ -114,6 +108,11 @@ def seal(
 ) -> int:
     """Seal a Secret manifest into a SealedSecret (SOPS format, age recipients)."""
     if reseal:
+        if filename or output or output_dir or namespace:
+            raise UsageError(
+                "-f, -o, --output-dir and --namespace do not go with --reseal "
+                "(it rewrites the FILE arguments in place)"
+            )
         return _reseal(
             files or [], recipient or [], recipient_file or [], identity or [],
             drop=drop_recipient or [],
@@ -128,21 +127,25 @@ def seal(
         raise UsageError("several -f files need --output-dir DIR")
     if output_dir is not None and output is not None:
         raise UsageError("give -o FILE or --output-dir DIR, not both")
+    targets = _targets(names, output_dir, "-f")
     cluster = _Cluster(recipient_configmap, kubeconfig, context) if fetch_recipient else None
     recipients = _recipients(recipient or [], recipient_file or [], cluster)
     now = datetime.now(UTC)
-    for name in names:
+    sealed = []
+    for name in names:  # every file sealed before any is written: all or nothing
         source, document = _read_document(name, what="Secret manifest")
-        sealed = sealing.seal(document, recipients, now=now, namespace=namespace, source=source)
-        target = output if output_dir is None else output_dir / Path(source).name
-        emit(sops.to_yaml(sealed), target, what="SealedSecret")
-        if output_dir is None and output is not None:
-            meta = sealed["metadata"]
-            typer.echo(
-                f"kustos: sealed {meta['namespace']}/{meta['name']} for {len(recipients)} "
-                f"recipient(s) into {output}",
-                err=True,
-            )
+        sealed.append(
+            sealing.seal(document, recipients, now=now, namespace=namespace, source=source)
+        )
+    for target, done in zip(targets or [output] * len(sealed), sealed, strict=True):
+        emit(sops.to_yaml(done), target, what="SealedSecret")
+    if output_dir is None and output is not None:
+        meta = sealed[0]["metadata"]
+        typer.echo(
+            f"kustos: sealed {meta['namespace']}/{meta['name']} for {len(recipients)} "
+            f"recipient(s) into {output}",
+            err=True,
+        )
     if output_dir is not None:
         typer.echo(
             f"kustos: sealed {len(names)} file(s) for {len(recipients)} recipient(s) "
@@ -281,8 +284,10 @@ def unseal(
         raise UsageError("several files need --output-dir DIR")
     if output_dir is not None and output is not None:
         raise UsageError("give -o FILE or --output-dir DIR, not both")
+    targets = _targets(filenames, output_dir, "FILE")
     identities = _identities(identity or [])
-    for filename in filenames:
+    texts = []
+    for filename in filenames:  # every file opened before any is written: all or nothing
         source, document = _read_document(filename, what="sealed file")
         manifest = sealing.unseal(document, identities, source=source)
         if document.get("kind") == sealing.KIND and not sealing.keys_sorted(document):
@@ -292,13 +297,34 @@ def unseal(
                 "kustos unseal ... | kustos seal -f - ...)",
                 err=True,
             )
-        text = sops.to_yaml(manifest, indent=2)
-        target = output if output_dir is None else output_dir / Path(source).name
+        texts.append(sops.to_yaml(manifest, indent=2))
+    for target, text in zip(targets or [output] * len(texts), texts, strict=True):
         if target is None:
             sys.stdout.write(text)
         else:
             write_atomic(target, text.encode(), what="Secret manifest", mode=0o600)
     return 0
+
+
+def _targets(names: Sequence[str], folder: Path | None, flag: str) -> list[Path | None]:
+    """Where each input goes in *folder* (same name), checked before any work; [] if none."""
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"--output-dir {folder} {why}")
+    targets: dict[str, str] = {}
+    for name in names:
+        if name == "-":
+            raise UsageError("stdin ('-') has no file name to keep in --output-dir")
+        base = Path(name).name
+        if base in targets:
+            raise UsageError(
+                f"{flag} {targets[base]} and {name} have the same name: one would "
+                f"overwrite the other in {folder}"
+            )
+        targets[base] = name
+    return [folder / base for base in targets]
 
 
 def _recipients(

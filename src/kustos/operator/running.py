@@ -6,6 +6,12 @@ only keeps the watched objects, asks the planner for each one's next time, and c
 engine when a time comes, one rotation per object at a time and at most
 ``max_parallel`` at once. A rotation that fails is retried with exponential backoff and
 jitter (visible in ``kustos_retry_backoff_seconds``); its last good value stays live.
+
+Store values with ``refresh`` are not looked at one ManagedSecret at a time: their paths
+are tracked in the stores' shared checks (:mod:`kustos.sources.checking`), which ask each
+distinct path once per window and tell this module what they saw; only the
+ManagedSecrets that are behind (or failing, or newly failing) are reconciled. The engine
+is handed the watched object, so a look that changes nothing sends the API server nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from lightkube import AsyncClient
 from lightkube.operators import exists
@@ -39,8 +45,9 @@ from kustos.operator.watching import watch_forever
 from kustos.rotation.planning import next_rotation
 from kustos.rotation.recording import KubeRecorder
 from kustos.rotation.rotating import Engine, ManagedSecret
-from kustos.rotation.spec import SourceKind, parse_spec
+from kustos.rotation.spec import ManagedSecretSpec, PostgresRole, SourceKind, parse_spec
 from kustos.rotation.versions import Outcome, RotationState, VersionRecord, parse_time
+from kustos.sources.checking import Observation, PathKey
 from kustos.sources.reading import ClusterSecretSource, SecretSource, StoreReader, sources_of
 from kustos.sources.sealing import RECIPIENT_CONFIGMAP
 
@@ -85,6 +92,8 @@ class Metrics:
     backoff: Gauge = field(init=False)
     managed: Gauge = field(init=False)
     leader: Gauge = field(init=False)
+    store_paths: Gauge = field(init=False)
+    store_versions: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -117,6 +126,15 @@ class Metrics:
         )
         self.managed = Gauge("kustos_managed_secrets", "ManagedSecrets watched.", registry=r)
         self.leader = Gauge("kustos_leader", "1 while this replica leads.", registry=r)
+        self.store_paths = Gauge(
+            "kustos_store_paths", "Distinct store paths whose version is checked.", registry=r
+        )
+        self.store_versions = Counter(
+            "kustos_store_versions_observed",
+            "Store versions observed (checks and value reads), by outcome.",
+            ["outcome"],
+            registry=r,
+        )
 
 
 class _Observer:
@@ -179,7 +197,10 @@ class Operator:
         self.engine = engine or Engine(
             client, observer=observer, database=_database(), stores=self.stores
         )
-        self.checked: dict[Key, dt.datetime] = {}  # last store-version check per object
+        self.checked: dict[Key, dt.datetime] = {}  # last sealed-value check per object
+        self.soon: set[Key] = set()  # to look at as soon as it is not running
+        self.paths: dict[Key, dict[PathKey, tuple[str, ...]]] = {}  # store path -> its keys
+        self.stores.checks.observed = self._observed
         self.objects: dict[Key, dict[str, Any]] = {}
         self.certs: dict[Key, dict[str, CertFacts]] = {}  # live Secret → x509 facts
         self.due: dict[Key, dt.datetime] = {}
@@ -230,6 +251,8 @@ class Operator:
         ]
         tasks.append(asyncio.create_task(self._watch_cluster_sources(), name="watch-csources"))
         tasks.append(asyncio.create_task(self._schedule(stop), name="schedule"))
+        leads = self.elector.leading if self.elector is not None else None
+        tasks.append(asyncio.create_task(self.stores.checks.run(leads), name="store-checks"))
         leading = self.elector.leading if self.elector is not None else None
         unsealer = Unsealer(
             self.client,
@@ -291,10 +314,12 @@ class Operator:
         if kind == "DELETED":
             self.objects.pop(key, None)
             self.due.pop(key, None)
+            self._track(key, None)
             with contextlib.suppress(KeyError):
                 self.metrics.next_rotation.remove(*key)
         else:
             self.objects[key] = raw
+            self._track(key, raw)
             self._plan(key)
         self.metrics.managed.set(len(self.objects))
         self.synced.add("managedsecrets")
@@ -363,10 +388,60 @@ class Operator:
                 # Edited (new endpoint or credentials), or created for a failing object.
                 self._look_now(key)
 
+    # ------------------------------------------------------------------ store checks
+    def _track(self, key: Key, raw: Mapping[str, Any] | None) -> None:
+        """Have the shared checks ask for the store paths *raw* reads, every refresh."""
+        spec: ManagedSecretSpec | None = None
+        refresh = None
+        if raw is not None:
+            with contextlib.suppress(InputError):  # the engine reports a bad spec
+                spec = parse_spec(raw.get("spec"))
+                refresh = _refresh_seconds(raw.get("spec") or {})
+        paths = self.stores.track(key, key[0], spec, refresh)
+        if paths:
+            self.paths[key] = paths
+        else:
+            self.paths.pop(key, None)
+        self.metrics.store_paths.set(self.stores.checks.paths())
+
+    def _observed(self, path: PathKey, seen: Observation) -> None:
+        """Wake the readers of *path* that *seen* concerns: behind, failing, or recovered.
+
+        A reader that is running is looked at again when it ends (a check may have seen a
+        version newer than the one it compared with), unless its own value read is what
+        was seen.
+        """
+        self.metrics.store_versions.labels(outcome="ok" if seen.error is None else "error").inc()
+        for reader in self.stores.checks.readers(path):
+            key = cast(Key, reader)  # readers are tracked by their Key (`_track`)
+            raw = self.objects.get(key)
+            if raw is None or (key in self.running and seen.read):
+                continue  # its own rotation read the value, and records that version
+            status = raw.get("status") or {}
+            ready = next(
+                (x.get("status") for x in status.get("conditions") or []
+                 if x.get("type") == "SourcesReady"),
+                None,
+            )  # fmt: skip
+            if seen.error is not None:
+                if ready != "False" and not self.failures.get(key):
+                    self._look_now(key)  # the engine says so on the resource, then backs off
+                continue
+            recorded = status.get("sourceVersions") or {}
+            behind = bool(recorded) and any(
+                str(recorded.get(data_key)) != seen.version
+                for data_key in self.paths.get(key, {}).get(path, ())
+            )
+            if ready == "False":
+                self.failures.pop(key, None)  # the store is back: no backoff to sit out
+            if behind or ready == "False":
+                self._look_now(key)
+
     # ------------------------------------------------------------------ planning
     def _look_now(self, key: Key) -> None:
-        """Check *key*'s stores at once (its SealedSecret changed)."""
+        """Look at *key* as soon as it is not running (a store or its SealedSecret moved)."""
         self.checked.pop(key, None)
+        self.soon.add(key)
         if key in self.objects:
             self._plan(key)
 
@@ -384,11 +459,15 @@ class Operator:
             log.warning("%s/%s: %s", *key, exc)
             at = None
         refresh = _refresh_seconds(spec_raw)
-        if refresh is not None:
-            # Ask the stores again every `refresh` (at once after a start).
+        if refresh is not None and _sealed(spec_raw):
+            # A SealedSecret's version is its content: look again every `refresh` (at once
+            # after a start). Store paths are not looked at here: the shared checks wake
+            # the ManagedSecrets a new version concerns (`_observed`).
             last = self.checked.get(key)
             check_at = (last + dt.timedelta(seconds=refresh)) if last else dt.datetime.now(dt.UTC)
             at = check_at if at is None else min(at, check_at)
+        if key in self.soon:
+            at = dt.datetime.now(dt.UTC)
         retry_at = self.due.get(key) if self.failures.get(key) else None
         if at is not None and retry_at is not None:
             at = max(at, retry_at)  # a failing object waits for its backoff
@@ -418,6 +497,7 @@ class Operator:
                 )
                 for _, key in ready:
                     self.running.add(key)
+                    self.soon.discard(key)
                     self.due.pop(key, None)
                     task = asyncio.create_task(
                         self._reconcile(key, gate), name=f"reconcile-{key[0]}/{key[1]}"
@@ -445,7 +525,8 @@ class Operator:
             try:
                 if not self.leading:
                     return
-                await self.engine.reconcile(*key)
+                # The watched copy: no GET; a stale one gets 409 and is read afresh.
+                await self.engine.reconcile(*key, observed=self.objects.get(key))
                 self.checked[key] = dt.datetime.now(dt.UTC)
                 self.failures.pop(key, None)
                 self.metrics.backoff.labels(*key).set(0)
@@ -521,6 +602,11 @@ def _combined(
     return given if stored is None else given + stored
 
 
+def _sealed(spec: Mapping[str, Any]) -> bool:
+    """True if a ManagedSecret takes a value from a SealedSecret."""
+    return any(isinstance(g, Mapping) and "sealed" in g for g in (spec.get("data") or {}).values())
+
+
 def _refresh_seconds(spec: Mapping[str, Any]) -> float | None:
     text = spec.get("refresh")
     if not isinstance(text, str):
@@ -535,7 +621,20 @@ def _short(exc: BaseException) -> str:
     return str(exc)[:200] or type(exc).__name__
 
 
-def _database() -> Any:
-    from kustos.rotation.postgres import PostgresApplier  # noqa: PLC0415
+class _Postgres:
+    """The PostgreSQL applier, imported at its first use (psycopg slows every start)."""
 
-    return PostgresApplier()
+    def __init__(self) -> None:
+        self._applier: Any = None
+
+    async def set_password(self, config: PostgresRole, **given: Any) -> None:
+        """Set a role's password through the real applier (same keywords)."""
+        if self._applier is None:
+            from kustos.rotation.postgres import PostgresApplier  # noqa: PLC0415
+
+            self._applier = PostgresApplier()
+        await self._applier.set_password(config, **given)
+
+
+def _database() -> _Postgres:
+    return _Postgres()

@@ -27,9 +27,9 @@ import datetime as dt
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
@@ -43,6 +43,7 @@ from kustos.durations import parse_duration
 from kustos.errors import (
     InputError,
     InvalidSpecError,
+    KubeConflictError,
     KubeError,
     KubeNotFoundError,
     KustosError,
@@ -85,6 +86,7 @@ from kustos.rotation.versions import (
 from kustos.sensitive import Sensitive
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 ManagedSecret: Any = create_namespaced_resource(c.GROUP, "v1alpha1", KIND, PLURAL)
 ROLLABLE: Final[dict[str, Any]] = {
@@ -100,6 +102,8 @@ CONDITIONS: Final = (
     "RolledBack",
     "SourcesReady",
 )
+#: Attempts of one reconcile when the object moved on under it (HTTP 409 on a write).
+CONFLICT_ATTEMPTS: Final = 3
 
 
 class Clock(Protocol):
@@ -209,6 +213,10 @@ class _Context:
     spec: ManagedSecretSpec
     status: dict[str, Any]
     records: list[VersionRecord] = field(default_factory=list)
+    #: The object's version that status writes require (optimistic concurrency): the one
+    #: read, then the one each write returned. A write against a moved object gets 409.
+    resource_version: str | None = None
+    generation: int = 0
 
     @property
     def ref(self) -> ObjectRef:
@@ -308,12 +316,19 @@ class Engine:
         self.poll = poll
 
     # ------------------------------------------------------------------ reading
-    async def _load(self, namespace: str, name: str) -> tuple[dict[str, Any], _Context]:
-        with api_errors(f"read ManagedSecret {namespace}/{name}"):
-            obj = await self.client.get(ManagedSecret, name, namespace=namespace)
-        raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    async def _load(
+        self, namespace: str, name: str, observed: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Any], _Context]:
+        """The object as *observed* (a watch's copy: no request) or read now."""
+        if observed is None:
+            with api_errors(f"read ManagedSecret {namespace}/{name}"):
+                obj = await self.client.get(ManagedSecret, name, namespace=namespace)
+            raw = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        else:
+            raw = dict(observed)
         meta = raw.get("metadata") or {}
         status = dict(raw.get("status") or {})
+        version = str(meta.get("resourceVersion") or "") or None
         try:
             spec = parse_spec(raw.get("spec"))
         except InvalidSpecError as exc:
@@ -336,9 +351,12 @@ class Engine:
                     ),
                     "observedGeneration": int(meta.get("generation") or 0),
                 },
+                version=version,
             )
             raise
         ctx = _Context(namespace, name, str(meta.get("uid", "")), spec, status)
+        ctx.resource_version = version
+        ctx.generation = int(meta.get("generation") or 0)
         ctx.records = [VersionRecord.from_status(v) for v in status.get("versions") or []]
         return raw, ctx
 
@@ -362,31 +380,69 @@ class Engine:
             return None
 
     # ------------------------------------------------------------------ status
-    async def _patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def _patch_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], *, version: str | None
+    ) -> Any:
+        """Merge *status* in, only into *version* of the object if given (else 409)."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if version:
+            body["metadata"] = {"resourceVersion": version}
         with api_errors(f"update status of ManagedSecret {namespace}/{name}"):
-            await self.client.patch(
-                ManagedSecret.Status,
-                name,
-                {"status": dict(status)},
-                namespace=namespace,
-                patch_type=PatchType.MERGE,
+            return await self.client.patch(
+                ManagedSecret.Status, name, body, namespace=namespace, patch_type=PatchType.MERGE
             )
+
+    async def _write_status(self, ctx: _Context, patch: Mapping[str, Any]) -> None:
+        """Write *patch* into the version of the object *ctx* holds; hold the new one."""
+        written = await self._patch_status(
+            ctx.namespace, ctx.name, patch, version=ctx.resource_version
+        )
+        meta = getattr(written, "metadata", None)
+        if isinstance(meta, ObjectMeta) and meta.resourceVersion:
+            ctx.resource_version = meta.resourceVersion
+            ctx.generation = int(meta.generation or ctx.generation)
 
     async def _save(self, ctx: _Context, state: RotationState | None, **extra: Any) -> None:
         patch: dict[str, Any] = {"rotation": state.to_status() if state else None, **extra}
+        await self._write_status(ctx, patch)
         ctx.status.update(patch)
-        await self._patch_status(ctx.namespace, ctx.name, patch)
+
+    async def _attempts(
+        self,
+        namespace: str,
+        name: str,
+        observed: Mapping[str, Any] | None,
+        work: Callable[[dict[str, Any], _Context], Awaitable[_T]],
+    ) -> _T:
+        """Run *work* on the object; when it moved on under a write (409), read it again.
+
+        Every step is written to ``status.rotation`` before its effect and is idempotent,
+        so starting over from the fresh object finishes what the first attempt began.
+        """
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            raw, ctx = await self._load(namespace, name, observed)
+            try:
+                return await work(raw, ctx)
+            except KubeConflictError as exc:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                log.debug("%s/%s moved on (%s); reading it again", namespace, name, exc)
+                observed = None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ public API
     async def rotate(
         self, namespace: str, name: str, *, reason: str = Reason.MANUAL.value
     ) -> Result:
         """Rotate now (or finish the rotation already under way), whatever the schedule."""
-        _, ctx = await self._load(namespace, name)
-        state = RotationState.from_status(ctx.status.get("rotation"))
-        if state is None:
-            state = await self._begin(ctx, reason)
-        return await self._run(ctx, state)
+
+        async def work(_: dict[str, Any], ctx: _Context) -> Result:
+            state = RotationState.from_status(ctx.status.get("rotation"))
+            if state is None:
+                state = await self._begin(ctx, reason)
+            return await self._run(ctx, state)
+
+        return await self._attempts(namespace, name, None, work)
 
     async def rollback(self, namespace: str, name: str, *, to: int) -> Result:
         """Make a new version holding the value of version *to* and roll it out."""
@@ -402,19 +458,38 @@ class Engine:
                 "`kustos versions` lists them"
             )
         state = await self._begin(ctx, f"{Reason.ROLLBACK.value} to v{to}", source=to)
-        return await self._run(ctx, state)
+        try:
+            return await self._run(ctx, state)
+        except KubeConflictError:
+            # Begun: a conflict resumes this rollback from the fresh object, never a second.
+            resumed = await self.resume_if_needed(namespace, name)
+            if resumed is None:
+                raise
+            return resumed
 
     async def resume_if_needed(self, namespace: str, name: str) -> Result | None:
         """Finish a rotation a dead process left half done; ``None`` if there is none."""
-        _, ctx = await self._load(namespace, name)
+        return await self._attempts(namespace, name, None, lambda _, ctx: self._resume(ctx))
+
+    async def _resume(self, ctx: _Context) -> Result | None:
         state = RotationState.from_status(ctx.status.get("rotation"))
         return None if state is None else await self._run(ctx, state)
 
     async def reconcile(
-        self, namespace: str, name: str
+        self, namespace: str, name: str, *, observed: Mapping[str, Any] | None = None
     ) -> tuple[Result | None, dt.datetime | None]:
-        """Resume, or rotate if due; return what was done and when to look again."""
-        raw, ctx = await self._load(namespace, name)
+        """Resume, or rotate if due; return what was done and when to look again.
+
+        *observed* is the object as the operator's watch holds it: no request reads it
+        again. Every status write requires the ``resourceVersion`` it carries, so a stale
+        copy cannot overwrite a newer status: the write gets 409, and the object is read
+        afresh and looked at again (:meth:`_attempts`).
+        """
+        return await self._attempts(namespace, name, observed, self._reconcile)
+
+    async def _reconcile(
+        self, raw: dict[str, Any], ctx: _Context
+    ) -> tuple[Result | None, dt.datetime | None]:
         state = RotationState.from_status(ctx.status.get("rotation"))
         result = None
         if state is not None:
@@ -475,7 +550,7 @@ class Engine:
             ctx, sources=(ok, reason, why if ok else f"{why}; the last good value stays live")
         )
         with contextlib.suppress(KustosError):
-            await self._patch_status(ctx.namespace, ctx.name, {"conditions": conditions})
+            await self._write_status(ctx, {"conditions": conditions})
             ctx.status["conditions"] = conditions
 
     async def _due(self, ctx: _Context) -> Any:
@@ -552,6 +627,8 @@ class Engine:
         """Run the steps; on an error, say on the resource why it is blocked, then raise."""
         try:
             return await self._steps(ctx, state)
+        except KubeConflictError:
+            raise  # not blocked: the object moved on, and the caller reads it again
         except KustosError as exc:
             await self._blocked(ctx, exc)
             raise
@@ -568,7 +645,7 @@ class Engine:
         retrying = why + "; retrying (the last good value stays live)"
         conditions = self._conditions(ctx, rotating=(True, "Blocked", retrying), ready=ready)
         with contextlib.suppress(KustosError):  # recording must not hide the cause
-            await self._patch_status(ctx.namespace, ctx.name, {"conditions": conditions})
+            await self._write_status(ctx, {"conditions": conditions})
             ctx.status["conditions"] = conditions
         await self.observer.event(ctx.ref, reason="RotationBlocked", message=why, warning=True)
 
@@ -938,7 +1015,9 @@ class Engine:
         kept, pruned = finish(ctx.records, record, keep=ctx.spec.history.keep)
         ctx.records = kept
         now = self.clock.now()
-        generation = await self._generation(ctx)
+        # The generation its writes were accepted into: an edit meanwhile made one fail
+        # (409) and the rotation resumed from the edited object.
+        generation = ctx.generation
         ctx.status["observedGeneration"] = generation
         conditions = {
             "ready": (True, "Rotated", f"version {state.version} is live"),
@@ -1013,7 +1092,7 @@ class Engine:
         why = f"version {state.version} rolled back to {state.previous}: {state.failure}"
         if again:
             why += f"; the rollback's own rollout also failed: {again}"
-        generation = await self._generation(ctx)
+        generation = ctx.generation
         await self._save(
             ctx,
             None,
@@ -1043,11 +1122,6 @@ class Engine:
             why,
             tuple(str(t) for t in targets),
         )
-
-    async def _generation(self, ctx: _Context) -> int:
-        with api_errors(f"read ManagedSecret {ctx.namespace}/{ctx.name}"):
-            obj = await self.client.get(ManagedSecret, ctx.name, namespace=ctx.namespace)
-        return int(_meta(obj).generation or 0)
 
     async def _prune(self, ctx: _Context, numbers: Sequence[int]) -> None:
         for number in numbers:

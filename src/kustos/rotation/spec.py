@@ -29,7 +29,10 @@ PLURAL: Final = "managedsecrets"
 DEFAULT_KEEP: Final = 5
 MAX_KEEP: Final = 100
 _KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+$")  # the API server's rule for Secret data keys
-_DNS1123: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+#: A Kubernetes object name (DNS-1123 subdomain); a namespace is one label of it.
+DNS1123_SUBDOMAIN: Final = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 
 
 class _Model(BaseModel):
@@ -387,7 +390,7 @@ class ManagedSecretSpec(_Model):
             raise ValueError("refresh needs at least one vault or awsSecretsManager value")
         if self.push is not None and not [g for g in self.data.values() if not g.from_store]:
             raise ValueError("push needs at least one generated value")
-        if not _DNS1123.match(self.secret_name):
+        if not DNS1123_SUBDOMAIN.match(self.secret_name):
             raise ValueError("secretName must be a DNS-1123 subdomain (lowercase, digits, -, .)")
         keys = produced_keys(self)
         for key in keys:

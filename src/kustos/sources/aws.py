@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Self
 
 import httpx
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from kustos.errors import StoreError, StoreNotFoundError, StoreUnavailableError, quote_foreign
 from kustos.sensitive import Sensitive
@@ -72,6 +69,11 @@ class AwsSecretsManager:
         await self._http.aclose()
 
     async def _call(self, action: str, body: dict[str, Any], *, secret_id: str) -> dict[str, Any]:
+        # botocore takes a good part of a second to import: only AWS sources pay for it.
+        from botocore.auth import SigV4Auth  # noqa: PLC0415
+        from botocore.awsrequest import AWSRequest  # noqa: PLC0415
+        from botocore.credentials import Credentials  # noqa: PLC0415
+
         s = self.settings
         payload = json.dumps(body).encode()
         request = AWSRequest(

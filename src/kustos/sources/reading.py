@@ -6,10 +6,15 @@ client per source and keeps it (one login, one connection pool, however many
 ManagedSecrets use the source), and rebuilds it only when the source or its Secret
 changed (their ``resourceVersion``) or after ``SOURCE_TTL`` seconds. Version checks ask the
 store for the version only; values are read when a new Kustos version is made.
+
+Version checks go through :class:`~kustos.sources.checking.VersionChecks`: a path that
+ManagedSecrets are tracked on (:meth:`StoreReader.track`, the operator) is asked once
+per window whatever the number of its readers; an untracked one is asked every time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -31,6 +36,7 @@ from kustos.kube.client import api_errors
 from kustos.rotation.spec import (
     AwsSecretsManagerValue,
     Generator,
+    ManagedSecretSpec,
     Push,
     SealedValue,
     SourceKind,
@@ -39,6 +45,7 @@ from kustos.rotation.spec import (
 )
 from kustos.sensitive import Sensitive
 from kustos.sources.aws import AwsSecretsManager, AwsSettings, json_value
+from kustos.sources.checking import Fetch, PathKey, VersionChecks
 from kustos.sources.sealing import unseal
 from kustos.sources.settings import (
     CLUSTER_KIND,
@@ -114,6 +121,8 @@ class StoreReader:
         self._clients: dict[SourceKey, _Entry] = {}
         #: Sources seen by the operator's watch; ``None`` until :meth:`watching` is called.
         self._watched: dict[SourceKey, dict[str, Any]] | None = None
+        self.checks = VersionChecks()
+        self._building: dict[SourceKey, asyncio.Lock] = {}
 
     def watching(self) -> None:
         """From now on sources arrive through :meth:`source_event` (no re-read per use)."""
@@ -134,13 +143,19 @@ class StoreReader:
         before = self._watched.get(key)
         if event == "DELETED":
             self._watched.pop(key, None)
-            return key, before is not None
-        self._watched[key] = dict(raw)
-        old = ((before or {}).get("metadata") or {}).get("resourceVersion")
-        return key, before is not None and old != meta.get("resourceVersion")
+            changed = before is not None
+        else:
+            self._watched[key] = dict(raw)
+            old = ((before or {}).get("metadata") or {}).get("resourceVersion")
+            changed = before is not None and old != meta.get("resourceVersion")
+        if changed:
+            # Versions seen through the old settings say nothing about the new ones.
+            self.checks.forget(lambda path: path[:3] == key)
+        return key, changed
 
     async def close(self) -> None:
-        """Close every store client."""
+        """Stop the version checks in flight, then close every store client."""
+        await self.checks.close()
         for entry in self._clients.values():
             await entry.client.close()
         self._clients.clear()
@@ -188,6 +203,12 @@ class StoreReader:
 
     async def _client(self, namespace: str, ref: SourceRef) -> Any:
         key = (ref.kind.value, "" if ref.kind is SourceKind.CLUSTER else namespace, ref.name)
+        # One build per source at a time: concurrent first uses (many ManagedSecrets, many
+        # paths) share one client instead of each making one and leaking all but the last.
+        async with self._building.setdefault(key, asyncio.Lock()):
+            return await self._client_locked(namespace, ref, key)
+
+    async def _client_locked(self, namespace: str, ref: SourceRef, key: SourceKey) -> Any:
         entry = self._clients.get(key)
         now = time.monotonic()
         watched = None if self._watched is None else self._watched.get(key)
@@ -322,21 +343,66 @@ class StoreReader:
             raise InvalidSpecError(f"{source} has no key {wanted}")
         return SourcedValue(value, sealed_version(raw))
 
+    # ------------------------------------------------------------------ shared checks
+    @staticmethod
+    def path_key(namespace: str, gen: Generator) -> PathKey | None:
+        """The distinct store path *gen* reads, if its version can change (not pinned)."""
+        config = gen.config
+        where: tuple[str, ...]
+        if isinstance(config, VaultValue) and config.version is None:
+            ref, where = config.source, ("vault", config.path)
+        elif isinstance(config, AwsSecretsManagerValue):
+            ref, where = config.source, ("aws", config.secret_id, config.version_stage)
+        else:
+            return None
+        home = "" if ref.kind is SourceKind.CLUSTER else namespace
+        return (ref.kind.value, home, ref.name, *where)
+
+    def _fetch(self, namespace: str, gen: Generator) -> Fetch:
+        config = gen.config
+
+        async def fetch() -> str:
+            if isinstance(config, AwsSecretsManagerValue):
+                client = await self._client(namespace, config.source)
+                return str(await client.current_version(config.secret_id, config.version_stage))
+            assert isinstance(config, VaultValue)  # noqa: S101 - path_key admits these two
+            client = await self._client(namespace, config.source)
+            return str(await client.current_version(config.path))
+
+        return fetch
+
+    def track(
+        self, reader: Any, namespace: str, spec: ManagedSecretSpec | None, refresh: float | None
+    ) -> dict[PathKey, tuple[str, ...]]:
+        """Check the paths *spec* reads every *refresh* seconds for *reader*; path → keys.
+
+        ``None`` (no spec, no refresh) stops checking for *reader*. Sealed values are not
+        paths: their SealedSecret is watched.
+        """
+        keys: dict[PathKey, list[str]] = {}
+        wanted: dict[PathKey, tuple[float, Fetch]] = {}
+        if spec is not None and refresh is not None:
+            for name, gen in spec.sources.items():
+                path = self.path_key(namespace, gen)
+                if path is not None:
+                    keys.setdefault(path, []).append(name)
+                    wanted[path] = (refresh, self._fetch(namespace, gen))
+        self.checks.track(reader, wanted)
+        return {path: tuple(names) for path, names in keys.items()}
+
     # ------------------------------------------------------------------ engine protocol
     async def version(self, namespace: str, key: str, gen: Generator) -> str:
         """The store's current version of *gen*'s value (no value read)."""
         config = gen.config
         if isinstance(config, SealedValue):
             return sealed_version(await self._sealed(namespace, config.name))
-        if isinstance(config, AwsSecretsManagerValue):
-            client = await self._client(namespace, config.source)
-            return str(await client.current_version(config.secret_id, config.version_stage))
-        if isinstance(config, VaultValue):
-            client = await self._client(namespace, config.source)
-            if config.version is not None:
-                return str(config.version)  # pinned
-            return str(await client.current_version(config.path))
-        raise StoreError(f"spec.data.{key}: not a store value")
+        if isinstance(config, VaultValue) and config.version is not None:
+            await self._client(namespace, config.source)  # the source must still exist
+            return str(config.version)  # pinned
+        path = self.path_key(namespace, gen)
+        if path is None:
+            raise StoreError(f"spec.data.{key}: not a store value")
+        return await self.checks.check(path, self._fetch(namespace, gen))
 
     async def read(self, namespace: str, key: str, gen: Generator) -> SourcedValue:
         """The value of *gen* and the store version it came from."""
@@ -347,13 +413,21 @@ class StoreReader:
             client = await self._client(namespace, config.source)
             wanted = config.key or key
             stored = await client.read(config.path, key=wanted, version=config.version)
+            self._saw(namespace, gen, str(stored.version))
             return SourcedValue(stored.values[wanted], str(stored.version))
         if isinstance(config, AwsSecretsManagerValue):
             client = await self._client(namespace, config.source)
             got = await client.get(config.secret_id, config.version_stage)
             value = json_value(config.secret_id, got.value, config.json_key)
+            self._saw(namespace, gen, got.version)
             return SourcedValue(value, got.version)
         raise StoreError(f"spec.data.{key}: not a store value")
+
+    def _saw(self, namespace: str, gen: Generator, version: str) -> None:
+        """A value read tells the path's version too: the other readers learn it now."""
+        path = self.path_key(namespace, gen)
+        if path is not None:
+            self.checks.saw(path, version)
 
     async def push(self, namespace: str, push: Push, values: Mapping[str, Sensitive]) -> str:
         """Write *values* (one JSON object) to the store named by *push*; the new version."""

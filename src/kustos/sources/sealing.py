@@ -59,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 from kustos.conventions import ANNOTATION_SEALED_FOR, API_VERSION
 from kustos.crypto import sops
 from kustos.errors import InputError
+from kustos.rotation.spec import DNS1123_SUBDOMAIN
 
 KIND: Final = "SealedSecret"
 #: The rule written into every SealedSecret: values and the binding are encrypted.
@@ -161,6 +162,17 @@ def seal(
     secret = _secret_of(manifest, source=source)
     name = secret.metadata.name
     ns = _namespace(secret.metadata.namespace, namespace, source=source)
+    # Bound to a namespace and name the API server would refuse, it could never be applied.
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        raise SealingError(
+            f"{source}: metadata.name {name[:64]!r} is not a valid Secret name "
+            "(lowercase letters, digits, '-' and '.')"
+        )
+    if len(ns) > 63 or "." in ns or not DNS1123_SUBDOMAIN.match(ns):
+        raise SealingError(
+            f"{source}: namespace {ns[:64]!r} is not a valid namespace name "
+            "(lowercase letters, digits and '-', at most 63)"
+        )
     data = _values(secret.data, "data", source=source)
     string_data = _values(secret.string_data, "stringData", source=source)
     if not data and not string_data:
