@@ -126,6 +126,7 @@ def _matrix(
     """--matrix -n NS [PATH ...]: who can read each Secret of the namespace."""
     index = load(paths, namespace)
     result = secret_matrix(build_policy(index), index, namespace)
+    del index  # the matrix holds names only; its report is built in the memory this frees
     if output_format is TableOrJson.JSON:
         print_json(matrix_doc(result, all_subjects=all_subjects))
     else:
