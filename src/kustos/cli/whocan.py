@@ -141,7 +141,7 @@ def _list_for(namespace: str, *, kubeconfig: Path | None, context: str | None) -
     and who can mint its tokens is decided there), ClusterRoles and ClusterRoleBindings;
     Secrets and workloads only in *namespace* (none for a cluster-wide question). Listing
     the whole cluster to answer for one namespace cost most of the time on a large one.
-    The kinds keep the listing's order, so the policy is the one a full listing builds.
+    The index orders each kind by identity, so the policy is the one a full listing builds.
     """
     # Imported here: who-can on files should not pay for loading the Kubernetes client.
     from kustos.kube.client import ClientSettings, make_client  # noqa: PLC0415
