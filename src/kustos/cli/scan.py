@@ -150,6 +150,9 @@ def scan(
         )  # fmt: skip
         result = run_scan(parsed, locate=loader.line if loader else None, baseline=hidden)
         report_skipped(index.errors)
+        # The findings hold names, never objects: the index goes before the report is
+        # built, so that peak memory is the larger of the two rather than their sum.
+        del parsed, index, loader
         if write_baseline is not None:
             _baseline_file(write_baseline).write(baseline_of(result.findings, keep=hidden))
         _write_report(result, output_format, output)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 from rich.table import Table
@@ -20,9 +20,10 @@ from kustos.cli.output import TableOrJson, print_json, report_skipped
 from kustos.cli.scan import report_console
 from kustos.errors import UsageError
 from kustos.kube.index import ObjectIndex
+from kustos.kube.references import WORKLOAD_KINDS
 from kustos.rbac.access import secret_matrix, who_can
 from kustos.rbac.matching import request_of
-from kustos.rbac.model import build_policy
+from kustos.rbac.model import RBAC_KINDS, build_policy
 from kustos.rbac.reporting import (
     Question,
     TextReport,
@@ -34,8 +35,12 @@ from kustos.rbac.reporting import (
 
 USAGE = "usage: kustos who-can VERB RESOURCE [NAME] [PATH ... | --cluster]"
 
-#: Reads the index from the PATH arguments (or the cluster) and reports what was skipped.
-Load = Callable[[list[str]], ObjectIndex]
+#: Reads the index from the PATH arguments (or the cluster, for a namespace) and reports
+#: what was skipped.
+Load = Callable[[list[str], str], ObjectIndex]
+#: What an answer reads besides the RBAC objects of every namespace: the namespace's
+#: Secrets (the matrix's rows) and the workloads that use them (exec/attach paths).
+_NAMESPACE_KINDS: Final = frozenset({"Secret", *WORKLOAD_KINDS})
 
 
 def who_can_command(
@@ -62,10 +67,17 @@ def who_can_command(
 ) -> int:
     """Every User, Group and ServiceAccount that can do VERB on RESOURCE, and how."""
 
-    def load(paths: list[str]) -> ObjectIndex:
-        index, _ = load_index(
-            paths or None, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=None
-        )
+    def load(paths: list[str], namespace: str) -> ObjectIndex:
+        if cluster and not paths:
+            index = _list_for(namespace, kubeconfig=kubeconfig, context=context)
+        else:
+            index, _ = load_index(
+                paths or None,
+                cluster=cluster,
+                kubeconfig=kubeconfig,
+                context=context,
+                namespaces=None,
+            )
         report_skipped(index.errors)
         return index
 
@@ -92,7 +104,7 @@ def _single(
     name = ""
     if rest and rest[0] != "-" and not Path(rest[0]).exists():
         name, rest = rest[0], rest[1:]
-    index = load(rest)
+    index = load(rest, namespace)
     request = request_of(verb, resource, name=name, namespace=namespace)
     subjects = who_can(build_policy(index), request, index=index)
     if output_format is TableOrJson.JSON:
@@ -112,13 +124,38 @@ def _matrix(
     all_subjects: bool,
 ) -> int:
     """--matrix -n NS [PATH ...]: who can read each Secret of the namespace."""
-    index = load(paths)
+    index = load(paths, namespace)
     result = secret_matrix(build_policy(index), index, namespace)
+    del index  # the matrix holds names only; its report is built in the memory this frees
     if output_format is TableOrJson.JSON:
         print_json(matrix_doc(result, all_subjects=all_subjects))
     else:
         _print(matrix_text(result, all_subjects=all_subjects))
     return 0
+
+
+def _list_for(namespace: str, *, kubeconfig: Path | None, context: str | None) -> ObjectIndex:
+    """What an answer about *namespace* reads from the cluster, and nothing more.
+
+    Roles and bindings of every namespace (a reader's ServiceAccount may live elsewhere,
+    and who can mint its tokens is decided there), ClusterRoles and ClusterRoleBindings;
+    Secrets and workloads only in *namespace* (none for a cluster-wide question). Listing
+    the whole cluster to answer for one namespace cost most of the time on a large one.
+    The index orders each kind by identity, so the policy is the one a full listing builds.
+    """
+    # Imported here: who-can on files should not pay for loading the Kubernetes client.
+    from kustos.kube.client import ClientSettings, make_client  # noqa: PLC0415
+    from kustos.kube.listing import DEFAULT_KINDS, list_cluster  # noqa: PLC0415
+
+    wanted = RBAC_KINDS | _NAMESPACE_KINDS if namespace else RBAC_KINDS
+    kinds = [kind for kind in DEFAULT_KINDS if kind in wanted]
+    with make_client(ClientSettings(kubeconfig=kubeconfig, context=context)) as client:
+        return list_cluster(
+            client,
+            kinds=kinds,
+            namespaces=[namespace] if namespace else (),
+            everywhere=RBAC_KINDS,
+        )
 
 
 def _print(report: TextReport) -> None:

@@ -17,6 +17,8 @@ from kustos.kube.index import ObjectIndex
 from kustos.kube.objects import KubeObject
 
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
+#: The kinds a policy is built from (:func:`build_policy` reads nothing else).
+RBAC_KINDS: Final = frozenset({"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"})
 #: Label the API server puts on the default roles and bindings it creates itself.
 BOOTSTRAP_LABEL: Final = "kubernetes.io/bootstrapping"
 

@@ -364,3 +364,29 @@ def test_canary_no_hit_repeats_the_value(case: Case) -> None:
     assert case.credential not in shown
     leaked = {piece for piece in _pieces(case.credential) if piece in shown}
     assert not leaked
+
+
+@pytest.mark.parametrize(
+    ("prefix", "kind"),
+    [
+        ("A3TX", "aws-access-key-id"),
+        ("AKIA", "aws-access-key-id"),
+        ("ASIA", "aws-access-key-id"),
+        ("ABIA", "aws-access-key-id"),
+        ("ACCA", "aws-access-key-id"),
+    ]
+    + [(f"gh{c}_", "github-token") for c in "pousr"],
+)
+def test_every_prefix_of_a_pattern_passes_the_quick_dismissal(prefix: str, kind: str) -> None:
+    # Values without any pattern's literal are dismissed before the patterns run: each
+    # alternative of a pattern must still be found, alone and inside a longer text.
+    body = "Q7" * 20
+    length = 20 if kind == "aws-access-key-id" else 40
+    token = (prefix + body)[:length]
+    for value in (token, f"export X={token} # rotated"):
+        hit = detect(None, value)
+        assert hit is not None
+        assert hit.kind == kind
+    stripe = detect(None, "rk_live_" + "a1B2" * 7)
+    assert stripe is not None
+    assert stripe.kind == "stripe-live-key"

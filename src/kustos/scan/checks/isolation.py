@@ -53,10 +53,13 @@ def check_default_deny(scan: ScanInput) -> Iterator[Finding]:
             consumer = index.get(ref.consumer)
             if consumer is not None:
                 using[ref.namespace] = consumer
+    # The first declaration of each Namespace, looked up by name (a scan over every
+    # Namespace per finding grew with the square of the namespaces).
+    declared: dict[str, KubeObject] = {}
+    for ns in index.of_kind("Namespace"):
+        declared.setdefault(ns.name, ns)
     for namespace in sorted(set(using) - protected):
-        target = next(
-            (n for n in index.of_kind("Namespace") if n.name == namespace), using[namespace]
-        )
+        target = declared.get(namespace, using[namespace])
         yield finding(
             NO_DEFAULT_DENY, target,
             f"namespace {namespace} runs workloads that use Secrets and has no default-deny "

@@ -12,6 +12,7 @@ import datetime as dt
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import Any, Final
 
@@ -260,30 +261,32 @@ def _consumers_visible(secret: KubeObject, workloads: Mapping[str, list[KubeObje
     return any(within(secret, w) for w in workloads.get(secret.namespace, ()))
 
 
-def _strings(value: Any, out: set[str]) -> None:
-    """Every string inside a manifest body (keys and values), for name lookups."""
+def _strings(value: Any, names: AbstractSet[str], out: set[str]) -> None:
+    """Every string inside a manifest body (keys and values) that is one of *names*."""
     if isinstance(value, str):
-        out.add(value)
+        if value in names:
+            out.add(value)
     elif isinstance(value, Mapping):
         for k, v in value.items():
-            if isinstance(k, str):
+            if isinstance(k, str) and k in names:
                 out.add(k)
-            _strings(v, out)
+            _strings(v, names, out)
     elif isinstance(value, list):
         for item in value:
-            _strings(item, out)
+            _strings(item, names, out)
 
 
 def _named_elsewhere(
-    scan: ScanInput, namespaces: set[str]
+    scan: ScanInput, namespaces: set[str], names: AbstractSet[str]
 ) -> tuple[set[tuple[str, str]], set[str]]:
-    """(namespace, string) for every string in non-Secret objects of *namespaces*, and the
-    strings of cluster-scoped ones (which count in every namespace).
+    """(namespace, name) for every one of *names* in non-Secret objects of *namespaces*, and
+    those in cluster-scoped ones (which count in every namespace).
 
     Operators and custom resources name the Secrets they read in fields Kustos cannot know
     (an ExternalSecret's target, an Alertmanager's configSecret, a controller's flags). A
     Secret whose name appears anywhere in its namespace's other objects, or in a role's
-    resourceNames, is taken as used.
+    resourceNames, is taken as used. Only the candidates' names are kept: every string of
+    every object made sets of millions of entries at 100k objects.
     """
     found: set[tuple[str, str]] = set()
     everywhere: set[str] = set()
@@ -292,7 +295,7 @@ def _named_elsewhere(
             continue
         if obj.namespace in namespaces or obj.kind in ("ClusterRole", "ClusterRoleBinding"):
             strings: set[str] = set()
-            _strings(obj.body, strings)
+            _strings(obj.body, names, strings)
             if obj.namespace:
                 found.update((obj.namespace, s) for s in strings)
             else:
@@ -320,13 +323,16 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
         if _type(secret) not in MANAGED_TYPES
         and not secret.owner_refs
         and not secret.annotations.get("kubernetes.io/service-account.name")
-        # Where we do not see the workloads that would use it, we cannot call it unused.
-        and _consumers_visible(secret, workloads)
         and not index.consumers_of(secret.namespace, secret.name)
         and (secret.namespace, secret.name) not in others
+        # Where we do not see the workloads that would use it, we cannot call it unused.
+        # (Tested last: it compares the Secret with every workload of its namespace.)
+        and _consumers_visible(secret, workloads)
     ]
     named, named_everywhere = (
-        _named_elsewhere(scan, {s.namespace for s in candidates}) if candidates else (set(), set())
+        _named_elsewhere(scan, {s.namespace for s in candidates}, {s.name for s in candidates})
+        if candidates
+        else (set(), set())
     )
     readers = _api_readers(scan) if candidates else {}
     for secret in candidates:

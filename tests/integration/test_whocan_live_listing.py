@@ -1,0 +1,203 @@
+"""``kustos who-can --cluster`` lists only what its answer reads, and answers the same.
+
+Aspects: for a namespace, who-can lists the RBAC objects of every namespace but Secrets and
+workloads of that namespace only; the matrix and a single request it prints are the very
+documents computed from a listing of the whole cluster (byte for byte once rendered),
+including a path that exists only through a Role and a RoleBinding in *another* namespace
+(who can mint tokens for a reader's ServiceAccount there) and a Secret used by a pod.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lightkube import Client
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace
+
+from kustos.cli.main import main
+from kustos.cli.output import json_text
+from kustos.kube.applying import apply_manifests
+from kustos.kube.listing import list_cluster
+from kustos.rbac.access import secret_matrix, who_can
+from kustos.rbac.matching import request_of
+from kustos.rbac.model import build_policy
+from kustos.rbac.reporting import Question, matrix_doc, request_doc
+from kustos.testing.controlplane import ControlPlane
+
+pytestmark = pytest.mark.integration
+
+MANIFESTS = """\
+apiVersion: v1
+kind: Secret
+metadata: {name: app-db, namespace: NS}
+stringData: {password: canary-whocan-Zq8v}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-api, namespace: NS}
+stringData: {token: canary-whocan-Zq8v}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: elsewhere-only, namespace: OTHER}
+stringData: {token: canary-whocan-Zq8v}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: NS}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: example.invalid/web:1
+        env:
+        - name: DB_PASSWORD
+          valueFrom: {secretKeyRef: {name: app-db, key: password}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: read-api, namespace: NS}
+rules:
+- {apiGroups: [""], resources: [secrets], verbs: [get], resourceNames: [app-api]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: robot-reads-api, namespace: NS}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-api}
+subjects:
+- {kind: ServiceAccount, name: robot, namespace: OTHER}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: read-all, namespace: NS}
+rules:
+- {apiGroups: [""], resources: [secrets], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: alice-reads, namespace: NS}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-all}
+subjects:
+- {kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}
+- {kind: ServiceAccount, name: batch, namespace: OTHER}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: exec, namespace: NS}
+rules:
+- {apiGroups: [""], resources: [pods/exec], verbs: [create]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: eve-execs, namespace: NS}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: exec}
+subjects:
+- {kind: User, name: eve, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: mint-robot, namespace: OTHER}
+rules:
+- {apiGroups: [""], resources: [serviceaccounts/token], verbs: [create], resourceNames: [robot]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: mallory-mints, namespace: OTHER}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: mint-robot}
+subjects:
+- {kind: User, name: mallory, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: mint-any, namespace: OTHER}
+rules:
+- {apiGroups: [""], resources: [serviceaccounts/token], verbs: [create]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: trent-mints, namespace: OTHER}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: mint-any}
+subjects:
+- {kind: User, name: trent, apiGroup: rbac.authorization.k8s.io}
+"""
+
+
+@pytest.fixture
+def other(kube: Client, namespace: str) -> Iterator[str]:
+    """A second namespace, where the readers' ServiceAccounts and their minters live."""
+    name = f"{namespace[:50]}-b"
+    kube.create(Namespace(metadata=ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        kube.delete(Namespace, name)
+
+
+def _apply(kube: Client, namespace: str, other: str, folder: Path) -> None:
+    path = folder / "whocan.yaml"
+    path.write_text(MANIFESTS.replace("OTHER", other).replace("NS", namespace))
+    apply_manifests(kube, [path])
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
+def test_matrix_from_a_partial_listing_equals_the_full_one(
+    control_plane: ControlPlane, kube: Client, namespace: str, other: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    _apply(kube, namespace, other, tmp_path)
+    printed = _cli(
+        ["who-can", "--matrix", "-n", namespace, "--cluster", "--all-subjects",
+         "--kubeconfig", str(control_plane.kubeconfig), "--format", "json"],
+        capsys,
+    )  # fmt: skip
+    full = list_cluster(kube)
+    expected = matrix_doc(secret_matrix(build_policy(full), full, namespace), all_subjects=True)
+    assert printed == json_text(expected)
+
+    doc = json.loads(printed)
+    secrets = {s["name"]: s for s in doc["secrets"]}
+    assert set(secrets) == {"app-db", "app-api"}  # not the other namespace's Secret
+    assert secrets["app-db"]["used_by_pods"]
+    assert not secrets["app-api"]["used_by_pods"]
+    api_readers = {s["name"]: s["paths"] for s in secrets["app-api"]["subjects"]}
+    # Only the Role and RoleBinding in the other namespace make this path.
+    assert any(f"create a token for ServiceAccount {other}/robot" in p["via"]
+               for p in api_readers["mallory"])  # fmt: skip
+    in_use = {s["name"] for s in doc["secrets_used_by_pods"]["subjects"]}
+    assert "eve" in in_use
+    assert other in doc["become_any_serviceaccount_in"]
+    minters = doc["become_any_serviceaccount_in"][other]["subjects"]
+    assert {s["name"] for s in minters} >= {"trent"}
+
+
+def test_single_request_from_a_partial_listing_equals_the_full_one(
+    control_plane: ControlPlane, kube: Client, namespace: str, other: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    _apply(kube, namespace, other, tmp_path)
+    config = ["--kubeconfig", str(control_plane.kubeconfig), "--format", "json"]
+    full = list_cluster(kube)
+    policy = build_policy(full)
+    for ns, name in ((namespace, "app-db"), (namespace, "app-api"), ("", "")):
+        words = ["get", "secrets", *([name] if name else [])]
+        printed = _cli(["who-can", *words, *(["-n", ns] if ns else []), "--cluster", *config],
+                       capsys)  # fmt: skip
+        request = request_of("get", "secrets", name=name, namespace=ns)
+        subjects = who_can(policy, request, index=full)
+        expected = request_doc(Question("get", "secrets", ns, name), subjects, all_subjects=False)
+        assert printed == json_text(expected), (ns, name)
+    assert "mallory" in _cli(
+        ["who-can", "get", "secrets", "app-api", "-n", namespace, "--cluster", *config], capsys
+    )
