@@ -14,11 +14,13 @@ none, and the alerts reach rsyslog.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import ssl
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +259,76 @@ def _bind(plane: ControlPlane, namespace: str, account: str, verbs: list[str]) -
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
          "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]},
     )  # fmt: skip
+
+
+def _archived_keys(archive: Path) -> set[str]:
+    """The forwarding keys of every archived event and stored alert, as sinks see them."""
+    from kustos.audit.forwarding import alert_record, event_record  # noqa: PLC0415
+
+    keys = {event_record(a).key for a in Archive(archive).read()}
+    return keys | {alert_record(s).key for s in AlertStore(archive).read()}
+
+
+def test_serve_forwards_by_itself_and_a_sink_back_from_an_outage_gets_everything_once(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """The real kube-apiserver audits to ``kustos audit serve --config`` with a syslog sink
+    and no `forward` process beside it: while rsyslog is down the receiver keeps storing
+    (and acknowledging), once rsyslog is up every archived event and alert reaches it,
+    each once, and what arrives next follows within seconds; no value is forwarded."""
+    secret = f"/api/v1/namespaces/{namespace}/secrets"
+    control_plane.api(
+        "POST", secret, {"metadata": {"name": "db-creds"}, "stringData": {"password": CANARY}}
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(LIVE_POLICY)
+    receiver = Rsyslog(tmp_path / "rsyslog")  # not started yet: the sink is down
+    config = write_config(tmp_path, receiver.address)
+    doc = orjson.loads(config.read_bytes())
+    config.write_bytes(orjson.dumps({**doc, "poll_seconds": 0.5}))
+    archive = tmp_path / "archive"
+    serve = Serve(control_plane, archive, config, tmp_path / "serve.log")
+    url = f"https://127.0.0.1:{serve.port}/audit"
+    reads = f"{secret}/db-creds"
+
+    def alice_reads(server: str, count: int) -> None:
+        with _as(server, control_plane, "token-alice-7d2e") as alice:
+            for _ in range(count):
+                assert alice.get(reads).status_code == 200
+
+    def alice_read_events() -> set[str]:
+        return {
+            f"{a.event['auditID']}:{a.event['stage']}"
+            for a in Archive(archive).read()
+            if a.event.get("user", {}).get("username") == "alice" and a.event.get("verb") == "get"
+        }
+
+    def wait(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    def delivered() -> list[str]:
+        return [re.search(r' key="([^"]+)"', m[3]).group(1) for m in receiver.messages()]  # type: ignore[union-attr]
+
+    with serve, control_plane.audited_apiserver(policy, url, tokens=dict(LIVE_TOKENS)) as server:
+        alice_reads(server, 8)  # acknowledged and archived while the sink is down
+        wait(lambda: len(alice_read_events()) >= 8, "the first reads in the archive")
+        assert receiver.messages() == []
+        with receiver:
+            snapshot = _archived_keys(archive)
+            wait(lambda: snapshot <= set(delivered()), "the backlog at rsyslog")
+            alice_reads(server, 4)  # arrives while the sink is up: follows promptly
+            wait(lambda: len(alice_read_events()) >= 12, "the later reads in the archive")
+            later = alice_read_events()
+            wait(lambda: later <= set(delivered()), "the later reads at rsyslog")
+            keys = delivered()
+    assert len(keys) == len(set(keys)), "a record was delivered twice"
+    assert any(m[2] == "alert" for m in receiver.messages()), "no alert was forwarded"
+    assert "forwarding to 1 sink(s)" in (tmp_path / "serve.log").read_text()
+    assert CANARY not in receiver.output.read_text()
+    assert CANARY not in (tmp_path / "serve.log").read_text()
 
 
 def test_live_api_server_planted_behaviours_alert_and_normal_traffic_does_not(

@@ -25,6 +25,7 @@ from kustos.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from kustos.audit.archive import Archive, Fsync, Hook
+    from kustos.audit.forwarding import BackgroundForwarding
 
 app = typer.Typer(
     name="audit",
@@ -179,8 +180,16 @@ def serve(
     max_waiting: Annotated[
         int, typer.Option("--max-waiting", help="Batches waiting for the disk before 429.")
     ] = 16,
+    forward: Annotated[
+        bool,
+        typer.Option(
+            "--forward/--no-forward",
+            help="Forward events and alerts to the config's sinks from this process "
+            "(default when sinks are configured).",
+        ),
+    ] = True,
 ) -> int:
-    """Receive the API server's audit webhook batches into the archive."""
+    """Receive the API server's audit webhook batches into the archive, and forward them."""
     from kustos.audit.receiving import ReceiverSettings  # noqa: PLC0415
     from kustos.audit.receiving import serve as run  # noqa: PLC0415
 
@@ -190,6 +199,7 @@ def serve(
         max_waiting=max_waiting,
     )  # fmt: skip
     store = _archive(archive, signing_key=signing_key, fsync=fsync, config=config)
+    forwarding = _forwarding(store, config) if forward else None
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -198,13 +208,35 @@ def serve(
             loop.add_signal_handler(sig, stop.set)
 
         def started(bound: int) -> None:
-            typer.echo(f"listening on {host}:{bound}, archive {archive}", err=True)
+            sinks = f", forwarding to {len(forwarding.forwarders)} sink(s)" if forwarding else ""
+            typer.echo(f"listening on {host}:{bound}, archive {archive}{sinks}", err=True)
 
         receiver = await run(store, settings, stop=stop, started=started)
         typer.echo(f"stopped: {receiver.accepted} events stored", err=True)
 
-    asyncio.run(main())
+    if forwarding is not None:
+        forwarding.start()
+    try:
+        asyncio.run(main())
+    finally:
+        if forwarding is not None:
+            forwarding.stop()
     return 0
+
+
+def _forwarding(store: Archive, config: Path | None) -> BackgroundForwarding | None:
+    """Forwarding to the configured sinks beside the receiver, woken by each append."""
+    from kustos.audit.forwarding import BackgroundForwarding  # noqa: PLC0415
+    from kustos.audit.watching import forwarders_for, load_config  # noqa: PLC0415
+
+    watch = load_config(config)
+    if not watch.sinks:
+        return None
+    forwarding = BackgroundForwarding(
+        forwarders_for(store.directory, watch), poll_seconds=watch.poll_seconds
+    )
+    store.hooks.append(forwarding.wake)  # after the detectors: their alerts go out too
+    return forwarding
 
 
 @app.command("ingest")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import pytest
 
 from kustos.audit.alerts import Alert, AlertStore, Severity
 from kustos.audit.forwarding import (
+    BackgroundForwarding,
     Cursor,
     Forwarder,
     backoff,
@@ -310,3 +312,64 @@ async def test_follow_stops_a_sink_that_refuses_for_good(tmp_path: Path) -> None
     events.add(1)
     with pytest.raises(SinkError, match="401"):
         await follow([forwarder(tmp_path, FlakySink(fatal=True), events)], poll_seconds=1)
+
+
+# --------------------------------------------------------------------------- beside serve
+def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class RealSleeps(Sleeps):
+    """Backoff that really yields to the loop (so a stop can cancel it)."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0.01)
+
+
+def test_background_forwarding_is_woken_by_appends_not_by_the_poll(tmp_path: Path) -> None:
+    events, sink = Events(), FlakySink()
+    events.add(3)
+    background = BackgroundForwarding([forwarder(tmp_path, sink, events)], poll_seconds=600)
+    background.start()
+    try:
+        assert _until(lambda: sink.received == keys(3))  # the backlog at start
+        events.add(2)
+        started = time.monotonic()
+        background.wake()  # what the archive hook does after a durable append
+        assert _until(lambda: sink.received == keys(5))
+        assert time.monotonic() - started < 5  # long before the 600 s poll
+    finally:
+        background.stop(grace=5)
+    assert cursor_file(tmp_path, "hook").read().events == 5
+
+
+def test_background_forwarding_sends_what_was_stored_before_the_stop(tmp_path: Path) -> None:
+    events, sink = Events(), FlakySink()
+    events.add(2)
+    background = BackgroundForwarding([forwarder(tmp_path, sink, events)], poll_seconds=600)
+    background.start()
+    assert _until(lambda: sink.received == keys(2))
+    events.add(4)  # stored, no wake: only the last pass at stop can send these
+    background.stop(grace=5)
+    assert sink.received == keys(6)
+
+
+def test_background_forwarding_stop_with_the_sink_down_keeps_the_cursor(tmp_path: Path) -> None:
+    events, sink = Events(), FlakySink(down=10**9)
+    events.add(3)
+    background = BackgroundForwarding(
+        [forwarder(tmp_path, sink, events, sleeps=RealSleeps())], poll_seconds=600
+    )
+    background.start()
+    assert _until(lambda: sink.calls >= 3)
+    started = time.monotonic()
+    background.stop(grace=0.5)  # retrying forever: cancelled after the grace
+    assert time.monotonic() - started < 5
+    assert sink.received == []
+    assert not cursor_file(tmp_path, "hook").path.exists()  # resent at the next start
