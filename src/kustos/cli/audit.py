@@ -26,6 +26,7 @@ from kustos.errors import InputError, UsageError
 if TYPE_CHECKING:
     from kustos.audit.archive import Archive, Fsync, Hook
     from kustos.audit.forwarding import BackgroundForwarding
+    from kustos.audit.signing import KeyLocation
 
 app = typer.Typer(
     name="audit",
@@ -37,11 +38,12 @@ ArchiveDir = Annotated[
     Path, typer.Option("--archive", help="The archive folder (created when absent).")
 ]
 SigningKey = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--signing-key",
-        help="Checkpoint signing key (Ed25519 PEM, 0600; created when absent). "
-        "Default: keys/checkpoint.key inside the archive.",
+        help="Checkpoint signing key: a file (Ed25519 PEM, 0600; created when absent; "
+        "default keys/checkpoint.key inside the archive) or a PKCS#11 token, "
+        "'pkcs11:token=LABEL?module-path=SO&pin-source=FILE'.",
     ),
 ]
 
@@ -76,16 +78,22 @@ def _hooks(archive: Archive, config: Path | None) -> Sequence[Hook]:
     return hooks_for(archive.directory, config)
 
 
+def _signing_key(text: str | None) -> KeyLocation | None:
+    from kustos.audit.signing import parse_location  # noqa: PLC0415
+
+    return parse_location(text) if text is not None else None
+
+
 def _archive(
     directory: Path,
     *,
-    signing_key: Path | None = None,
+    signing_key: str | None = None,
     fsync: FsyncChoice = FsyncChoice.ALWAYS,
     config: Path | None = None,
 ) -> Archive:
     from kustos.audit.archive import Archive  # noqa: PLC0415
 
-    archive = Archive(directory, signing_key=signing_key, fsync=_fsync(fsync))
+    archive = Archive(directory, signing_key=_signing_key(signing_key), fsync=_fsync(fsync))
     archive.hooks.extend(_hooks(archive, config))
     return archive
 
@@ -301,6 +309,85 @@ def verify(
                 "index consistent"
             )
     return 0 if result.ok else 1
+
+
+signing_app = typer.Typer(
+    name="signing-key",
+    help="The archive's checkpoint signing key: show the key chain, rotate.",
+    no_args_is_help=True,
+)
+app.add_typer(signing_app, name="signing-key")
+
+
+@signing_app.command("rotate")
+def rotate_signing_key(archive: ArchiveDir, signing_key: SigningKey = None) -> int:
+    """Sign what is archived with the current key, then hand signing to a new key.
+
+    The new public key is certified by the old one in checkpoint-keys.jsonl, so `verify`
+    accepts old and new checkpoints from the same anchor (checkpoint.pub). The receiver
+    must be stopped (it holds the archive's writer lock).
+    """
+    from kustos.audit.archive import Archive  # noqa: PLC0415
+
+    _require_archive(archive)
+    with Archive(archive, signing_key=_signing_key(signing_key)) as store:
+        before = store.size
+        new = store.rotate_signing_key()
+    typer.echo(f"signing key rotated: key {new} signs from record {before + 1}")
+    return 0
+
+
+@signing_app.command("show")
+def show_signing_keys(
+    archive: ArchiveDir,
+    output_format: Annotated[
+        TableOrJson, typer.Option("--format", help="Output format.")
+    ] = TableOrJson.TABLE,
+) -> int:
+    """List the key chain: the anchor (checkpoint.pub) and each rotation."""
+    from kustos.audit.signing import (  # noqa: PLC0415
+        PUBLIC_KEY,
+        read_chain,
+        read_public_key,
+        walk_chain,
+    )
+
+    _require_archive(archive)
+    if not (archive / PUBLIC_KEY).exists():
+        raise InputError(f"{archive}: no signing key yet (nothing was archived)")
+    links = read_chain(archive)
+    chain, broken = walk_chain(read_public_key(archive / PUBLIC_KEY), links)
+    times = ["-", *(link.time for link in links)]
+    rows = [
+        {
+            "key_id": key.key_id,
+            "from_record": key.from_size + 1,
+            "until_record": key.until_size,
+            "since": times[i] if i < len(times) else "-",
+            "current": i == len(chain) - 1 and not broken,
+        }
+        for i, key in enumerate(chain)
+    ]
+    if output_format is TableOrJson.JSON:
+        print_json({"keys": rows, "problem": broken or None})
+    else:
+        typer.echo("KEY       FROM RECORD  UNTIL RECORD  SINCE")
+        for row in rows:
+            until = row["until_record"]
+            typer.echo(
+                f"{row['key_id']:<8}  {row['from_record']:<11}  "
+                f"{until if until is not None else '-':<12}  {row['since']}"
+                f"{'  (current)' if row['current'] else ''}"
+            )
+    if broken:
+        typer.echo(f"kustos: error: {broken}", err=True)
+        return 1
+    return 0
+
+
+def _require_archive(archive: Path) -> None:
+    if not (archive / "segments").is_dir():
+        raise InputError(f"{archive}: not an audit archive (no segments folder)")
 
 
 @app.command("reindex")
