@@ -122,12 +122,18 @@ def scan(directory: Path, after_seq: int = 0) -> Iterator[tuple[int, int, bytes]
         if following is not None and following <= after_seq + 1:
             continue
         offset = 0
-        for line in complete_lines(path):
+        for number, line in enumerate(complete_lines(path), start=1):
             at = offset
             offset += len(line)
-            seq = int(line[: line.index(b" ")])
+            try:
+                seq = int(line[: line.index(b" ")])
+                data = parse_line(line).data if seq > after_seq else b""
+            except ValueError:  # RecordFormatError too: a damaged archive, one line
+                raise ArchiveError(
+                    f"{path} line {number} is not a record: run `kustos audit verify`"
+                ) from None
             if seq > after_seq:
-                yield seq, at, parse_line(line).data
+                yield seq, at, data
 
 
 def read_checkpoints(directory: Path) -> list[Checkpoint]:
@@ -204,7 +210,13 @@ class Archive:
     def read(self, after_seq: int = 0) -> Iterator[ArchivedEvent]:
         """Every archived event after *after_seq*, in order (no verification: see verify)."""
         for seq, _, data in scan(self.directory, after_seq):
-            yield ArchivedEvent(seq, orjson.loads(data))
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise ArchiveError(
+                    f"record {seq} holds no JSON event: run `kustos audit verify`"
+                ) from None
+            yield ArchivedEvent(seq, event)
 
     @property
     def size(self) -> int:

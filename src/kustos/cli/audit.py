@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import signal
 from collections.abc import Sequence
 from enum import StrEnum
@@ -93,6 +94,8 @@ def _archive(
 ) -> Archive:
     from kustos.audit.archive import Archive  # noqa: PLC0415
 
+    if directory.exists():
+        auditalerts.require_folder(directory)
     archive = Archive(directory, signing_key=_signing_key(signing_key), fsync=_fsync(fsync))
     archive.hooks.extend(_hooks(archive, config))
     return archive
@@ -186,7 +189,8 @@ def serve(
         Path | None, typer.Option("--config", help="Watch config (detectors, sinks).")
     ] = None,
     max_waiting: Annotated[
-        int, typer.Option("--max-waiting", help="Batches waiting for the disk before 429.")
+        int,
+        typer.Option("--max-waiting", min=1, help="Batches waiting for the disk before 429."),
     ] = 16,
     forward: Annotated[
         bool,
@@ -202,6 +206,7 @@ def serve(
     from kustos.audit.receiving import serve as run  # noqa: PLC0415
 
     host, port = _listen(listen)
+    _readable({"--tls-cert": tls_cert, "--tls-key": tls_key, "--client-ca": client_ca})
     settings = ReceiverSettings(
         host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
         max_waiting=max_waiting,
@@ -230,6 +235,19 @@ def serve(
         if forwarding is not None:
             forwarding.stop()
     return 0
+
+
+def _readable(files: dict[str, Path | None]) -> None:
+    """Each file given is a readable file; else one line naming the flag and the path."""
+    from kustos.errors import FileAccessError, FileMissingError  # noqa: PLC0415
+
+    for flag, path in files.items():
+        if path is None:
+            continue
+        if not path.exists():
+            raise FileMissingError(path, f"read {flag}", "no such file")
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise FileAccessError(path, f"read {flag}", "not a readable file")
 
 
 def _forwarding(store: Archive, config: Path | None) -> BackgroundForwarding | None:
@@ -287,6 +305,8 @@ def verify(
     """Check the hash chain, the signed checkpoints and the index; exit 1 if damaged."""
     from kustos.audit.verifying import verify as run  # noqa: PLC0415
 
+    _require_archive(archive)
+    _readable({"--public-key": public_key})
     result = run(archive, public_key=public_key)
     if output_format is TableOrJson.JSON:
         print_json(
@@ -386,6 +406,8 @@ def show_signing_keys(
 
 
 def _require_archive(archive: Path) -> None:
+    """An existing archive folder, or one line saying what *archive* is instead."""
+    auditalerts.require_folder(archive)
     if not (archive / "segments").is_dir():
         raise InputError(f"{archive}: not an audit archive (no segments folder)")
 
@@ -395,8 +417,7 @@ def reindex(archive: ArchiveDir) -> int:
     """Rebuild the index from the segments."""
     from kustos.audit.archive import Archive  # noqa: PLC0415
 
-    if not (archive / "segments").is_dir():
-        raise InputError(f"{archive}: not an audit archive (no segments folder)")
+    _require_archive(archive)
     count = Archive(archive).reindex()
     typer.echo(f"indexed {count} records")
     return 0
@@ -439,7 +460,7 @@ def query(
         str | None, typer.Option("--since", help="From this time, or this long ago (7d).")
     ] = None,
     until: Annotated[str | None, typer.Option("--until", help="Before this time.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="At most this many.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")] = None,
     output_format: Annotated[
         TableOrJson, typer.Option("--format", help="Output format.")
     ] = TableOrJson.TABLE,
@@ -454,6 +475,7 @@ def query(
             raise UsageError(f"--secret {secret[:60]!r}: expected NAMESPACE/NAME")
         pair = (ns, name)
     now = dt.datetime.now(dt.UTC)
+    _require_archive(archive)
     if not (archive / "index.sqlite").exists():
         raise InputError(f"{archive}: no archive index here (run `kustos audit reindex`)")
     found = run_query(
