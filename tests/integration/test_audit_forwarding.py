@@ -8,23 +8,22 @@ private CA works and an untrusted one is refused; a Secret value sent in an even
 appears in no syslog message, alert, cursor, command output or log line (canary); through
 a real kube-apiserver auditing to ``kustos audit serve --config``, planted behaviours raise
 their alerts while a workload's reads and a rotation by the operator's ServiceAccount raise
-none, and the alerts reach rsyslog.
+none, and the alerts reach rsyslog; ``kustos audit serve`` with a sink in its config
+forwards by itself (no ``forward`` process): a sink down while the API server audits
+receives, once it is up, every archived event and alert exactly once, and later events
+follow within seconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import ssl
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import yaml
@@ -35,8 +34,9 @@ from kustos.audit.watching import hooks_for
 from kustos.cli.main import main
 from kustos.testing.controlplane import ControlPlane
 from kustos.testing.pki import ClusterPKI, make_pki
-from kustos.testing.processes import free_ports, stop_session, wait_for_port
+from kustos.testing.processes import free_ports
 from kustos.testing.rsyslog import Rsyslog
+from tests.integration.auditserve import AuditServe, api_client
 
 pytestmark = pytest.mark.integration
 
@@ -194,43 +194,6 @@ LIVE_TOKENS = {
 }
 
 
-class Serve:
-    """``kustos audit serve --config`` as its own process, mutual TLS with the API server."""
-
-    def __init__(self, plane: ControlPlane, archive: Path, config: Path, log: Path) -> None:
-        self.plane, self.archive, self.config, self.log = plane, archive, config, log
-        self.port = free_ports(1)[0]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Serve:
-        pki = self.plane.pki
-        argv = [
-            sys.executable, "-m", "kustos", "audit", "serve", "--archive", str(self.archive),
-            "--listen", f"127.0.0.1:{self.port}", "--tls-cert", str(pki.serving.cert),
-            "--tls-key", str(pki.serving.key), "--client-ca", str(pki.ca.cert),
-            "--config", str(self.config),
-        ]  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        wait_for_port(self.proc, self.port, name="kustos audit serve", log=self.log)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        stop_session(self.proc)
-
-
-def _as(server: str, plane: ControlPlane, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(
-        base_url=server,
-        verify=ssl.create_default_context(cafile=str(plane.pki.ca.cert)),
-        headers=headers,
-        timeout=10,
-    )
-
-
 def _sa_token(plane: ControlPlane, namespace: str, name: str) -> str:
     plane.api(
         "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": name}}
@@ -287,12 +250,12 @@ def test_serve_forwards_by_itself_and_a_sink_back_from_an_outage_gets_everything
     doc = orjson.loads(config.read_bytes())
     config.write_bytes(orjson.dumps({**doc, "poll_seconds": 0.5}))
     archive = tmp_path / "archive"
-    serve = Serve(control_plane, archive, config, tmp_path / "serve.log")
-    url = f"https://127.0.0.1:{serve.port}/audit"
+    serve = AuditServe(control_plane, archive, tmp_path / "serve.log", config=config)
+    url = serve.url
     reads = f"{secret}/db-creds"
 
     def alice_reads(server: str, count: int) -> None:
-        with _as(server, control_plane, "token-alice-7d2e") as alice:
+        with api_client(server, control_plane, "token-alice-7d2e") as alice:
             for _ in range(count):
                 assert alice.get(reads).status_code == 200
 
@@ -365,23 +328,25 @@ def test_live_api_server_planted_behaviours_alert_and_normal_traffic_does_not(
         )
     )  # fmt: skip
     archive = tmp_path / "archive"
-    serve = Serve(control_plane, archive, config, tmp_path / "serve.log")
-    url = f"https://127.0.0.1:{serve.port}/audit"
+    serve = AuditServe(control_plane, archive, tmp_path / "serve.log", config=config)
+    url = serve.url
     with serve, control_plane.audited_apiserver(policy, url, tokens=dict(LIVE_TOKENS)) as server:
-        with _as(server, control_plane, app) as client:  # normal: the workload reads its Secret
+        with api_client(
+            server, control_plane, app
+        ) as client:  # normal: the workload reads its Secret
             for _ in range(3):
                 assert client.get(f"{secret}/db-creds").status_code == 200
-        with _as(server, control_plane, operator) as client:  # normal: a rotation
+        with api_client(server, control_plane, operator) as client:  # normal: a rotation
             current = client.get(f"{secret}/db-creds").json()
             current["stringData"] = {"password": CANARY + "-v2"}
             assert client.put(f"{secret}/db-creds", json=current).status_code == 200
-        with _as(server, control_plane, "token-alice-7d2e") as alice:
+        with api_client(server, control_plane, "token-alice-7d2e") as alice:
             assert alice.get("/api/v1/secrets").status_code == 200
             assert alice.delete(f"{secret}/old").status_code == 200
-        with _as(server, control_plane, "token-bob-1c9a") as bob:
+        with api_client(server, control_plane, "token-bob-1c9a") as bob:
             for _ in range(12):
                 assert bob.get(f"{secret}/db-creds").status_code == 403
-        with _as(server, control_plane, None) as anonymous:
+        with api_client(server, control_plane, None) as anonymous:
             assert anonymous.get(secret).status_code in (401, 403)
         expected = {
             ("bulk_read", "alice"),
