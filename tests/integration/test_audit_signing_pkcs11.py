@@ -6,9 +6,10 @@ and checkpoints that ``verify`` accepts with nothing but the archive; a rotation
 the next key pair in the token, certifies it in the chain, removes the retired private key,
 and old and new checkpoints verify; a token that does not hold the archive's key is
 refused; a dead HSM (module missing, token directory gone, wrong PIN) is one line on
-stderr and a non-zero exit through the CLI, and a session lost while serving makes the
-append fail with one ``ArchiveError`` (the receiver answers 503 and the API server
-retries); the PIN appears in no output.
+stderr and a non-zero exit through the CLI; a session lost while serving is reopened
+once, and when the token cannot be used any more (its PIN changed) the append fails with
+one ``ArchiveError`` (the receiver answers 503 and the API server retries) and nothing
+stored is lost; the PIN appears in no output.
 """
 
 from __future__ import annotations
@@ -30,26 +31,11 @@ from kustos.audit.signing import TOKEN_LABEL, TokenKey, TokenSigner
 from kustos.audit.verifying import verify
 from kustos.errors import ArchiveError, ConfigError
 from kustos.testing.softhsm import MODULE, SoftHsmToken, make_token
+from tests.unit.audit.test_records import event
 
 pytestmark = pytest.mark.integration
 
 PIN = "4711-audit"
-
-
-def event(n: int) -> dict[str, object]:
-    return {
-        "kind": "Event",
-        "apiVersion": "audit.k8s.io/v1",
-        "level": "Metadata",
-        "auditID": f"00000000-0000-0000-0000-{n:012d}",
-        "stage": "ResponseComplete",
-        "requestURI": "/api/v1/namespaces/payments/secrets/db",
-        "verb": "get",
-        "user": {"username": "alice"},
-        "objectRef": {"resource": "secrets", "namespace": "payments", "name": "db"},
-        "requestReceivedTimestamp": "2026-03-02T10:00:00.000000Z",
-        "stageTimestamp": "2026-03-02T10:00:00.000000Z",
-    }
 
 
 @pytest.fixture
@@ -127,21 +113,34 @@ def test_a_token_without_the_archive_key_is_refused(tmp_path: Path, token: SoftH
         Archive(file_archive, signing_key=where(token)).open_writer()
 
 
-def test_a_lost_session_while_serving_is_one_archive_error(
-    tmp_path: Path, token: SoftHsmToken
+def test_a_lost_session_is_reopened_and_a_dead_token_is_one_archive_error(
+    tmp_path: Path, token: SoftHsmToken, caplog: pytest.LogCaptureFixture
 ) -> None:
-    archive = Archive(tmp_path / "archive", signing_key=where(token), checkpoint_every=1)
+    directory = tmp_path / "archive"
+    archive = Archive(directory, signing_key=where(token), checkpoint_every=1)
     archive.open_writer()
     try:
-        signer = archive._key
+        signer = archive._key  # the token session the archive holds
         assert isinstance(signer, TokenSigner)
+        signer._session.close()  # the session goes away under the receiver: reopened
+        archive.append([event(1)])
+        assert any("reopening" in r.getMessage() for r in caplog.records)
+
+        lib = pkcs11.lib(str(token.module))
+        with lib.get_token(token_label=token.label).open(rw=True) as admin:  # logged in
+            admin.set_pin(PIN, "changed-by-an-operator-4242")  # the reopen cannot log in
         signer._session.close()
         with pytest.raises(ArchiveError) as failed:
-            archive.append([event(1)])
-        assert str(failed.value).startswith('PKCS#11 token "audit": cannot sign a checkpoint')
-        assert PIN not in str(failed.value)
+            archive.append([event(2)])  # stored; its checkpoint cannot be signed: 503
+        message = str(failed.value)
+        assert message.startswith('wrong PIN for PKCS#11 token "audit"'), message
+        assert "\n" not in message
+        assert PIN not in message
     finally:
-        archive._release()
+        archive._release()  # nothing more can be signed
+    result = verify(directory)
+    assert result.ok, result.problems
+    assert result.records == 2  # nothing lost; the last record awaits a checkpoint
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -34,12 +34,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 from urllib.parse import parse_qs, unquote
 
 import orjson
@@ -54,6 +55,8 @@ from kustos.sensitive import Sensitive
 
 if TYPE_CHECKING:
     from pkcs11 import Session
+
+log = logging.getLogger(__name__)
 
 PUBLIC_KEY: Final = "checkpoint.pub"
 KEY_CHAIN: Final = "checkpoint-keys.jsonl"
@@ -186,8 +189,9 @@ class TokenSigner:
         if not pin.reveal():
             raise InputError(f"{where.pin_file}: the PIN file is empty")
         self._lock = threading.Lock()
-        token = _find_token(_load(where.module), where.token)
-        self._session = self._open(token, pin)
+        self._pin = pin
+        self._token = _find_token(_load(where.module), where.token)
+        self._session = self._open(self._token, pin)
         self._private: Any = None
         self._public: Ed25519PublicKey | None = None
 
@@ -290,11 +294,42 @@ class TokenSigner:
         return self._public
 
     def sign(self, data: bytes) -> bytes:
-        """``CKM_EDDSA`` over *data*, by the token."""
+        """``CKM_EDDSA`` over *data*, by the token; a lost session is reopened once."""
         from pkcs11 import Mechanism  # noqa: PLC0415
 
-        with self._guard("sign a checkpoint", failure=ArchiveError):
-            return bytes(self._private.sign(data, mechanism=Mechanism.EDDSA))
+        from kustos.kms.providers.pkcs11 import _SESSION_LOST  # noqa: PLC0415
+
+        try:
+            with self._lock:
+                return bytes(self._private.sign(data, mechanism=Mechanism.EDDSA))
+        except _SESSION_LOST as exc:
+            log.warning(
+                "%s: session lost while signing a checkpoint (%s); reopening",
+                self.where.describe(),
+                type(exc).__name__,
+            )
+        except Exception as exc:  # noqa: BLE001 - PKCS11Error, translated below once
+            self._signing_failed(exc)
+        try:
+            with contextlib.suppress(Exception):
+                self._session.close()
+            self._session = self._open(self._token, self._pin)
+            self.use(key_id(self.public_key()))
+            with self._lock:
+                return bytes(self._private.sign(data, mechanism=Mechanism.EDDSA))
+        except (KmsError, ConfigError) as exc:
+            raise ArchiveError(f"{exc} (while signing a checkpoint)") from exc
+        except Exception as exc:  # noqa: BLE001 - PKCS11Error, translated once
+            self._signing_failed(exc)
+
+    def _signing_failed(self, exc: Exception) -> NoReturn:
+        from pkcs11.exceptions import PKCS11Error  # noqa: PLC0415
+
+        if isinstance(exc, PKCS11Error):
+            raise ArchiveError(
+                f"{self.where.describe()}: cannot sign a checkpoint ({type(exc).__name__})"
+            ) from exc
+        raise exc
 
     def close(self) -> None:
         """Close the session."""
