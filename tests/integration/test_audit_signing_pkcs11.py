@@ -136,6 +136,14 @@ def test_a_lost_session_is_reopened_and_a_dead_token_is_one_archive_error(
         assert message.startswith('wrong PIN for PKCS#11 token "audit"'), message
         assert "\n" not in message
         assert PIN not in message
+        # The refused PIN is not offered again (a real HSM would lock its user): even once
+        # the operator puts it back, this receiver stays down until restarted.
+        with lib.get_token(token_label=token.label).open(
+            rw=True, user_pin="changed-by-an-operator-4242"
+        ) as admin:
+            admin.set_pin("changed-by-an-operator-4242", PIN)
+        with pytest.raises(ArchiveError, match="wrong PIN"):
+            archive.checkpoint()
     finally:
         archive._release()  # nothing more can be signed
     result = verify(directory)

@@ -190,6 +190,7 @@ class TokenSigner:
             raise InputError(f"{where.pin_file}: the PIN file is empty")
         self._lock = threading.Lock()
         self._pin = pin
+        self._pin_refused: str | None = None
         self._token = _find_token(_load(where.module), where.token)
         self._session = self._open(self._token, pin)
         self._private: Any = None
@@ -200,6 +201,10 @@ class TokenSigner:
 
         from kustos.kms.providers.pkcs11 import _pin_refusal  # noqa: PLC0415
 
+        if self._pin_refused is not None:
+            # A refused PIN is never offered again: a real HSM locks its user after a few
+            # wrong PINs, and each checkpoint would try. Restart with the right PIN.
+            raise KmsError(self._pin_refused)
         try:
             return token.open(rw=True, user_pin=pin.reveal_text())  # type: ignore[no-any-return]
         except UserAlreadyLoggedIn:
@@ -214,7 +219,8 @@ class TokenSigner:
             )
 
             if isinstance(exc, PinIncorrect | PinLocked | PinExpired | PinInvalid | PinLenRange):
-                raise KmsError(_pin_refusal(exc, self.where.token)) from exc
+                self._pin_refused = _pin_refusal(exc, self.where.token)
+                raise KmsError(self._pin_refused) from exc
             raise KmsError(
                 f"{self.where.describe()}: cannot open a session ({type(exc).__name__})"
             ) from exc
