@@ -1,4 +1,8 @@
-"""``kustos audit``: policy, lint, serve, ingest, verify, reindex, query (Watch).
+"""``kustos audit``: policy, lint, serve, ingest, verify, reindex, query, signing-key (Watch).
+
+``serve --config`` with sinks also forwards, from a thread of its own
+(:class:`kustos.audit.forwarding.BackgroundForwarding`); ``signing-key rotate|show`` manage
+the checkpoint key chain (:mod:`kustos.audit.signing`).
 
 Exit codes: 0 ok; 1 ``lint`` findings at or above ``--fail-on`` or ``verify`` found the
 archive or its index damaged; 2 usage or input errors (a bad flag, an unreadable file, a
