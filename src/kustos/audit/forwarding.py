@@ -31,7 +31,7 @@ from kustos.audit.alerts import AlertStore, Severity, StoredAlert, watch_folder
 from kustos.audit.detecting import ArchivedLike, event_time, parse_time
 from kustos.audit.sinks.base import Delivery, Record, Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, Stream
-from kustos.errors import SinkError
+from kustos.errors import KustosError, SinkError
 from kustos.files import StateFile, StateModel
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ async def follow(
     good (credentials, a bad URL) is logged and left, the others go on. When every sink
     has stopped that way, the first refusal is raised.
     """
-    refused: list[SinkError] = []
+    refused: list[KustosError] = []
 
     async def one(forwarder: Forwarder) -> None:
         while stop is None or not stop.is_set():
@@ -257,6 +257,10 @@ async def follow(
                     refused.append(exc)
                     return
                 log.warning("%s; trying again later", exc)
+            except KustosError as exc:  # the archive cannot be read: repair it first
+                log.error("%s; sink %s is stopped", exc, forwarder.settings.name)  # noqa: TRY400
+                refused.append(exc)
+                return
             await sleep(poll_seconds)
 
     async with asyncio.TaskGroup() as group:
@@ -290,7 +294,7 @@ class BackgroundForwarding:
         self._news: asyncio.Event | None = None
         self._generation = 0
         self._seen: dict[asyncio.Task[Any] | None, int] = {}
-        self.error: SinkError | None = None
+        self.error: KustosError | None = None
 
     def start(self) -> None:
         """Start the thread; return once its loop runs."""
@@ -337,6 +341,9 @@ class BackgroundForwarding:
                 except SinkError as exc:
                     log.warning("%s; the rest is sent at the next start", exc)
         except SinkError as exc:
+            self.error = exc
+        except KustosError as exc:  # the archive cannot be read (damaged): receiving goes on
+            log.error("forwarding stopped: %s", exc)  # noqa: TRY400 - one line, no traceback
             self.error = exc
         except asyncio.CancelledError:
             pass

@@ -37,7 +37,7 @@ from kustos.audit.forwarding import (
 )
 from kustos.audit.sinks.base import Delivery, Record
 from kustos.audit.sinks.settings import RetrySettings, WebhookSink
-from kustos.errors import SinkError
+from kustos.errors import ArchiveError, SinkError
 
 
 def seeded(seed: int) -> random.Random:
@@ -373,3 +373,24 @@ def test_background_forwarding_stop_with_the_sink_down_keeps_the_cursor(tmp_path
     assert time.monotonic() - started < 5
     assert sink.received == []
     assert not cursor_file(tmp_path, "hook").path.exists()  # resent at the next start
+
+
+class Damaged(Events):
+    """An archive whose segments cannot be read any more."""
+
+    def read(self, after_seq: int = 0) -> Iterator[Archived]:
+        raise ArchiveError("000000000001.log line 3 is not a record: run `kustos audit verify`")
+
+
+def test_background_forwarding_on_a_damaged_archive_stops_with_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    background = BackgroundForwarding(
+        [forwarder(tmp_path, FlakySink(), Damaged())], poll_seconds=600
+    )
+    background.start()
+    assert _until(lambda: background.error is not None)
+    background.stop(grace=1)
+    assert isinstance(background.error, ArchiveError)
+    (line,) = [r.getMessage() for r in caplog.records if "forwarding stopped" in r.getMessage()]
+    assert "is not a record" in line
