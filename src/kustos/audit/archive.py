@@ -4,8 +4,10 @@ Layout of an archive folder (``docs/audit.md``, decisions in ``docs/decisions.md
 
     segments/<first seq, 12 digits>.log   records, one line each (kustos.audit.hashing)
     checkpoints.jsonl                     Ed25519-signed (size, head hash), appended
-    checkpoint.pub                        the public key that verifies them
-    keys/checkpoint.key                   the signing key, 0600 (unless --signing-key)
+    checkpoint.pub                        the first public key: the chain's anchor
+    checkpoint-keys.jsonl                 key rotations, each certified (kustos.audit.signing)
+    keys/checkpoint.key                   the signing key, 0600 (unless --signing-key: another
+                                          file, or a PKCS#11 token)
     index.sqlite                          derived: rebuilt by ``kustos audit reindex``
 
 One writer at a time holds ``.writer.lock``; readers (``verify``, ``query``, the detectors)
