@@ -27,11 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import orjson
+
 from kustos.audit.alerts import AlertStore, Severity, StoredAlert, watch_folder
+from kustos.audit.archive import segment_files
 from kustos.audit.detecting import ArchivedLike, event_time, parse_time
+from kustos.audit.hashing import parse_line
+from kustos.audit.records import ArchivedEvent
 from kustos.audit.sinks.base import Delivery, Record, Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, Stream
-from kustos.errors import KustosError, SinkError
+from kustos.errors import ArchiveError, KustosError, SinkError
 from kustos.files import StateFile, StateModel
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,61 @@ class Cursor(StateModel):
 
     events: int = 0
     alerts: int = 0
+
+
+class ArchiveTail:
+    """Archived events after a sequence number, read on from where the last read stopped.
+
+    A forwarder beside the receiver reads what follows its cursor after every append;
+    scanning the current segment (up to 64 MiB) from its start each time would cost more
+    than the forwarding itself, on the receiver's CPU. This reader remembers the segment
+    and byte offset after the last record it gave, and starts there when asked for what
+    follows that record; any other request (the first, a cursor that did not move because
+    a delivery failed) scans from the segment that holds it, as ``Archive.read`` does.
+    Only complete lines are read (the writer may be in the middle of one).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        #: (last seq given, first seq of its segment, offset after its line)
+        self._mark: tuple[int, int, int] | None = None
+
+    def read(self, after_seq: int = 0) -> Iterator[ArchivedEvent]:
+        """Every complete archived event after *after_seq*, in order."""
+        mark = self._mark if self._mark is not None and self._mark[0] == after_seq else None
+        segments = segment_files(self.directory)
+        for i, (first, path) in enumerate(segments):
+            if mark is not None:
+                if first < mark[1]:
+                    continue
+                offset = mark[2] if first == mark[1] else 0
+            else:
+                following = segments[i + 1][0] if i + 1 < len(segments) else None
+                if following is not None and following <= after_seq + 1:
+                    continue
+                offset = 0
+            yield from self._segment(path, first, offset, after_seq)
+
+    def _segment(
+        self, path: Path, first: int, offset: int, after_seq: int
+    ) -> Iterator[ArchivedEvent]:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    return  # being written: read at the next pass
+                offset += len(line)
+                try:
+                    record = parse_line(line)
+                    if record.seq <= after_seq:
+                        continue
+                    event = orjson.loads(record.data)
+                except ValueError:  # RecordFormatError, JSONDecodeError: damaged
+                    raise ArchiveError(
+                        f"{path} is damaged near byte {offset}: run `kustos audit verify`"
+                    ) from None
+                self._mark = (record.seq, first, offset)
+                yield ArchivedEvent(record.seq, event)
 
 
 def cursor_file(archive_dir: Path, sink: str) -> StateFile[Cursor]:

@@ -256,15 +256,16 @@ def _readable(files: dict[str, Path | None]) -> None:
 
 def _forwarding(store: Archive, config: Path | None) -> BackgroundForwarding | None:
     """Forwarding to the configured sinks beside the receiver, woken by each append."""
-    from kustos.audit.forwarding import BackgroundForwarding  # noqa: PLC0415
+    from kustos.audit.forwarding import ArchiveTail, BackgroundForwarding  # noqa: PLC0415
     from kustos.audit.watching import forwarders_for, load_config  # noqa: PLC0415
 
     watch = load_config(config)
     if not watch.sinks:
         return None
-    forwarding = BackgroundForwarding(
-        forwarders_for(store.directory, watch), poll_seconds=watch.poll_seconds
-    )
+    forwarders = forwarders_for(store.directory, watch)
+    for forwarder in forwarders:  # each reads on from where its last pass stopped
+        forwarder.events = ArchiveTail(store.directory)
+    forwarding = BackgroundForwarding(forwarders, poll_seconds=watch.poll_seconds)
     store.hooks.append(forwarding.wake)  # after the detectors: their alerts go out too
     return forwarding
 
