@@ -8,21 +8,22 @@ private CA works and an untrusted one is refused; a Secret value sent in an even
 appears in no syslog message, alert, cursor, command output or log line (canary); through
 a real kube-apiserver auditing to ``kustos audit serve --config``, planted behaviours raise
 their alerts while a workload's reads and a rotation by the operator's ServiceAccount raise
-none, and the alerts reach rsyslog.
+none, and the alerts reach rsyslog; ``kustos audit serve`` with a sink in its config
+forwards by itself (no ``forward`` process): a sink down while the API server audits
+receives, once it is up, every archived event and alert exactly once, and later events
+follow within seconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ssl
-import subprocess
-import sys
+import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import yaml
@@ -33,8 +34,9 @@ from kustos.audit.watching import hooks_for
 from kustos.cli.main import main
 from kustos.testing.controlplane import ControlPlane
 from kustos.testing.pki import ClusterPKI, make_pki
-from kustos.testing.processes import free_ports, stop_session, wait_for_port
+from kustos.testing.processes import free_ports
 from kustos.testing.rsyslog import Rsyslog
+from tests.integration.auditserve import AuditServe, api_client
 
 pytestmark = pytest.mark.integration
 
@@ -192,43 +194,6 @@ LIVE_TOKENS = {
 }
 
 
-class Serve:
-    """``kustos audit serve --config`` as its own process, mutual TLS with the API server."""
-
-    def __init__(self, plane: ControlPlane, archive: Path, config: Path, log: Path) -> None:
-        self.plane, self.archive, self.config, self.log = plane, archive, config, log
-        self.port = free_ports(1)[0]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Serve:
-        pki = self.plane.pki
-        argv = [
-            sys.executable, "-m", "kustos", "audit", "serve", "--archive", str(self.archive),
-            "--listen", f"127.0.0.1:{self.port}", "--tls-cert", str(pki.serving.cert),
-            "--tls-key", str(pki.serving.key), "--client-ca", str(pki.ca.cert),
-            "--config", str(self.config),
-        ]  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        wait_for_port(self.proc, self.port, name="kustos audit serve", log=self.log)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        stop_session(self.proc)
-
-
-def _as(server: str, plane: ControlPlane, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(
-        base_url=server,
-        verify=ssl.create_default_context(cafile=str(plane.pki.ca.cert)),
-        headers=headers,
-        timeout=10,
-    )
-
-
 def _sa_token(plane: ControlPlane, namespace: str, name: str) -> str:
     plane.api(
         "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": name}}
@@ -257,6 +222,76 @@ def _bind(plane: ControlPlane, namespace: str, account: str, verbs: list[str]) -
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
          "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]},
     )  # fmt: skip
+
+
+def _archived_keys(archive: Path) -> set[str]:
+    """The forwarding keys of every archived event and stored alert, as sinks see them."""
+    from kustos.audit.forwarding import alert_record, event_record  # noqa: PLC0415
+
+    keys = {event_record(a).key for a in Archive(archive).read()}
+    return keys | {alert_record(s).key for s in AlertStore(archive).read()}
+
+
+def test_serve_forwards_by_itself_and_a_sink_back_from_an_outage_gets_everything_once(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """The real kube-apiserver audits to ``kustos audit serve --config`` with a syslog sink
+    and no `forward` process beside it: while rsyslog is down the receiver keeps storing
+    (and acknowledging), once rsyslog is up every archived event and alert reaches it,
+    each once, and what arrives next follows within seconds; no value is forwarded."""
+    secret = f"/api/v1/namespaces/{namespace}/secrets"
+    control_plane.api(
+        "POST", secret, {"metadata": {"name": "db-creds"}, "stringData": {"password": CANARY}}
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(LIVE_POLICY)
+    receiver = Rsyslog(tmp_path / "rsyslog")  # not started yet: the sink is down
+    config = write_config(tmp_path, receiver.address)
+    doc = orjson.loads(config.read_bytes())
+    config.write_bytes(orjson.dumps({**doc, "poll_seconds": 0.5}))
+    archive = tmp_path / "archive"
+    serve = AuditServe(control_plane, archive, tmp_path / "serve.log", config=config)
+    url = serve.url
+    reads = f"{secret}/db-creds"
+
+    def alice_reads(server: str, count: int) -> None:
+        with api_client(server, control_plane, "token-alice-7d2e") as alice:
+            for _ in range(count):
+                assert alice.get(reads).status_code == 200
+
+    def alice_read_events() -> set[str]:
+        return {
+            f"{a.event['auditID']}:{a.event['stage']}"
+            for a in Archive(archive).read()
+            if a.event.get("user", {}).get("username") == "alice" and a.event.get("verb") == "get"
+        }
+
+    def wait(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    def delivered() -> list[str]:
+        return [re.search(r' key="([^"]+)"', m[3]).group(1) for m in receiver.messages()]  # type: ignore[union-attr]
+
+    with serve, control_plane.audited_apiserver(policy, url, tokens=dict(LIVE_TOKENS)) as server:
+        alice_reads(server, 8)  # acknowledged and archived while the sink is down
+        wait(lambda: len(alice_read_events()) >= 8, "the first reads in the archive")
+        assert receiver.messages() == []
+        with receiver:
+            snapshot = _archived_keys(archive)
+            wait(lambda: snapshot <= set(delivered()), "the backlog at rsyslog")
+            alice_reads(server, 4)  # arrives while the sink is up: follows promptly
+            wait(lambda: len(alice_read_events()) >= 12, "the later reads in the archive")
+            later = alice_read_events()
+            wait(lambda: later <= set(delivered()), "the later reads at rsyslog")
+            keys = delivered()
+    assert len(keys) == len(set(keys)), "a record was delivered twice"
+    assert any(m[2] == "alert" for m in receiver.messages()), "no alert was forwarded"
+    assert "forwarding to 1 sink(s)" in (tmp_path / "serve.log").read_text()
+    assert CANARY not in receiver.output.read_text()
+    assert CANARY not in (tmp_path / "serve.log").read_text()
 
 
 def test_live_api_server_planted_behaviours_alert_and_normal_traffic_does_not(
@@ -293,23 +328,25 @@ def test_live_api_server_planted_behaviours_alert_and_normal_traffic_does_not(
         )
     )  # fmt: skip
     archive = tmp_path / "archive"
-    serve = Serve(control_plane, archive, config, tmp_path / "serve.log")
-    url = f"https://127.0.0.1:{serve.port}/audit"
+    serve = AuditServe(control_plane, archive, tmp_path / "serve.log", config=config)
+    url = serve.url
     with serve, control_plane.audited_apiserver(policy, url, tokens=dict(LIVE_TOKENS)) as server:
-        with _as(server, control_plane, app) as client:  # normal: the workload reads its Secret
+        with api_client(
+            server, control_plane, app
+        ) as client:  # normal: the workload reads its Secret
             for _ in range(3):
                 assert client.get(f"{secret}/db-creds").status_code == 200
-        with _as(server, control_plane, operator) as client:  # normal: a rotation
+        with api_client(server, control_plane, operator) as client:  # normal: a rotation
             current = client.get(f"{secret}/db-creds").json()
             current["stringData"] = {"password": CANARY + "-v2"}
             assert client.put(f"{secret}/db-creds", json=current).status_code == 200
-        with _as(server, control_plane, "token-alice-7d2e") as alice:
+        with api_client(server, control_plane, "token-alice-7d2e") as alice:
             assert alice.get("/api/v1/secrets").status_code == 200
             assert alice.delete(f"{secret}/old").status_code == 200
-        with _as(server, control_plane, "token-bob-1c9a") as bob:
+        with api_client(server, control_plane, "token-bob-1c9a") as bob:
             for _ in range(12):
                 assert bob.get(f"{secret}/db-creds").status_code == 403
-        with _as(server, control_plane, None) as anonymous:
+        with api_client(server, control_plane, None) as anonymous:
             assert anonymous.get(secret).status_code in (401, 403)
         expected = {
             ("bulk_read", "alice"),

@@ -17,24 +17,18 @@ only.
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from kustos.audit.archive import Archive
 from kustos.cli.main import main
-from kustos.testing.controlplane import ControlPlane, free_ports
-from kustos.testing.processes import stop_session, wait_for_port
+from kustos.testing.controlplane import ControlPlane
+from tests.integration.auditserve import AuditServe, api_client
 
 pytestmark = pytest.mark.integration
 
@@ -53,59 +47,14 @@ rules:
 """
 
 
-class Receiver:
-    """``kustos audit serve`` as its own process, with TLS and client certificates."""
-
-    def __init__(self, plane: ControlPlane, archive: Path, log: Path) -> None:
-        self.plane = plane
-        self.archive = archive
-        self.log = log
-        self.port = free_ports(1)[0]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/audit"
-
-    def start(self) -> None:
-        pki = self.plane.pki
-        argv = [
-            sys.executable, "-m", "kustos", "audit", "serve", "--archive", str(self.archive),
-            "--listen", f"127.0.0.1:{self.port}", "--tls-cert", str(pki.serving.cert),
-            "--tls-key", str(pki.serving.key), "--client-ca", str(pki.ca.cert),
-        ]  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        wait_for_port(self.proc, self.port, name="kustos audit serve", log=self.log)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        stop_session(self.proc)
-
-
 @pytest.fixture
-def receiver(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Receiver]:
-    running = Receiver(control_plane, tmp_path / "archive", tmp_path / "receiver.log")
+def receiver(control_plane: ControlPlane, tmp_path: Path) -> Iterator[AuditServe]:
+    running = AuditServe(control_plane, tmp_path / "archive", tmp_path / "receiver.log")
     running.start()
     try:
         yield running
     finally:
         running.stop()
-
-
-def _client(server: str, plane: ControlPlane, token: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=server,
-        verify=ssl.create_default_context(cafile=str(plane.pki.ca.cert)),
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
 
 
 def _setup(plane: ControlPlane, ns: str) -> str:
@@ -177,7 +126,7 @@ def _requests_of(events: list[dict[str, Any]], ns: str) -> set[tuple[str, str]]:
 
 
 def test_apiserver_audits_to_the_receiver(
-    control_plane: ControlPlane, namespace: str, receiver: Receiver, tmp_path: Path,
+    control_plane: ControlPlane, namespace: str, receiver: AuditServe, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     policy = tmp_path / "policy.yaml"
@@ -186,19 +135,19 @@ def test_apiserver_audits_to_the_receiver(
     sa_user = f"system:serviceaccount:{namespace}:app"
     secret_path = f"/api/v1/namespaces/{namespace}/secrets/db-creds"
     with control_plane.audited_apiserver(policy, receiver.url, tokens=dict(TOKENS)) as server:
-        with _client(server, control_plane, "token-alice-4f1c2a") as alice:
+        with api_client(server, control_plane, "token-alice-4f1c2a") as alice:
             assert alice.get(secret_path).status_code == 200
-        with _client(server, control_plane, "token-bob-9b2e11") as bob:
+        with api_client(server, control_plane, "token-bob-9b2e11") as bob:
             assert bob.get(f"/api/v1/namespaces/{namespace}/secrets").status_code == 403
             assert bob.get("/api/v1/secrets").status_code == 403
-        with _client(server, control_plane, sa_token) as app:
+        with api_client(server, control_plane, sa_token) as app:
             assert app.get(secret_path).status_code == 200
         expected = {("alice", "get"), ("bob", "list"), (sa_user, "get")}
         _wait_for(receiver.archive, lambda ev: expected <= _requests_of(ev, namespace))
 
         # The receiver dies without warning; the API server keeps working and retries.
         receiver.kill()
-        with _client(server, control_plane, "token-alice-4f1c2a") as alice:
+        with api_client(server, control_plane, "token-alice-4f1c2a") as alice:
             for _ in range(3):
                 assert alice.get(secret_path).status_code == 200
         time.sleep(1)

@@ -4,8 +4,10 @@ Layout of an archive folder (``docs/audit.md``, decisions in ``docs/decisions.md
 
     segments/<first seq, 12 digits>.log   records, one line each (kustos.audit.hashing)
     checkpoints.jsonl                     Ed25519-signed (size, head hash), appended
-    checkpoint.pub                        the public key that verifies them
-    keys/checkpoint.key                   the signing key, 0600 (unless --signing-key)
+    checkpoint.pub                        the first public key: the chain's anchor
+    checkpoint-keys.jsonl                 key rotations, each certified (kustos.audit.signing)
+    keys/checkpoint.key                   the signing key, 0600 (unless --signing-key: another
+                                          file, or a PKCS#11 token)
     index.sqlite                          derived: rebuilt by ``kustos audit reindex``
 
 One writer at a time holds ``.writer.lock``; readers (``verify``, ``query``, the detectors)
@@ -32,15 +34,14 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 import orjson
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kustos.audit.hashing import (
     GENESIS,
     Checkpoint,
     RecordFormatError,
+    checkpoint_note,
+    key_id,
     parse_line,
-    sign_checkpoint,
 )
 from kustos.audit.indexing import Entry, Index, keys_of
 from kustos.audit.records import (
@@ -50,8 +51,17 @@ from kustos.audit.records import (
     needs_stripping,
     strip_values,
 )
-from kustos.errors import ArchiveError, ArchiveFullError, ConfigError
-from kustos.files import PRIVATE, write_atomic
+from kustos.audit.signing import (
+    DEFAULT_KEY,
+    PUBLIC_KEY,  # noqa: F401 - re-exported: part of the archive's layout
+    KeyLocation,
+    Signer,
+    close_signer,
+    open_signer,
+    read_public_key,  # noqa: F401 - re-exported for readers of the layout
+    rotate,
+)
+from kustos.errors import ArchiveError, ArchiveFullError
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +70,6 @@ Hook = Callable[[Sequence[ArchivedEvent]], None]
 
 SEGMENTS: Final = "segments"
 CHECKPOINTS: Final = "checkpoints.jsonl"
-PUBLIC_KEY: Final = "checkpoint.pub"
-DEFAULT_KEY: Final = Path("keys") / "checkpoint.key"
 INDEX: Final = "index.sqlite"
 _LOCK: Final = ".writer.lock"
 #: A new segment starts once the current one is this large.
@@ -116,21 +124,18 @@ def scan(directory: Path, after_seq: int = 0) -> Iterator[tuple[int, int, bytes]
         if following is not None and following <= after_seq + 1:
             continue
         offset = 0
-        for line in complete_lines(path):
+        for number, line in enumerate(complete_lines(path), start=1):
             at = offset
             offset += len(line)
-            seq = int(line[: line.index(b" ")])
+            try:
+                seq = int(line[: line.index(b" ")])
+                data = parse_line(line).data if seq > after_seq else b""
+            except ValueError:  # RecordFormatError too: a damaged archive, one line
+                raise ArchiveError(
+                    f"{path} line {number} is not a record: run `kustos audit verify`"
+                ) from None
             if seq > after_seq:
-                yield seq, at, parse_line(line).data
-
-
-def read_public_key(path: Path) -> Ed25519PublicKey:
-    """A checkpoint public key file (base64 of the 32 raw bytes)."""
-    try:
-        raw = base64.b64decode(path.read_text(encoding="ascii").strip(), validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except (OSError, ValueError) as exc:
-        raise ArchiveError(f"{path}: not a checkpoint public key") from exc
+                yield seq, at, data
 
 
 def read_checkpoints(directory: Path) -> list[Checkpoint]:
@@ -156,36 +161,6 @@ def read_checkpoints(directory: Path) -> list[Checkpoint]:
     return found
 
 
-def _load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise ConfigError(
-                f"{path}: the checkpoint signing key is readable by others (mode {mode:o}; "
-                "chmod 600 it)"
-            )
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path}: not an Ed25519 private key (PEM)") from exc
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigError(f"{path}: not an Ed25519 private key (PEM)")
-        return key
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    write_atomic(path, pem, what="checkpoint signing key", mode=PRIVATE)
-    return key
-
-
-def _public_text(key: Ed25519PublicKey) -> bytes:
-    return base64.b64encode(key.public_bytes_raw()) + b"\n"
-
-
 class Archive:
     """An archive folder. Reading needs nothing; the first append takes the writer's lock.
 
@@ -198,7 +173,7 @@ class Archive:
         self,
         directory: Path,
         *,
-        signing_key: Path | None = None,
+        signing_key: KeyLocation | None = None,
         fsync: Fsync = Fsync.ALWAYS,
         hooks: Sequence[Hook] = (),
         checkpoint_every: int = 10_000,
@@ -222,7 +197,7 @@ class Archive:
         self._segment_size = 0
         self._seq = 0
         self._head = GENESIS
-        self._key: Ed25519PrivateKey | None = None
+        self._key: Signer | None = None
         self._index: Index | None = None
         #: Identities of the latest records, oldest first (dicts keep insertion order).
         self._recent: dict[tuple[str, str], None] = {}
@@ -237,7 +212,13 @@ class Archive:
     def read(self, after_seq: int = 0) -> Iterator[ArchivedEvent]:
         """Every archived event after *after_seq*, in order (no verification: see verify)."""
         for seq, _, data in scan(self.directory, after_seq):
-            yield ArchivedEvent(seq, orjson.loads(data))
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise ArchiveError(
+                    f"record {seq} holds no JSON event: run `kustos audit verify`"
+                ) from None
+            yield ArchivedEvent(seq, event)
 
     @property
     def size(self) -> int:
@@ -362,7 +343,13 @@ class Archive:
         if self._seq == self._checkpointed:
             return
         assert self._key is not None  # noqa: S101 - set by open_writer
-        signed = sign_checkpoint(self._key, self._seq, self._head, format_time(self._now()))
+        signed = Checkpoint(
+            self._seq,
+            self._head,
+            format_time(self._now()),
+            key_id(self._key.public_key()),
+            self._key.sign(checkpoint_note(self._seq, self._head)),
+        )
         line = orjson.dumps(
             {
                 "size": signed.size,
@@ -441,18 +428,20 @@ class Archive:
         finally:
             self._release()
 
-    def _load_key(self) -> Ed25519PrivateKey:
-        key = _load_or_create_key(self.signing_key)
-        public = self.directory / PUBLIC_KEY
-        text = _public_text(key.public_key())
-        if not public.exists():
-            write_atomic(public, text, what="checkpoint public key")
-        elif public.read_bytes().strip() != text.strip():
-            raise ConfigError(
-                f"{self.signing_key}: not the key of this archive (its checkpoints are "
-                f"verified with {public})"
-            )
-        return key
+    def _load_key(self) -> Signer:
+        return open_signer(self.directory, self.signing_key)
+
+    def rotate_signing_key(self) -> str:
+        """Sign what is archived with the current key, then hand signing to a new key.
+
+        Returns the new key's id. Old checkpoints keep verifying: the new public key is
+        certified by the old one in the archive's key chain (:mod:`kustos.audit.signing`).
+        """
+        self.open_writer()
+        self.checkpoint()
+        assert self._key is not None  # noqa: S101 - set by open_writer
+        self._key = rotate(self.directory, self.signing_key, self._key, size=self._seq)
+        return key_id(self._key.public_key())
 
     def _recover_tail(self) -> None:
         """Find the last record; cut a line left half-written by a crash (never acked)."""
@@ -527,6 +516,7 @@ class Archive:
 
     def _release(self) -> None:
         self._open = False
+        close_signer(self._key)
         self._key = None
         if self._index is not None:
             self._index.close()

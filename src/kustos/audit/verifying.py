@@ -18,13 +18,7 @@ from pathlib import Path
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from kustos.audit.archive import (
-    PUBLIC_KEY,
-    complete_lines,
-    read_checkpoints,
-    read_public_key,
-    segment_files,
-)
+from kustos.audit.archive import complete_lines, read_checkpoints, segment_files
 from kustos.audit.hashing import (
     GENESIS,
     Checkpoint,
@@ -34,7 +28,8 @@ from kustos.audit.hashing import (
     parse_line,
 )
 from kustos.audit.indexing import Entry, Index, block_of, keys_of, postings_of
-from kustos.errors import InputError
+from kustos.audit.signing import PUBLIC_KEY, read_chain, read_public_key, walk_chain
+from kustos.errors import ArchiveError, InputError
 
 
 @dataclass(slots=True)
@@ -199,6 +194,13 @@ def _gap(expected: int, found: int, where: str) -> str:
 def _checked_checkpoints(
     directory: Path, public_key: Path | None, result: Verification
 ) -> list[Checkpoint]:
+    """The checkpoints whose signatures the key chain vouches for; problems for the rest.
+
+    The anchor is ``checkpoint.pub`` (or ``--public-key``, kept elsewhere); each rotation
+    in ``checkpoint-keys.jsonl`` must be certified by the key before it. A checkpoint must
+    be signed by a key of the chain, and a retired key signs nothing past the size where
+    its successor took over.
+    """
     own = directory / PUBLIC_KEY
     key_path = public_key or own
     checkpoints = read_checkpoints(directory)
@@ -207,23 +209,46 @@ def _checked_checkpoints(
         if checkpoints:
             result.problems.append(f"{key_path}: no public key to verify the checkpoints")
         return []
-    key = read_public_key(key_path)
-    if public_key is not None and own.exists() and _raw(read_public_key(own)) != _raw(key):
+    root = read_public_key(key_path)
+    if public_key is not None and own.exists() and _raw(read_public_key(own)) != _raw(root):
         result.problems.append(
             f"{own} is not the key given with --public-key: the archive's key was replaced"
         )
+    try:
+        links = read_chain(directory)
+    except ArchiveError as exc:
+        result.problems.append(f"{exc}: the chain was altered")
+        links = []
+    chain, broken = walk_chain(root, links)
+    if broken:
+        result.problems.append(broken)
+    if len(chain) > 1:
+        result.notes.append(
+            f"signing keys: {' -> '.join(k.key_id for k in chain)} (rotated {len(chain) - 1}x)"
+        )
+    keys = {k.key_id: k for k in chain}
     good = []
     largest = -1
     for number, checkpoint in enumerate(checkpoints, start=1):
-        if not checkpoint.verify(key):
+        key = keys.get(checkpoint.key_id)
+        where = f"checkpoint {number} (size {checkpoint.size})"
+        if key is None:
             result.problems.append(
-                f"checkpoint {number} (size {checkpoint.size}) has a bad signature"
+                f"{where} is signed by key {checkpoint.key_id[:16]}, which is not in the "
+                "archive's key chain"
+            )
+            continue
+        if not checkpoint.verify(key.public):
+            result.problems.append(f"{where} has a bad signature")
+            continue
+        if key.until_size is not None and checkpoint.size > key.until_size:
+            result.problems.append(
+                f"{where} is signed by retired key {key.key_id}, past size {key.until_size} "
+                "where its successor took over"
             )
             continue
         if checkpoint.size < largest:
-            result.problems.append(
-                f"checkpoint {number} (size {checkpoint.size}) is smaller than an earlier one"
-            )
+            result.problems.append(f"{where} is smaller than an earlier one")
         largest = max(largest, checkpoint.size)
         good.append(checkpoint)
     if not checkpoints and any(True for _ in segment_files(directory)):

@@ -1,4 +1,8 @@
-"""``kustos audit``: policy, lint, serve, ingest, verify, reindex, query (Watch).
+"""``kustos audit``: policy, lint, serve, ingest, verify, reindex, query, signing-key (Watch).
+
+``serve --config`` with sinks also forwards, from a thread of its own
+(:class:`kustos.audit.forwarding.BackgroundForwarding`); ``signing-key rotate|show`` manage
+the checkpoint key chain (:mod:`kustos.audit.signing`).
 
 Exit codes: 0 ok; 1 ``lint`` findings at or above ``--fail-on`` or ``verify`` found the
 archive or its index damaged; 2 usage or input errors (a bad flag, an unreadable file, a
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import signal
 from collections.abc import Sequence
 from enum import StrEnum
@@ -25,6 +30,8 @@ from kustos.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from kustos.audit.archive import Archive, Fsync, Hook
+    from kustos.audit.forwarding import BackgroundForwarding
+    from kustos.audit.signing import KeyLocation
 
 app = typer.Typer(
     name="audit",
@@ -36,11 +43,12 @@ ArchiveDir = Annotated[
     Path, typer.Option("--archive", help="The archive folder (created when absent).")
 ]
 SigningKey = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--signing-key",
-        help="Checkpoint signing key (Ed25519 PEM, 0600; created when absent). "
-        "Default: keys/checkpoint.key inside the archive.",
+        help="Checkpoint signing key: a file (Ed25519 PEM, 0600; created when absent; "
+        "default keys/checkpoint.key inside the archive) or a PKCS#11 token, "
+        "'pkcs11:token=LABEL?module-path=SO&pin-source=FILE'.",
     ),
 ]
 
@@ -75,16 +83,24 @@ def _hooks(archive: Archive, config: Path | None) -> Sequence[Hook]:
     return hooks_for(archive.directory, config)
 
 
+def _signing_key(text: str | None) -> KeyLocation | None:
+    from kustos.audit.signing import parse_location  # noqa: PLC0415
+
+    return parse_location(text) if text is not None else None
+
+
 def _archive(
     directory: Path,
     *,
-    signing_key: Path | None = None,
+    signing_key: str | None = None,
     fsync: FsyncChoice = FsyncChoice.ALWAYS,
     config: Path | None = None,
 ) -> Archive:
     from kustos.audit.archive import Archive  # noqa: PLC0415
 
-    archive = Archive(directory, signing_key=signing_key, fsync=_fsync(fsync))
+    if directory.exists():
+        auditalerts.require_folder(directory)
+    archive = Archive(directory, signing_key=_signing_key(signing_key), fsync=_fsync(fsync))
     archive.hooks.extend(_hooks(archive, config))
     return archive
 
@@ -177,19 +193,30 @@ def serve(
         Path | None, typer.Option("--config", help="Watch config (detectors, sinks).")
     ] = None,
     max_waiting: Annotated[
-        int, typer.Option("--max-waiting", help="Batches waiting for the disk before 429.")
+        int,
+        typer.Option("--max-waiting", min=1, help="Batches waiting for the disk before 429."),
     ] = 16,
+    forward: Annotated[
+        bool,
+        typer.Option(
+            "--forward/--no-forward",
+            help="Forward events and alerts to the config's sinks from this process "
+            "(default when sinks are configured).",
+        ),
+    ] = True,
 ) -> int:
-    """Receive the API server's audit webhook batches into the archive."""
+    """Receive the API server's audit webhook batches into the archive, and forward them."""
     from kustos.audit.receiving import ReceiverSettings  # noqa: PLC0415
     from kustos.audit.receiving import serve as run  # noqa: PLC0415
 
     host, port = _listen(listen)
+    _readable({"--tls-cert": tls_cert, "--tls-key": tls_key, "--client-ca": client_ca})
     settings = ReceiverSettings(
         host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca,
         max_waiting=max_waiting,
     )  # fmt: skip
     store = _archive(archive, signing_key=signing_key, fsync=fsync, config=config)
+    forwarding = _forwarding(store, config) if forward else None
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -198,13 +225,49 @@ def serve(
             loop.add_signal_handler(sig, stop.set)
 
         def started(bound: int) -> None:
-            typer.echo(f"listening on {host}:{bound}, archive {archive}", err=True)
+            sinks = f", forwarding to {len(forwarding.forwarders)} sink(s)" if forwarding else ""
+            typer.echo(f"listening on {host}:{bound}, archive {archive}{sinks}", err=True)
 
         receiver = await run(store, settings, stop=stop, started=started)
         typer.echo(f"stopped: {receiver.accepted} events stored", err=True)
 
-    asyncio.run(main())
+    if forwarding is not None:
+        forwarding.start()
+    try:
+        asyncio.run(main())
+    finally:
+        if forwarding is not None:
+            forwarding.stop()
     return 0
+
+
+def _readable(files: dict[str, Path | None]) -> None:
+    """Each file given is a readable file; else one line naming the flag and the path."""
+    from kustos.errors import FileAccessError, FileMissingError  # noqa: PLC0415
+
+    for flag, path in files.items():
+        if path is None:
+            continue
+        if not path.exists():
+            raise FileMissingError(path, f"read {flag}", "no such file")
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise FileAccessError(path, f"read {flag}", "not a readable file")
+
+
+def _forwarding(store: Archive, config: Path | None) -> BackgroundForwarding | None:
+    """Forwarding to the configured sinks beside the receiver, woken by each append."""
+    from kustos.audit.forwarding import ArchiveTail, BackgroundForwarding  # noqa: PLC0415
+    from kustos.audit.watching import forwarders_for, load_config  # noqa: PLC0415
+
+    watch = load_config(config)
+    if not watch.sinks:
+        return None
+    forwarders = forwarders_for(store.directory, watch)
+    for forwarder in forwarders:  # each reads on from where its last pass stopped
+        forwarder.events = ArchiveTail(store.directory)
+    forwarding = BackgroundForwarding(forwarders, poll_seconds=watch.poll_seconds)
+    store.hooks.append(forwarding.wake)  # after the detectors: their alerts go out too
+    return forwarding
 
 
 @app.command("ingest")
@@ -247,6 +310,8 @@ def verify(
     """Check the hash chain, the signed checkpoints and the index; exit 1 if damaged."""
     from kustos.audit.verifying import verify as run  # noqa: PLC0415
 
+    _require_archive(archive)
+    _readable({"--public-key": public_key})
     result = run(archive, public_key=public_key)
     if output_format is TableOrJson.JSON:
         print_json(
@@ -271,13 +336,93 @@ def verify(
     return 0 if result.ok else 1
 
 
+signing_app = typer.Typer(
+    name="signing-key",
+    help="The archive's checkpoint signing key: show the key chain, rotate.",
+    no_args_is_help=True,
+)
+app.add_typer(signing_app, name="signing-key")
+
+
+@signing_app.command("rotate")
+def rotate_signing_key(archive: ArchiveDir, signing_key: SigningKey = None) -> int:
+    """Sign what is archived with the current key, then hand signing to a new key.
+
+    The new public key is certified by the old one in checkpoint-keys.jsonl, so `verify`
+    accepts old and new checkpoints from the same anchor (checkpoint.pub). The receiver
+    must be stopped (it holds the archive's writer lock).
+    """
+    from kustos.audit.archive import Archive  # noqa: PLC0415
+
+    _require_archive(archive)
+    with Archive(archive, signing_key=_signing_key(signing_key)) as store:
+        before = store.size
+        new = store.rotate_signing_key()
+    typer.echo(f"signing key rotated: key {new} signs from record {before + 1}")
+    return 0
+
+
+@signing_app.command("show")
+def show_signing_keys(
+    archive: ArchiveDir,
+    output_format: Annotated[
+        TableOrJson, typer.Option("--format", help="Output format.")
+    ] = TableOrJson.TABLE,
+) -> int:
+    """List the key chain: the anchor (checkpoint.pub) and each rotation."""
+    from kustos.audit.signing import (  # noqa: PLC0415
+        PUBLIC_KEY,
+        read_chain,
+        read_public_key,
+        walk_chain,
+    )
+
+    _require_archive(archive)
+    if not (archive / PUBLIC_KEY).exists():
+        raise InputError(f"{archive}: no signing key yet (nothing was archived)")
+    links = read_chain(archive)
+    chain, broken = walk_chain(read_public_key(archive / PUBLIC_KEY), links)
+    times = ["-", *(link.time for link in links)]
+    rows = [
+        {
+            "key_id": key.key_id,
+            "from_record": key.from_size + 1,
+            "until_record": key.until_size,
+            "since": times[i] if i < len(times) else "-",
+            "current": i == len(chain) - 1 and not broken,
+        }
+        for i, key in enumerate(chain)
+    ]
+    if output_format is TableOrJson.JSON:
+        print_json({"keys": rows, "problem": broken or None})
+    else:
+        typer.echo("KEY       FROM RECORD  UNTIL RECORD  SINCE")
+        for row in rows:
+            until = row["until_record"]
+            typer.echo(
+                f"{row['key_id']:<8}  {row['from_record']:<11}  "
+                f"{until if until is not None else '-':<12}  {row['since']}"
+                f"{'  (current)' if row['current'] else ''}"
+            )
+    if broken:
+        typer.echo(f"kustos: error: {broken}", err=True)
+        return 1
+    return 0
+
+
+def _require_archive(archive: Path) -> None:
+    """An existing archive folder, or one line saying what *archive* is instead."""
+    auditalerts.require_folder(archive)
+    if not (archive / "segments").is_dir():
+        raise InputError(f"{archive}: not an audit archive (no segments folder)")
+
+
 @app.command("reindex")
 def reindex(archive: ArchiveDir) -> int:
     """Rebuild the index from the segments."""
     from kustos.audit.archive import Archive  # noqa: PLC0415
 
-    if not (archive / "segments").is_dir():
-        raise InputError(f"{archive}: not an audit archive (no segments folder)")
+    _require_archive(archive)
     count = Archive(archive).reindex()
     typer.echo(f"indexed {count} records")
     return 0
@@ -320,7 +465,7 @@ def query(
         str | None, typer.Option("--since", help="From this time, or this long ago (7d).")
     ] = None,
     until: Annotated[str | None, typer.Option("--until", help="Before this time.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="At most this many.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")] = None,
     output_format: Annotated[
         TableOrJson, typer.Option("--format", help="Output format.")
     ] = TableOrJson.TABLE,
@@ -335,6 +480,7 @@ def query(
             raise UsageError(f"--secret {secret[:60]!r}: expected NAMESPACE/NAME")
         pair = (ns, name)
     now = dt.datetime.now(dt.UTC)
+    _require_archive(archive)
     if not (archive / "index.sqlite").exists():
         raise InputError(f"{archive}: no archive index here (run `kustos audit reindex`)")
     found = run_query(

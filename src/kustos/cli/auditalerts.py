@@ -27,10 +27,8 @@ def alerts(
 ) -> int:
     """List the alerts the detectors raised, oldest first."""
     from kustos.audit.alerts import AlertStore  # noqa: PLC0415
-    from kustos.errors import FileMissingError  # noqa: PLC0415
 
-    if not archive.is_dir():
-        raise FileMissingError(archive, "read audit archive", "no such folder")
+    require_folder(archive)
     stored = [s.alert for s in AlertStore(archive).read()]
     if output_format is TableOrJson.JSON:
         print_json({"alerts": [a.to_json() for a in stored]})
@@ -84,10 +82,9 @@ def forward(
 
     from kustos.audit.forwarding import follow as follow_forever  # noqa: PLC0415
     from kustos.audit.watching import forwarders_for, load_config  # noqa: PLC0415
-    from kustos.errors import FileMissingError, SinkError, UsageError  # noqa: PLC0415
+    from kustos.errors import SinkError, UsageError  # noqa: PLC0415
 
-    if not archive.is_dir():
-        raise FileMissingError(archive, "read audit archive", "no such folder")
+    require_folder(archive)
     settings = load_config(config)
     if not settings.sinks:
         raise UsageError(f"{config}: no sinks configured (add a `sinks:` list)")
@@ -121,6 +118,16 @@ def forward(
         return asyncio.run(run())
     except KeyboardInterrupt:  # --follow stopped by the user: cursors are saved per batch
         return 0
+
+
+def require_folder(archive: Path) -> None:
+    """*archive* is an existing folder; else one line saying what it is instead."""
+    from kustos.errors import FileMissingError, InputError  # noqa: PLC0415
+
+    if not archive.exists():
+        raise FileMissingError(archive, "read audit archive", "no such folder")
+    if not archive.is_dir():
+        raise InputError(f"{archive}: not a folder (--archive names the archive's folder)")
 
 
 def _secret_cell(namespace: str | None, name: str | None) -> str:

@@ -16,7 +16,7 @@ import typer
 
 from kustos.cli.inputs import Cluster, Context, Kubeconfig, load_index
 from kustos.cli.output import print_json, report_skipped
-from kustos.errors import FileMissingError, UsageError
+from kustos.errors import UsageError
 
 app = typer.Typer(help="RBAC from real use: least-privilege suggestions.", no_args_is_help=True)
 
@@ -63,8 +63,9 @@ def suggest(
         if not sep or not ns or not name or "/" in name:
             raise UsageError(f"--service-account {service_account!r}: use NAMESPACE/NAME")
         account = Subject("ServiceAccount", name, ns)
-    if not archive.is_dir():
-        raise FileMissingError(archive, "read audit archive", "no such folder")
+    from kustos.cli.auditalerts import require_folder  # noqa: PLC0415
+
+    require_folder(archive)
     activity = collect(
         (a.event for a in Archive(archive).read()), namespace=namespace, account=account
     )

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ from typing import Any
 import pytest
 
 from kustos.audit.alerts import Alert, AlertStore, Severity
+from kustos.audit.archive import Archive, Fsync
 from kustos.audit.forwarding import (
+    ArchiveTail,
+    BackgroundForwarding,
     Cursor,
     Forwarder,
     backoff,
@@ -35,7 +39,8 @@ from kustos.audit.forwarding import (
 )
 from kustos.audit.sinks.base import Delivery, Record
 from kustos.audit.sinks.settings import RetrySettings, WebhookSink
-from kustos.errors import SinkError
+from kustos.errors import ArchiveError, SinkError
+from tests.unit.audit.test_records import event
 
 
 def seeded(seed: int) -> random.Random:
@@ -310,3 +315,119 @@ async def test_follow_stops_a_sink_that_refuses_for_good(tmp_path: Path) -> None
     events.add(1)
     with pytest.raises(SinkError, match="401"):
         await follow([forwarder(tmp_path, FlakySink(fatal=True), events)], poll_seconds=1)
+
+
+# --------------------------------------------------------------------------- beside serve
+def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class RealSleeps(Sleeps):
+    """Backoff that really yields to the loop (so a stop can cancel it)."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0.01)
+
+
+def test_background_forwarding_is_woken_by_appends_not_by_the_poll(tmp_path: Path) -> None:
+    events, sink = Events(), FlakySink()
+    events.add(3)
+    background = BackgroundForwarding([forwarder(tmp_path, sink, events)], poll_seconds=600)
+    background.start()
+    try:
+        assert _until(lambda: sink.received == keys(3))  # the backlog at start
+        events.add(2)
+        started = time.monotonic()
+        background.wake()  # what the archive hook does after a durable append
+        assert _until(lambda: sink.received == keys(5))
+        assert time.monotonic() - started < 5  # long before the 600 s poll
+    finally:
+        background.stop(grace=5)
+    assert cursor_file(tmp_path, "hook").read().events == 5
+
+
+def test_background_forwarding_sends_what_was_stored_before_the_stop(tmp_path: Path) -> None:
+    events, sink = Events(), FlakySink()
+    events.add(2)
+    background = BackgroundForwarding([forwarder(tmp_path, sink, events)], poll_seconds=600)
+    background.start()
+    assert _until(lambda: sink.received == keys(2))
+    events.add(4)  # stored, no wake: only the last pass at stop can send these
+    background.stop(grace=5)
+    assert sink.received == keys(6)
+
+
+def test_background_forwarding_stop_with_the_sink_down_keeps_the_cursor(tmp_path: Path) -> None:
+    events, sink = Events(), FlakySink(down=10**9)
+    events.add(3)
+    background = BackgroundForwarding(
+        [forwarder(tmp_path, sink, events, sleeps=RealSleeps())], poll_seconds=600
+    )
+    background.start()
+    assert _until(lambda: sink.calls >= 3)
+    started = time.monotonic()
+    background.stop(grace=0.5)  # retrying forever: cancelled after the grace
+    assert time.monotonic() - started < 5
+    assert sink.received == []
+    assert not cursor_file(tmp_path, "hook").path.exists()  # resent at the next start
+
+
+class Damaged(Events):
+    """An archive whose segments cannot be read any more."""
+
+    def read(self, after_seq: int = 0) -> Iterator[Archived]:
+        raise ArchiveError("000000000001.log line 3 is not a record: run `kustos audit verify`")
+
+
+def test_background_forwarding_on_a_damaged_archive_stops_with_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    background = BackgroundForwarding(
+        [forwarder(tmp_path, FlakySink(), Damaged())], poll_seconds=600
+    )
+    background.start()
+    assert _until(lambda: background.error is not None)
+    background.stop(grace=1)
+    assert isinstance(background.error, ArchiveError)
+    (line,) = [r.getMessage() for r in caplog.records if "forwarding stopped" in r.getMessage()]
+    assert "is not a record" in line
+
+
+# --------------------------------------------------------------------------- the tail
+def test_archive_tail_reads_on_across_segments_and_agrees_with_the_archive(
+    tmp_path: Path,
+) -> None:
+    tail = ArchiveTail(tmp_path)
+    seen: list[int] = []
+    with Archive(tmp_path, fsync=Fsync.NONE, segment_bytes=4096) as archive:
+        for start in range(0, 60, 7):
+            archive.append([event(n) for n in range(start, start + 7)])
+            after = seen[-1] if seen else 0
+            seen += [a.seq for a in tail.read(after_seq=after)]  # resumes from its mark
+    assert seen == list(range(1, 64))
+    assert len(list((tmp_path / "segments").iterdir())) > 3  # it crossed segments
+    reference = Archive(tmp_path)
+    for after in (0, 1, 17, 40, 62, 63):  # any other cursor: a scan, the same answer
+        expected = [(a.seq, a.event) for a in reference.read(after_seq=after)]
+        assert [(a.seq, a.event) for a in ArchiveTail(tmp_path).read(after_seq=after)] == expected
+        assert [(a.seq, a.event) for a in tail.read(after_seq=after)] == expected
+
+
+def test_archive_tail_leaves_a_line_being_written_and_names_damage(tmp_path: Path) -> None:
+    with Archive(tmp_path, fsync=Fsync.NONE) as archive:
+        archive.append([event(1), event(2)])
+    segment = next((tmp_path / "segments").iterdir())
+    whole = segment.read_bytes()
+    with segment.open("ab") as fh:
+        fh.write(b"3 " + b"0" * 64 + b' {"half')  # the writer is in the middle of a line
+    tail = ArchiveTail(tmp_path)
+    assert [a.seq for a in tail.read()] == [1, 2]
+    segment.write_bytes(whole.replace(b" ", b"_", 1))
+    with pytest.raises(ArchiveError, match="damaged near byte"):
+        list(ArchiveTail(tmp_path).read())

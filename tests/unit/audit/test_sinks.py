@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -57,6 +57,10 @@ class Capture:
     answers: list[tuple[int, bytes]] = field(default_factory=list)
     port: int = 0
     scheme: str = "http"
+    #: Bodies over this many bytes get 413, as a proxy or the sink's own limit answers.
+    max_body: int | None = None
+    #: Answers computed from the request (after the size check), instead of ``answers``.
+    respond: Callable[[Received], tuple[int, bytes]] | None = None
 
     @property
     def url(self) -> str:
@@ -73,8 +77,14 @@ def _serve(capture: Capture, context: ssl.SSLContext | None) -> Iterator[Capture
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
-            capture.requests.append(Received(self.path, dict(self.headers.items()), body))
-            status, answer = capture.answers.pop(0) if capture.answers else (200, b"{}")
+            received = Received(self.path, dict(self.headers.items()), body)
+            capture.requests.append(received)
+            if capture.max_body is not None and length > capture.max_body:
+                status, answer = 413, b'{"text":"Content too large"}'
+            elif capture.respond is not None:
+                status, answer = capture.respond(received)
+            else:
+                status, answer = capture.answers.pop(0) if capture.answers else (200, b"{}")
             self.send_response(status)
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
@@ -435,3 +445,196 @@ async def test_syslog_receiver_down_is_retryable() -> None:
     with pytest.raises(SinkError, match=r"syslog sink s \(127\.0\.0\.1") as err:
         await SyslogSender(settings).send(records(1))
     assert err.value.retryable
+
+
+# --------------------------------------------------------------------------- 413
+def _keys_in(kind: str, body: bytes) -> list[str]:
+    """The record keys a request carried, read back from each sink's wire format."""
+    if kind == "webhook":
+        return [r["key"] for r in json.loads(body)["records"]]
+    if kind == "splunk":
+        decoder, text, at, found = json.JSONDecoder(), body.decode(), 0, []
+        while at < len(text):
+            doc, at = decoder.raw_decode(text, at)
+            found.append(doc["fields"]["key"])
+            while at < len(text) and text[at].isspace():
+                at += 1
+        return found
+    if kind == "elasticsearch":
+        return [json.loads(line)["create"]["_id"] for line in body.splitlines()[::2]]
+    return [
+        json.loads(value[1])["key"]
+        for stream in json.loads(body)["streams"]
+        for value in stream["values"]
+    ]
+
+
+def _accept_all(received: Received) -> tuple[int, bytes]:
+    if received.path == "/_bulk":
+        count = len(received.body.splitlines()) // 2
+        items = [{"create": {"status": 201}} for _ in range(count)]
+        return 200, json.dumps({"errors": False, "items": items}).encode()
+    return 200, b'{"text":"Success","code":0}'
+
+
+@pytest.mark.parametrize("kind", ["webhook", "splunk", "elasticsearch", "loki"])
+@pytest.mark.asyncio
+async def test_413_splits_the_batch_and_a_record_too_large_alone_is_skipped_and_counted(
+    kind: str,
+    http: Capture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("HEC_TOKEN", TOKEN)
+    http.max_body, http.respond = 1000, _accept_all
+    big = "B" * 3000
+    events = Events(
+        [
+            Archived(
+                i,
+                {
+                    "auditID": f"a{i}",
+                    "stage": "ResponseComplete",
+                    "verb": "get",
+                    "userAgent": big if i == 5 else "y" * 200,
+                },
+            )
+            for i in range(1, 10)
+        ]
+    )
+    extra = {"token_env": "HEC_TOKEN"} if kind == "splunk" else {}
+    config = WatchConfig.model_validate(
+        {"sinks": [{"name": "big", "type": kind, "url": http.url, "batch_size": 8,
+                    "send": ["events"], **extra}]}
+    )  # fmt: skip
+    sink = config.sinks[0]
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    forwarder = Forwarder(
+        sink, HttpSender(sink), archive_dir=tmp_path, events=events, sleep=no_wait
+    )
+    try:
+        progress = await forwarder.run_once()
+    finally:
+        await forwarder.sender.close()
+    accepted = [
+        key
+        for request in http.requests
+        if len(request.body) <= 1000
+        for key in _keys_in(kind, request.body)
+    ]
+    expected = [f"a{i}:ResponseComplete" for i in range(1, 10) if i != 5]
+    assert sorted(accepted) == sorted(expected)  # every other record, each once
+    assert len(http.requests) < 20  # halves, not a loop
+    assert progress.refused == 1
+    assert forwarder.position().events == 9  # skipped, not stuck
+    refusals = [r.getMessage() for r in caplog.records if "for good" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "a5:ResponseComplete" in refusals[0]
+    assert "413 payload too large" in refusals[0]
+    assert big not in caplog.text
+
+
+# --------------------------------------------------------------------------- HEC ack
+@dataclass
+class Hec:
+    """HEC with indexer acknowledgement: ack ids per channel, indexed after some polls."""
+
+    polls_before_indexed: int = 1
+    never: set[int] = field(default_factory=set)
+    next_id: int = 0
+    polls: dict[int, int] = field(default_factory=dict)
+    channels: set[str] = field(default_factory=set)
+
+    def __call__(self, received: Received) -> tuple[int, bytes]:
+        channel = received.headers.get("X-Splunk-Request-Channel", "")
+        self.channels.add(channel)
+        if received.path.startswith("/services/collector/event"):
+            ack, self.next_id = self.next_id, self.next_id + 1
+            return 200, json.dumps({"text": "Success", "code": 0, "ackId": ack}).encode()
+        assert received.path == f"/services/collector/ack?channel={channel}"
+        answer = {}
+        for ack in json.loads(received.body)["acks"]:
+            self.polls[ack] = self.polls.get(ack, 0) + 1
+            answer[str(ack)] = ack not in self.never and self.polls[ack] > self.polls_before_indexed
+        return 200, json.dumps({"acks": answer}).encode()
+
+
+def _hec_forwarder(http: Capture, tmp_path: Path, count: int, **ack: Any) -> Forwarder:
+    events = Events(
+        [
+            Archived(i, {"auditID": f"a{i}", "stage": "ResponseComplete"})
+            for i in range(1, count + 1)
+        ]
+    )
+    config = WatchConfig.model_validate(
+        {"sinks": [{"name": "hec", "type": "splunk", "url": http.url, "token_env": "HEC_TOKEN",
+                    "batch_size": 2, "send": ["events"], "ack": True,
+                    "ack_poll_seconds": 0.02, **ack}]}
+    )  # fmt: skip
+    sink = config.sinks[0]
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    return Forwarder(sink, HttpSender(sink), archive_dir=tmp_path, events=events, sleep=no_wait)
+
+
+@pytest.mark.asyncio
+async def test_splunk_ack_waits_for_the_indexer_on_one_channel(
+    http: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEC_TOKEN", TOKEN)
+    hec = Hec(polls_before_indexed=2)
+    http.respond = hec
+    forwarder = _hec_forwarder(http, tmp_path, 4)
+    try:
+        progress = await forwarder.run_once()
+    finally:
+        await forwarder.sender.close()
+    posts = [r for r in http.requests if r.path == "/services/collector/event"]
+    polls = [r for r in http.requests if r.path.startswith("/services/collector/ack")]
+    assert len(posts) == 2
+    assert len(polls) == 6  # two unindexed answers, then indexed, per batch
+    (channel,) = hec.channels
+    assert len(channel) == 36  # a UUID, the same on every request
+    assert all(r.headers["Authorization"] == f"Splunk {TOKEN}" for r in http.requests)
+    assert json.loads(polls[0].body) == {"acks": [0]}
+    assert (progress.events, progress.retries) == (4, 0)
+
+
+@pytest.mark.asyncio
+async def test_splunk_ack_timeout_resends_the_batch(
+    http: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEC_TOKEN", TOKEN)
+    http.respond = Hec(polls_before_indexed=0, never={0})  # the first post is lost
+    forwarder = _hec_forwarder(http, tmp_path, 2, ack_timeout_seconds=0.1)
+    try:
+        progress = await forwarder.run_once()
+    finally:
+        await forwarder.sender.close()
+    posts = [r for r in http.requests if r.path == "/services/collector/event"]
+    assert len(posts) == 2  # sent again after the timeout
+    assert _keys_in("splunk", posts[0].body) == _keys_in("splunk", posts[1].body)
+    assert (progress.events, progress.retries) == (2, 1)
+    assert forwarder.position().events == 2
+
+
+@pytest.mark.asyncio
+async def test_splunk_ack_on_a_token_without_ack_is_one_clear_refusal(
+    http: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEC_TOKEN", TOKEN)
+    http.answers = [(200, b'{"text":"Success","code":0}')]
+    forwarder = _hec_forwarder(http, tmp_path, 1)
+    try:
+        with pytest.raises(SinkError, match="without an ackId") as refused:
+            await forwarder.run_once()
+    finally:
+        await forwarder.sender.close()
+    assert not refused.value.retryable
+    assert TOKEN not in str(refused.value)

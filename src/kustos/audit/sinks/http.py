@@ -11,7 +11,10 @@ Wire formats (the vendors' documentation; summarised in ``docs/audit-alerts.md``
   ``X-Kustos-Signature: sha256=HMAC-SHA256(key, "<timestamp>." + body)``;
 - Splunk HEC: ``POST url/services/collector/event``, ``Authorization: Splunk <token>``,
   one ``{"time", "host", "source", "sourcetype", "index"?, "event", "fields"}`` object per
-  record, concatenated; HEC answers 503 when busy;
+  record, concatenated; HEC answers 503 when busy. With ``ack: true`` every request
+  carries ``X-Splunk-Request-Channel`` (a UUID per sender), the answer's ``ackId`` is
+  polled at ``/services/collector/ack?channel=…`` with ``{"acks": [id]}`` until
+  ``{"acks": {"id": true}}``, and a batch not acknowledged in time is sent again;
 - Elasticsearch ``_bulk``: NDJSON ``{"create": {"_index", "_id": key}}`` then the document,
   final newline, ``application/x-ndjson``; the answer is 200 even when items failed, so
   each item's status is read: 2xx and 409 (already indexed by an earlier attempt) are
@@ -19,17 +22,24 @@ Wire formats (the vendors' documentation; summarised in ``docs/audit-alerts.md``
 - Loki: ``POST url/loki/api/v1/push``, JSON ``{"streams": [{"stream": labels, "values":
   [["<unix ns>", "<json line>"]]}]}``; labels are the configured ones plus ``stream`` and,
   for alerts, ``severity`` (never a user or a Secret name: those are high-cardinality).
+
+Every HTTP sink: a 413 (Payload Too Large) splits the batch in halves, recursively; a
+single record still too large is refused for good (counted and logged by key), never
+retried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import socket
 import ssl
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -48,7 +58,10 @@ from kustos.audit.sinks.settings import (
 from kustos.errors import ConfigError, FileAccessError, SinkError, quote_foreign
 from kustos.sensitive import Sensitive
 
+_log = logging.getLogger(__name__)
+
 JSON: Final = "application/json"
+TOO_LARGE: Final = 413
 _RETRY_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -134,6 +147,14 @@ class Splunk:
             raise ConfigError(f"sink {settings.name}: token_env is required")
         self._token = token
         self._host = hostname or socket.gethostname()
+        #: The channel HEC keeps this sender's acknowledgements on (one per sender).
+        self.channel = str(uuid.uuid4())
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": JSON, "Authorization": "Splunk " + self._token.reveal_text()}
+        if self.settings.ack:
+            headers["X-Splunk-Request-Channel"] = self.channel
+        return headers
 
     def encode(self, records: Sequence[Record]) -> Request:
         parts = []
@@ -149,14 +170,44 @@ class Splunk:
             if self.settings.index is not None:
                 doc["index"] = self.settings.index
             parts.append(orjson.dumps(doc))
-        headers = {
-            "Content-Type": JSON,
-            "Authorization": "Splunk " + self._token.reveal_text(),
-        }
-        return self.settings.url + "/services/collector/event", headers, b"\n".join(parts)
+        url = self.settings.url + "/services/collector/event"
+        return url, self._headers(), b"\n".join(parts)
 
     def interpret(self, status: int, text: str, records: Sequence[Record]) -> Delivery:
         return _whole(status, text, records, where=f"Splunk sink {self.settings.name}")
+
+    def ack_id(self, text: str) -> int:
+        """The ``ackId`` of an accepted batch; ``SinkError`` when HEC gave none."""
+        try:
+            ack = orjson.loads(text)["ackId"]
+            if not isinstance(ack, int):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise SinkError(
+                f"Splunk sink {self.settings.name}: HEC answered without an ackId (is indexer "
+                "acknowledgement enabled on this token?)",
+                retryable=False,
+            ) from None
+        return ack
+
+    def ack_request(self, ack_ids: Sequence[int]) -> Request:
+        """The poll of ``/services/collector/ack`` for *ack_ids* on this channel."""
+        url = f"{self.settings.url}/services/collector/ack?channel={self.channel}"
+        return url, self._headers(), orjson.dumps({"acks": list(ack_ids)})
+
+    def acknowledged(self, status: int, text: str) -> set[int]:
+        """The ack ids HEC says are indexed; ``SinkError`` on an error answer."""
+        where = f"Splunk sink {self.settings.name}"
+        if not 200 <= status < 300:
+            raise SinkError(
+                f"{where}: ack poll: HTTP {status}: {quote_foreign(text)}",
+                retryable=_retryable(status),
+            )
+        try:
+            acks = orjson.loads(text)["acks"]
+            return {int(k) for k, v in acks.items() if v is True}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise SinkError(f"{where}: unreadable ack answer", retryable=True) from None
 
 
 class Elasticsearch:
@@ -263,14 +314,56 @@ class HttpSender:
         self._client = httpx.AsyncClient(verify=verify, timeout=settings.timeout_seconds)
 
     async def send(self, records: Sequence[Record]) -> Delivery:
-        """Post one batch; ``SinkError`` when the sink is unreachable or refused it whole."""
+        """Post one batch; ``SinkError`` when the sink is unreachable or refused it whole.
+
+        A 413 (payload too large) splits the batch in halves, each posted (and split
+        again) on its own; a record too large alone is refused for good with that reason,
+        so the forwarder counts it, logs its key and goes on: never a loop.
+        """
         url, headers, body = self.encoder.encode(records)
+        response = await self._post(url, headers, body)
+        if response.status_code == TOO_LARGE:
+            if len(records) == 1:
+                reason = f"413 payload too large: {len(body)} bytes alone exceed the sink's limit"
+                return Delivery(refused=((records[0], reason),))
+            half = len(records) // 2
+            first = await self.send(records[:half])
+            second = await self.send(records[half:])
+            return Delivery(
+                delivered=first.delivered + second.delivered,
+                retry=first.retry + second.retry,
+                refused=first.refused + second.refused,
+            )
+        delivery = self.encoder.interpret(response.status_code, response.text, records)
+        if isinstance(self.encoder, Splunk) and self.encoder.settings.ack:
+            return await self._acknowledged(self.encoder, response.text, delivery)
+        return delivery
+
+    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> httpx.Response:
         try:
-            response = await self._client.post(url, content=body, headers=headers)
+            return await self._client.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             reason = quote_foreign(str(exc) or type(exc).__name__, 120)
             raise SinkError(f"sink {self.name}: {reason}", retryable=True) from exc
-        return self.encoder.interpret(response.status_code, response.text, records)
+
+    async def _acknowledged(self, hec: Splunk, text: str, delivery: Delivery) -> Delivery:
+        """Wait for HEC to say the batch is indexed; past the timeout, send it again."""
+        ack = hec.ack_id(text)
+        deadline = time.monotonic() + hec.settings.ack_timeout_seconds
+        while True:
+            await asyncio.sleep(hec.settings.ack_poll_seconds)
+            url, headers, body = hec.ack_request([ack])
+            response = await self._post(url, headers, body)
+            if ack in hec.acknowledged(response.status_code, response.text):
+                return delivery
+            if time.monotonic() >= deadline:
+                _log.warning(
+                    "sink %s: batch (ack %d) not acknowledged within %gs; sending it again",
+                    self.name,
+                    ack,
+                    hec.settings.ack_timeout_seconds,
+                )
+                return Delivery(retry=delivery.delivered, refused=delivery.refused)
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -110,6 +110,12 @@ class SplunkSink(_HttpSink):
     token_env: str
     index: str | None = None
     source: str = "kustos"
+    #: Indexer acknowledgement: a batch counts as delivered only once HEC says it is indexed
+    #: (``/services/collector/ack`` on this sender's channel); unacknowledged batches are
+    #: sent again after ``ack_timeout_seconds``. The HEC token must have ack enabled.
+    ack: bool = False
+    ack_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    ack_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
 
 class ElasticsearchSink(_HttpSink):
