@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
 import re
 import zoneinfo
 from collections import OrderedDict, deque
@@ -90,6 +91,9 @@ MAX_IDS: Final = 20
 MAX_ADDRESSES: Final = 256
 #: How many recent audit IDs are kept to count a request once across its stages.
 RECENT_IDS: Final = 4096
+#: Ignore-list answers cached per (principal, detector); a cluster has thousands of
+#: ServiceAccounts, and a cache smaller than that is cleared and refilled on every batch.
+IGNORE_CACHE: Final = 1 << 16
 
 
 class ArchivedLike(Protocol):
@@ -416,8 +420,14 @@ class WatchState:
     recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
 
+@functools.lru_cache(maxsize=64)
+def _glob_pattern(globs: tuple[str, ...]) -> re.Pattern[str]:
+    """One regular expression for a whole ignore list (one match instead of one per glob)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs) or "(?!)")
+
+
 def _matches(user: str, globs: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(user, g) for g in globs)
+    return _glob_pattern(tuple(globs)).match(user) is not None
 
 
 def _secret_label(namespace: str | None, name: str | None) -> str:
@@ -558,7 +568,7 @@ class Detector:
             found = _matches(user, globs)
             if not detector:
                 self._platform[user] = found
-            if len(self._ignore_cache) > RECENT_IDS:
+            if len(self._ignore_cache) > IGNORE_CACHE:
                 self._ignore_cache.clear()
                 self._platform.clear()
             self._ignore_cache[key] = found

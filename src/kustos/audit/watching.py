@@ -41,6 +41,8 @@ from kustos.files import StateFile, StateModel, read_text
 log = logging.getLogger(__name__)
 
 BASELINE_FILE: Final = "baseline.json"
+#: A routine baseline save waits at least this many times as long as the last one took.
+_SAVE_SHARE: Final = 20
 Hook = Callable[[Sequence[ArchivedLike]], None]
 
 
@@ -109,8 +111,8 @@ class BaselineDoc(StateModel):
 
 
 def state_to_doc(state: WatchState) -> BaselineDoc:
-    """The storable form of *state*."""
-    return BaselineDoc(
+    """The storable form of *state* (built without validation: the state is well-typed)."""
+    return BaselineDoc.model_construct(
         started=state.started.isoformat() if state.started is not None else None,
         last_seq=state.last_seq,
         secret_readers=tuple(sorted(state.secret_readers)),
@@ -162,6 +164,10 @@ class DetectorHook:
         self.save_every = save_every
         self._clock = clock
         self._saved_at = clock()
+        #: Seconds between routine saves: ``save_every``, or more when a save is slow (the
+        #: baselines grow with the cluster), so that saving costs at most 1/_SAVE_SHARE of
+        #: the time. Safe: a restart replays the events after the saved ``last_seq``.
+        self._interval = save_every
         self._replaying: set[tuple[str, tuple[str, ...], str]] | None = None
 
     def catch_up(self, events: EventSource) -> int:
@@ -197,7 +203,7 @@ class DetectorHook:
             # the next start, and the replay recognises the alerts already stored.
             self.store.append(alerts)
             self.save()
-        elif self._clock() - self._saved_at >= self.save_every:
+        elif self._clock() - self._saved_at >= self._interval:
             self.save()
         return len(alerts)
 
@@ -207,9 +213,11 @@ class DetectorHook:
 
     def save(self) -> None:
         """Write the baselines now."""
+        started = self._clock()
         self.baseline.path.parent.mkdir(parents=True, exist_ok=True)
         self.baseline.write(state_to_doc(self.detector.state))
         self._saved_at = self._clock()
+        self._interval = max(self.save_every, _SAVE_SHARE * (self._saved_at - started))
 
 
 def hooks_for(archive_dir: Path, config: Path | None) -> list[Hook]:
