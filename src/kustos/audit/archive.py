@@ -45,10 +45,11 @@ from kustos.audit.hashing import (
 from kustos.audit.indexing import Entry, Index, keys_of
 from kustos.audit.records import (
     ArchivedEvent,
+    Prepared,
     event_key,
     format_time,
-    needs_stripping,
-    strip_values,
+    prepare_event,
+    text_view,
 )
 from kustos.errors import ArchiveError, ArchiveFullError, ConfigError
 from kustos.files import PRIVATE, write_atomic
@@ -237,7 +238,7 @@ class Archive:
     def read(self, after_seq: int = 0) -> Iterator[ArchivedEvent]:
         """Every archived event after *after_seq*, in order (no verification: see verify)."""
         for seq, _, data in scan(self.directory, after_seq):
-            yield ArchivedEvent(seq, orjson.loads(data))
+            yield ArchivedEvent(seq, data=data)
 
     @property
     def size(self) -> int:
@@ -259,31 +260,12 @@ class Archive:
         self.close()
 
     def append(self, events: Sequence[Mapping[str, Any]]) -> list[ArchivedEvent]:
-        """Store *events* (values stripped, repeats skipped); durable when this returns."""
-        prepared = []
-        for event in events:
-            if needs_stripping(event):
-                kept, _ = strip_values(event)
-                self.stripped += 1
-            else:
-                kept = dict(event)
-            prepared.append((orjson.dumps(kept), kept))
-        return self._append(prepared)
+        """Store decoded *events* (values stripped, repeats skipped); durable on return."""
+        return self.append_prepared([prepare_event(event) for event in events])
 
-    def append_parsed(self, items: Sequence[tuple[bytes, dict[str, Any]]]) -> list[ArchivedEvent]:
-        """Store events given with the JSON they were decoded from (an audit log's lines),
-        as :meth:`append`; an event that needs no stripping keeps the bytes it came with."""
-        prepared = []
-        for line, event in items:
-            if needs_stripping(event):
-                kept, _ = strip_values(event)
-                self.stripped += 1
-                prepared.append((orjson.dumps(kept), kept))
-            else:
-                prepared.append((line.strip(), event))
-        return self._append(prepared)
-
-    def _append(self, prepared: Sequence[tuple[bytes, dict[str, Any]]]) -> list[ArchivedEvent]:
+    def append_prepared(self, prepared: Sequence[Prepared]) -> list[ArchivedEvent]:
+        """Store events made ready by :func:`~kustos.audit.records.prepare` (the ingest
+        paths: their text is kept as it came when it carries no body), as :meth:`append`."""
         self.open_writer()
         if self._segment_size >= self.segment_bytes:
             self._new_segment(self._seq + 1)
@@ -294,27 +276,33 @@ class Archive:
         keys = []
         batch_keys: set[tuple[str, str]] = set()
         recent = self._recent
-        for data, event in prepared:
+        stripped = 0
+        for item in prepared:
             # The hot loop of every ingest path: event_key, link and record_line inlined.
-            audit_id, stage = event.get("auditID"), event.get("stage")
-            if type(audit_id) is str and audit_id and type(stage) is str:
-                key = (audit_id, stage)
+            view, data = item.view, item.data
+            if view.auditID:
+                key = (view.auditID, view.stage)
                 if key in recent or key in batch_keys:
                     self.repeated += 1
                     continue
                 batch_keys.add(key)
                 keys.append(key)
             seq += 1
-            head = sha256(head + seq.to_bytes(8, "big") + data).digest()
+            digest = sha256(head)
+            digest.update(seq.to_bytes(8, "big"))
+            digest.update(data)
+            head = digest.digest()
             line = b"%d %s %s\n" % (seq, head.hex().encode(), data)
             chunks.append(line)
-            stored.append(ArchivedEvent(seq, event))
-            lookup, time = keys_of(event)
+            stored.append(ArchivedEvent(seq, item.event, data=data, view=view))
+            lookup, time = keys_of(view)
             entries.append((seq, offset, lookup, time))
             offset += len(line)
+            stripped += item.stripped
         if not stored:
             return stored
         self._write(b"".join(chunks))
+        self.stripped += stripped
         self._seq, self._head = seq, head
         self._remember(keys)
         assert self._index is not None  # noqa: S101 - set by _ensure_open
@@ -508,7 +496,7 @@ class Archive:
             return
         batch = []
         for seq, offset, data in scan(self.directory, after_seq=indexed):
-            lookup, time = keys_of(orjson.loads(data))
+            lookup, time = keys_of(text_view(data))
             batch.append((seq, offset, lookup, time))
             if len(batch) >= 20_000:
                 self._index.add(batch)

@@ -52,7 +52,13 @@ from typing import Any, Final, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kustos.audit.alerts import Alert, Severity
-from kustos.audit.records import STRIPPED_ANNOTATION
+from kustos.audit.records import (
+    STRIPPED_ANNOTATION,
+    ArchivedEvent,
+    EventView,
+    RefView,
+    view_of,
+)
 from kustos.durations import parse_duration
 
 #: Annotation the receiver adds to an event whose request or response body it removed.
@@ -71,6 +77,7 @@ PLATFORM_USERS: Final = (
 )
 SECRET_READS: Final = frozenset({"get", "list", "watch"})
 SECRET_WRITES: Final = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+_NO_REF: Final = RefView()
 _COUNTED_STAGES: Final = frozenset({"ResponseStarted", "ResponseComplete", "Panic"})
 _HEALTH: Final = re.compile(r"^/(healthz|livez|readyz|version|openapi)(/|$|\?)")
 _ANONYMOUS_GROUP: Final = "system:unauthenticated"
@@ -325,74 +332,64 @@ def parse_time(text: str) -> dt.datetime:
 
 def event_time(event: Mapping[str, Any]) -> dt.datetime | None:
     """When the request was received (or the stage, or the event, was written); ``None``."""
-    for key in ("requestReceivedTimestamp", "stageTimestamp", "timestamp"):
-        value = event.get(key)
-        if isinstance(value, str):
+    return view_time(view_of(event))
+
+
+def view_time(view: EventView) -> dt.datetime | None:
+    """:func:`event_time` of an event's view."""
+    meta = view.metadata
+    for value in (
+        view.requestReceivedTimestamp,
+        view.stageTimestamp,
+        view.timestamp,
+        meta.creationTimestamp if meta is not None else "",
+    ):
+        if value:
             try:
                 return parse_time(value)
             except ValueError:
                 continue
-    meta = event.get("metadata")
-    if isinstance(meta, Mapping) and isinstance(meta.get("creationTimestamp"), str):
-        try:
-            return parse_time(meta["creationTimestamp"])
-        except ValueError:
-            return None
     return None
 
 
-def request_of(event: Mapping[str, Any]) -> Request | None:
+def request_of(event: Mapping[str, Any] | EventView) -> Request | None:
     """The detector's view of *event*, or ``None`` for a stage or shape it does not count."""
-    if event.get("stage") not in _COUNTED_STAGES:
+    view = event if isinstance(event, EventView) else view_of(event)
+    if view.stage not in _COUNTED_STAGES or not view.auditID:
         return None
-    audit_id = event.get("auditID")
-    when = event_time(event)
-    if when is None or not isinstance(audit_id, str) or not audit_id:
+    when = view_time(view)
+    if when is None:
         return None
-    try:  # well-formed events take the straight path; a wrong type anywhere drops the event
-        return _request(event, audit_id, when)
-    except (AttributeError, TypeError, IndexError):
-        return None
-
-
-def _request(event: Mapping[str, Any], audit_id: str, when: dt.datetime) -> Request:
-    # Hot path (every non-routine event): plain gets and class checks, no helper calls.
-    user = event.get("user") or {}
-    acting = event.get("impersonatedUser")
+    user = view.user
+    acting = view.impersonatedUser
     impersonator = None
-    if acting and acting.get("username"):
-        impersonator = user.get("username")
+    if acting is not None and acting.username:
+        impersonator = user.username if user is not None else None
         user = acting
-    extra = user.get("extra")
     pod = None
-    if extra:
-        values = extra.get(_POD_NAME_EXTRA)
-        pod = values[0] if values and values[0].__class__ is str else None
-    ref = event.get("objectRef") or {}
-    ips = event.get("sourceIPs")
-    ip = ips[-1] if ips else None
-    code = (event.get("responseStatus") or {}).get("code")
-    annotations = event.get("annotations")
-    username, verb, uri = user.get("username"), event.get("verb"), event.get("requestURI")
-    resource, sub = ref.get("resource"), ref.get("subresource")
-    namespace, name = ref.get("namespace"), ref.get("name")
+    if user is not None and user.extra:
+        values = user.extra.get(_POD_NAME_EXTRA)
+        pod = values[0] if values else None
+    ref = view.objectRef or _NO_REF
+    code = view.responseStatus.code if view.responseStatus is not None else None
     return Request(
-        audit_id,
+        view.auditID,
         when,
-        username if username.__class__ is str else "",
-        tuple(g for g in user.get("groups") or () if g.__class__ is str),
-        impersonator if impersonator.__class__ is str else None,
-        verb if verb.__class__ is str else "",
-        resource if resource.__class__ is str else "",
-        sub if sub.__class__ is str else "",
-        namespace if namespace.__class__ is str and namespace else None,
-        name if name.__class__ is str and name else None,
-        ip if ip.__class__ is str and ip else None,
-        code if code.__class__ is int else None,
-        uri if uri.__class__ is str else "",
+        (user.username or "") if user is not None else "",
+        user.groups if user is not None else (),
+        impersonator,
+        view.verb,
+        ref.resource,
+        ref.subresource,
+        ref.namespace or None,
+        ref.name or None,
+        view.sourceIPs[-1] if view.sourceIPs and view.sourceIPs[-1] else None,
+        code,
+        view.requestURI,
         pod,
-        annotations is not None and ANNOTATION_STRIPPED in annotations,
-        event.get("requestObject") is not None or event.get("responseObject") is not None,
+        ANNOTATION_STRIPPED in view.annotations,
+        # A body that is null is no body (strict decode keeps it as None).
+        bool(view.requestObject) or bool(view.responseObject),
     )
 
 
@@ -479,19 +476,22 @@ class Detector:
             if archived.seq <= state.last_seq:
                 continue
             state.last_seq = archived.seq
-            if state.started is not None and self._routine(archived.event):
+            # The archive's own events carry their view; others are read from their event.
+            view = archived.view if type(archived) is ArchivedEvent else view_of(archived.event)
+            if state.started is not None and self._routine(view):
                 continue  # the common case, without building a generator
-            alerts.extend(self._observe(archived.event))
+            alerts.extend(self._observe(view))
         return alerts
 
-    def observe(self, event: Mapping[str, Any]) -> Iterator[Alert]:
+    def observe(self, event: Mapping[str, Any] | EventView) -> Iterator[Alert]:
         """The alerts one event raises (and the baselines it updates)."""
-        if self.state.started is not None and self._routine(event):
+        view = event if isinstance(event, EventView) else view_of(event)
+        if self.state.started is not None and self._routine(view):
             return
-        yield from self._observe(event)
+        yield from self._observe(view)
 
-    def _observe(self, event: Mapping[str, Any]) -> Iterator[Alert]:
-        req = request_of(event)
+    def _observe(self, view: EventView) -> Iterator[Alert]:
+        req = request_of(view)
         if req is None or not self._first_time(req.audit_id):
             return
         state = self.state
@@ -526,38 +526,32 @@ class Detector:
         if cfg.exec_then_secret.enabled:
             yield from self._after_exec(req)
 
-    def _routine(self, event: Mapping[str, Any]) -> bool:
+    def _routine(self, view: EventView) -> bool:
         """A platform identity's request that no detector can fire on: skipped cheaply.
 
         Most of a cluster's audit traffic is controllers and nodes working on leases,
         pods and events, and the kubelet reading Secrets: only a Secret write, a body or
         a failed authentication by them can matter, and this check reads a few fields.
         """
-        user = event.get("impersonatedUser") or event.get("user")
-        if user.__class__ is not dict:
+        acting = view.impersonatedUser
+        user = acting if acting is not None and acting.username else view.user
+        if user is None or user.username is None:
             return False
-        platform = self._platform.get(user.get("username"))
+        name = user.username
+        platform = self._platform.get(name)
         if not platform:
-            if platform is False:
-                return False
-            name = user.get("username")
-            if not isinstance(name, str) or not self._is(name, ""):
+            if platform is False or not self._is(name, ""):
                 return False
             self._platform[name] = True
-        ref = event.get("objectRef")
-        if ref.__class__ is not dict:
+        ref = view.objectRef
+        if ref is None:
             return False
-        if ref.get("resource") == "secrets" and (
-            event.get("verb") not in SECRET_READS
-            or "requestObject" in event
-            or "responseObject" in event
-        ):
+        if ref.resource == "secrets" and (view.verb not in SECRET_READS or view.has_body):
             return False
-        status = event.get("responseStatus")
-        if status.__class__ is dict and status.get("code") == 401:
+        status = view.responseStatus
+        if status is not None and status.code == 401:
             return False
-        annotations = event.get("annotations")
-        return not (annotations.__class__ is dict and ANNOTATION_STRIPPED in annotations)
+        return ANNOTATION_STRIPPED not in view.annotations
 
     def _is(self, user: str, detector: str) -> bool:
         """*user* matches the ignore list of *detector* (``""``: the global one); cached."""

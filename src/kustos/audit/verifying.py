@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kustos.audit.archive import (
@@ -34,6 +33,7 @@ from kustos.audit.hashing import (
     parse_line,
 )
 from kustos.audit.indexing import Entry, Index, block_of, keys_of, postings_of
+from kustos.audit.records import text_view
 from kustos.errors import InputError
 
 
@@ -124,8 +124,8 @@ class _Walk:
 
     def _indexed(self, seq: int, offset: int, data: bytes) -> bool:
         try:
-            lookup, time = keys_of(orjson.loads(data))
-        except orjson.JSONDecodeError:
+            lookup, time = keys_of(text_view(data))
+        except ValueError:  # orjson.JSONDecodeError among them
             self.result.problems.append(f"record {seq} holds no JSON event (modified)")
             return False
         if self.index is None:

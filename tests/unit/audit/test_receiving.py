@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import pytest_asyncio
 
 from kustos.audit.archive import Archive
 from kustos.audit.receiving import BatchError, Receiver, ReceiverSettings, parse_batch, serve
-from kustos.audit.records import ArchivedEvent
+from kustos.audit.records import ArchivedEvent, Prepared
 from kustos.errors import ArchiveFullError
 from tests.unit.audit.test_records import CANARY, event, leaking_event
 
@@ -129,7 +129,7 @@ def test_parse_batch_names_the_bad_item() -> None:
 class _FullArchive(Archive):
     """The archive's adapter boundary: a disk that is full."""
 
-    def append(self, events: Sequence[Mapping[str, Any]]) -> list[ArchivedEvent]:
+    def append_prepared(self, prepared: Sequence[Prepared]) -> list[ArchivedEvent]:
         raise ArchiveFullError("no space left for the batch")
 
 
@@ -152,10 +152,10 @@ class _SlowArchive(Archive):
     entered = threading.Event()
     release = threading.Event()
 
-    def append(self, events: Sequence[Mapping[str, Any]]) -> list[ArchivedEvent]:
+    def append_prepared(self, prepared: Sequence[Prepared]) -> list[ArchivedEvent]:
         self.entered.set()
         self.release.wait(30)
-        return super().append(events)
+        return super().append_prepared(prepared)
 
 
 @pytest.mark.asyncio
