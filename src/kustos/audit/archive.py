@@ -56,7 +56,8 @@ from kustos.files import PRIVATE, write_atomic
 
 log = logging.getLogger(__name__)
 
-#: Called with each batch once it is durable (detectors and forwarding plug in here).
+#: Called with each batch once it is durable (detectors and forwarding plug in here). A
+#: hook with a ``close()`` method has it called when the archive closes.
 Hook = Callable[[Sequence[ArchivedEvent]], None]
 
 SEGMENTS: Final = "segments"
@@ -512,6 +513,10 @@ class Archive:
                 self.checkpoint()
         finally:
             self._release()
+            for hook in self.hooks:  # a hook that works in the background finishes now
+                close = getattr(hook, "close", None)
+                if callable(close):
+                    close()
 
     def _release(self) -> None:
         self._open = False

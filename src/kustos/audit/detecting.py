@@ -462,6 +462,10 @@ class Detector:
         self._platform: dict[str | None, bool] = {}
         self._prune_at = RECENT_IDS
         self._sessions_at = RECENT_IDS
+        #: Whose addresses the new-address detector watches (the others' requests about
+        #: anything but Secrets are routine).
+        self._watch_addresses = config.new_source_ip.enabled
+        self._watch_sa_addresses = config.new_source_ip.include_service_accounts
 
     # ------------------------------------------------------------------ driving
     def process(self, events: Iterable[ArchivedLike]) -> list[Alert]:
@@ -527,31 +531,41 @@ class Detector:
             yield from self._after_exec(req)
 
     def _routine(self, view: EventView) -> bool:
-        """A platform identity's request that no detector can fire on: skipped cheaply.
+        """A request that no detector can fire on or learn from: skipped cheaply.
 
         Most of a cluster's audit traffic is controllers and nodes working on leases,
-        pods and events, and the kubelet reading Secrets: only a Secret write, a body or
-        a failed authentication by them can matter, and this check reads a few fields.
+        pods and events, the kubelet reading Secrets, and workloads calling the API about
+        anything but Secrets. A platform identity matters only through a Secret write, a
+        body or a failed authentication; any other principal also through a Secret
+        request, a refusal, an exec or attach, impersonation or (when the new-address
+        detector watches it) its address. This check reads a few fields of the view.
         """
         acting = view.impersonatedUser
         user = acting if acting is not None and acting.username else view.user
-        if user is None or user.username is None:
+        ref = view.objectRef
+        if user is None or user.username is None or ref is None:
+            return False
+        status = view.responseStatus
+        code = status.code if status is not None else None
+        if code == 401 or ANNOTATION_STRIPPED in view.annotations:
             return False
         name = user.username
         platform = self._platform.get(name)
-        if not platform:
-            if platform is False or not self._is(name, ""):
-                return False
-            self._platform[name] = True
-        ref = view.objectRef
-        if ref is None:
+        if platform is None:
+            platform = self._is(name, "")
+        if platform:
+            return ref.resource != "secrets" or (view.verb in SECRET_READS and not view.has_body)
+        if ref.resource == "secrets" or view.has_body or acting is not None:
             return False
-        if ref.resource == "secrets" and (view.verb not in SECRET_READS or view.has_body):
+        if code is not None and code >= 400:
             return False
-        status = view.responseStatus
-        if status is not None and status.code == 401:
+        if ref.resource == "pods" and ref.subresource in ("exec", "attach"):
             return False
-        return ANNOTATION_STRIPPED not in view.annotations
+        if name == _ANONYMOUS_USER or _ANONYMOUS_GROUP in user.groups:
+            return False
+        # Left: the new-address detector, for the principals it watches.
+        watched = self._watch_sa_addresses or not name.startswith(_SA)
+        return not (self._watch_addresses and watched)
 
     def _is(self, user: str, detector: str) -> bool:
         """*user* matches the ignore list of *detector* (``""``: the global one); cached."""

@@ -230,8 +230,8 @@ class ArchivedEvent:
         data: bytes = b"",
         view: EventView | None = None,
     ) -> None:
-        if event is None and not data:
-            raise ValueError("an archived event needs its Event or its JSON text")
+        if event is None and not data and view is None:
+            raise ValueError("an archived event needs its Event, its JSON text or its view")
         self.seq = seq
         self.data = data
         self._event = event
@@ -241,6 +241,8 @@ class ArchivedEvent:
     def event(self) -> Mapping[str, Any]:
         """The stripped Event (decoded from the stored text on first use)."""
         if self._event is None:
+            if not self.data:
+                raise LookupError(f"record {self.seq}: only its view was kept")
             self._event = orjson.loads(self.data)
         return self._event
 

@@ -19,20 +19,26 @@ replayed events are not stored twice.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import multiprocessing
+import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kustos.audit.alerts import Alert, AlertStore, watch_folder
 from kustos.audit.detecting import ArchivedLike, Detector, DetectorsConfig, WatchState
 from kustos.audit.forwarding import EventSource, Forwarder
+from kustos.audit.records import ArchivedEvent, EventView, view_of
 from kustos.audit.sinks.base import Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, SyslogSink
 from kustos.errors import ConfigError
@@ -41,6 +47,10 @@ from kustos.files import StateFile, StateModel, read_text
 log = logging.getLogger(__name__)
 
 BASELINE_FILE: Final = "baseline.json"
+_READY: Final = b"ready"
+_STOP: Final = b"stop"
+_START_SECONDS: Final = 60
+_STOP_SECONDS: Final = 300
 #: A routine baseline save waits at least this many times as long as the last one took.
 _SAVE_SHARE: Final = 20
 Hook = Callable[[Sequence[ArchivedLike]], None]
@@ -220,14 +230,109 @@ class DetectorHook:
         self._interval = max(self.save_every, _SAVE_SHARE * (self._saved_at - started))
 
 
-def hooks_for(archive_dir: Path, config: Path | None) -> list[Hook]:
-    """The hooks the ingest pipeline calls after each durable append (detection)."""
+def hooks_for(archive_dir: Path, config: Path | None, *, in_process: bool = False) -> list[Hook]:
+    """The hooks the ingest pipeline calls after each durable append (detection).
+
+    The detectors first catch up with the archive here; then they run in a process of
+    their own (:class:`DetectorProcess`) so that ingest and detection use two cores, or
+    in this one with *in_process*.
+    """
     settings = load_config(config)
     hook = DetectorHook(archive_dir, settings.detectors)
     from kustos.audit.archive import Archive  # noqa: PLC0415 - the archive's own module
 
     hook.catch_up(Archive(archive_dir))
-    return [hook]
+    if in_process:
+        return [hook]
+    return [DetectorProcess(archive_dir, settings.detectors)]
+
+
+class DetectorProcess:
+    """The detector hook run in a child process, fed each durable batch's event views.
+
+    The archive's writer only encodes the views of a batch (MessagePack) and sends them
+    down a pipe; the child runs a :class:`DetectorHook` over them, stores the alerts and
+    saves the baselines. A full pipe makes the writer wait (memory stays bounded). If the
+    child dies, ingest goes on and says so once: the baseline names the last event the
+    detectors saw, and the next start catches up from there (:meth:`DetectorHook.catch_up`).
+    :meth:`close` (called by the archive's ``close``) waits until every batch sent was
+    processed.
+    """
+
+    def __init__(self, archive_dir: Path, config: DetectorsConfig) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded service
+        self._pipe, child = context.Pipe(duplex=True)
+        self._process = context.Process(
+            target=run_detector_process,
+            args=(str(archive_dir), config.model_dump(mode="json"), child),
+            name="kustos-detectors",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._alive = self._wait_ready()
+
+    def _wait_ready(self) -> bool:
+        try:
+            if self._pipe.poll(_START_SECONDS) and self._pipe.recv_bytes() == _READY:
+                return True
+        except (EOFError, OSError):
+            pass
+        log.error("the detector process did not start; detection resumes at the next start")
+        return False
+
+    def __call__(self, events: Sequence[ArchivedLike]) -> None:
+        """Send a stored batch (consecutive sequence numbers) to the detectors."""
+        if not self._alive or not events:
+            return
+        views = [e.view if isinstance(e, ArchivedEvent) else view_of(e.event) for e in events]
+        try:
+            self._pipe.send_bytes(events[0].seq.to_bytes(8, "big") + self._encode(views))
+        except OSError:
+            self._alive = False
+            log.error(  # noqa: TRY400 - the reason is the child's exit, logged by it
+                "the detector process stopped at record %d; detection resumes from its "
+                "baseline at the next start",
+                events[0].seq,
+            )
+
+    def close(self) -> None:
+        """Tell the child that no more batches come and wait until it has saved."""
+        if self._pipe.closed:
+            return
+        self._alive = False
+        with contextlib.suppress(OSError):
+            self._pipe.send_bytes(_STOP)
+        self._process.join(_STOP_SECONDS)
+        if self._process.is_alive():
+            log.error("the detector process did not stop in %d s; ended", _STOP_SECONDS)
+            self._process.kill()
+            self._process.join()
+        self._pipe.close()
+
+
+def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connection) -> None:
+    """The child of :class:`DetectorProcess`: batches of views in, alerts and baselines out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    hook = DetectorHook(Path(archive_dir), DetectorsConfig.model_validate(config))
+    decode = msgspec.msgpack.Decoder(list[EventView]).decode
+    pipe.send_bytes(_READY)
+    try:
+        while True:
+            try:
+                message = pipe.recv_bytes()
+            except EOFError:  # the parent died: keep what was seen
+                break
+            if message == _STOP:
+                break
+            first = int.from_bytes(message[:8], "big")
+            views = decode(message[8:])
+            hook([ArchivedEvent(first + i, view=v) for i, v in enumerate(views)])
+    finally:
+        hook.save()
+        pipe.close()
 
 
 # --------------------------------------------------------------------------- forwarding
