@@ -484,7 +484,7 @@ class Detector:
             view = archived.view if type(archived) is ArchivedEvent else view_of(archived.event)
             if state.started is not None and self._routine(view):
                 continue  # the common case, without building a generator
-            alerts.extend(self._observe(view))
+            self._observe(view, alerts)
         return alerts
 
     def observe(self, event: Mapping[str, Any] | EventView) -> Iterator[Alert]:
@@ -492,9 +492,11 @@ class Detector:
         view = event if isinstance(event, EventView) else view_of(event)
         if self.state.started is not None and self._routine(view):
             return
-        yield from self._observe(view)
+        out: list[Alert] = []
+        self._observe(view, out)
+        yield from out
 
-    def _observe(self, view: EventView) -> Iterator[Alert]:
+    def _observe(self, view: EventView, out: list[Alert]) -> None:
         req = request_of(view)
         if req is None or not self._first_time(req.audit_id):
             return
@@ -505,30 +507,30 @@ class Detector:
         cfg = self.config
         platform = self._is(req.user, "")
         if cfg.policy_leak.enabled and (req.stripped or (req.is_secret and req.has_body)):
-            yield from self._limited(req, "policy_leak", req.resource, self._policy_leak(req))
+            self._limited(req, "policy_leak", req.resource, self._policy_leak(req), out)
         anonymous = self._anonymous(req)
         if cfg.anonymous.enabled and anonymous:
-            yield from self._limited(req, "anonymous", req.source_ip or "", self._anon(req))
+            self._limited(req, "anonymous", req.source_ip or "", self._anon(req), out)
         if cfg.secret_changed.enabled and req.is_secret and req.verb in SECRET_WRITES:
-            yield from self._changed(req)
+            self._changed(req, out)
         if platform:
             return
         if cfg.denied_burst.enabled and req.denied and not anonymous:  # anonymous says it
-            yield from self._denied(req)
+            self._denied(req, out)
         if cfg.new_source_ip.enabled:
-            yield from self._new_address(req, learning=learning)
+            self._new_address(req, out, learning=learning)
         if cfg.exec_then_secret.enabled and req.resource == "pods" and req.allowed:
             self._remember_exec(req)
         if not (req.is_secret and req.verb in SECRET_READS and req.allowed):
             return
         if cfg.first_secret_read.enabled:
-            yield from self._first_read(req, learning=learning)
+            self._first_read(req, out, learning=learning)
         if cfg.off_hours.enabled:
-            yield from self._off_hours(req)
+            self._off_hours(req, out)
         if cfg.bulk_read.enabled:
-            yield from self._bulk(req)
+            self._bulk(req, out)
         if cfg.exec_then_secret.enabled:
-            yield from self._after_exec(req)
+            self._after_exec(req, out)
 
     def _routine(self, view: EventView) -> bool:
         """A request that no detector can fire on or learn from: skipped cheaply.
@@ -611,9 +613,9 @@ class Detector:
         )
 
     def _limited(
-        self, req: Request, detector: str, key: str, alert: Alert | None
-    ) -> Iterator[Alert]:
-        """Yield *alert* unless the same detector and key alerted within the cooldown."""
+        self, req: Request, detector: str, key: str, alert: Alert | None, out: list[Alert]
+    ) -> None:
+        """Add *alert* to *out* unless the same detector and key alerted within the cooldown."""
         if alert is None:
             return
         slot = f"{detector}\x00{req.user}\x00{key}"
@@ -627,7 +629,7 @@ class Detector:
             horizon = now - self._cooldown
             self.state.cooldowns = {k: v for k, v in cooldowns.items() if v > horizon}
             self._prune_at = max(RECENT_IDS, 2 * len(self.state.cooldowns))
-        yield alert
+        out.append(alert)
 
     def _ignored(self, req: Request, detector: str) -> bool:
         return self._is(req.user, detector)
@@ -697,21 +699,23 @@ class Detector:
             f"unauthenticated {req.verb or 'request'} on {target} {outcome}",
         )
 
-    def _changed(self, req: Request) -> Iterator[Alert]:
+    def _changed(self, req: Request, out: list[Alert]) -> None:
         section = self.config.secret_changed
         if not req.allowed or req.user == section.operator:
             return
         if _matches(req.user, section.allow_users) or self._ignored(req, "secret_changed"):
             return
         verb = _PAST.get(req.verb, req.verb)
-        yield self._alert(
-            req,
-            "secret_changed",
-            f"{_who(req)} {verb} Secret {_secret_label(req.namespace, req.name)}"
-            " (not the rotation operator nor an allowed writer)",
+        out.append(
+            self._alert(
+                req,
+                "secret_changed",
+                f"{_who(req)} {verb} Secret {_secret_label(req.namespace, req.name)}"
+                " (not the rotation operator nor an allowed writer)",
+            )
         )
 
-    def _denied(self, req: Request) -> Iterator[Alert]:
+    def _denied(self, req: Request, out: list[Alert]) -> None:
         if self._ignored(req, "denied_burst"):
             return
         section = self.config.denied_burst
@@ -726,9 +730,9 @@ class Detector:
             namespace=None,
             name=None,
         )
-        yield from self._limited(req, "denied_burst", "", alert)
+        self._limited(req, "denied_burst", "", alert, out)
 
-    def _new_address(self, req: Request, *, learning: bool) -> Iterator[Alert]:
+    def _new_address(self, req: Request, out: list[Alert], *, learning: bool) -> None:
         section = self.config.new_source_ip
         if req.source_ip is None or not req.user or self._ignored(req, "new_source_ip"):
             return
@@ -743,14 +747,16 @@ class Detector:
             del known[0]
         if learning or first_ever:
             return  # the first address of a principal is its baseline, not news
-        yield self._alert(
-            req,
-            "new_source_ip",
-            f"{_who(req)} called from {req.source_ip}, never seen for it"
-            f" (known: {', '.join(known[-4:-1])})",
+        out.append(
+            self._alert(
+                req,
+                "new_source_ip",
+                f"{_who(req)} called from {req.source_ip}, never seen for it"
+                f" (known: {', '.join(known[-4:-1])})",
+            )
         )
 
-    def _first_read(self, req: Request, *, learning: bool) -> Iterator[Alert]:
+    def _first_read(self, req: Request, out: list[Alert], *, learning: bool) -> None:
         if req.name is None or req.namespace is None or self._ignored(req, "first_secret_read"):
             return
         key = (req.user, req.namespace, req.name)
@@ -759,13 +765,16 @@ class Detector:
         self.state.secret_readers.add(key)
         if learning:
             return
-        yield self._alert(
-            req,
-            "first_secret_read",
-            f"{_who(req)} read Secret {req.namespace}/{req.name} ({req.verb}) for the first time",
+        out.append(
+            self._alert(
+                req,
+                "first_secret_read",
+                f"{_who(req)} read Secret {req.namespace}/{req.name} ({req.verb})"
+                " for the first time",
+            )
         )
 
-    def _off_hours(self, req: Request) -> Iterator[Alert]:
+    def _off_hours(self, req: Request, out: list[Alert]) -> None:
         section = self.config.off_hours
         if self._ignored(req, "off_hours"):
             return
@@ -784,9 +793,9 @@ class Detector:
             f" {local.strftime('%a %H:%M')} {section.timezone}, outside {section.hours}"
             f" {','.join(section.days)}",
         )
-        yield from self._limited(req, "off_hours", _secret_label(req.namespace, req.name), alert)
+        self._limited(req, "off_hours", _secret_label(req.namespace, req.name), alert, out)
 
-    def _bulk(self, req: Request) -> Iterator[Alert]:
+    def _bulk(self, req: Request, out: list[Alert]) -> None:
         section = self.config.bulk_read
         if self._ignored(req, "bulk_read"):
             return
@@ -797,7 +806,7 @@ class Detector:
                     "bulk_read",
                     f"{_who(req)} {_reading(req)}",
                 )
-                yield from self._limited(req, "bulk_read", "cluster", alert)
+                self._limited(req, "bulk_read", "cluster", alert, out)
                 return
             spaces = self._distinct("bulk_namespaces", req, req.namespace or "", self._bulk_window)
             if len(spaces) >= section.namespaces:
@@ -809,7 +818,7 @@ class Detector:
                     audit_ids=[v[1] for v in spaces.values()],
                     namespace=None,
                 )
-                yield from self._limited(req, "bulk_read", "namespaces", alert)
+                self._limited(req, "bulk_read", "namespaces", alert, out)
             return
         label = _secret_label(req.namespace, req.name)
         names = self._distinct("bulk_secrets", req, label, self._bulk_window)
@@ -822,7 +831,7 @@ class Detector:
                 name=None,
                 namespace=req.namespace if len({n.split("/")[0] for n in names}) == 1 else None,
             )
-            yield from self._limited(req, "bulk_read", "secrets", alert)
+            self._limited(req, "bulk_read", "secrets", alert, out)
 
     def _remember_exec(self, req: Request) -> None:
         if req.subresource not in ("exec", "attach") or self._ignored(req, "exec_then_secret"):
@@ -836,7 +845,7 @@ class Detector:
             self.state.sessions = {k: v for k, v in self.state.sessions.items() if v[0] > horizon}
             self._sessions_at = max(RECENT_IDS, 2 * len(self.state.sessions))
 
-    def _after_exec(self, req: Request) -> Iterator[Alert]:
+    def _after_exec(self, req: Request, out: list[Alert]) -> None:
         now = req.time.timestamp()
         candidates = [self.state.sessions.get(f"user\x00{req.user}")]
         if req.pod_name is not None and req.user.startswith(_SA):
@@ -854,8 +863,8 @@ class Detector:
                 f" within {self.config.exec_then_secret.window} of an exec into {pod}",
                 audit_ids=[exec_id, req.audit_id],
             )
-            yield from self._limited(
-                req, "exec_then_secret", _secret_label(req.namespace, req.name), alert
+            self._limited(
+                req, "exec_then_secret", _secret_label(req.namespace, req.name), alert, out
             )
             return
 
