@@ -356,8 +356,10 @@ def prepare(text: bytes) -> Prepared | None:
     and the event written again, so that only bodies the check saw can be stored.
     """
     view = decode_view(text)
-    if view is not None and not view.has_body and b"\n" not in text.strip():
-        return Prepared(text.strip(), view)
+    if view is not None and not view.has_body:
+        data = text.strip()
+        if b"\n" not in data:  # a line of its own in a segment
+            return Prepared(data, view)
     try:
         event = orjson.loads(text)
     except orjson.JSONDecodeError:
