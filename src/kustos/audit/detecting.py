@@ -83,7 +83,6 @@ _HEALTH: Final = re.compile(r"^/(healthz|livez|readyz|version|openapi)(/|$|\?)")
 _ANONYMOUS_GROUP: Final = "system:unauthenticated"
 _ANONYMOUS_USER: Final = "system:anonymous"
 _SA: Final = "system:serviceaccount:"
-_POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"
 _PAST: Final = {
     "create": "created",
     "update": "updated",
@@ -367,9 +366,8 @@ def request_of(event: Mapping[str, Any] | EventView) -> Request | None:
         impersonator = user.username if user is not None else None
         user = acting
     pod = None
-    if user is not None and user.extra:
-        values = user.extra.get(_POD_NAME_EXTRA)
-        pod = values[0] if values else None
+    if user is not None and user.extra is not None and user.extra.pod_name:
+        pod = user.extra.pod_name[0]
     ref = view.objectRef or _NO_REF
     code = view.responseStatus.code if view.responseStatus is not None else None
     return Request(
@@ -387,7 +385,7 @@ def request_of(event: Mapping[str, Any] | EventView) -> Request | None:
         code,
         view.requestURI,
         pod,
-        ANNOTATION_STRIPPED in view.annotations,
+        view.stripped is not None,
         # A body that is null is no body (strict decode keeps it as None).
         bool(view.requestObject) or bool(view.responseObject),
     )
@@ -549,7 +547,7 @@ class Detector:
             return False
         status = view.responseStatus
         code = status.code if status is not None else None
-        if code == 401 or ANNOTATION_STRIPPED in view.annotations:
+        if code == 401 or view.stripped is not None:
             return False
         name = user.username
         platform = self._platform.get(name)

@@ -21,7 +21,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import orjson
@@ -50,12 +50,28 @@ _MICRO_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 # --------------------------------------------------------------------------- views
+#: ``user.extra`` key of the pod a ServiceAccount token was bound to.
+POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"
+
+
+class ExtraView(msgspec.Struct, frozen=True, gc=False):
+    """``user.extra``: the bound pod's name only (the other keys are skipped unread)."""
+
+    pod_name: tuple[str, ...] = msgspec.field(default=(), name=POD_NAME_EXTRA)
+
+
 class UserView(msgspec.Struct, frozen=True, gc=False):
     """``user`` or ``impersonatedUser`` of an event, as the detectors use it."""
 
     username: str | None = None
     groups: tuple[str, ...] = ()
-    extra: dict[str, tuple[str, ...]] = {}
+    extra: ExtraView | None = None
+
+
+class AnnotationsView(msgspec.Struct, frozen=True, gc=False):
+    """``annotations``: the stripping mark only."""
+
+    stripped: str | None = msgspec.field(default=None, name=STRIPPED_ANNOTATION)
 
 
 class RefView(msgspec.Struct, frozen=True, gc=False):
@@ -111,12 +127,17 @@ class EventView(msgspec.Struct, frozen=True, gc=False):
     stageTimestamp: str = ""  # noqa: N815
     timestamp: str = ""
     metadata: MetaView | None = None
-    annotations: dict[str, str] = {}
+    annotations: AnnotationsView | None = None
 
     @property
     def has_body(self) -> bool:
         """Whether a request or response body field is present (even ``null``)."""
         return self.requestObject is not UNSET or self.responseObject is not UNSET
+
+    @property
+    def stripped(self) -> str | None:
+        """The body fields the archive removed (the stripping annotation), if any."""
+        return self.annotations.stripped if self.annotations is not None else None
 
 
 _DECODER: Final = msgspec.json.Decoder(EventView)
@@ -162,7 +183,7 @@ def _user(value: Any) -> UserView | None:
     return UserView(
         username if type(username) is str else None,
         _strs(value.get("groups")),
-        {k: _strs(v) for k, v in extra.items()} if type(extra) is dict else {},
+        ExtraView(_strs(extra.get(POD_NAME_EXTRA))) if type(extra) is dict else None,
     )
 
 
@@ -207,9 +228,11 @@ def view_of(event: Mapping[str, Any]) -> EventView:
         stageTimestamp=_str(event.get("stageTimestamp")),
         timestamp=_str(event.get("timestamp")),
         metadata=MetaView(_str(meta.get("creationTimestamp"))) if type(meta) is dict else None,
-        annotations={k: v for k, v in annotations.items() if type(v) is str}
+        annotations=AnnotationsView(
+            stripped if type(stripped := annotations.get(STRIPPED_ANNOTATION)) is str else None
+        )
         if type(annotations) is dict
-        else {},
+        else None,
     )
 
 
@@ -337,8 +360,7 @@ def strip_values(event: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, .
     return copy, removed
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):
     """One event ready for the archive: the JSON text to store, its view, and whether a
     body was stripped from it (*event*: the decoded Event when it had to be decoded)."""
 
