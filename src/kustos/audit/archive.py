@@ -42,7 +42,7 @@ from kustos.audit.hashing import (
     parse_line,
     sign_checkpoint,
 )
-from kustos.audit.indexing import Entry, Index, keys_of
+from kustos.audit.indexing import Entry, Index, KeyHasher
 from kustos.audit.records import (
     ArchivedEvent,
     Prepared,
@@ -226,6 +226,7 @@ class Archive:
         self._head = GENESIS
         self._key: Ed25519PrivateKey | None = None
         self._index: Index | None = None
+        self._hasher = KeyHasher()
         #: Identities of the latest records, oldest first (dicts keep insertion order).
         self._recent: dict[tuple[str, str], None] = {}
         self._checkpointed = 0
@@ -277,6 +278,7 @@ class Archive:
         keys = []
         batch_keys: set[tuple[str, str]] = set()
         recent = self._recent
+        hasher = self._hasher
         stripped = 0
         for item in prepared:
             # The hot loop of every ingest path: event_key, link and record_line inlined.
@@ -296,8 +298,8 @@ class Archive:
             line = b"%d %s %s\n" % (seq, head.hex().encode(), data)
             chunks.append(line)
             stored.append(ArchivedEvent(seq, item.event, data=data, view=view))
-            lookup, time = keys_of(view)
-            entries.append((seq, offset, lookup, time))
+            hashes, time = hasher(view)
+            entries.append((seq, offset, hashes, time))
             offset += len(line)
             stripped += item.stripped
         if not stored:
@@ -497,8 +499,8 @@ class Archive:
             return
         batch = []
         for seq, offset, data in scan(self.directory, after_seq=indexed):
-            lookup, time = keys_of(text_view(data))
-            batch.append((seq, offset, lookup, time))
+            hashes, time = self._hasher(text_view(data))
+            batch.append((seq, offset, hashes, time))
             if len(batch) >= 20_000:
                 self._index.add(batch)
                 batch = []
