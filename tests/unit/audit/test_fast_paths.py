@@ -124,6 +124,19 @@ def test_a_secret_body_behind_a_repeated_key_is_not_stored() -> None:
     assert CANARY.encode() not in ready.data
 
 
+def test_a_secret_body_behind_an_escaped_key_is_not_stored() -> None:
+    text = (
+        b'{"kind":"Event","auditID":"a","stage":"ResponseComplete","objectRef":'
+        b'{"resource":"secrets"},"\\u0072equestObject":{"kind":"Secret","data":{"k":"'
+        + CANARY.encode()
+        + b'"}}}'
+    )
+    ready = prepare(text)
+    assert ready is not None
+    assert ready.stripped
+    assert CANARY.encode() not in ready.data
+
+
 @pytest.mark.parametrize(
     "text",
     [b"not json", b"[1, 2]", b'{"kind":"Pod","auditID":"a","stage":"x"}', b'{"auditID":"a"}'],
