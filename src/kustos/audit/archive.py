@@ -22,10 +22,11 @@ import base64
 import datetime as dt
 import errno
 import fcntl
+import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from hashlib import sha256
 from pathlib import Path
@@ -77,6 +78,13 @@ class Fsync(StrEnum):
 
     ALWAYS = "always"  # fsync before every acknowledgement
     NONE = "none"  # written to the OS: survives the receiver's crash, not the machine's
+
+
+def _marked(groups: Sequence[Sequence[Prepared]]) -> Iterator[Iterable[Prepared | None]]:
+    """Each group followed by ``None``, which marks its end."""
+    for group in groups:
+        yield group
+        yield (None,)
 
 
 def _name(hook: Hook) -> str:
@@ -268,11 +276,17 @@ class Archive:
     def append_prepared(self, prepared: Sequence[Prepared]) -> list[ArchivedEvent]:
         """Store events made ready by :func:`~kustos.audit.records.prepare` (the ingest
         paths: their text is kept as it came when it carries no body), as :meth:`append`."""
+        return self.append_groups([prepared])[0]
+
+    def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
+        """Store several batches with one write and one fsync (group commit); the events
+        stored of each batch, in order. All or nothing, as :meth:`append`."""
         self.open_writer()
         if self._segment_size >= self.segment_bytes:
             self._new_segment(self._seq + 1)
         chunks = []
         stored: list[ArchivedEvent] = []
+        bounds = []
         entries: list[Entry] = []
         seq, head, offset = self._seq, self._head, self._segment_size
         keys = []
@@ -280,7 +294,10 @@ class Archive:
         recent = self._recent
         hasher = self._hasher
         stripped = 0
-        for item in prepared:
+        for item in itertools.chain.from_iterable(_marked(groups)):
+            if item is None:  # the end of a group
+                bounds.append(len(stored))
+                continue
             # The hot loop of every ingest path: event_key, link and record_line inlined.
             view, data = item.view, item.data
             if view.auditID:
@@ -303,7 +320,7 @@ class Archive:
             offset += len(line)
             stripped += item.stripped
         if not stored:
-            return stored
+            return [[] for _ in groups]
         self._write(b"".join(chunks))
         self.stripped += stripped
         self._seq, self._head = seq, head
@@ -318,7 +335,7 @@ class Archive:
                 # The type only: a hook's message could quote an event.
                 log.error("hook %s failed on records %d-%d: %s", _name(hook),  # noqa: TRY400
                           stored[0].seq, stored[-1].seq, type(exc).__name__)  # fmt: skip
-        return stored
+        return [stored[a:b] for a, b in itertools.pairwise([0, *bounds])]
 
     def _write(self, blob: bytes) -> None:
         try:

@@ -13,8 +13,10 @@ any failure with back-off. The receiver answers:
   ``Retry-After`` when the disk is full or the archive cannot be written. The API server
   retries both, so nothing is silently dropped here.
 
-Appends run in one writer thread, one batch at a time, so the event loop keeps accepting
-connections while the disk works. Logs carry counts and addresses, never an event.
+Batches are parsed and appended in one writer thread, so the event loop keeps accepting
+connections while the disk works; batches that wait together are stored with one write and
+one fsync (group commit) and each is answered once all are durable. Logs carry counts and
+addresses, never an event.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ import msgspec
 from aiohttp import web
 
 from kustos.audit.archive import Archive
-from kustos.audit.records import ArchivedEvent, Prepared, prepare
+from kustos.audit.records import Prepared, prepare
 from kustos.errors import ArchiveError, ArchiveFullError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -121,6 +124,10 @@ class Receiver:
         self.archive = archive
         self.settings = settings
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        #: Batches read and waiting for the writer, with the futures their requests await.
+        self._queue: list[tuple[bytes, asyncio.Future[tuple[int, int]]]] = []
+        self._lock = threading.Lock()
+        self._flushing = False
         self._waiting = 0
         self.accepted = 0
         self.refused = 0
@@ -145,10 +152,8 @@ class Receiver:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return _text(413, f"batch larger than {self.settings.max_body} bytes")
-            loop = asyncio.get_running_loop()
             try:
-                # Parsed in the writer's thread too: the loop only moves bytes.
-                events, stored = await loop.run_in_executor(self._writer, self._store, body)
+                stored, total = await self._store(body)
             except BatchError as exc:
                 log.warning("refused a batch from %s: %s", request.remote, exc)
                 return _text(400, str(exc))
@@ -158,19 +163,73 @@ class Receiver:
             except ArchiveError as exc:
                 log.error("batch of %d bytes not stored: %s", len(body), exc)  # noqa: TRY400
                 return _text(503, "archive unavailable: retry later", retry_after=_RETRY_AFTER_FULL)
-            self.accepted += len(stored)
-            return _text(200, f"stored {len(stored)} of {len(events)}")
+            self.accepted += stored
+            return _text(200, f"stored {stored} of {total}")
         finally:
             self._waiting -= 1
 
-    def _store(self, body: bytes) -> tuple[list[Prepared], list[ArchivedEvent]]:
-        events = parse_batch(body)
-        return events, self.archive.append_prepared(events)
+    def _store(self, body: bytes) -> asyncio.Future[tuple[int, int]]:
+        """Queue a batch for the writer: (events stored, events in the batch) once durable."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
+        with self._lock:
+            self._queue.append((body, future))
+            start = not self._flushing
+            self._flushing = True
+        if start:
+            self._writer.submit(self._flush, loop)
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer's thread: parse what waits, store it with one write and one fsync.
+
+        Batches that arrive together share the fsync (group commit); each is answered only
+        once all of them are durable, a bad one alone with 400.
+        """
+        while True:
+            with self._lock:
+                work, self._queue = self._queue, []
+                if not work:
+                    self._flushing = False
+                    return
+            self._write(work, loop)
+
+    def _write(
+        self,
+        work: list[tuple[bytes, asyncio.Future[tuple[int, int]]]],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        groups, futures = [], []
+        for body, future in work:
+            try:
+                groups.append(parse_batch(body))
+            except Exception as exc:  # noqa: BLE001 - BatchError: 400; anything else: 500
+                loop.call_soon_threadsafe(_settle, future, exc)
+            else:
+                futures.append(future)
+        try:
+            stored = self.archive.append_groups(groups)
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
+            for future in futures:
+                loop.call_soon_threadsafe(_settle, future, exc)
+            return
+        for future, group, kept in zip(futures, groups, stored, strict=True):
+            loop.call_soon_threadsafe(_settle, future, (len(kept), len(group)))
 
     def close(self) -> None:
         """Wait for the writer thread, then close the archive (last checkpoint)."""
         self._writer.shutdown(wait=True)
         self.archive.close()
+
+
+def _settle(future: asyncio.Future[tuple[int, int]], outcome: object) -> None:
+    """Give a waiting request its outcome (unless its client went away meanwhile)."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)  # type: ignore[arg-type] # (stored, total)
 
 
 def _text(status: int, text: str, *, retry_after: str | None = None) -> web.Response:
