@@ -11,8 +11,10 @@ Writes ``bench/results/audit.json``. Nothing asserts; targets are recorded as pa
   ingest events/s / bare-parse events/s. Best of ``--repeats``.
 - **webhook ingest**: the same events posted as ``EventList`` batches of 400 (the API
   server's default) by two concurrent clients to ``kustos audit serve`` (a separate
-  process, fsync per batch); events/s against the bare parse of the same batch bodies,
-  and the receiver's peak RSS (VmHWM) for the bound on memory.
+  process, detectors on in their own child process, fsync per write: batches waiting
+  together share one); events/s against the bare parse of the same batch bodies, the
+  receiver's and the detector process's peak RSS (VmHWM) for the bound on memory; run
+  again with ``--fsync none`` so that the fsync policy's cost shows.
 - **query**: an archive of ``--query-events`` events (built through the archive's own
   append path) and the time of one Secret's history, in process (``run_query``) and as the
   ``kustos audit query --secret`` command (Python start-up included).
@@ -177,6 +179,13 @@ def _vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def _children(pid: int) -> list[str]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += (task / "children").read_text().split()
+    return found
+
+
 def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") -> dict[str, float]:
     """Post the log as EventList batches to ``kustos audit serve``; events/s and memory."""
     shutil.rmtree(work, ignore_errors=True)
@@ -226,6 +235,8 @@ def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") 
             thread.join()
         seconds = time.perf_counter() - started
         peak = _vm_hwm_mb(proc.pid)
+        children = [int(c) for c in _children(proc.pid)]
+        child_peak = sum(_vm_hwm_mb(c) for c in children)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -236,6 +247,7 @@ def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") 
         "bare_parse_events_per_s": round(len(lines) / bare),
         "ratio": round(bare / seconds, 3),
         "receiver_peak_rss_mb": round(peak, 1),
+        "detector_process_peak_rss_mb": round(child_peak, 1),
         "refused_batches": len(failures),
     }
 
