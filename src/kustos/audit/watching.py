@@ -9,12 +9,13 @@ The Watch config file is YAML with three optional sections::
 
 :func:`hooks_for` gives the archive's ingest pipeline (``audit serve``, ``audit ingest``)
 the detector hook: after each durable append it runs the detectors over the new events,
-appends their alerts to ``DIR/watch/alerts.jsonl`` and saves the baselines to
-``DIR/watch/baseline.json`` (at most once a second, and right after new alerts are
-stored). The baseline file records the last event processed; when the hook starts it
-first catches up from there through the archive, so a restart neither learns again nor
-misses what was archived while detection was down, and alerts already stored for the
-replayed events are not stored twice.
+appends their alerts durably to ``DIR/watch/alerts.jsonl`` and saves the baselines to
+``DIR/watch/baseline.json`` (at most once a second, less often when saving is slow, and
+when ingest stops). The baseline file records the last event processed; when the hook
+starts it first catches up from there through the archive, so a restart neither learns
+again nor misses what was archived while detection was down, and alerts already stored for
+the replayed events are not stored twice (which is why the baseline need not be saved
+with every batch of alerts).
 """
 
 from __future__ import annotations
@@ -209,17 +210,20 @@ class DetectorHook:
         if self._replaying is not None:
             alerts = [a for a in alerts if self._key(a) not in self._replaying]
         if alerts:
-            # Alerts first, then the baseline: a crash in between replays these events at
-            # the next start, and the replay recognises the alerts already stored.
+            # Alerts now, the baseline when due: a crash in between replays these events
+            # at the next start, and the replay recognises the alerts already stored.
             self.store.append(alerts)
-            self.save()
-        elif self._clock() - self._saved_at >= self._interval:
+        if self._clock() - self._saved_at >= self._interval:
             self.save()
         return len(alerts)
 
     @staticmethod
     def _key(alert: Alert) -> tuple[str, tuple[str, ...], str]:
         return alert.detector, alert.audit_ids, alert.time
+
+    def close(self) -> None:
+        """Save the baselines (the archive calls this when it closes)."""
+        self.save()
 
     def save(self) -> None:
         """Write the baselines now."""
