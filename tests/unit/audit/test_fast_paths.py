@@ -111,29 +111,26 @@ def test_a_body_is_decoded_and_a_secret_body_removed() -> None:
     assert ready.view.stripped == "responseObject"
 
 
-def test_a_secret_body_behind_a_repeated_key_is_not_stored() -> None:
-    # The last of two keys wins when JSON is decoded: the first body must not survive.
+_SECRET_BODY = b'{"kind":"Secret","data":{"k":"' + CANARY.encode() + b'"}}'
+
+
+@pytest.mark.parametrize(
+    ("ref", "bodies"),
+    [
+        # The last of two keys wins when JSON is decoded: the first body must not survive.
+        (b"pods", b'"requestObject":' + _SECRET_BODY + b',"requestObject":{"kind":"Pod"}'),
+        # An escaped key is the same key.
+        (b"secrets", b'"\\u0072equestObject":' + _SECRET_BODY),
+    ],
+)
+def test_a_secret_body_behind_an_odd_key_is_not_stored(ref: bytes, bodies: bytes) -> None:
     text = (
         b'{"kind":"Event","auditID":"a","stage":"ResponseComplete","objectRef":'
-        b'{"resource":"pods"},"requestObject":{"kind":"Secret","data":{"k":"'
-        + CANARY.encode()
-        + b'"}},"requestObject":{"kind":"Pod"}}'
+        b'{"resource":"%s"},%s}' % (ref, bodies)
     )
     ready = prepare(text)
     assert ready is not None
-    assert CANARY.encode() not in ready.data
-
-
-def test_a_secret_body_behind_an_escaped_key_is_not_stored() -> None:
-    text = (
-        b'{"kind":"Event","auditID":"a","stage":"ResponseComplete","objectRef":'
-        b'{"resource":"secrets"},"\\u0072equestObject":{"kind":"Secret","data":{"k":"'
-        + CANARY.encode()
-        + b'"}}}'
-    )
-    ready = prepare(text)
-    assert ready is not None
-    assert ready.stripped
+    assert orjson.loads(text)  # valid JSON, as an API server would not write it
     assert CANARY.encode() not in ready.data
 
 
