@@ -24,10 +24,11 @@ import base64
 import datetime as dt
 import errno
 import fcntl
+import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from hashlib import sha256
 from pathlib import Path
@@ -43,13 +44,14 @@ from kustos.audit.hashing import (
     key_id,
     parse_line,
 )
-from kustos.audit.indexing import Entry, Index, keys_of
+from kustos.audit.indexing import Entry, Index, KeyHasher
 from kustos.audit.records import (
     ArchivedEvent,
+    Prepared,
     event_key,
     format_time,
-    needs_stripping,
-    strip_values,
+    prepare_event,
+    text_view,
 )
 from kustos.audit.signing import (
     DEFAULT_KEY,
@@ -65,7 +67,8 @@ from kustos.errors import ArchiveError, ArchiveFullError
 
 log = logging.getLogger(__name__)
 
-#: Called with each batch once it is durable (detectors and forwarding plug in here).
+#: Called with each batch once it is durable (detectors and forwarding plug in here). A
+#: hook with a ``close()`` method has it called when the archive closes.
 Hook = Callable[[Sequence[ArchivedEvent]], None]
 
 SEGMENTS: Final = "segments"
@@ -83,6 +86,13 @@ class Fsync(StrEnum):
 
     ALWAYS = "always"  # fsync before every acknowledgement
     NONE = "none"  # written to the OS: survives the receiver's crash, not the machine's
+
+
+def _marked(groups: Sequence[Sequence[Prepared]]) -> Iterator[Iterable[Prepared | None]]:
+    """Each group followed by ``None``, which marks its end."""
+    for group in groups:
+        yield group
+        yield (None,)
 
 
 def _name(hook: Hook) -> str:
@@ -199,6 +209,7 @@ class Archive:
         self._head = GENESIS
         self._key: Signer | None = None
         self._index: Index | None = None
+        self._hasher = KeyHasher()
         #: Identities of the latest records, oldest first (dicts keep insertion order).
         self._recent: dict[tuple[str, str], None] = {}
         self._checkpointed = 0
@@ -212,13 +223,7 @@ class Archive:
     def read(self, after_seq: int = 0) -> Iterator[ArchivedEvent]:
         """Every archived event after *after_seq*, in order (no verification: see verify)."""
         for seq, _, data in scan(self.directory, after_seq):
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise ArchiveError(
-                    f"record {seq} holds no JSON event: run `kustos audit verify`"
-                ) from None
-            yield ArchivedEvent(seq, event)
+            yield ArchivedEvent(seq, data=data)
 
     @property
     def size(self) -> int:
@@ -240,62 +245,59 @@ class Archive:
         self.close()
 
     def append(self, events: Sequence[Mapping[str, Any]]) -> list[ArchivedEvent]:
-        """Store *events* (values stripped, repeats skipped); durable when this returns."""
-        prepared = []
-        for event in events:
-            if needs_stripping(event):
-                kept, _ = strip_values(event)
-                self.stripped += 1
-            else:
-                kept = dict(event)
-            prepared.append((orjson.dumps(kept), kept))
-        return self._append(prepared)
+        """Store decoded *events* (values stripped, repeats skipped); durable on return."""
+        return self.append_prepared([prepare_event(event) for event in events])
 
-    def append_parsed(self, items: Sequence[tuple[bytes, dict[str, Any]]]) -> list[ArchivedEvent]:
-        """Store events given with the JSON they were decoded from (an audit log's lines),
-        as :meth:`append`; an event that needs no stripping keeps the bytes it came with."""
-        prepared = []
-        for line, event in items:
-            if needs_stripping(event):
-                kept, _ = strip_values(event)
-                self.stripped += 1
-                prepared.append((orjson.dumps(kept), kept))
-            else:
-                prepared.append((line.strip(), event))
-        return self._append(prepared)
+    def append_prepared(self, prepared: Sequence[Prepared]) -> list[ArchivedEvent]:
+        """Store events made ready by :func:`~kustos.audit.records.prepare` (the ingest
+        paths: their text is kept as it came when it carries no body), as :meth:`append`."""
+        return self.append_groups([prepared])[0]
 
-    def _append(self, prepared: Sequence[tuple[bytes, dict[str, Any]]]) -> list[ArchivedEvent]:
+    def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
+        """Store several batches with one write and one fsync (group commit); the events
+        stored of each batch, in order. All or nothing, as :meth:`append`."""
         self.open_writer()
         if self._segment_size >= self.segment_bytes:
             self._new_segment(self._seq + 1)
         chunks = []
         stored: list[ArchivedEvent] = []
+        bounds = []
         entries: list[Entry] = []
         seq, head, offset = self._seq, self._head, self._segment_size
         keys = []
         batch_keys: set[tuple[str, str]] = set()
         recent = self._recent
-        for data, event in prepared:
+        hasher = self._hasher
+        stripped = 0
+        for item in itertools.chain.from_iterable(_marked(groups)):
+            if item is None:  # the end of a group
+                bounds.append(len(stored))
+                continue
             # The hot loop of every ingest path: event_key, link and record_line inlined.
-            audit_id, stage = event.get("auditID"), event.get("stage")
-            if type(audit_id) is str and audit_id and type(stage) is str:
-                key = (audit_id, stage)
+            view, data = item.view, item.data
+            if view.auditID:
+                key = (view.auditID, view.stage)
                 if key in recent or key in batch_keys:
                     self.repeated += 1
                     continue
                 batch_keys.add(key)
                 keys.append(key)
             seq += 1
-            head = sha256(head + seq.to_bytes(8, "big") + data).digest()
+            digest = sha256(head)
+            digest.update(seq.to_bytes(8, "big"))
+            digest.update(data)
+            head = digest.digest()
             line = b"%d %s %s\n" % (seq, head.hex().encode(), data)
             chunks.append(line)
-            stored.append(ArchivedEvent(seq, event))
-            lookup, time = keys_of(event)
-            entries.append((seq, offset, lookup, time))
+            stored.append(ArchivedEvent(seq, item.event, data=data, view=view))
+            hashes, time = hasher(view)
+            entries.append((seq, offset, hashes, time))
             offset += len(line)
+            stripped += item.stripped
         if not stored:
-            return stored
+            return [[] for _ in groups]
         self._write(b"".join(chunks))
+        self.stripped += stripped
         self._seq, self._head = seq, head
         self._remember(keys)
         assert self._index is not None  # noqa: S101 - set by _ensure_open
@@ -308,7 +310,7 @@ class Archive:
                 # The type only: a hook's message could quote an event.
                 log.error("hook %s failed on records %d-%d: %s", _name(hook),  # noqa: TRY400
                           stored[0].seq, stored[-1].seq, type(exc).__name__)  # fmt: skip
-        return stored
+        return [stored[a:b] for a, b in itertools.pairwise([0, *bounds])]
 
     def _write(self, blob: bytes) -> None:
         try:
@@ -497,8 +499,8 @@ class Archive:
             return
         batch = []
         for seq, offset, data in scan(self.directory, after_seq=indexed):
-            lookup, time = keys_of(orjson.loads(data))
-            batch.append((seq, offset, lookup, time))
+            hashes, time = self._hasher(text_view(data))
+            batch.append((seq, offset, hashes, time))
             if len(batch) >= 20_000:
                 self._index.add(batch)
                 batch = []
@@ -513,6 +515,10 @@ class Archive:
                 self.checkpoint()
         finally:
             self._release()
+            for hook in self.hooks:  # a hook that works in the background finishes now
+                close = getattr(hook, "close", None)
+                if callable(close):
+                    close()
 
     def _release(self) -> None:
         self._open = False

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
 import re
 import zoneinfo
 from collections import OrderedDict, deque
@@ -51,7 +52,13 @@ from typing import Any, Final, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kustos.audit.alerts import Alert, Severity
-from kustos.audit.records import STRIPPED_ANNOTATION
+from kustos.audit.records import (
+    STRIPPED_ANNOTATION,
+    ArchivedEvent,
+    EventView,
+    RefView,
+    view_of,
+)
 from kustos.durations import parse_duration
 
 #: Annotation the receiver adds to an event whose request or response body it removed.
@@ -70,12 +77,12 @@ PLATFORM_USERS: Final = (
 )
 SECRET_READS: Final = frozenset({"get", "list", "watch"})
 SECRET_WRITES: Final = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+_NO_REF: Final = RefView()
 _COUNTED_STAGES: Final = frozenset({"ResponseStarted", "ResponseComplete", "Panic"})
 _HEALTH: Final = re.compile(r"^/(healthz|livez|readyz|version|openapi)(/|$|\?)")
 _ANONYMOUS_GROUP: Final = "system:unauthenticated"
 _ANONYMOUS_USER: Final = "system:anonymous"
 _SA: Final = "system:serviceaccount:"
-_POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"
 _PAST: Final = {
     "create": "created",
     "update": "updated",
@@ -90,6 +97,9 @@ MAX_IDS: Final = 20
 MAX_ADDRESSES: Final = 256
 #: How many recent audit IDs are kept to count a request once across its stages.
 RECENT_IDS: Final = 4096
+#: Ignore-list answers cached per (principal, detector); a cluster has thousands of
+#: ServiceAccounts, and a cache smaller than that is cleared and refilled on every batch.
+IGNORE_CACHE: Final = 1 << 16
 
 
 class ArchivedLike(Protocol):
@@ -321,74 +331,63 @@ def parse_time(text: str) -> dt.datetime:
 
 def event_time(event: Mapping[str, Any]) -> dt.datetime | None:
     """When the request was received (or the stage, or the event, was written); ``None``."""
-    for key in ("requestReceivedTimestamp", "stageTimestamp", "timestamp"):
-        value = event.get(key)
-        if isinstance(value, str):
+    return view_time(view_of(event))
+
+
+def view_time(view: EventView) -> dt.datetime | None:
+    """:func:`event_time` of an event's view."""
+    meta = view.metadata
+    for value in (
+        view.requestReceivedTimestamp,
+        view.stageTimestamp,
+        view.timestamp,
+        meta.creationTimestamp if meta is not None else "",
+    ):
+        if value:
             try:
                 return parse_time(value)
             except ValueError:
                 continue
-    meta = event.get("metadata")
-    if isinstance(meta, Mapping) and isinstance(meta.get("creationTimestamp"), str):
-        try:
-            return parse_time(meta["creationTimestamp"])
-        except ValueError:
-            return None
     return None
 
 
-def request_of(event: Mapping[str, Any]) -> Request | None:
+def request_of(event: Mapping[str, Any] | EventView) -> Request | None:
     """The detector's view of *event*, or ``None`` for a stage or shape it does not count."""
-    if event.get("stage") not in _COUNTED_STAGES:
+    view = event if isinstance(event, EventView) else view_of(event)
+    if view.stage not in _COUNTED_STAGES or not view.auditID:
         return None
-    audit_id = event.get("auditID")
-    when = event_time(event)
-    if when is None or not isinstance(audit_id, str) or not audit_id:
+    when = view_time(view)
+    if when is None:
         return None
-    try:  # well-formed events take the straight path; a wrong type anywhere drops the event
-        return _request(event, audit_id, when)
-    except (AttributeError, TypeError, IndexError):
-        return None
-
-
-def _request(event: Mapping[str, Any], audit_id: str, when: dt.datetime) -> Request:
-    # Hot path (every non-routine event): plain gets and class checks, no helper calls.
-    user = event.get("user") or {}
-    acting = event.get("impersonatedUser")
+    user = view.user
+    acting = view.impersonatedUser
     impersonator = None
-    if acting and acting.get("username"):
-        impersonator = user.get("username")
+    if acting is not None and acting.username:
+        impersonator = user.username if user is not None else None
         user = acting
-    extra = user.get("extra")
     pod = None
-    if extra:
-        values = extra.get(_POD_NAME_EXTRA)
-        pod = values[0] if values and values[0].__class__ is str else None
-    ref = event.get("objectRef") or {}
-    ips = event.get("sourceIPs")
-    ip = ips[-1] if ips else None
-    code = (event.get("responseStatus") or {}).get("code")
-    annotations = event.get("annotations")
-    username, verb, uri = user.get("username"), event.get("verb"), event.get("requestURI")
-    resource, sub = ref.get("resource"), ref.get("subresource")
-    namespace, name = ref.get("namespace"), ref.get("name")
+    if user is not None and user.extra is not None and user.extra.pod_name:
+        pod = user.extra.pod_name[0]
+    ref = view.objectRef or _NO_REF
+    code = view.responseStatus.code if view.responseStatus is not None else None
     return Request(
-        audit_id,
+        view.auditID,
         when,
-        username if username.__class__ is str else "",
-        tuple(g for g in user.get("groups") or () if g.__class__ is str),
-        impersonator if impersonator.__class__ is str else None,
-        verb if verb.__class__ is str else "",
-        resource if resource.__class__ is str else "",
-        sub if sub.__class__ is str else "",
-        namespace if namespace.__class__ is str and namespace else None,
-        name if name.__class__ is str and name else None,
-        ip if ip.__class__ is str and ip else None,
-        code if code.__class__ is int else None,
-        uri if uri.__class__ is str else "",
+        (user.username or "") if user is not None else "",
+        user.groups if user is not None else (),
+        impersonator,
+        view.verb,
+        ref.resource,
+        ref.subresource,
+        ref.namespace or None,
+        ref.name or None,
+        view.sourceIPs[-1] if view.sourceIPs and view.sourceIPs[-1] else None,
+        code,
+        view.requestURI,
         pod,
-        annotations is not None and ANNOTATION_STRIPPED in annotations,
-        event.get("requestObject") is not None or event.get("responseObject") is not None,
+        view.stripped is not None,
+        # A body that is null is no body (strict decode keeps it as None).
+        bool(view.requestObject) or bool(view.responseObject),
     )
 
 
@@ -416,8 +415,14 @@ class WatchState:
     recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
 
+@functools.lru_cache(maxsize=64)
+def _glob_pattern(globs: tuple[str, ...]) -> re.Pattern[str]:
+    """One regular expression for a whole ignore list (one match instead of one per glob)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs) or "(?!)")
+
+
 def _matches(user: str, globs: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(user, g) for g in globs)
+    return _glob_pattern(tuple(globs)).match(user) is not None
 
 
 def _secret_label(namespace: str | None, name: str | None) -> str:
@@ -455,6 +460,10 @@ class Detector:
         self._platform: dict[str | None, bool] = {}
         self._prune_at = RECENT_IDS
         self._sessions_at = RECENT_IDS
+        #: Whose addresses the new-address detector watches (the others' requests about
+        #: anything but Secrets are routine).
+        self._watch_addresses = config.new_source_ip.enabled
+        self._watch_sa_addresses = config.new_source_ip.include_service_accounts
 
     # ------------------------------------------------------------------ driving
     def process(self, events: Iterable[ArchivedLike]) -> list[Alert]:
@@ -469,19 +478,24 @@ class Detector:
             if archived.seq <= state.last_seq:
                 continue
             state.last_seq = archived.seq
-            if state.started is not None and self._routine(archived.event):
+            # The archive's own events carry their view; others are read from their event.
+            view = archived.view if type(archived) is ArchivedEvent else view_of(archived.event)
+            if state.started is not None and self._routine(view):
                 continue  # the common case, without building a generator
-            alerts.extend(self._observe(archived.event))
+            self._observe(view, alerts)
         return alerts
 
-    def observe(self, event: Mapping[str, Any]) -> Iterator[Alert]:
+    def observe(self, event: Mapping[str, Any] | EventView) -> Iterator[Alert]:
         """The alerts one event raises (and the baselines it updates)."""
-        if self.state.started is not None and self._routine(event):
+        view = event if isinstance(event, EventView) else view_of(event)
+        if self.state.started is not None and self._routine(view):
             return
-        yield from self._observe(event)
+        out: list[Alert] = []
+        self._observe(view, out)
+        yield from out
 
-    def _observe(self, event: Mapping[str, Any]) -> Iterator[Alert]:
-        req = request_of(event)
+    def _observe(self, view: EventView, out: list[Alert]) -> None:
+        req = request_of(view)
         if req is None or not self._first_time(req.audit_id):
             return
         state = self.state
@@ -491,63 +505,67 @@ class Detector:
         cfg = self.config
         platform = self._is(req.user, "")
         if cfg.policy_leak.enabled and (req.stripped or (req.is_secret and req.has_body)):
-            yield from self._limited(req, "policy_leak", req.resource, self._policy_leak(req))
+            self._limited(req, "policy_leak", req.resource, self._policy_leak(req), out)
         anonymous = self._anonymous(req)
         if cfg.anonymous.enabled and anonymous:
-            yield from self._limited(req, "anonymous", req.source_ip or "", self._anon(req))
+            self._limited(req, "anonymous", req.source_ip or "", self._anon(req), out)
         if cfg.secret_changed.enabled and req.is_secret and req.verb in SECRET_WRITES:
-            yield from self._changed(req)
+            self._changed(req, out)
         if platform:
             return
         if cfg.denied_burst.enabled and req.denied and not anonymous:  # anonymous says it
-            yield from self._denied(req)
+            self._denied(req, out)
         if cfg.new_source_ip.enabled:
-            yield from self._new_address(req, learning=learning)
+            self._new_address(req, out, learning=learning)
         if cfg.exec_then_secret.enabled and req.resource == "pods" and req.allowed:
             self._remember_exec(req)
         if not (req.is_secret and req.verb in SECRET_READS and req.allowed):
             return
         if cfg.first_secret_read.enabled:
-            yield from self._first_read(req, learning=learning)
+            self._first_read(req, out, learning=learning)
         if cfg.off_hours.enabled:
-            yield from self._off_hours(req)
+            self._off_hours(req, out)
         if cfg.bulk_read.enabled:
-            yield from self._bulk(req)
+            self._bulk(req, out)
         if cfg.exec_then_secret.enabled:
-            yield from self._after_exec(req)
+            self._after_exec(req, out)
 
-    def _routine(self, event: Mapping[str, Any]) -> bool:
-        """A platform identity's request that no detector can fire on: skipped cheaply.
+    def _routine(self, view: EventView) -> bool:
+        """A request that no detector can fire on or learn from: skipped cheaply.
 
         Most of a cluster's audit traffic is controllers and nodes working on leases,
-        pods and events, and the kubelet reading Secrets: only a Secret write, a body or
-        a failed authentication by them can matter, and this check reads a few fields.
+        pods and events, the kubelet reading Secrets, and workloads calling the API about
+        anything but Secrets. A platform identity matters only through a Secret write, a
+        body or a failed authentication; any other principal also through a Secret
+        request, a refusal, an exec or attach, impersonation or (when the new-address
+        detector watches it) its address. This check reads a few fields of the view.
         """
-        user = event.get("impersonatedUser") or event.get("user")
-        if user.__class__ is not dict:
+        acting = view.impersonatedUser
+        user = acting if acting is not None and acting.username else view.user
+        ref = view.objectRef
+        if user is None or user.username is None or ref is None:
             return False
-        platform = self._platform.get(user.get("username"))
-        if not platform:
-            if platform is False:
-                return False
-            name = user.get("username")
-            if not isinstance(name, str) or not self._is(name, ""):
-                return False
-            self._platform[name] = True
-        ref = event.get("objectRef")
-        if ref.__class__ is not dict:
+        status = view.responseStatus
+        code = status.code if status is not None else None
+        if code == 401 or view.stripped is not None:
             return False
-        if ref.get("resource") == "secrets" and (
-            event.get("verb") not in SECRET_READS
-            or "requestObject" in event
-            or "responseObject" in event
-        ):
+        name = user.username
+        platform = self._platform.get(name)
+        if platform is None:
+            platform = self._is(name, "")
+        if platform:
+            return ref.resource != "secrets" or (view.verb in SECRET_READS and not view.has_body)
+        if ref.resource == "secrets" or view.has_body or acting is not None:
             return False
-        status = event.get("responseStatus")
-        if status.__class__ is dict and status.get("code") == 401:
+        if code is not None and code >= 400:
             return False
-        annotations = event.get("annotations")
-        return not (annotations.__class__ is dict and ANNOTATION_STRIPPED in annotations)
+        if ref.resource == "pods" and ref.subresource in ("exec", "attach"):
+            return False
+        if name == _ANONYMOUS_USER or _ANONYMOUS_GROUP in user.groups:
+            return False
+        # Left: the new-address detector, for the principals it watches.
+        watched = self._watch_sa_addresses or not name.startswith(_SA)
+        return not (self._watch_addresses and watched)
 
     def _is(self, user: str, detector: str) -> bool:
         """*user* matches the ignore list of *detector* (``""``: the global one); cached."""
@@ -558,7 +576,7 @@ class Detector:
             found = _matches(user, globs)
             if not detector:
                 self._platform[user] = found
-            if len(self._ignore_cache) > RECENT_IDS:
+            if len(self._ignore_cache) > IGNORE_CACHE:
                 self._ignore_cache.clear()
                 self._platform.clear()
             self._ignore_cache[key] = found
@@ -593,9 +611,9 @@ class Detector:
         )
 
     def _limited(
-        self, req: Request, detector: str, key: str, alert: Alert | None
-    ) -> Iterator[Alert]:
-        """Yield *alert* unless the same detector and key alerted within the cooldown."""
+        self, req: Request, detector: str, key: str, alert: Alert | None, out: list[Alert]
+    ) -> None:
+        """Add *alert* to *out* unless the same detector and key alerted within the cooldown."""
         if alert is None:
             return
         slot = f"{detector}\x00{req.user}\x00{key}"
@@ -609,7 +627,7 @@ class Detector:
             horizon = now - self._cooldown
             self.state.cooldowns = {k: v for k, v in cooldowns.items() if v > horizon}
             self._prune_at = max(RECENT_IDS, 2 * len(self.state.cooldowns))
-        yield alert
+        out.append(alert)
 
     def _ignored(self, req: Request, detector: str) -> bool:
         return self._is(req.user, detector)
@@ -679,21 +697,23 @@ class Detector:
             f"unauthenticated {req.verb or 'request'} on {target} {outcome}",
         )
 
-    def _changed(self, req: Request) -> Iterator[Alert]:
+    def _changed(self, req: Request, out: list[Alert]) -> None:
         section = self.config.secret_changed
         if not req.allowed or req.user == section.operator:
             return
         if _matches(req.user, section.allow_users) or self._ignored(req, "secret_changed"):
             return
         verb = _PAST.get(req.verb, req.verb)
-        yield self._alert(
-            req,
-            "secret_changed",
-            f"{_who(req)} {verb} Secret {_secret_label(req.namespace, req.name)}"
-            " (not the rotation operator nor an allowed writer)",
+        out.append(
+            self._alert(
+                req,
+                "secret_changed",
+                f"{_who(req)} {verb} Secret {_secret_label(req.namespace, req.name)}"
+                " (not the rotation operator nor an allowed writer)",
+            )
         )
 
-    def _denied(self, req: Request) -> Iterator[Alert]:
+    def _denied(self, req: Request, out: list[Alert]) -> None:
         if self._ignored(req, "denied_burst"):
             return
         section = self.config.denied_burst
@@ -708,9 +728,9 @@ class Detector:
             namespace=None,
             name=None,
         )
-        yield from self._limited(req, "denied_burst", "", alert)
+        self._limited(req, "denied_burst", "", alert, out)
 
-    def _new_address(self, req: Request, *, learning: bool) -> Iterator[Alert]:
+    def _new_address(self, req: Request, out: list[Alert], *, learning: bool) -> None:
         section = self.config.new_source_ip
         if req.source_ip is None or not req.user or self._ignored(req, "new_source_ip"):
             return
@@ -725,14 +745,16 @@ class Detector:
             del known[0]
         if learning or first_ever:
             return  # the first address of a principal is its baseline, not news
-        yield self._alert(
-            req,
-            "new_source_ip",
-            f"{_who(req)} called from {req.source_ip}, never seen for it"
-            f" (known: {', '.join(known[-4:-1])})",
+        out.append(
+            self._alert(
+                req,
+                "new_source_ip",
+                f"{_who(req)} called from {req.source_ip}, never seen for it"
+                f" (known: {', '.join(known[-4:-1])})",
+            )
         )
 
-    def _first_read(self, req: Request, *, learning: bool) -> Iterator[Alert]:
+    def _first_read(self, req: Request, out: list[Alert], *, learning: bool) -> None:
         if req.name is None or req.namespace is None or self._ignored(req, "first_secret_read"):
             return
         key = (req.user, req.namespace, req.name)
@@ -741,13 +763,16 @@ class Detector:
         self.state.secret_readers.add(key)
         if learning:
             return
-        yield self._alert(
-            req,
-            "first_secret_read",
-            f"{_who(req)} read Secret {req.namespace}/{req.name} ({req.verb}) for the first time",
+        out.append(
+            self._alert(
+                req,
+                "first_secret_read",
+                f"{_who(req)} read Secret {req.namespace}/{req.name} ({req.verb})"
+                " for the first time",
+            )
         )
 
-    def _off_hours(self, req: Request) -> Iterator[Alert]:
+    def _off_hours(self, req: Request, out: list[Alert]) -> None:
         section = self.config.off_hours
         if self._ignored(req, "off_hours"):
             return
@@ -766,9 +791,9 @@ class Detector:
             f" {local.strftime('%a %H:%M')} {section.timezone}, outside {section.hours}"
             f" {','.join(section.days)}",
         )
-        yield from self._limited(req, "off_hours", _secret_label(req.namespace, req.name), alert)
+        self._limited(req, "off_hours", _secret_label(req.namespace, req.name), alert, out)
 
-    def _bulk(self, req: Request) -> Iterator[Alert]:
+    def _bulk(self, req: Request, out: list[Alert]) -> None:
         section = self.config.bulk_read
         if self._ignored(req, "bulk_read"):
             return
@@ -779,7 +804,7 @@ class Detector:
                     "bulk_read",
                     f"{_who(req)} {_reading(req)}",
                 )
-                yield from self._limited(req, "bulk_read", "cluster", alert)
+                self._limited(req, "bulk_read", "cluster", alert, out)
                 return
             spaces = self._distinct("bulk_namespaces", req, req.namespace or "", self._bulk_window)
             if len(spaces) >= section.namespaces:
@@ -791,7 +816,7 @@ class Detector:
                     audit_ids=[v[1] for v in spaces.values()],
                     namespace=None,
                 )
-                yield from self._limited(req, "bulk_read", "namespaces", alert)
+                self._limited(req, "bulk_read", "namespaces", alert, out)
             return
         label = _secret_label(req.namespace, req.name)
         names = self._distinct("bulk_secrets", req, label, self._bulk_window)
@@ -804,7 +829,7 @@ class Detector:
                 name=None,
                 namespace=req.namespace if len({n.split("/")[0] for n in names}) == 1 else None,
             )
-            yield from self._limited(req, "bulk_read", "secrets", alert)
+            self._limited(req, "bulk_read", "secrets", alert, out)
 
     def _remember_exec(self, req: Request) -> None:
         if req.subresource not in ("exec", "attach") or self._ignored(req, "exec_then_secret"):
@@ -818,7 +843,7 @@ class Detector:
             self.state.sessions = {k: v for k, v in self.state.sessions.items() if v[0] > horizon}
             self._sessions_at = max(RECENT_IDS, 2 * len(self.state.sessions))
 
-    def _after_exec(self, req: Request) -> Iterator[Alert]:
+    def _after_exec(self, req: Request, out: list[Alert]) -> None:
         now = req.time.timestamp()
         candidates = [self.state.sessions.get(f"user\x00{req.user}")]
         if req.pod_name is not None and req.user.startswith(_SA):
@@ -836,8 +861,8 @@ class Detector:
                 f" within {self.config.exec_then_secret.window} of an exec into {pod}",
                 audit_ids=[exec_id, req.audit_id],
             )
-            yield from self._limited(
-                req, "exec_then_secret", _secret_label(req.namespace, req.name), alert
+            self._limited(
+                req, "exec_then_secret", _secret_label(req.namespace, req.name), alert, out
             )
             return
 

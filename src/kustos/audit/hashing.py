@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 #: The chain value before the first record.
 GENESIS: Final = bytes(32)
@@ -97,9 +97,3 @@ class Checkpoint:
         except InvalidSignature:
             return False
         return True
-
-
-def sign_checkpoint(key: Ed25519PrivateKey, size: int, head: bytes, time: str) -> Checkpoint:
-    """Sign the archive's state at *size* records with *key*."""
-    signature = key.sign(checkpoint_note(size, head))
-    return Checkpoint(size, head, time, key_id(key.public_key()), signature)

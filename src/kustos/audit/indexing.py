@@ -1,7 +1,7 @@
 """The archive's index: SQLite (WAL) posting lists from lookup keys to records.
 
 Derived data. For every record the index keeps its number and its byte offset in its
-segment under a few keys (:func:`keys_of`): the object it names (``obj:secrets/ns/name``),
+segment under a few keys (:class:`KeyHasher`): the object it names (``obj:secrets/ns/name``),
 or for a request without a name (list, watch, create) its collection
 (``col:secrets/ns``, ``col:secrets/`` across namespaces), its namespace (``ns:payments``)
 and its user (``user:alice``). A key is stored as its CRC-32, in one of :data:`BUCKETS`
@@ -24,11 +24,12 @@ from __future__ import annotations
 import sqlite3
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
+from kustos.audit.records import EventView, RefView
 from kustos.errors import ArchiveError
 
 #: Records per block of a posting list.
@@ -59,39 +60,57 @@ def block_of(seq: int) -> int:
     return (seq - 1) // BLOCK
 
 
-def keys_of(event: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
-    """The lookup keys of an event and its time (MicroTime text, ``""`` when absent).
-
-    Written for speed (it runs for every archived event): decoded JSON is dicts and
-    strings, anything else counts as absent.
-    """
-    ref = event.get("objectRef")
-    user = event.get("user")
-    keys = []
-    if type(ref) is dict:
-        resource = ref.get("resource") or ""
-        namespace = ref.get("namespace") or ""
-        name = ref.get("name")
-        if type(resource) is str and type(namespace) is str:
-            if name and type(name) is str:
-                keys.append(f"obj:{resource}/{namespace}/{name}")
-            else:
-                keys.append(f"col:{resource}/{namespace}")
-            if namespace:
-                keys.append(f"ns:{namespace}")
-    if type(user) is dict:
-        username = user.get("username")
-        if type(username) is str:
-            keys.append(f"user:{username}")
-    time = event.get("requestReceivedTimestamp") or event.get("stageTimestamp")
-    return tuple(keys), time if type(time) is str else ""
+def _ref_keys(ref: RefView) -> tuple[str, ...]:
+    namespace = ref.namespace
+    first = (
+        f"obj:{ref.resource}/{namespace}/{ref.name}"
+        if ref.name
+        else f"col:{ref.resource}/{namespace}"
+    )
+    return (first, f"ns:{namespace}") if namespace else (first,)
 
 
-#: One record as the index sees it: seq, offset in its segment, lookup keys, time. A plain
-#: tuple: one is made for every archived event.
-Entry = tuple[int, int, tuple[str, ...], str]
-#: Hashes of recent keys (users and namespaces repeat), cleared when it grows past this.
+#: Hashes of recent objects and users (they repeat), cleared when past this many.
 _HASH_CACHE: Final = 200_000
+
+
+class KeyHasher:
+    """The stored key hashes of events, and their times.
+
+    Runs for every archived event: the hashes of an object's keys and of a user's key are
+    remembered, so a repeated object or user costs a dictionary lookup.
+    """
+
+    def __init__(self) -> None:
+        self._refs: dict[tuple[str, str, str], tuple[int, ...]] = {}
+        self._users: dict[str, int] = {}
+
+    def __call__(self, view: EventView) -> tuple[tuple[int, ...], str]:
+        """``(key hashes, time)`` of one event."""
+        ref = view.objectRef
+        hashes: tuple[int, ...] = ()
+        if ref is not None:
+            where = (ref.resource, ref.namespace, ref.name)
+            found = self._refs.get(where)
+            if found is None:
+                if len(self._refs) > _HASH_CACHE:
+                    self._refs.clear()
+                found = self._refs[where] = tuple(key_hash(k) for k in _ref_keys(ref))
+            hashes = found
+        user = view.user
+        if user is not None and user.username is not None:
+            hashed = self._users.get(user.username)
+            if hashed is None:
+                if len(self._users) > _HASH_CACHE:
+                    self._users.clear()
+                hashed = self._users[user.username] = key_hash(f"user:{user.username}")
+            hashes += (hashed,)
+        return hashes, view.requestReceivedTimestamp or view.stageTimestamp
+
+
+#: One record as the index sees it: seq, offset in its segment, key hashes, time. A plain
+#: tuple: one is made for every archived event.
+Entry = tuple[int, int, tuple[int, ...], str]
 
 
 @dataclass(slots=True)
@@ -101,25 +120,17 @@ class _Posting:
     entries: bytearray
 
 
-def postings_of(
-    entries: Iterable[Entry], hashes: dict[str, int] | None = None
-) -> dict[tuple[int, int], _Posting]:
+def postings_of(entries: Iterable[Entry]) -> dict[tuple[int, int], _Posting]:
     """Posting rows, by (bucket, block), of *entries* (used by appends and by verify).
 
-    *hashes* caches key hashes across calls. The hot path of every append: written flat.
+    The hot path of every append: written flat.
     """
-    cache: dict[str, int] = {} if hashes is None else hashes
-    if len(cache) > _HASH_CACHE:
-        cache.clear()
     rows: dict[tuple[int, int], _Posting] = {}
     pack = _ENTRY.pack
     size = BLOCK
-    for seq, offset, keys, time in entries:
+    for seq, offset, hashes, time in entries:
         block = (seq - 1) // size
-        for key in keys:
-            hashed = cache.get(key)
-            if hashed is None:
-                hashed = cache[key] = zlib.crc32(key.encode())
+        for hashed in hashes:
             where = (hashed % BUCKETS, block)
             posting = rows.get(where)
             if posting is None:
@@ -149,7 +160,6 @@ class Index:
         #: Blocks from this one on were begun by this process: the cache holds all their
         #: rows, so a key missing from it has no row yet (no read needed).
         self._complete_from = -1
-        self._hashes: dict[str, int] = {}
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -174,7 +184,7 @@ class Index:
         if self._complete_from < 0:
             last = self.last_seq()
             self._complete_from = block_of(last + 1) if last % BLOCK == 0 else block_of(last) + 1
-        fresh = postings_of(entries, self._hashes)
+        fresh = postings_of(entries)
         try:
             self._db.execute("BEGIN")
             rows = []

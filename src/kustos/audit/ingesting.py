@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Final
 
 import orjson
 from pydantic import Field
 
 from kustos.audit.archive import Archive
-from kustos.audit.records import is_event
+from kustos.audit.records import Prepared, prepare
 from kustos.errors import FileAccessError, InputError
 from kustos.files import StateFile, StateModel
 
@@ -91,14 +92,22 @@ def _start_time(first_line: bytes) -> str:
     return stamp if isinstance(stamp, str) else ""
 
 
-def _lines(fh: IO[bytes], skip: int, path: Path) -> Iterator[bytes]:
+def _chunks(fh: IO[bytes], skip: int, path: Path, size: int) -> Iterator[list[bytes]]:
+    """The complete lines after byte *skip*, *size* at a time; a line still being written
+    (no newline yet) ends the file."""
     try:
         if skip:
             fh.seek(skip)
-        for line in fh:
-            if not line.endswith(b"\n"):
-                return  # still being written
-            yield line
+        while True:
+            lines = list(itertools.islice(fh, size))
+            if not lines:
+                return
+            if not lines[-1].endswith(b"\n"):
+                lines.pop()
+                if lines:
+                    yield lines
+                return
+            yield lines
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read the audit log: {exc}") from exc
 
@@ -120,36 +129,29 @@ def ingest(
     for _, _, path, print_ in ordered:
         report.files += 1
         offset = done.get(print_, 0)
-        batch: list[tuple[bytes, dict[str, Any]]] = []
         with _open(path) as fh:
-            for line in _lines(fh, offset, path):
-                offset += len(line)
-                report.lines += 1
-                try:
-                    event = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    event = None
-                if is_event(event):
-                    batch.append((line, event))
-                else:
-                    report.skipped += 1
-                if len(batch) >= batch_lines:
-                    report.stored += _flush(archive, batch, report)
-                    done[print_] = offset
-                    state.write(IngestCursor(files=done))
-                    batch = []
-            report.stored += _flush(archive, batch, report)
+            for lines in _chunks(fh, offset, path, batch_lines):
+                batch = []
+                for line in lines:
+                    item = prepare(line)
+                    if item is None:
+                        report.skipped += 1
+                    else:
+                        batch.append(item)
+                report.lines += len(lines)
+                report.stored += _flush(archive, batch, report)
+                offset += sum(map(len, lines))
+                done[print_] = offset
+                state.write(IngestCursor(files=done))
         done[print_] = offset
         state.write(IngestCursor(files=done))
     report.stripped = archive.stripped - stripped_before
     return report
 
 
-def _flush(
-    archive: Archive, batch: list[tuple[bytes, dict[str, Any]]], report: IngestReport
-) -> int:
+def _flush(archive: Archive, batch: list[Prepared], report: IngestReport) -> int:
     if not batch:
         return 0
-    stored = archive.append_parsed(batch)
+    stored = archive.append_prepared(batch)
     report.repeated += len(batch) - len(stored)
     return len(stored)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kustos.audit.archive import complete_lines, read_checkpoints, segment_files
@@ -27,7 +26,8 @@ from kustos.audit.hashing import (
     link,
     parse_line,
 )
-from kustos.audit.indexing import Entry, Index, block_of, keys_of, postings_of
+from kustos.audit.indexing import Entry, Index, KeyHasher, block_of, postings_of
+from kustos.audit.records import text_view
 from kustos.audit.signing import PUBLIC_KEY, read_chain, read_public_key, walk_chain
 from kustos.errors import ArchiveError, InputError
 
@@ -77,6 +77,7 @@ class _Walk:
         self.index = index
         self.seq, self.head = 0, GENESIS
         self.pending: list[Entry] = []
+        self.hasher = KeyHasher()
         if 0 in by_size and by_size[0].head != GENESIS:
             result.problems.append("checkpoint of size 0 does not hold the empty chain")
 
@@ -119,8 +120,8 @@ class _Walk:
 
     def _indexed(self, seq: int, offset: int, data: bytes) -> bool:
         try:
-            lookup, time = keys_of(orjson.loads(data))
-        except orjson.JSONDecodeError:
+            hashes, time = self.hasher(text_view(data))
+        except ValueError:  # orjson.JSONDecodeError among them
             self.result.problems.append(f"record {seq} holds no JSON event (modified)")
             return False
         if self.index is None:
@@ -128,7 +129,7 @@ class _Walk:
         if self.pending and block_of(seq) != block_of(self.pending[0][0]):
             _compare_block(self.index, self.pending, self.result)
             self.pending = []
-        self.pending.append((seq, offset, lookup, time))
+        self.pending.append((seq, offset, hashes, time))
         return True
 
 

@@ -9,30 +9,37 @@ The Watch config file is YAML with three optional sections::
 
 :func:`hooks_for` gives the archive's ingest pipeline (``audit serve``, ``audit ingest``)
 the detector hook: after each durable append it runs the detectors over the new events,
-appends their alerts to ``DIR/watch/alerts.jsonl`` and saves the baselines to
-``DIR/watch/baseline.json`` (at most once a second, and right after new alerts are
-stored). The baseline file records the last event processed; when the hook starts it
-first catches up from there through the archive, so a restart neither learns again nor
-misses what was archived while detection was down, and alerts already stored for the
-replayed events are not stored twice.
+appends their alerts durably to ``DIR/watch/alerts.jsonl`` and saves the baselines to
+``DIR/watch/baseline.json`` (at most once a second, less often when saving is slow, and
+when ingest stops). The baseline file records the last event processed; when the hook
+starts it first catches up from there through the archive, so a restart neither learns
+again nor misses what was archived while detection was down, and alerts already stored for
+the replayed events are not stored twice (which is why the baseline need not be saved
+with every batch of alerts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import multiprocessing
+import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kustos.audit.alerts import Alert, AlertStore, watch_folder
 from kustos.audit.detecting import ArchivedLike, Detector, DetectorsConfig, WatchState
 from kustos.audit.forwarding import EventSource, Forwarder
+from kustos.audit.records import ArchivedEvent, EventView, view_of
 from kustos.audit.sinks.base import Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, SyslogSink
 from kustos.errors import ConfigError
@@ -41,6 +48,12 @@ from kustos.files import StateFile, StateModel, read_text
 log = logging.getLogger(__name__)
 
 BASELINE_FILE: Final = "baseline.json"
+_READY: Final = b"ready"
+_STOP: Final = b"stop"
+_START_SECONDS: Final = 60
+_STOP_SECONDS: Final = 300
+#: A routine baseline save waits at least this many times as long as the last one took.
+_SAVE_SHARE: Final = 20
 Hook = Callable[[Sequence[ArchivedLike]], None]
 
 
@@ -109,8 +122,8 @@ class BaselineDoc(StateModel):
 
 
 def state_to_doc(state: WatchState) -> BaselineDoc:
-    """The storable form of *state*."""
-    return BaselineDoc(
+    """The storable form of *state* (built without validation: the state is well-typed)."""
+    return BaselineDoc.model_construct(
         started=state.started.isoformat() if state.started is not None else None,
         last_seq=state.last_seq,
         secret_readers=tuple(sorted(state.secret_readers)),
@@ -162,6 +175,10 @@ class DetectorHook:
         self.save_every = save_every
         self._clock = clock
         self._saved_at = clock()
+        #: Seconds between routine saves: ``save_every``, or more when a save is slow (the
+        #: baselines grow with the cluster), so that saving costs at most 1/_SAVE_SHARE of
+        #: the time. Safe: a restart replays the events after the saved ``last_seq``.
+        self._interval = save_every
         self._replaying: set[tuple[str, tuple[str, ...], str]] | None = None
 
     def catch_up(self, events: EventSource) -> int:
@@ -193,11 +210,10 @@ class DetectorHook:
         if self._replaying is not None:
             alerts = [a for a in alerts if self._key(a) not in self._replaying]
         if alerts:
-            # Alerts first, then the baseline: a crash in between replays these events at
-            # the next start, and the replay recognises the alerts already stored.
+            # Alerts now, the baseline when due: a crash in between replays these events
+            # at the next start, and the replay recognises the alerts already stored.
             self.store.append(alerts)
-            self.save()
-        elif self._clock() - self._saved_at >= self.save_every:
+        if self._clock() - self._saved_at >= self._interval:
             self.save()
         return len(alerts)
 
@@ -205,21 +221,122 @@ class DetectorHook:
     def _key(alert: Alert) -> tuple[str, tuple[str, ...], str]:
         return alert.detector, alert.audit_ids, alert.time
 
+    def close(self) -> None:
+        """Save the baselines (the archive calls this when it closes)."""
+        self.save()
+
     def save(self) -> None:
         """Write the baselines now."""
+        started = self._clock()
         self.baseline.path.parent.mkdir(parents=True, exist_ok=True)
         self.baseline.write(state_to_doc(self.detector.state))
         self._saved_at = self._clock()
+        self._interval = max(self.save_every, _SAVE_SHARE * (self._saved_at - started))
 
 
-def hooks_for(archive_dir: Path, config: Path | None) -> list[Hook]:
-    """The hooks the ingest pipeline calls after each durable append (detection)."""
+def hooks_for(archive_dir: Path, config: Path | None, *, in_process: bool = False) -> list[Hook]:
+    """The hooks the ingest pipeline calls after each durable append (detection).
+
+    The detectors first catch up with the archive here; then they run in a process of
+    their own (:class:`DetectorProcess`) so that ingest and detection use two cores, or
+    in this one with *in_process*.
+    """
     settings = load_config(config)
     hook = DetectorHook(archive_dir, settings.detectors)
     from kustos.audit.archive import Archive  # noqa: PLC0415 - the archive's own module
 
     hook.catch_up(Archive(archive_dir))
-    return [hook]
+    if in_process:
+        return [hook]
+    return [DetectorProcess(archive_dir, settings.detectors)]
+
+
+class DetectorProcess:
+    """The detector hook run in a child process, fed each durable batch's event views.
+
+    The archive's writer only encodes the views of a batch (MessagePack) and sends them
+    down a pipe; the child runs a :class:`DetectorHook` over them, stores the alerts and
+    saves the baselines. A full pipe makes the writer wait (memory stays bounded). If the
+    child dies, ingest goes on and says so once: the baseline names the last event the
+    detectors saw, and the next start catches up from there (:meth:`DetectorHook.catch_up`).
+    :meth:`close` (called by the archive's ``close``) waits until every batch sent was
+    processed.
+    """
+
+    def __init__(self, archive_dir: Path, config: DetectorsConfig) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded service
+        self._pipe, child = context.Pipe(duplex=True)
+        self._process = context.Process(
+            target=run_detector_process,
+            args=(str(archive_dir), config.model_dump(mode="json"), child),
+            name="kustos-detectors",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._alive = self._wait_ready()
+
+    def _wait_ready(self) -> bool:
+        try:
+            if self._pipe.poll(_START_SECONDS) and self._pipe.recv_bytes() == _READY:
+                return True
+        except (EOFError, OSError):
+            pass
+        log.error("the detector process did not start; detection resumes at the next start")
+        return False
+
+    def __call__(self, events: Sequence[ArchivedLike]) -> None:
+        """Send a stored batch (consecutive sequence numbers) to the detectors."""
+        if not self._alive or not events:
+            return
+        views = [e.view if isinstance(e, ArchivedEvent) else view_of(e.event) for e in events]
+        try:
+            self._pipe.send_bytes(events[0].seq.to_bytes(8, "big") + self._encode(views))
+        except OSError:
+            self._alive = False
+            log.error(  # noqa: TRY400 - the reason is the child's exit, logged by it
+                "the detector process stopped at record %d; detection resumes from its "
+                "baseline at the next start",
+                events[0].seq,
+            )
+
+    def close(self) -> None:
+        """Tell the child that no more batches come and wait until it has saved."""
+        if self._pipe.closed:
+            return
+        self._alive = False
+        with contextlib.suppress(OSError):
+            self._pipe.send_bytes(_STOP)
+        self._process.join(_STOP_SECONDS)
+        if self._process.is_alive():
+            log.error("the detector process did not stop in %d s; ended", _STOP_SECONDS)
+            self._process.kill()
+            self._process.join()
+        self._pipe.close()
+
+
+def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connection) -> None:
+    """The child of :class:`DetectorProcess`: batches of views in, alerts and baselines out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    hook = DetectorHook(Path(archive_dir), DetectorsConfig.model_validate(config))
+    decode = msgspec.msgpack.Decoder(list[EventView]).decode
+    pipe.send_bytes(_READY)
+    try:
+        while True:
+            try:
+                message = pipe.recv_bytes()
+            except EOFError:  # the parent died: keep what was seen
+                break
+            if message == _STOP:
+                break
+            first = int.from_bytes(message[:8], "big")
+            views = decode(message[8:])
+            hook([ArchivedEvent(first + i, view=v) for i, v in enumerate(views)])
+    finally:
+        hook.save()
+        pipe.close()
 
 
 # --------------------------------------------------------------------------- forwarding

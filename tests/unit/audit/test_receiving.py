@@ -8,6 +8,8 @@ API server's webhook backend would:
   nothing of them is stored;
 - a full disk answers 503 with Retry-After and stores nothing; too many batches waiting
   answer 429 with Retry-After;
+- batches that wait for the writer together are stored with one append (group commit),
+  each answered with its own count, a malformed one among them alone refused;
 - a Secret value in a RequestResponse event reaches neither the archive nor the logs.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ import pytest_asyncio
 
 from kustos.audit.archive import Archive
 from kustos.audit.receiving import BatchError, Receiver, ReceiverSettings, parse_batch, serve
-from kustos.audit.records import ArchivedEvent
+from kustos.audit.records import ArchivedEvent, Prepared
 from kustos.errors import ArchiveFullError
 from tests.unit.audit.test_records import CANARY, event, leaking_event
 
@@ -129,7 +131,7 @@ def test_parse_batch_names_the_bad_item() -> None:
 class _FullArchive(Archive):
     """The archive's adapter boundary: a disk that is full."""
 
-    def append(self, events: Sequence[Mapping[str, Any]]) -> list[ArchivedEvent]:
+    def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
         raise ArchiveFullError("no space left for the batch")
 
 
@@ -152,10 +154,10 @@ class _SlowArchive(Archive):
     entered = threading.Event()
     release = threading.Event()
 
-    def append(self, events: Sequence[Mapping[str, Any]]) -> list[ArchivedEvent]:
+    def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
         self.entered.set()
         self.release.wait(30)
-        return super().append(events)
+        return super().append_groups(groups)
 
 
 @pytest.mark.asyncio
@@ -183,6 +185,46 @@ async def test_overload_is_retryable_and_bounded(tmp_path: Path) -> None:
     assert refused.headers["Retry-After"]
     assert sorted(r.status_code for r in answers) == [200, 200, 429]
     assert len(_stored(tmp_path / "archive")) == 2
+
+
+class _CountingArchive(_SlowArchive):
+    """A slow archive that records how many batches each append stored together."""
+
+    sizes: list[int]
+
+    def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
+        self.sizes.append(len(groups))
+        return super().append_groups(groups)
+
+
+@pytest.mark.asyncio
+async def test_batches_waiting_together_share_one_append(tmp_path: Path) -> None:
+    archive = _CountingArchive(tmp_path / "archive")
+    archive.entered, archive.release = threading.Event(), threading.Event()
+    archive.sizes = []
+    task, stop, url = await _start(archive, max_waiting=8)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            first = asyncio.create_task(client.post(url, content=_batch([event(1)])))
+            await asyncio.to_thread(archive.entered.wait, 30)
+            bodies = [
+                _batch([event(2), event(3)]),
+                _batch([event(4), {"kind": "Pod"}]),
+                _batch([event(5), event(1)]),  # event 1 again: a retry's repeat
+            ]
+            others = [asyncio.create_task(client.post(url, content=b)) for b in bodies]
+            await asyncio.sleep(0.5)  # all three wait for the writer
+            archive.release.set()
+            answers = await asyncio.gather(first, *others)
+    finally:
+        archive.release.set()
+        stop.set()
+        await task
+    assert [r.status_code for r in answers] == [200, 200, 400, 200]
+    assert [r.text.strip() for r in answers[:2]] == ["stored 1 of 1", "stored 2 of 2"]
+    assert answers[3].text.strip() == "stored 1 of 2"
+    assert archive.sizes == [1, 2]
+    assert len(_stored(tmp_path / "archive")) == 4
 
 
 @pytest.mark.asyncio
