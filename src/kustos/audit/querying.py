@@ -9,12 +9,16 @@ segments are read in full.
 ``--secret NS/NAME`` answers "who read this Secret": the requests that name it, and the
 ``list`` and ``watch`` requests on Secrets of its namespace or of all namespaces, which
 returned it too (the API server logs no name for those).
+
+A long-running request (a ``watch``) is logged twice, at ``ResponseStarted`` and again at
+``ResponseComplete``: a query shows one row per audit ID, the ``ResponseComplete`` one
+(whose code is final), else the last stage the archive holds.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
@@ -28,6 +32,8 @@ from kustos.audit.records import REQUEST_RECEIVED, EventSummary, summary_of
 from kustos.errors import ArchiveError
 
 _LISTING: Final = frozenset({"list", "watch"})
+#: The stage whose status code is final; another stage of the same request gives way to it.
+_FINAL_STAGE: Final = "ResponseComplete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +130,24 @@ def _candidates(directory: Path, query: EventQuery) -> Iterator[EventSummary]:
         index.close()
 
 
+def _one_per_request(events: Iterable[EventSummary]) -> list[EventSummary]:
+    """*events* (in record order) with one per audit ID: ``ResponseComplete``, else the last.
+
+    An event without an audit ID stands for itself.
+    """
+    kept: dict[object, EventSummary] = {}
+    for s in events:
+        key: object = s.audit_id or object()
+        held = kept.get(key)
+        if held is None or held.stage != _FINAL_STAGE or s.stage == _FINAL_STAGE:
+            kept[key] = s
+    return list(kept.values())
+
+
 def run_query(directory: Path, query: EventQuery) -> list[EventSummary]:
-    """The events matching *query*, oldest first (``RequestReceived`` duplicates left out)."""
+    """The events matching *query*, oldest first, one per request (see the module doc)."""
     if not (directory / "index.sqlite").exists():
         raise ArchiveError(f"{directory}: no archive index here (run `kustos audit reindex`)")
-    found = [s for s in _candidates(directory, query) if query.matches(s)]
+    found = _one_per_request(s for s in _candidates(directory, query) if query.matches(s))
     found.sort(key=lambda s: s.time)
     return found if query.limit is None else found[: query.limit]

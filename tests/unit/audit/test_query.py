@@ -3,7 +3,10 @@
 - ``--secret NS/NAME``: gets on it, lists and watches in its namespace and across all
   namespaces; not other Secrets, not other resources, not RequestReceived duplicates;
 - ``-n``, ``--user``, ``--verb``, ``--since``/``--until`` (times and durations);
-- table output names user, verb, object, source; bad flags exit 2.
+- table output names user, verb, object, source; bad flags exit 2;
+- a watch logged at ResponseStarted and ResponseComplete is one row (the final code), from
+  the index and from a full read, in JSON and in the table; a watch still running is one
+  row too.
 """
 
 from __future__ import annotations
@@ -95,3 +98,32 @@ def test_table_and_bad_flags(archive: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["audit", "query", "--archive", str(archive), "--secret", "nope"]) == 2
     assert main(["audit", "query", "--archive", str(archive), "--since", "last tuesday"]) == 2
     assert main(["audit", "query", "--archive", str(archive.parent / "none")]) == 2
+
+
+def test_one_row_per_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def watch(n: int, stage: str, code: int) -> dict[str, object]:
+        return event(n, user="frank", verb="watch", name=None, time=_at(1), stage=stage, code=code)
+
+    with Archive(tmp_path) as store:
+        store.append(
+            [
+                watch(1, "ResponseStarted", 200),
+                event(2, user="alice", time=_at(0.5)),
+                watch(1, "ResponseComplete", 500),
+                watch(3, "ResponseStarted", 200),  # still running
+            ]
+        )
+    watch_id, other_id, running_id = (event(n)["auditID"] for n in (1, 2, 3))
+    expected = [(watch_id, 500), (running_id, 200), (other_id, 200)]
+    by_index = _query(tmp_path, "--secret", "payments/db-creds", capsys=capsys)
+    full_read = _query(tmp_path, capsys=capsys)
+    for found in (by_index, full_read):
+        assert [(e["audit_id"], e["code"]) for e in found] == expected
+    assert [e["audit_id"] for e in _query(tmp_path, "--user", "frank", capsys=capsys)] == [
+        watch_id,
+        running_id,
+    ]
+    assert main(["audit", "query", "--archive", str(tmp_path), "--verb", "watch"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 2
+    assert rows[0].endswith(" 500")
