@@ -182,7 +182,7 @@ class TokenSigner:
     def __init__(self, where: TokenKey) -> None:
         # The KMS plugin's loader and token lookup: one place that knows python-pkcs11's
         # failures when a module or token is missing.
-        from kustos.kms.providers.pkcs11 import _find_token, _load  # noqa: PLC0415
+        from kustos.kms.providers.pkcs11 import find_token, load_library  # noqa: PLC0415
 
         self.where = where
         pin = Sensitive(read_bytes(where.pin_file, what="PIN file", limit=_PIN_LIMIT).strip())
@@ -191,7 +191,7 @@ class TokenSigner:
         self._lock = threading.Lock()
         self._pin = pin
         self._pin_refused: str | None = None
-        self._token = _find_token(_load(where.module), where.token)
+        self._token = find_token(load_library(where.module), where.token)
         self._session = self._open(self._token, pin)
         self._private: Any = None
         self._public: Ed25519PublicKey | None = None
@@ -199,7 +199,7 @@ class TokenSigner:
     def _open(self, token: Any, pin: Sensitive) -> Session:
         from pkcs11.exceptions import PKCS11Error, UserAlreadyLoggedIn  # noqa: PLC0415
 
-        from kustos.kms.providers.pkcs11 import _pin_refusal  # noqa: PLC0415
+        from kustos.kms.providers.pkcs11 import pin_refusal  # noqa: PLC0415
 
         if self._pin_refused is not None:
             # A refused PIN is never offered again: a real HSM locks its user after a few
@@ -219,7 +219,7 @@ class TokenSigner:
             )
 
             if isinstance(exc, PinIncorrect | PinLocked | PinExpired | PinInvalid | PinLenRange):
-                self._pin_refused = _pin_refusal(exc, self.where.token)
+                self._pin_refused = pin_refusal(exc, self.where.token)
                 raise KmsError(self._pin_refused) from exc
             raise KmsError(
                 f"{self.where.describe()}: cannot open a session ({type(exc).__name__})"
@@ -303,12 +303,12 @@ class TokenSigner:
         """``CKM_EDDSA`` over *data*, by the token; a lost session is reopened once."""
         from pkcs11 import Mechanism  # noqa: PLC0415
 
-        from kustos.kms.providers.pkcs11 import _SESSION_LOST  # noqa: PLC0415
+        from kustos.kms.providers.pkcs11 import SESSION_LOST  # noqa: PLC0415
 
         try:
             with self._lock:
                 return bytes(self._private.sign(data, mechanism=Mechanism.EDDSA))
-        except _SESSION_LOST as exc:
+        except SESSION_LOST as exc:
             log.warning(
                 "%s: session lost while signing a checkpoint (%s); reopening",
                 self.where.describe(),

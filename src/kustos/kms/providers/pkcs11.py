@@ -119,7 +119,7 @@ _REJECTED: Final = "cannot unwrap: ciphertext rejected (tampered, or bound to an
 
 #: What python-pkcs11 raises when the session (or its login) is gone: reopen and retry.
 #: A cached key handle goes stale with its session, hence the handle errors too.
-_SESSION_LOST: Final = (
+SESSION_LOST: Final = (
     SessionHandleInvalid,
     SessionClosed,
     DeviceRemoved,
@@ -172,7 +172,7 @@ class Pkcs11Provider(KeyProvider):
         self._reported_current: str | None = None
         self._closed = False
         self._pin_refused: str | None = None
-        self._token = _find_token(_load(module), token_label)
+        self._token = find_token(load_library(module), token_label)
         self._mechanism = _choose_mechanism(self._token, token_label)
         self._session: Session | None = self._login()
         try:
@@ -447,7 +447,7 @@ class Pkcs11Provider(KeyProvider):
             # open until the library is finalised.
             return self._open_without_pin()
         except (PinIncorrect, PinLocked, PinExpired, PinInvalid, PinLenRange) as exc:
-            self._pin_refused = _pin_refusal(exc, label)
+            self._pin_refused = pin_refusal(exc, label)
             _log.error("%s; this PIN will not be offered again", self._pin_refused)
             raise KmsError(self._pin_refused) from exc
         except UserPinNotInitialized as exc:
@@ -482,7 +482,7 @@ class Pkcs11Provider(KeyProvider):
                 raise KmsError(f'PKCS#11 provider for token "{self._label}" is closed')
             try:
                 return self._attempt(what, op)
-            except _SESSION_LOST as exc:
+            except SESSION_LOST as exc:
                 _log.warning(
                     'PKCS#11 session to token "%s" lost during %s (%s); reopening',
                     self._label,
@@ -492,7 +492,7 @@ class Pkcs11Provider(KeyProvider):
             self._reopen_locked()
             try:
                 return self._attempt(what, op)
-            except _SESSION_LOST as exc:
+            except SESSION_LOST as exc:
                 raise KmsError(
                     f'PKCS#11 session to token "{self._label}" lost again during {what} '
                     f"after reopening ({type(exc).__name__})"
@@ -501,7 +501,7 @@ class Pkcs11Provider(KeyProvider):
     def _attempt(self, what: str, op: Callable[[], _T]) -> _T:
         try:
             return op()
-        except _SESSION_LOST:
+        except SESSION_LOST:
             raise
         except PKCS11Error as exc:
             raise KmsError(
@@ -711,7 +711,7 @@ class Pkcs11Provider(KeyProvider):
                 digest, plaintext = payload[:_AAD_DIGEST_LEN], payload[_AAD_DIGEST_LEN:]
                 if hmac.compare_digest(digest, _aad_digest(aad)):
                     return plaintext
-        except _SESSION_LOST:
+        except SESSION_LOST:
             raise
         except PKCS11Error as exc:
             raise KmsError(_REJECTED) from exc
@@ -719,9 +719,11 @@ class Pkcs11Provider(KeyProvider):
 
 
 # ---- helpers at the edge: loading, token lookup, mechanism choice, state encoding
+# ``load_library``, ``find_token``, ``pin_refusal`` and ``SESSION_LOST`` are public: the
+# audit checkpoint signer (``kustos.audit.signing``) uses the same token plumbing.
 
 
-def _load(module: Path) -> Any:
+def load_library(module: Path) -> Any:
     """The python-pkcs11 library object for *module* (cached per path by python-pkcs11)."""
     if not module.is_file():
         raise KmsError(f"PKCS#11 module {module} cannot be loaded: no such file")
@@ -736,7 +738,8 @@ def _load(module: Path) -> Any:
         ) from exc
 
 
-def _find_token(lib: Any, label: str) -> Token:
+def find_token(lib: Any, label: str) -> Token:
+    """The token labelled *label* in *lib*; none, or more than one, is a ``KmsError``."""
     try:
         return cast("Token", lib.get_token(token_label=label))
     except NoSuchToken as exc:
@@ -763,7 +766,7 @@ def _choose_mechanism(token: Token, label: str) -> Mechanism:
     raise KmsError(f'PKCS#11 token "{label}" supports neither CKM_AES_GCM nor CKM_AES_KEY_WRAP_PAD')
 
 
-def _pin_refusal(exc: PKCS11Error, label: str) -> str:
+def pin_refusal(exc: PKCS11Error, label: str) -> str:
     """One line for a PIN the token refused (never the PIN itself)."""
     if isinstance(exc, PinLocked):
         return f'PKCS#11 token "{label}" is locked after too many wrong PINs'
