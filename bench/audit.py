@@ -186,15 +186,44 @@ def _children(pid: int) -> list[str]:
     return found
 
 
-def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") -> dict[str, float]:
-    """Post the log as EventList batches to ``kustos audit serve``; events/s and memory."""
-    shutil.rmtree(work, ignore_errors=True)
-    lines = path.read_bytes().splitlines()
-    bodies = [
+def batch_bodies(lines: Sequence[bytes]) -> list[bytes]:
+    """The event *lines* as the API server posts them: ``EventList`` bodies of ``BATCH``."""
+    return [
         b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":['
         + b",".join(lines[i : i + BATCH]) + b"]}"
         for i in range(0, len(lines), BATCH)
     ]  # fmt: skip
+
+
+def wait_healthy(url: str) -> None:
+    """Poll a receiver's *url* (``/healthz``) until it answers; give up after a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+        else:
+            return
+
+
+def write_results(doc: dict[str, Any], output: Path, work: Path) -> int:
+    """Record the load average at the end, write *doc* to *output* and stdout, drop *work*."""
+    doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    text = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    output.write_bytes(text)
+    sys.stdout.write(text.decode())
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") -> dict[str, float]:
+    """Post the log as EventList batches to ``kustos audit serve``; events/s and memory."""
+    shutil.rmtree(work, ignore_errors=True)
+    lines = path.read_bytes().splitlines()
+    bodies = batch_bodies(lines)
     started = time.perf_counter()
     for body in bodies:
         orjson.loads(body)
@@ -207,15 +236,7 @@ def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") 
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/audit"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(url.replace("/audit", "/healthz"), timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_healthy(f"http://127.0.0.1:{port}/healthz")
         failures: list[int] = []
 
         def send(part: Sequence[bytes]) -> None:
@@ -377,11 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "secret_history_under_1s": doc["query"]["in_process_seconds"] < TARGET_QUERY_S,
         "query_archive_is_10_million": doc["query"]["archive_events"] >= 10_000_000,
     }
-    doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    OUTPUT.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return write_results(doc, OUTPUT, work)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ alone. Best of ``--repeats`` for each configuration.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -34,34 +33,12 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from bench.audit import BATCH, write_log
+from bench.audit import batch_bodies, wait_healthy, write_log, write_results
 from bench.running import RESULTS, WORK, provenance
 from kustos.testing.processes import free_ports
 from kustos.testing.rsyslog import Rsyslog
 
 OUTPUT: Final = RESULTS / "audit_forwarding.json"
-
-
-def _bodies(log: Path) -> list[bytes]:
-    lines = log.read_bytes().splitlines()
-    return [
-        b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":['
-        + b",".join(lines[i : i + BATCH]) + b"]}"
-        for i in range(0, len(lines), BATCH)
-    ]  # fmt: skip
-
-
-def _wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-        else:
-            return
 
 
 def _count_lines(path: Path) -> int:
@@ -96,7 +73,7 @@ def run_once(
     lock = threading.Lock()
     try:
         url = f"http://127.0.0.1:{port}/audit"
-        _wait_healthy(f"http://127.0.0.1:{port}/healthz")
+        wait_healthy(f"http://127.0.0.1:{port}/healthz")
 
         def send(part: Sequence[bytes]) -> None:
             with httpx.Client(timeout=60) as client:
@@ -154,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     log = work / "audit.log"
     doc["events"] = write_log(log, args.events)
-    bodies = _bodies(log)
+    bodies = batch_bodies(log.read_bytes().splitlines())
 
     def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return max(runs, key=lambda r: r["acknowledged_events_per_s"])
@@ -178,11 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     }
     doc["all_runs"] = {"alone": alone_runs, "forwarding_to_rsyslog": forwarding_runs}
-    doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    OUTPUT.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return write_results(doc, OUTPUT, work)
 
 
 if __name__ == "__main__":
