@@ -162,6 +162,15 @@ def _hooks(directory: Path) -> list[Any]:
     return list(hooks_for(directory, None))
 
 
+def _detection_installed(probe: Path) -> bool:
+    """Whether this tree has the detectors; the probe's detector process is stopped first."""
+    hooks = _hooks(probe)
+    for hook in hooks:
+        hook.close()  # else it saves its baseline into the folder removed below
+    shutil.rmtree(probe, ignore_errors=True)
+    return bool(hooks)
+
+
 def file_ingest(path: Path, work: Path, *, detection: bool) -> float:
     """Seconds for ``ingest`` of *path* into a fresh archive (fsync per batch)."""
     shutil.rmtree(work, ignore_errors=True)
@@ -376,9 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ratio_archive_index": round(bare / plain, 3),
         "with_detection_events_per_s": round(n / detecting),
         "ratio_with_detection": round(bare / detecting, 3),
-        "detection_installed": bool(_hooks(work / "probe")),
+        "detection_installed": _detection_installed(work / "probe"),
     }
-    shutil.rmtree(work / "probe", ignore_errors=True)
     doc["webhook_ingest"] = webhook_ingest(log, work / "webhook", args.port)
     # The same with --fsync none: what acknowledging only after fsync costs.
     doc["webhook_ingest_fsync_none"] = webhook_ingest(
