@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -218,6 +218,17 @@ def wait_healthy(url: str) -> None:
             return
 
 
+def in_two_clients(send: Callable[[Sequence[bytes]], None], bodies: Sequence[bytes]) -> float:
+    """Seconds for two concurrent clients (threads) to *send* every other one of *bodies*."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=send, args=(bodies[i::2],)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def write_results(doc: dict[str, Any], output: Path, work: Path) -> int:
     """Record the load average at the end, write *doc* to *output* and stdout, drop *work*."""
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -257,13 +268,7 @@ def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") 
                             return
                         time.sleep(0.05)
 
-        started = time.perf_counter()
-        threads = [threading.Thread(target=send, args=(bodies[i::2],)) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        seconds = time.perf_counter() - started
+        seconds = in_two_clients(send, bodies)
         peak = _vm_hwm_mb(proc.pid)
         children = [int(c) for c in _children(proc.pid)]
         child_peak = sum(_vm_hwm_mb(c) for c in children)

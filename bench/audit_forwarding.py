@@ -33,7 +33,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from bench.audit import batch_bodies, wait_healthy, write_log, write_results
+from bench.audit import batch_bodies, in_two_clients, wait_healthy, write_log, write_results
 from bench.running import RESULTS, WORK, provenance
 from kustos.testing.processes import free_ports
 from kustos.testing.rsyslog import Rsyslog
@@ -84,19 +84,14 @@ def run_once(
                     with lock:
                         latencies.append(time.perf_counter() - posted)
 
-        started = time.perf_counter()
-        threads = [threading.Thread(target=send, args=(bodies[i::2],)) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        acknowledged = time.perf_counter() - started
+        acknowledged = in_two_clients(send, bodies)
         delivered = None
         if sink is not None:
+            waiting = time.perf_counter()
             deadline = time.monotonic() + 600
             while _count_lines(sink.output) < events and time.monotonic() < deadline:
                 time.sleep(0.1)
-            delivered = time.perf_counter() - started
+            delivered = acknowledged + time.perf_counter() - waiting
             if _count_lines(sink.output) < events:
                 delivered = None
     finally:
