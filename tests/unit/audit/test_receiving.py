@@ -16,6 +16,7 @@ API server's webhook backend would:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -149,77 +150,71 @@ async def test_full_disk_is_retryable(tmp_path: Path) -> None:
 
 
 class _SlowArchive(Archive):
-    """An archive whose disk is slow: appends wait until released."""
+    """An archive whose disk is slow: appends wait until released; counts batches per append."""
 
-    entered = threading.Event()
-    release = threading.Event()
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.sizes: list[int] = []
 
     def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
+        self.sizes.append(len(groups))
         self.entered.set()
         self.release.wait(30)
         return super().append_groups(groups)
 
 
-@pytest.mark.asyncio
-async def test_overload_is_retryable_and_bounded(tmp_path: Path) -> None:
-    archive = _SlowArchive(tmp_path / "archive")
-    archive.entered, archive.release = threading.Event(), threading.Event()
-    task, stop, url = await _start(archive, max_waiting=2)
+@contextlib.asynccontextmanager
+async def _first_batch_at_disk(
+    archive: _SlowArchive, *, max_waiting: int
+) -> AsyncIterator[tuple[httpx.AsyncClient, str, asyncio.Task[httpx.Response]]]:
+    """A receiver over *archive* whose first batch (event 1) is being written, held there.
+
+    Yields the client, the receiver's URL and the first batch's pending answer; on the way
+    out the disk is released and the receiver stopped.
+    """
+    task, stop, url = await _start(archive, max_waiting=max_waiting)
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             first = asyncio.create_task(client.post(url, content=_batch([event(1)])))
             await asyncio.to_thread(archive.entered.wait, 30)
-            # One batch is at the disk; of the next two, one may wait and one is refused.
-            others = [
-                asyncio.create_task(client.post(url, content=_batch([event(n)]))) for n in (2, 3)
-            ]
-            done, _ = await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
-            refused = next(iter(done)).result()
-            archive.release.set()
-            answers = await asyncio.gather(first, *others)
+            yield client, url, first
     finally:
         archive.release.set()
         stop.set()
         await task
+
+
+@pytest.mark.asyncio
+async def test_overload_is_retryable_and_bounded(tmp_path: Path) -> None:
+    archive = _SlowArchive(tmp_path / "archive")
+    async with _first_batch_at_disk(archive, max_waiting=2) as (client, url, first):
+        # One batch is at the disk; of the next two, one may wait and one is refused.
+        others = [asyncio.create_task(client.post(url, content=_batch([event(n)]))) for n in (2, 3)]
+        done, _ = await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
+        refused = next(iter(done)).result()
+        archive.release.set()
+        answers = await asyncio.gather(first, *others)
     assert refused.status_code == 429
     assert refused.headers["Retry-After"]
     assert sorted(r.status_code for r in answers) == [200, 200, 429]
     assert len(_stored(tmp_path / "archive")) == 2
 
 
-class _CountingArchive(_SlowArchive):
-    """A slow archive that records how many batches each append stored together."""
-
-    sizes: list[int]
-
-    def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
-        self.sizes.append(len(groups))
-        return super().append_groups(groups)
-
-
 @pytest.mark.asyncio
 async def test_batches_waiting_together_share_one_append(tmp_path: Path) -> None:
-    archive = _CountingArchive(tmp_path / "archive")
-    archive.entered, archive.release = threading.Event(), threading.Event()
-    archive.sizes = []
-    task, stop, url = await _start(archive, max_waiting=8)
-    try:
-        async with httpx.AsyncClient(timeout=30) as client:
-            first = asyncio.create_task(client.post(url, content=_batch([event(1)])))
-            await asyncio.to_thread(archive.entered.wait, 30)
-            bodies = [
-                _batch([event(2), event(3)]),
-                _batch([event(4), {"kind": "Pod"}]),
-                _batch([event(5), event(1)]),  # event 1 again: a retry's repeat
-            ]
-            others = [asyncio.create_task(client.post(url, content=b)) for b in bodies]
-            await asyncio.sleep(0.5)  # all three wait for the writer
-            archive.release.set()
-            answers = await asyncio.gather(first, *others)
-    finally:
+    archive = _SlowArchive(tmp_path / "archive")
+    async with _first_batch_at_disk(archive, max_waiting=8) as (client, url, first):
+        bodies = [
+            _batch([event(2), event(3)]),
+            _batch([event(4), {"kind": "Pod"}]),
+            _batch([event(5), event(1)]),  # event 1 again: a retry's repeat
+        ]
+        others = [asyncio.create_task(client.post(url, content=b)) for b in bodies]
+        await asyncio.sleep(0.5)  # all three wait for the writer
         archive.release.set()
-        stop.set()
-        await task
+        answers = await asyncio.gather(first, *others)
     assert [r.status_code for r in answers] == [200, 200, 400, 200]
     assert [r.text.strip() for r in answers[:2]] == ["stored 1 of 1", "stored 2 of 2"]
     assert answers[3].text.strip() == "stored 1 of 2"
