@@ -40,6 +40,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kustos.cli.devcluster import local_keyring_flags
+from kustos.cli.output import print_table
 from kustos.errors import InputError, KustosError
 from kustos.kms.reencrypting import reencrypt
 from kustos.kms.stored import parse_stored
@@ -245,7 +246,7 @@ def _tour(console: Console, client: Client, settings: ClientSettings, examples: 
                 r.via.value + (f" ({r.key})" if r.key else ""),
                 r.field,
             )
-    console.print(table)
+    print_table(table, console)
 
     console.rule("[bold]4. Inspect: every secrets risk, read from the live cluster")
     scan_result = run_scan(
