@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from kustos.backup.planning import Conflict, Plan, Verb
-from kustos.cli.inputs import Context, Kubeconfig
+from kustos.cli.options import Context, Kubeconfig
 from kustos.cli.output import TableOrJson, print_json, print_table, report_console
 from kustos.cli.seal import _warn_if_shared  # one warning for every key file
 from kustos.crypto import age

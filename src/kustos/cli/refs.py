@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from kustos.cli.inputs import Cluster, Context, Kubeconfig, Namespaces, Paths, load_index
+from kustos.cli.inputs import Cluster, Namespaces, Paths, load_index
+from kustos.cli.options import Context, Kubeconfig
 from kustos.cli.output import TableOrJson, print_json, print_table, report_skipped
 from kustos.kube.index import ObjectIndex
 from kustos.kube.references import SecretReference

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from kustos.cli.inputs import Context, Kubeconfig
+from kustos.cli.options import Context, Kubeconfig
 from kustos.cli.output import TableOrJson, print_json, print_table
 from kustos.errors import UsageError
 from kustos.kube.client import ClientSettings, make_async_client

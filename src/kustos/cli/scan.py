@@ -19,7 +19,8 @@ from typing import Annotated, Final
 import typer
 from rich.console import Console
 
-from kustos.cli.inputs import Cluster, Context, Kubeconfig, Namespaces, Paths, load_index
+from kustos.cli.inputs import Cluster, Namespaces, Paths, load_index
+from kustos.cli.options import Context, Kubeconfig
 from kustos.cli.output import (
     ReportFormat,
     TableOrJson,

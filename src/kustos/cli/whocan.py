@@ -15,7 +15,8 @@ from typing import Annotated, Final
 import typer
 from rich.table import Table
 
-from kustos.cli.inputs import Cluster, Context, Kubeconfig, load_index
+from kustos.cli.inputs import Cluster, load_index
+from kustos.cli.options import Context, Kubeconfig
 from kustos.cli.output import TableOrJson, print_json, print_table, report_console, report_skipped
 from kustos.errors import UsageError
 from kustos.kube.index import ObjectIndex
