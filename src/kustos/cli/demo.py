@@ -167,8 +167,7 @@ def _rotate(console: Console, client: Client, settings: ClientSettings, folder: 
         return
     apply_manifests(client, [crd])
     wait_established(client, "managedsecrets.kustos.io")
-    for line in apply_manifests(client, [folder]):
-        console.print(f"  applied {line}")
+    _apply(console, client, folder)
 
     async def run() -> list[str]:
         from kustos.rotation.rotating import Engine, list_versions  # noqa: PLC0415
@@ -295,6 +294,14 @@ def _chapter(console: Console, title: str, manifests: Path, folder: Path) -> Pat
     return folder
 
 
+def _apply(console: Console, client: Client, manifests: Path) -> list[str]:
+    """Server-side apply a chapter's manifests, print each object; ``Kind [ns/]name`` of each."""
+    applied = apply_manifests(client, [manifests])
+    for line in applied:
+        console.print(f"  applied {line}", highlight=False)
+    return applied
+
+
 def _show(console: Console, text: str) -> None:
     """Command output as it came: no markup, no highlighting, long lines left whole."""
     if text.strip():
@@ -373,8 +380,7 @@ def _backup(
     work = _chapter(console, title, manifests, folder)
     if work is None:
         return
-    for line in apply_manifests(client, [manifests]):
-        console.print(f"  applied {line}", highlight=False)
+    _apply(console, client, manifests)
     env = {"KUBECONFIG": str(plane.kubeconfig)}
     ns = BACKUP_NAMESPACE
     recipient = _kustos(console, ["backup", "keygen", "--output", "key.txt"], cwd=work, env=env)
@@ -478,9 +484,7 @@ def _watch(
     env = {"KUBECONFIG": str(plane.kubeconfig)}
     archive = work / "archive"
     _kustos(console, ["audit", "policy", "-o", "policy.yaml"], cwd=work, env=env)
-    planted = apply_manifests(client, [manifests])
-    for line in planted:
-        console.print(f"  applied {line}", highlight=False)
+    planted = _apply(console, client, manifests)
     try:
         with (
             _receiver(plane, archive, work / "receiver.log") as url,
