@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kustos.backup.planning import Conflict, Plan, Verb
-from kustos.cli.inputs import Context, Kubeconfig
-from kustos.cli.output import TableOrJson, print_json
+from kustos.cli.options import Context, Kubeconfig
+from kustos.cli.output import TableOrJson, print_json, print_table, report_console
 from kustos.cli.seal import _warn_if_shared  # one warning for every key file
 from kustos.crypto import age
 from kustos.errors import RestoreConflictError, UsageError
@@ -316,8 +315,8 @@ def _report(plan: Plan, *, title: str, output_format: TableOrJson, done: dict[An
             action.name,
             action.reason,
         )
-    console = Console(width=max(Console().width, 100))
-    console.print(table)
+    console = report_console()
+    print_table(table, console)
     console.print(_summary(plan) or "nothing to restore")
 
 

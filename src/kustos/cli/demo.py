@@ -40,6 +40,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kustos.cli.devcluster import local_keyring_flags
+from kustos.cli.output import print_table
 from kustos.errors import InputError, KustosError
 from kustos.kms.reencrypting import reencrypt
 from kustos.kms.stored import parse_stored
@@ -166,8 +167,7 @@ def _rotate(console: Console, client: Client, settings: ClientSettings, folder: 
         return
     apply_manifests(client, [crd])
     wait_established(client, "managedsecrets.kustos.io")
-    for line in apply_manifests(client, [folder]):
-        console.print(f"  applied {line}")
+    _apply(console, client, folder)
 
     async def run() -> list[str]:
         from kustos.rotation.rotating import Engine, list_versions  # noqa: PLC0415
@@ -245,7 +245,7 @@ def _tour(console: Console, client: Client, settings: ClientSettings, examples: 
                 r.via.value + (f" ({r.key})" if r.key else ""),
                 r.field,
             )
-    console.print(table)
+    print_table(table, console)
 
     console.rule("[bold]4. Inspect: every secrets risk, read from the live cluster")
     scan_result = run_scan(
@@ -292,6 +292,14 @@ def _chapter(console: Console, title: str, manifests: Path, folder: Path) -> Pat
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, mode=0o700)
     return folder
+
+
+def _apply(console: Console, client: Client, manifests: Path) -> list[str]:
+    """Server-side apply a chapter's manifests, print each object; ``Kind [ns/]name`` of each."""
+    applied = apply_manifests(client, [manifests])
+    for line in applied:
+        console.print(f"  applied {line}", highlight=False)
+    return applied
 
 
 def _show(console: Console, text: str) -> None:
@@ -372,8 +380,7 @@ def _backup(
     work = _chapter(console, title, manifests, folder)
     if work is None:
         return
-    for line in apply_manifests(client, [manifests]):
-        console.print(f"  applied {line}", highlight=False)
+    _apply(console, client, manifests)
     env = {"KUBECONFIG": str(plane.kubeconfig)}
     ns = BACKUP_NAMESPACE
     recipient = _kustos(console, ["backup", "keygen", "--output", "key.txt"], cwd=work, env=env)
@@ -477,9 +484,7 @@ def _watch(
     env = {"KUBECONFIG": str(plane.kubeconfig)}
     archive = work / "archive"
     _kustos(console, ["audit", "policy", "-o", "policy.yaml"], cwd=work, env=env)
-    planted = apply_manifests(client, [manifests])
-    for line in planted:
-        console.print(f"  applied {line}", highlight=False)
+    planted = _apply(console, client, manifests)
     try:
         with (
             _receiver(plane, archive, work / "receiver.log") as url,

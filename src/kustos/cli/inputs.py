@@ -11,6 +11,9 @@ hold a few of them, and one bad chart must not hide the findings in the rest.
 The loader tells the two apart (``ManifestLoader.input_errors`` holds the named paths it
 could not read); this module refuses the first of them, a named folder it may not list, and
 stdin that is not UTF-8 text.
+
+``--kubeconfig`` and ``--context`` are declared once, in :mod:`kustos.cli.options`, which
+commands that must start fast import without this module's manifest loader.
 """
 
 from __future__ import annotations
@@ -34,10 +37,6 @@ Paths = Annotated[
 Cluster = Annotated[
     bool, typer.Option("--cluster", help="Read the live cluster (list calls only).")
 ]
-Kubeconfig = Annotated[
-    Path | None, typer.Option("--kubeconfig", help="Kubeconfig file [KUBECONFIG].")
-]
-Context = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
 Namespaces = Annotated[
     list[str] | None, typer.Option("-n", "--namespace", help="Only these namespaces (repeatable).")
 ]

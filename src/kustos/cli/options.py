@@ -1,8 +1,8 @@
-"""Command-line options shared by commands that must start fast (no manifest loader).
+"""``--kubeconfig`` and ``--context``: declared here once, for every command that takes them.
 
-``kustos.cli.inputs`` holds the same two options beside the manifest loader, which costs
-most of a second to import; ``kustos seal`` and ``kustos operator run`` take them from
-here instead.
+Kept apart from ``kustos.cli.inputs`` (the manifest loader, which costs most of a second to
+import), so that ``kustos seal`` and ``kustos operator run`` start fast; commands that
+read manifests import these from here and the loader from there.
 """
 
 from __future__ import annotations

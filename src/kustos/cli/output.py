@@ -4,6 +4,8 @@
 enums below, so Typer refuses an unknown format with exit code 2 before the command runs
 (nothing is silently replaced by a table). Reports go to stdout or to ``--output``
 through :func:`emit`, which turns a file that cannot be written into one line naming it.
+Consoles and tables for people come from :func:`report_console` and :func:`print_table`,
+so that a report redirected to a file or a pipe is never folded at 80 columns.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Any, TextIO
 
 import orjson
 import typer
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from kustos.files import write_text
 
@@ -70,3 +75,38 @@ def report_skipped(errors: Iterable[object]) -> None:
     """Tell the user, on stderr, about every input that was skipped and why."""
     for err in errors:
         typer.echo(f"kustos: skipped {err}", err=True)
+
+
+#: Wider than any table a command prints; only bounds the measurement of one.
+_UNBOUNDED = 100_000
+
+
+def report_console() -> Console:
+    """A console for reports on stdout: wrapped to a terminal, never wrapped otherwise.
+
+    Redirected to a file or a pipe, rich would fold every line at 80 columns and split
+    file paths mid-word; a line that runs long is easier to grep, copy and read.
+    """
+    console = Console()
+    return console if console.is_terminal else Console(soft_wrap=True)
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    """Print *table* wrapped to a terminal; redirected, as wide as its longest row.
+
+    Off a terminal rich draws tables 80 columns wide (``soft_wrap`` does not apply to
+    tables) and folds long cells into several lines each, which breaks ``grep`` and
+    ``cut``: the console is widened to the table's natural width for this table only, so
+    every row stays on one line. *console* defaults to :func:`report_console`.
+    """
+    console = console or report_console()
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(_UNBOUNDED), table)
+    width = console.width
+    console.width = max(width, natural.maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = width

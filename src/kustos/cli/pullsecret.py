@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from kustos.cli.inputs import Context, Kubeconfig
+from kustos.cli.options import Context, Kubeconfig
 from kustos.errors import UsageError
 from kustos.kube.client import ClientSettings, make_async_client
 from kustos.sensitive import Sensitive

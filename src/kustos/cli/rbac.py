@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from kustos.cli.inputs import Cluster, Context, Kubeconfig, load_index
+from kustos.cli.inputs import Cluster, load_index
+from kustos.cli.options import Context, Kubeconfig
 from kustos.cli.output import print_json, report_skipped
 from kustos.errors import UsageError
 

@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from rich.measure import Measurement
 from rich.table import Table
 
-from kustos.cli.inputs import Cluster, Context, Kubeconfig, Namespaces, Paths, load_index
-from kustos.cli.output import TableOrJson, print_json, report_skipped
-from kustos.cli.scan import report_console
+from kustos.cli.inputs import Cluster, Namespaces, Paths, load_index
+from kustos.cli.options import Context, Kubeconfig
+from kustos.cli.output import TableOrJson, print_json, print_table, report_skipped
 from kustos.kube.index import ObjectIndex
 from kustos.kube.references import SecretReference
 
@@ -41,7 +40,7 @@ def refs(
     if output_format is TableOrJson.JSON:
         print_json(_document(rows, secrets, index))
     else:
-        _print_table(_table(rows, secrets, index))
+        print_table(_table(rows, secrets, index))
     report_skipped(index.errors)
     return 0
 
@@ -75,24 +74,6 @@ def _document(
             "errors": len(index.errors),
         },
     }
-
-
-#: Wider than any table of references; only bounds the measurement of one.
-_UNBOUNDED = 100_000
-
-
-def _print_table(table: Table) -> None:
-    """Print *table* wrapped to a terminal; redirected, as wide as its longest row.
-
-    Off a terminal rich draws tables 80 columns wide and folds the field paths into
-    several lines each, which breaks ``grep`` and ``cut``: the console is widened to the
-    table's natural width instead, so every reference stays on one line.
-    """
-    console = report_console()
-    if not console.is_terminal:
-        natural = Measurement.get(console, console.options.update_width(_UNBOUNDED), table)
-        console.width = max(console.width, natural.maximum)
-    console.print(table)
 
 
 def _table(

@@ -12,11 +12,10 @@ import asyncio
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from kustos.cli.inputs import Context, Kubeconfig
-from kustos.cli.output import TableOrJson, print_json
+from kustos.cli.options import Context, Kubeconfig
+from kustos.cli.output import TableOrJson, print_json, print_table
 from kustos.errors import UsageError
 from kustos.kube.client import ClientSettings, make_async_client
 
@@ -132,5 +131,5 @@ def versions(
             row["contentHash"],
             row["state"],
         )
-    Console().print(table)
+    print_table(table)
     return 0

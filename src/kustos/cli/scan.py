@@ -19,8 +19,17 @@ from typing import Annotated, Final
 import typer
 from rich.console import Console
 
-from kustos.cli.inputs import Cluster, Context, Kubeconfig, Namespaces, Paths, load_index
-from kustos.cli.output import ReportFormat, TableOrJson, emit, emit_with, print_json, report_skipped
+from kustos.cli.inputs import Cluster, Namespaces, Paths, load_index
+from kustos.cli.options import Context, Kubeconfig
+from kustos.cli.output import (
+    ReportFormat,
+    TableOrJson,
+    emit,
+    emit_with,
+    print_json,
+    report_console,
+    report_skipped,
+)
 from kustos.errors import InputError, UsageError, quote_foreign
 from kustos.files import StateFile, read_text
 from kustos.kube.documents import load_yaml_all
@@ -63,16 +72,6 @@ def _config(path: Path | None, what: str) -> ConfigDocument | None:
     if not docs or not isinstance(docs[0], dict):
         raise InputError(f"{path}: {what} holds no YAML mapping")
     return ConfigDocument(str(path), text, docs[0])
-
-
-def report_console() -> Console:
-    """A console for reports on stdout: wrapped to a terminal, never wrapped otherwise.
-
-    Redirected to a file or a pipe, rich would fold every line at 80 columns and split
-    file paths mid-word; a line that runs long is easier to grep, copy and read.
-    """
-    console = Console()
-    return console if console.is_terminal else Console(soft_wrap=True)
 
 
 def _baseline_file(path: Path) -> StateFile[Baseline]:

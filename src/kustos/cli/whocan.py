@@ -15,9 +15,9 @@ from typing import Annotated, Final
 import typer
 from rich.table import Table
 
-from kustos.cli.inputs import Cluster, Context, Kubeconfig, load_index
-from kustos.cli.output import TableOrJson, print_json, report_skipped
-from kustos.cli.scan import report_console
+from kustos.cli.inputs import Cluster, load_index
+from kustos.cli.options import Context, Kubeconfig
+from kustos.cli.output import TableOrJson, print_json, print_table, report_console, report_skipped
 from kustos.errors import UsageError
 from kustos.kube.index import ObjectIndex
 from kustos.kube.references import WORKLOAD_KINDS
@@ -170,4 +170,4 @@ def _print(report: TextReport) -> None:
             table.add_column(column, overflow="fold")
         for row in report.grid.rows:
             table.add_row(*row)
-        console.print(table)
+        print_table(table, console)
