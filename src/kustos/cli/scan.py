@@ -27,6 +27,7 @@ from kustos.cli.output import (
     emit,
     emit_with,
     print_json,
+    print_table,
     report_console,
     report_skipped,
 )
@@ -38,7 +39,7 @@ from kustos.scan.baseline import Baseline, baseline_of
 from kustos.scan.catalog import RULES, rule
 from kustos.scan.checking import ConfigDocument, scan_input
 from kustos.scan.findings import Severity
-from kustos.scan.reporting import render_rules, render_table, rule_dict, to_html, to_json, to_sarif
+from kustos.scan.reporting import render_table, rule_dict, rules_table, to_html, to_json, to_sarif
 from kustos.scan.scanning import ScanResult
 from kustos.scan.scanning import scan as run_scan
 
@@ -202,7 +203,7 @@ def rules(
     if output_format is TableOrJson.JSON:
         print_json([rule_dict(r) for r in RULES.values()])
     else:
-        render_rules(RULES.values(), Console())
+        print_table(rules_table(RULES.values()))
     return 0
 
 

@@ -267,14 +267,14 @@ def render_table(result: ScanResult, console: Console) -> None:
             console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-def render_rules(rules: Collection[Rule], console: Console) -> None:
+def rules_table(rules: Collection[Rule]) -> Table:
     """The catalog as a table: id, severity, family and title of each rule."""
     table = Table(title=f"Kustos checks ({len(rules)})")
     for col in ("ID", "Severity", "Family", "Title"):
         table.add_column(col, no_wrap=col != "Title")
     for r in rules:
         table.add_row(r.id, r.severity.label, r.family, r.title)
-    console.print(table)
+    return table
 
 
 def rule_dict(rule: Rule) -> dict[str, Any]:

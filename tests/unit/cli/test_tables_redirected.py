@@ -16,6 +16,7 @@ from rich.table import Table
 
 from kustos.cli.main import main
 from kustos.cli.output import print_table
+from kustos.scan.catalog import RULES
 
 #: Long enough that the Direct column of one row cannot fit in 80 columns.
 _READERS = [f"reporting-pipeline-reader-{n:02d}" for n in range(6)]
@@ -93,3 +94,13 @@ def test_print_table_leaves_a_terminal_wrapped() -> None:
     lines = out.getvalue().splitlines()
     assert sum(line.startswith("│") for line in lines) > 1  # folded to the terminal's width
     assert max(len(line) for line in lines) <= 60
+
+
+def test_rules_redirected_keeps_one_line_per_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert main(["rules"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    ids = [row.split("│")[1].strip() for row in rows]
+    assert ids == sorted(RULES)  # every title on its check's line, none folded below it
