@@ -7,7 +7,7 @@ metadata alone and becomes a new Kustos version (``SourceChanged``); a pinned ve
 never refreshed; AppRole works the same; ``push`` writes generated values to Vault before
 the cluster; under the running operator, ManagedSecrets that read one path cost one
 metadata read per refresh window together (Vault's own audit log counts them), and a
-change reaches every one of them; no value reaches the Vault server's log, status or
+change reaches every one of them through one value read; no value reaches the Vault server's log, status or
 Events.
 """
 
@@ -181,15 +181,17 @@ def test_approle_and_push(
 
 
 def _audited(log: Path, kind: str, path: str) -> int:
-    """Requests to ``secret/<kind>/<path>`` in Vault's file audit log."""
+    """Reads of ``secret/<kind>/<path>`` in Vault's file audit log (the harness writes)."""
     if not log.exists():
         return 0
     count = 0
     for line in log.read_text().splitlines():
         event = json.loads(line)
+        request = event.get("request") or {}
         if (
             event.get("type") == "request"
-            and (event.get("request") or {}).get("path") == f"secret/{kind}/{path}"
+            and request.get("path") == f"secret/{kind}/{path}"
+            and request.get("operation") == "read"
         ):
             count += 1
     return count
@@ -239,8 +241,10 @@ def test_readers_of_one_path_share_one_check_per_window_under_the_operator(
         assert 'kustos_store_versions_observed_total{outcome="ok"}' in metrics
         assert "shared-canary" not in metrics
 
+        reads = _audited(log, "data", path)
         await asyncio.to_thread(vault.kv_write, path, {"password": "shared-canary-two"})
         await _until(lambda: at("2"), timeout=40, what="the new version everywhere")
+        assert _audited(log, "data", path) - reads == 1, "three readers, one value read"
 
     _with_operators(control_plane, namespace, body)
     assert all(_data(kube, namespace, n) == {"password": b"shared-canary-two"} for n in names)
