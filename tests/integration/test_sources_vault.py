@@ -7,7 +7,9 @@ metadata alone and becomes a new Kustos version (``SourceChanged``); a pinned ve
 never refreshed; AppRole works the same; ``push`` writes generated values to Vault before
 the cluster; under the running operator, ManagedSecrets that read one path cost one
 metadata read per refresh window together (Vault's own audit log counts them), and a
-change reaches every one of them through one value read; no value reaches the Vault server's log, status or
+change reaches every one of them through one value read; the README's walk-through
+(``examples/sources/vault-shop.yaml`` as a user applies it) restarts the Deployment when
+the value changes in Vault; no value reaches the Vault server's log, status or
 Events.
 """
 
@@ -21,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lightkube import Client
+import yaml
+from lightkube import Client, codecs
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
+from lightkube.resources.core_v1 import Event, Pod, Secret, ServiceAccount
 from prometheus_client import generate_latest
 
 from kustos.errors import BinaryMissingError, ControlPlaneError
@@ -254,3 +257,73 @@ def test_readers_of_one_path_share_one_check_per_window_under_the_operator(
     assert "shared-canary" not in text
     assert "shared-canary" not in vault.log_text
     assert "shared-canary" not in log.read_text(), "the audit device hashes values"
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sources" / "vault-shop.yaml"
+
+
+def test_the_readme_walk_through_a_vault_change_restarts_the_deployment(
+    control_plane: ControlPlane,
+    kube: Client,
+    namespace: str,
+    crd: None,
+    vault: VaultServer,
+) -> None:
+    # README "Sources": the example file as a user applies it, in the test's namespace,
+    # against this Vault; the AppRole with the example's fixed role id, its secret id in
+    # the Secret the example names; the operator running, then a new version in Vault.
+    path = f"app/{namespace}/db"  # the policy of this Vault reads app/*
+    vault.kv_write(path, {"password": "readme-canary-first"})
+    creds = vault.approle(f"readme-{namespace}", policies=[POLICY], role_id=f"rid-{namespace}")
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="vault-approle", namespace=namespace),
+            stringData={"secret-id": creds.secret_id.reveal_text()},
+        )
+    )
+    docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
+    assert [d["kind"] for d in docs] == ["SecretSource", "ManagedSecret", "Deployment"]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    source, managed, deployment = docs
+    source["spec"]["vault"]["address"] = vault.address
+    source["spec"]["vault"]["auth"]["appRole"]["roleId"] = creds.role_id
+    managed["spec"]["data"]["password"]["vault"]["path"] = path
+    managed["spec"]["refresh"] = "10s"  # the example's 30 s, shortened for the test
+    kube.create(SecretSource(**source))
+    kube.create(_managed(namespace, "db", managed["spec"]))
+    kube.apply(codecs.from_dict(deployment), field_manager="test")
+
+    def pods() -> set[str]:
+        return {
+            p.metadata.name
+            for p in kube.list(Pod, namespace=namespace, labels={"app": "web"})
+            if p.metadata is not None and p.metadata.name and not p.metadata.deletionTimestamp
+        }
+
+    async def body(_: list[Operator], __: list[asyncio.Event]) -> None:
+        await _until(
+            lambda: _status(kube, namespace, "db").get("sourceVersions") == {"password": "1"},
+            what="version 1 from Vault",
+        )
+        await asyncio.to_thread(_wait_available, kube, namespace, "web")
+        before = await asyncio.to_thread(pods)
+        await asyncio.to_thread(vault.kv_write, path, {"password": "readme-canary-second"})
+        await _until(
+            lambda: _status(kube, namespace, "db").get("sourceVersions") == {"password": "2"},
+            what="version 2 after the change in Vault",
+        )
+        await _until(
+            lambda: bool(pods()) and not (pods() & before), what="web restarted on version 2"
+        )
+
+    _with_operators(control_plane, namespace, body)
+    assert _data(kube, namespace, "db") == {"password": b"readme-canary-second"}
+    status = _status(kube, namespace, "db")
+    assert status["versions"][0]["reason"] == "SourceChanged: password (store version 2)"
+    reasons = [e.reason for e in kube.list(Event, namespace=namespace)]
+    assert "RolloutComplete" in reasons
+    text = json.dumps(status) + " ".join(
+        f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
+    )
+    assert "readme-canary" not in text
