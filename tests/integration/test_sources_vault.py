@@ -9,7 +9,9 @@ the cluster; under the running operator, ManagedSecrets that read one path cost 
 metadata read per refresh window together (Vault's own audit log counts them), and a
 change reaches every one of them through one value read; the README's walk-through
 (``examples/sources/vault-shop.yaml`` as a user applies it) restarts the Deployment when
-the value changes in Vault; no value reaches the Vault server's log, status or
+the value changes in Vault; a ClusterSecretSource serves a namespace's ManagedSecret
+with the credentials Secret it names, and one that names no namespace is refused in
+one line; no value reaches the Vault server's log, status or
 Events.
 """
 
@@ -29,9 +31,9 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Pod, Secret, ServiceAccount
 from prometheus_client import generate_latest
 
-from kustos.errors import BinaryMissingError, ControlPlaneError
+from kustos.errors import BinaryMissingError, ControlPlaneError, InvalidSpecError
 from kustos.operator.running import Operator
-from kustos.sources.reading import SecretSource
+from kustos.sources.reading import ClusterSecretSource, SecretSource
 from kustos.testing.controlplane import ControlPlane
 from kustos.testing.vault import VaultServer, build_vault, require_vault, token_reviewer
 from tests.integration.test_operator import _until, _with_operators
@@ -327,3 +329,50 @@ def test_the_readme_walk_through_a_vault_change_restarts_the_deployment(
         f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
     )
     assert "readme-canary" not in text
+
+
+def test_a_cluster_secret_source_serves_managed_secrets_of_any_namespace(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None, vault: VaultServer
+) -> None:
+    # The credentials Secret lives in the namespace the ClusterSecretSource names; a
+    # ClusterSecretSource that does not name one is refused in one line.
+    creds = vault.approle(f"cluster-{namespace}", policies=[POLICY])
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="approle", namespace=namespace),
+            stringData={"secret-id": creds.secret_id.reveal_text()},
+        )
+    )
+    name, nameless = f"vault-{namespace}"[:63], f"nons-{namespace}"[:63]
+    for source, ref in ((name, {"name": "approle", "namespace": namespace}),
+                        (nameless, {"name": "approle"})):  # fmt: skip
+        kube.create(
+            ClusterSecretSource(
+                apiVersion="kustos.io/v1alpha1",
+                kind="ClusterSecretSource",
+                metadata=ObjectMeta(name=source),
+                spec={"vault": {"address": vault.address,
+                                "auth": {"appRole": {"roleId": creds.role_id, "secretRef": ref}}}},
+            )
+        )  # fmt: skip
+    try:
+        vault.kv_write(f"app/{namespace}/shared", {"password": "cluster-canary"})
+        for ms, source in (("db", name), ("broken", nameless)):
+            ref = {"kind": "ClusterSecretSource", "name": source}
+            spec = {
+                "secretName": ms,
+                "data": {"password": {"vault": {"source": ref, "path": f"app/{namespace}/shared"}}},
+                "rollout": {"strategy": "none"},
+            }
+            kube.create(_managed(namespace, ms, spec))
+        assert _run(control_plane, lambda e: e.rotate(namespace, "db")).outcome == "rotated"
+        assert _data(kube, namespace, "db") == {"password": b"cluster-canary"}
+        assert _status(kube, namespace, "db")["sourceVersions"] == {"password": "1"}
+
+        with pytest.raises(InvalidSpecError, match=r"secretRef.namespace is required") as err:
+            _run(control_plane, lambda e: e.rotate(namespace, "broken"))
+        assert "\n" not in str(err.value)
+        assert "cluster-canary" not in str(err.value)
+    finally:
+        for source in (name, nameless):
+            kube.delete(ClusterSecretSource, source)
