@@ -11,7 +11,9 @@ change reaches every one of them through one value read; the README's walk-throu
 (``examples/sources/vault-shop.yaml`` as a user applies it) restarts the Deployment when
 the value changes in Vault; a ClusterSecretSource serves a namespace's ManagedSecret
 with the credentials Secret it names, and one that names no namespace is refused in
-one line; no value reaches the Vault server's log, status or
+one line; a Vault outage under the operator keeps the last value, says
+``SourcesReady=False`` (``StoreUnavailable``), shows the retry delay in
+``kustos_retry_backoff_seconds``, and recovers when Vault is back; no value reaches the Vault server's log, status or
 Events.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +36,7 @@ from prometheus_client import generate_latest
 
 from kustos.errors import BinaryMissingError, ControlPlaneError, InvalidSpecError
 from kustos.operator.running import Operator
+from kustos.sensitive import Sensitive
 from kustos.sources.reading import ClusterSecretSource, SecretSource
 from kustos.testing.controlplane import ControlPlane
 from kustos.testing.vault import VaultServer, build_vault, require_vault, token_reviewer
@@ -376,3 +380,80 @@ def test_a_cluster_secret_source_serves_managed_secrets_of_any_namespace(
     finally:
         for source in (name, nameless):
             kube.delete(ClusterSecretSource, source)
+
+
+@pytest.mark.timeout(300)
+def test_a_vault_outage_under_the_operator_keeps_the_value_backs_off_and_recovers(
+    control_plane: ControlPlane, kube: Client, namespace: str, crd: None, tmp_path: Path
+) -> None:
+    role_id, secret_id = f"outage-{namespace}", Sensitive(secrets.token_hex(16))
+
+    def seed(server: VaultServer) -> None:  # a dev server forgets everything on restart
+        server.put_policy(POLICY, "app")
+        server.enable_auth("approle")
+        server.approle("outage", policies=[POLICY], role_id=role_id, secret_id=secret_id)
+
+    path = f"app/{namespace}/db"
+    with VaultServer(tmp_path / "vault", binary=require_vault()) as server:
+        seed(server)
+        server.kv_write(path, {"password": "outage-canary-one"})
+        kube.create(
+            Secret(
+                metadata=ObjectMeta(name="approle", namespace=namespace),
+                stringData={"secret-id": secret_id.reveal_text()},
+            )
+        )
+        auth = {"appRole": {"roleId": role_id, "secretRef": {"name": "approle"}}}
+        _source(kube, namespace, "vault", server, auth)
+        spec = {
+            "secretName": "db",
+            "data": {"password": {"vault": {"source": {"name": "vault"}, "path": path}}},
+            "refresh": "10s",
+            "rollout": {"strategy": "none"},
+        }
+        kube.create(_managed(namespace, "db", spec))
+
+        def ready() -> dict[str, Any]:
+            conditions = _status(kube, namespace, "db").get("conditions") or []
+            return next((c for c in conditions if c["type"] == "SourcesReady"), {})
+
+        def backoff(op: Operator) -> float:
+            for metric in op.metrics.registry.collect():
+                for sample in metric.samples:
+                    if (
+                        sample.name == "kustos_retry_backoff_seconds"
+                        and sample.labels.get("name") == "db"
+                    ):
+                        return float(sample.value)
+            return 0.0
+
+        async def body(operators: list[Operator], _: list[asyncio.Event]) -> None:
+            await _until(lambda: _status(kube, namespace, "db").get("currentVersion") == 1,
+                         what="version 1")  # fmt: skip
+            await asyncio.to_thread(server.stop)
+            await _until(
+                lambda: ready().get("status") == "False", timeout=60, what="the outage seen"
+            )
+            assert ready()["reason"] == "StoreUnavailable"
+            assert "the last good value stays live" in ready()["message"]
+            assert backoff(operators[0]) > 0, "the retry delay is visible in /metrics"
+            assert _data(kube, namespace, "db") == {"password": b"outage-canary-one"}
+
+            await asyncio.to_thread(server.start)
+            await asyncio.to_thread(seed, server)
+            for value in ("outage-canary-lost", "outage-canary-two"):  # version 2 again
+                await asyncio.to_thread(server.kv_write, path, {"password": value})
+            await _until(lambda: ready().get("status") == "True", timeout=90, what="recovery")
+            await _until(
+                lambda: _data(kube, namespace, "db") == {"password": b"outage-canary-two"},
+                timeout=60,
+                what="the value after the outage",
+            )
+            assert backoff(operators[0]) == 0
+
+        _with_operators(control_plane, namespace, body)
+        text = json.dumps(_status(kube, namespace, "db")) + " ".join(
+            f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
+        )
+        assert "outage-canary" not in text
+        assert "outage-canary" not in server.log_text
