@@ -16,6 +16,7 @@ import asyncio
 import copy
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,38 @@ def _secret(namespace: str, name: str, password: str) -> dict[str, Any]:
     }
 
 
+def _ready(kube: Client, namespace: str, name: str) -> dict[str, Any]:
+    """The SealedSecret's ``Ready`` condition (empty until the operator has set one)."""
+    obj: Any = kube.get(SealedSecret, name, namespace=namespace)
+    conditions = (obj.to_dict().get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), {})
+
+
+def _with_operator(
+    plane: ControlPlane,
+    namespace: str,
+    identities: sops.Identities,
+    body: Callable[[], Awaitable[None]],
+) -> None:
+    """Run *body* while an operator with the unsealing *identities* serves *namespace*."""
+
+    async def go() -> None:
+        client = make_async_client(ClientSettings(kubeconfig=plane.kubeconfig))
+        stop = asyncio.Event()
+        settings = OperatorSettings(
+            namespaces=(namespace,), listen=f"127.0.0.1:{_port()}", unseal_identities=identities
+        )
+        task = asyncio.create_task(Operator(client, settings).run(stop))
+        try:
+            await body()
+        finally:
+            stop.set()
+            await task
+            await client.close()
+
+    asyncio.run(go())
+
+
 def test_sealed_secrets_become_versions_and_moved_copies_are_refused(
     control_plane: ControlPlane,
     kube: Client,
@@ -68,10 +101,8 @@ def test_sealed_secrets_become_versions_and_moved_copies_are_refused(
     moved["metadata"]["name"] = "stolen"
     kube.create(SealedSecret.from_dict(moved))
 
-    def ready(name: str) -> dict[str, Any] | None:
-        obj: Any = kube.get(SealedSecret, name, namespace=namespace)
-        conditions = (obj.to_dict().get("status") or {}).get("conditions") or []
-        return next((c for c in conditions if c["type"] == "Ready"), None)
+    def ready(name: str) -> dict[str, Any]:
+        return _ready(kube, namespace, name)
 
     def version() -> int | None:
         try:
@@ -80,36 +111,23 @@ def test_sealed_secrets_become_versions_and_moved_copies_are_refused(
             return None  # not made yet
 
     async def body() -> None:
-        client = make_async_client(ClientSettings(kubeconfig=control_plane.kubeconfig))
-        stop = asyncio.Event()
-        settings = OperatorSettings(
-            namespaces=(namespace,), listen=f"127.0.0.1:{_port()}", unseal_identities=identities
+        await _until(lambda: version() == 1, what="v1")
+        await _until(lambda: ready("stolen").get("reason") == "CannotUnseal", what="refusal")
+        _wait_available(kube, namespace, "api")
+        resealed = seal(
+            _secret(namespace, "db", "sealed-canary-two"),
+            [recipient],
+            now=dt.datetime.now(dt.UTC),
         )
-        task = asyncio.create_task(Operator(client, settings).run(stop))
-        try:
-            await _until(lambda: version() == 1, what="v1")
-            await _until(
-                lambda: (ready("stolen") or {}).get("reason") == "CannotUnseal", what="refusal"
-            )
-            _wait_available(kube, namespace, "api")
-            resealed = seal(
-                _secret(namespace, "db", "sealed-canary-two"),
-                [recipient],
-                now=dt.datetime.now(dt.UTC),
-            )
-            current: Any = kube.get(SealedSecret, "db", namespace=namespace)
-            resealed["metadata"]["resourceVersion"] = current.metadata.resourceVersion
-            kube.replace(SealedSecret.from_dict(resealed))
-            await _until(lambda: version() == 2, what="v2")
-        finally:
-            stop.set()
-            await task
-            await client.close()
+        current: Any = kube.get(SealedSecret, "db", namespace=namespace)
+        resealed["metadata"]["resourceVersion"] = current.metadata.resourceVersion
+        kube.replace(SealedSecret.from_dict(resealed))
+        await _until(lambda: version() == 2, what="v2")
 
-    asyncio.run(body())
+    _with_operator(control_plane, namespace, identities, body)
     assert _data(kube, namespace, "db") == {"password": b"sealed-canary-two", "username": b"app"}
-    assert (ready("db") or {}).get("reason") == "Unsealed"
-    refused = ready("stolen") or {}
+    assert ready("db").get("reason") == "Unsealed"
+    refused = ready("stolen")
     assert refused["status"] == "False"
     assert "sealed for" in refused["message"]
     assert "moved or renamed" in refused["message"]
@@ -176,30 +194,24 @@ def test_a_sealed_secret_made_by_sops_is_unsealed_and_tampered_ones_are_refused(
         kube.create(SealedSecret.from_dict(doc))
 
     def ready(name: str) -> dict[str, Any]:
-        obj: Any = kube.get(SealedSecret, name, namespace=namespace)
-        conditions = (obj.to_dict().get("status") or {}).get("conditions") or []
-        return next((c for c in conditions if c["type"] == "Ready"), {})
+        return _ready(kube, namespace, name)
 
     def _refused(name: str) -> bool:
         return ready(name).get("reason") == "CannotUnseal"
 
-    async def body() -> None:
-        client = make_async_client(ClientSettings(kubeconfig=control_plane.kubeconfig))
-        stop = asyncio.Event()
-        settings = OperatorSettings(
-            namespaces=(namespace,), listen=f"127.0.0.1:{_port()}", unseal_identities=identities
-        )
-        task = asyncio.create_task(Operator(client, settings).run(stop))
+    def delivered() -> bool:
         try:
-            await _until(lambda: ready("bysops").get("reason") == "Unsealed", what="sops's file")
-            for name in ("swapped", "dropped"):
-                await _until(partial(_refused, name), what=name)
-        finally:
-            stop.set()
-            await task
-            await client.close()
+            return bool(_status(kube, namespace, "bysops").get("currentVersion"))
+        except ApiError:
+            return False  # not made yet
 
-    asyncio.run(body())
+    async def body() -> None:
+        await _until(lambda: ready("bysops").get("reason") == "Unsealed", what="sops's file")
+        await _until(delivered, what="its Secret")
+        for name in ("swapped", "dropped"):
+            await _until(partial(_refused, name), what=name)
+
+    _with_operator(control_plane, namespace, identities, body)
     assert _data(kube, namespace, "bysops") == {"password": b"sops-canary-one", "username": b"app"}
     assert "fails authentication" in ready("swapped")["message"]
     assert "MAC mismatch" in ready("dropped")["message"]
