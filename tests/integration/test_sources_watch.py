@@ -26,7 +26,7 @@ from lightkube.types import PatchType
 from kustos.errors import InvalidSpecError, StoreError
 from kustos.kube.client import ClientSettings, make_async_client
 from kustos.operator.watching import watch_forever
-from kustos.rotation.spec import parse_spec
+from kustos.rotation.spec import Generator, parse_spec
 from kustos.sources.reading import (
     CREDENTIALS_RECHECK,
     ClusterSecretSource,
@@ -44,6 +44,15 @@ from tests.integration.test_sources_vault import (  # noqa: F401 - vault is a fi
 )
 
 pytestmark = pytest.mark.integration
+
+
+def _db_password(namespace: str) -> Generator:
+    """The value ``password`` of ``app/<namespace>/db`` through the SecretSource ``vault``."""
+    spec = parse_spec(
+        {"secretName": "db", "data": {"password": {"vault": {"source": {"name": "vault"},
+                                                             "path": f"app/{namespace}/db"}}}}
+    )  # fmt: skip
+    return spec.data["password"]
 
 
 def test_sources_of_names_every_source() -> None:
@@ -72,11 +81,7 @@ def test_an_edited_source_is_used_by_the_next_read(
 ) -> None:
     _approle_source(kube, namespace, vault, "watcher")
     first = vault.kv_write(f"app/{namespace}/db", {"password": "watch-canary"})
-    spec = parse_spec(
-        {"secretName": "db", "data": {"password": {"vault": {"source": {"name": "vault"},
-                                                             "path": f"app/{namespace}/db"}}}}
-    )  # fmt: skip
-    gen = spec.data["password"]
+    gen = _db_password(namespace)
     changes: list[tuple[str, bool]] = []
 
     async def body() -> None:
@@ -204,11 +209,7 @@ def test_a_client_and_its_token_live_until_the_credentials_secret_changes(
     role = f"kept-{namespace}"
     _approle_source(kube, namespace, vault, role)
     first = vault.kv_write(f"app/{namespace}/db", {"password": "kept-canary"})
-    spec = parse_spec(
-        {"secretName": "db", "data": {"password": {"vault": {"source": {"name": "vault"},
-                                                             "path": f"app/{namespace}/db"}}}}
-    )  # fmt: skip
-    gen = spec.data["password"]
+    gen = _db_password(namespace)
     clock = [1000.0]
 
     async def body() -> None:
