@@ -14,12 +14,14 @@ Aspects (real control plane, real keyring file, real SoftHSM2 token):
   session that has not logged in, read by a second provider, published and fetched;
 - ``deploy/sources/sealing-recipient-rbac.yaml``: the operator's ServiceAccount may
   create and patch the ConfigMap, every signed-in user may read it and nothing else;
-- canary: no value or identity in any output, status, Event or log line.
+- canary: no value or identity in any output, status, Event or log line, and no Secret
+  of the cluster holds an age identity (the key never sits in etcd).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import datetime as dt
 import logging
@@ -30,7 +32,7 @@ import pkcs11
 import pytest
 import yaml
 from lightkube import ApiError, Client
-from lightkube.resources.core_v1 import ConfigMap, Event
+from lightkube.resources.core_v1 import ConfigMap, Event, Secret
 from pkcs11 import Attribute, ObjectClass
 
 from kustos.cli.main import main
@@ -259,6 +261,15 @@ def test_operator_publishes_rotates_and_files_are_resealed(
     assert CANARY not in text
     assert "AGE-SECRET-KEY" not in text
     assert all(s not in text for s in secrets)
+    # The unsealing identity lives in the key store, never in an etcd Secret (of this
+    # test, or of the namespaces an operator would use; other tests' may hold their own).
+    stored = " ".join(
+        base64.b64decode(value).decode(errors="replace")
+        for where in (namespace, "kube-system", "default")
+        for secret in kube.list(Secret, namespace=where)
+        for value in (secret.data or {}).values()
+    )
+    assert "AGE-SECRET-KEY" not in stored.upper()
 
 
 def _data_version(kube: Client, namespace: str, name: str) -> int | None:

@@ -17,6 +17,19 @@ readers; :class:`VersionChecks` keeps one schedule per distinct path instead:
   request, and concurrent checks of one path share one request. Paths nobody tracks are
   never cached: ``kustos rotate`` and direct calls always ask the store.
 
+The budget is one request per tracked path per window, value reads included:
+
+- a request outside the schedule (a value read, or a check the engine asked for because
+  no observation was fresh) takes the place of the path's next scheduled check, which is
+  skipped (at most one: a change is still seen within two windows of the last request);
+- the value a read returned is held for the path's other readers (:meth:`VersionChecks.read`)
+  while it is the version last observed, and for one window at most: a change that
+  reaches a hundred ManagedSecrets on one path costs one read, not a hundred.
+
+So a path whose value changes at every window costs one request per window, not two
+(check, then read); the price is latency: a second change right after a read waits for
+the check after the skipped one (up to two windows). ``docs/decisions.md`` has the reasons.
+
 Vault 1.21 Community Edition has no event subscription for KV v2 (``sys/events/subscribe``
 is an Enterprise handler; CE answers 404), so polling is the only way to see a change;
 ``docs/decisions.md`` has the reasoning.
@@ -34,7 +47,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, TypeVar, cast
 
 from kustos.errors import KustosError
 
@@ -43,6 +56,7 @@ log = logging.getLogger(__name__)
 #: A distinct store path: ``(source kind, source namespace or "", source name, store, ...)``.
 PathKey = tuple[str, ...]
 Fetch = Callable[[], Awaitable[str]]
+T = TypeVar("T")
 #: Checks in flight at once, across every path (the store sees no burst above this).
 PARALLEL: Final = 8
 #: The loop wakes at least this often (a registration change also wakes it).
@@ -67,12 +81,24 @@ class Observation:
         return self.version
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """The value a read returned (an adapter's object), shared with the path's readers."""
+
+    version: str
+    value: object
+    at: float
+
+
 @dataclass(slots=True)
 class _Path:
     fetch: Fetch
     next_at: float
     readers: dict[Hashable, float] = field(default_factory=dict)  # reader -> its refresh
     observed: Observation | None = None
+    #: A request outside the schedule took the place of the check at ``next_at``.
+    skip: bool = False
+    held: _Held | None = None
 
     @property
     def interval(self) -> float:
@@ -97,8 +123,10 @@ class VersionChecks:
         self._paths: dict[PathKey, _Path] = {}
         self._by_reader: dict[Hashable, set[PathKey]] = {}
         self._inflight: dict[PathKey, asyncio.Task[Observation]] = {}
+        self._reading: dict[PathKey, asyncio.Task[object]] = {}
         self._wake = asyncio.Event()
         self.requests = 0  # store requests made through this object (a metric)
+        self.skipped = 0  # scheduled checks a read or an on-demand check stood in for
 
     # ------------------------------------------------------------------ who reads what
     def track(self, reader: Hashable, wanted: Mapping[PathKey, tuple[float, Fetch]]) -> None:
@@ -114,10 +142,14 @@ class VersionChecks:
                 path = _Path(fetch, now + self._rng.uniform(0, refresh))
                 self._paths[key] = path
             path.fetch = fetch
+            longest = path.interval if path.readers else refresh
             path.readers[reader] = refresh
-            # A shorter refresh takes effect now, not after the old, longer window.
-            last = path.observed.at if path.observed is not None else now
-            path.next_at = min(path.next_at, max(now, last + path.interval))
+            if path.interval < longest:
+                # A shorter refresh takes effect now, not after the old, longer window.
+                # (Only then: a reader tracked again with the same refresh, after each of
+                # its status updates, must not undo a skipped check.)
+                last = path.observed.at if path.observed is not None else now
+                path.next_at = min(path.next_at, max(now, last + path.interval))
         if wanted:
             self._by_reader[reader] = set(wanted)
         else:
@@ -152,6 +184,7 @@ class VersionChecks:
         for key, path in self._paths.items():
             if matches(key):
                 path.observed = None
+                path.held = None
 
     # ------------------------------------------------------------------ checking
     def fresh(self, key: PathKey) -> Observation | None:
@@ -168,23 +201,68 @@ class VersionChecks:
             seen = await self._observe(key, fetch)
         return seen.result()
 
-    def saw(self, key: PathKey, version: str) -> None:
-        """Record a version learnt otherwise (a value read returns its version too)."""
-        self._record(key, Observation(version, None, self._clock(), read=True))
+    async def read(self, key: PathKey, fetch: Callable[[], Awaitable[tuple[str, T]]]) -> T:
+        """*key*'s value, read by *fetch* (which returns ``(version, value)``).
 
-    async def _observe(self, key: PathKey, fetch: Fetch) -> Observation:
+        For a tracked path, the value is read once and held for its other readers while
+        its version is the one last observed, for one window at most; concurrent reads
+        share one request, and a request made takes the place of the next scheduled check
+        (its version is an observation like any other). An untracked path is always read
+        and nothing is kept. Errors are raised to every caller and not held.
+        """
+        path = self._paths.get(key)
+        if path is None:
+            return (await fetch())[1]
+        held, seen = path.held, self.fresh(key)
+        if (
+            held is not None
+            and seen is not None
+            and seen.version == held.version
+            and self._clock() - held.at < path.interval
+        ):
+            return cast(T, held.value)
+        task = self._reading.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._read(key, fetch))
+            self._reading[key] = task
+            task.add_done_callback(lambda _: self._reading.pop(key, None))
+        return cast(T, await asyncio.shield(task))
+
+    async def _read(self, key: PathKey, fetch: Callable[[], Awaitable[tuple[str, T]]]) -> object:
+        began = self._clock()  # the version was current at least from here
+        self.requests += 1
+        path = self._paths.get(key)
+        if path is not None:
+            self._unscheduled(path)  # a failed read was a request too
+        version, value = await fetch()
+        path = self._paths.get(key)
+        if path is not None:
+            path.held = _Held(version, value, began)
+        self._record(key, Observation(version, None, began, read=True))
+        return value
+
+    def _unscheduled(self, path: _Path) -> None:
+        """A request made outside the schedule stands in for the next scheduled check."""
+        if not path.skip:
+            path.skip = True
+            self.skipped += 1
+
+    async def _observe(self, key: PathKey, fetch: Fetch, *, scheduled: bool = False) -> Observation:
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._request(key, fetch))
+            task = asyncio.get_running_loop().create_task(self._request(key, fetch, scheduled))
             self._inflight[key] = task
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
         # A cancelled caller must not cancel the request the others wait for.
         return await asyncio.shield(task)
 
-    async def _request(self, key: PathKey, fetch: Fetch) -> Observation:
+    async def _request(self, key: PathKey, fetch: Fetch, scheduled: bool) -> Observation:
         async with self._gate:
             began = self._clock()  # the version was current at least from here
             self.requests += 1
+            path = self._paths.get(key)
+            if path is not None and not scheduled:
+                self._unscheduled(path)
             try:
                 seen = Observation(await fetch(), None, began)
             except KustosError as exc:
@@ -197,6 +275,8 @@ class VersionChecks:
         if path is None:
             return  # nobody tracks it: nothing kept, nobody to tell
         path.observed = seen
+        if path.held is not None and seen.version != path.held.version:
+            path.held = None  # another version (or an error): the value held is stale
         if self.observed is not None:
             try:
                 self.observed(key, seen)
@@ -205,7 +285,11 @@ class VersionChecks:
 
     # ------------------------------------------------------------------ the schedule
     def due(self) -> list[tuple[PathKey, Fetch]]:
-        """The paths whose window has come, each moved on by one window (phase kept)."""
+        """The paths whose window has come, each moved on by one window (phase kept).
+
+        A path whose check a read (or an on-demand check) stood in for is moved on
+        without a request, once.
+        """
         now = self._clock()
         ready = []
         for key, path in self._paths.items():
@@ -214,6 +298,9 @@ class VersionChecks:
             path.next_at += path.interval
             if path.next_at <= now:  # the loop stalled for a whole window: start afresh
                 path.next_at = now + path.interval
+            if path.skip:
+                path.skip = False
+                continue
             ready.append((key, path.fetch))
         return ready
 
@@ -223,13 +310,16 @@ class VersionChecks:
 
     async def run_due(self) -> None:
         """Check every due path (bounded concurrency) and wait for the answers."""
-        await asyncio.gather(*(self._observe(key, fetch) for key, fetch in self.due()))
+        await asyncio.gather(
+            *(self._observe(key, fetch, scheduled=True) for key, fetch in self.due())
+        )
 
     def _spread(self) -> None:
         """Give every path a new random phase within its window (no burst on taking over)."""
         now = self._clock()
         for path in self._paths.values():
             path.next_at = now + self._rng.uniform(0, path.interval)
+            path.skip = False
 
     async def run(self, leading: asyncio.Event | None = None) -> None:
         """Check due paths until cancelled, sleeping until the next one.
@@ -262,13 +352,13 @@ class VersionChecks:
 
     async def close(self) -> None:
         """Cancel the requests in flight (shielded from their callers, not from a stop)."""
-        tasks = list(self._inflight.values())
+        tasks: list[asyncio.Task[Any]] = [*self._inflight.values(), *self._reading.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _checked(self, key: PathKey, fetch: Fetch) -> None:
         try:
-            await self._observe(key, fetch)
+            await self._observe(key, fetch, scheduled=True)
         except Exception:  # only a bug gets here: KustosError is an observation
             log.exception("store version check failed for %s", "/".join(key))

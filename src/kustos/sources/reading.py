@@ -2,10 +2,13 @@
 
 :class:`StoreReader` implements the engine's ``Stores`` protocol. It reads a
 ``SecretSource``/``ClusterSecretSource`` and the credentials Secret it names, builds one
-client per source and keeps it (one login, one connection pool, however many
-ManagedSecrets use the source), and rebuilds it only when the source or its Secret
-changed (their ``resourceVersion``) or after ``SOURCE_TTL`` seconds. Version checks ask the
-store for the version only; values are read when a new Kustos version is made.
+client per source and keeps it (one login, one token renewed in place, one connection
+pool, however many ManagedSecrets use the source for however long), and rebuilds it (the
+old token revoked) only when the source or its credentials Secret changed: their
+``resourceVersion``, the source's from the operator's watch, the Secret's asked for at most
+every ``CREDENTIALS_RECHECK`` seconds (an API server GET, nothing asked of the store).
+Version checks ask the store for the version only; values are read when a new Kustos
+version is made, once per path and version for all the readers of a tracked path.
 
 Version checks go through :class:`~kustos.sources.checking.VersionChecks`: a path that
 ManagedSecrets are tracked on (:meth:`StoreReader.track`, the operator) is asked once
@@ -18,6 +21,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ from lightkube.resources import core_v1
 
 from kustos import conventions as c
 from kustos.crypto import sops
-from kustos.errors import InvalidSpecError, KubeNotFoundError, StoreError
+from kustos.errors import InvalidSpecError, KubeNotFoundError, KustosError, StoreError
 from kustos.kube.client import api_errors
 from kustos.rotation.spec import (
     AwsSecretsManagerValue,
@@ -44,7 +48,7 @@ from kustos.rotation.spec import (
     VaultValue,
 )
 from kustos.sensitive import Sensitive
-from kustos.sources.aws import AwsSecretsManager, AwsSettings, json_value
+from kustos.sources.aws import AwsSecretsManager, AwsSettings, AwsValue, json_value
 from kustos.sources.checking import Fetch, PathKey, VersionChecks
 from kustos.sources.sealing import unseal
 from kustos.sources.settings import (
@@ -55,15 +59,24 @@ from kustos.sources.settings import (
     VaultSource,
     parse_source,
 )
-from kustos.sources.vault import AppRoleAuth, KubernetesAuth, VaultClient, VaultSettings
+from kustos.sources.vault import (
+    AppRoleAuth,
+    KubernetesAuth,
+    StoredValue,
+    VaultClient,
+    VaultSettings,
+)
+
+log = logging.getLogger(__name__)
 
 SealedSecret: Any = create_namespaced_resource(c.GROUP, "v1alpha1", "SealedSecret", "sealedsecrets")
 SecretSource: Any = create_namespaced_resource(c.GROUP, "v1alpha1", KIND, "secretsources")
 ClusterSecretSource: Any = create_global_resource(
     c.GROUP, "v1alpha1", CLUSTER_KIND, "clustersecretsources"
 )
-#: A client is rebuilt at the latest this often, so rotated store credentials are read.
-SOURCE_TTL: Final = 300.0
+#: The credentials Secret's ``resourceVersion`` is asked for at most this often: a new
+#: one (rotated credentials) rebuilds the client; the same keeps it and its token.
+CREDENTIALS_RECHECK: Final = 300.0
 #: Without a watch (:meth:`StoreReader.source_event`), a source object is read again (to
 #: see an edit) at most this often, not once per use.
 SOURCE_RECHECK: Final = 30.0
@@ -104,24 +117,46 @@ class SourcedValue:
     version: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Credentials:
+    """The Secret a client's credentials came from, and its ``resourceVersion`` then."""
+
+    namespace: str
+    name: str
+    version: str
+
+
 @dataclass(slots=True)
 class _Entry:
     client: Any
-    stamp: tuple[str, ...]
-    made: float
+    #: The source's ``resourceVersion`` the client was built from.
+    source_version: str
+    credentials: _Credentials | None
+    #: When the source (without a watch) and the credentials Secret were last asked for.
     checked: float
+    credentials_checked: float
+    #: The credentials Secret changed: rebuild at this use.
+    stale: bool = False
 
 
 class StoreReader:
     """Reads and writes store values for ManagedSecrets; one client per source."""
 
-    def __init__(self, client: AsyncClient, *, identities: sops.Identities | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        identities: sops.Identities | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.kube = client
+        self._clock = clock
         self.identities = identities  # the cluster's unsealing identities (SealedSecrets)
         self._clients: dict[SourceKey, _Entry] = {}
         #: Sources seen by the operator's watch; ``None`` until :meth:`watching` is called.
         self._watched: dict[SourceKey, dict[str, Any]] | None = None
-        self.checks = VersionChecks()
+        self.checks = VersionChecks(clock=clock)
+        self.builds = 0  # store clients built (a rebuild logs in again): for tests, metrics
         self._building: dict[SourceKey, asyncio.Lock] = {}
 
     def watching(self) -> None:
@@ -210,37 +245,76 @@ class StoreReader:
 
     async def _client_locked(self, namespace: str, ref: SourceRef, key: SourceKey) -> Any:
         entry = self._clients.get(key)
-        now = time.monotonic()
+        now = self._clock()
         watched = None if self._watched is None else self._watched.get(key)
         if watched is not None:
             # The watch keeps the source: no request at all unless it changed.
-            version = str((watched.get("metadata") or {}).get("resourceVersion", ""))
-            if entry is not None and now - entry.made < SOURCE_TTL and entry.stamp[0] == version:
+            source_version = str((watched.get("metadata") or {}).get("resourceVersion", ""))
+            if (
+                entry is not None
+                and entry.source_version == source_version
+                and await self._credentials_kept(entry, now, key)
+            ):
                 return entry.client
             spec, source_version, what = self._parsed(watched, self._what(namespace, ref))
         else:
-            if self._watched is None and entry is not None and now - entry.checked < SOURCE_RECHECK:
+            if (
+                self._watched is None
+                and entry is not None
+                and now - entry.checked < SOURCE_RECHECK
+                and await self._credentials_kept(entry, now, key)
+            ):
                 return entry.client  # many ManagedSecrets, one source: no request per use
             # Not (yet) seen by the watch: read it (a 404 says it does not exist).
             spec, source_version, what = await self._source(namespace, ref)
-        if entry is not None and now - entry.made < SOURCE_TTL and entry.stamp[0] == source_version:
-            entry.checked = now
-            return entry.client
+            if (
+                entry is not None
+                and entry.source_version == source_version
+                and await self._credentials_kept(entry, now, key)
+            ):
+                entry.checked = now
+                return entry.client
         home = namespace if ref.kind is SourceKind.NAMESPACED else None
         client: AwsSecretsManager | VaultClient
+        creds: _Credentials | None
         if spec.aws_secrets_manager is not None:
-            client, secret_version = await self._aws(spec.aws_secrets_manager, home, what)
+            client, creds = await self._aws(spec.aws_secrets_manager, home, what)
         else:
             assert spec.vault is not None  # noqa: S101 - the spec holds exactly one store
-            client, secret_version = await self._vault(spec.vault, home, what)
+            client, creds = await self._vault(spec.vault, home, what)
         if entry is not None:
-            await entry.client.close()
-        self._clients[key] = _Entry(client, (source_version, secret_version), now, now)
+            await entry.client.close()  # revokes the old token
+        self._clients[key] = _Entry(client, source_version, creds, now, now)
+        self.builds += 1
         return client
+
+    async def _credentials_kept(self, entry: _Entry, now: float, key: SourceKey) -> bool:
+        """Whether *entry*'s credentials Secret is the one it was built from.
+
+        Asked of the API server at most every ``CREDENTIALS_RECHECK`` seconds; Secrets are
+        not watched (the operator would hold every Secret of its namespaces in memory).
+        """
+        creds = entry.credentials
+        if entry.stale:
+            return False
+        if creds is None or now - entry.credentials_checked < CREDENTIALS_RECHECK:
+            return True
+        entry.credentials_checked = now
+        what = f"{key[0]} {key[1] + '/' if key[1] else ''}{key[2]}"
+        try:
+            _, version = await self._secret(creds.namespace, creds.name, what)
+        except KustosError as exc:
+            # The client still works with what it has; a build would fail on this.
+            log.warning("%s: store client kept: %s", what, exc)
+            return True
+        if version != creds.version:
+            log.info("%s: credentials Secret %s/%s changed", what, creds.namespace, creds.name)
+            entry.stale = True
+        return not entry.stale
 
     async def _aws(
         self, source: AwsSource, home: str | None, what: str
-    ) -> tuple[AwsSecretsManager, str]:
+    ) -> tuple[AwsSecretsManager, _Credentials]:
         ref = source.auth.secret_ref
         namespace = home or ref.namespace
         if namespace is None:
@@ -259,13 +333,14 @@ class StoreReader:
             secret_access_key=data[auth.secret_access_key_key],
             session_token=data.get(auth.session_token_key) if auth.session_token_key else None,
         )
-        return AwsSecretsManager(settings), version
+        return AwsSecretsManager(settings), _Credentials(namespace, ref.name, version)
 
     async def _vault(
         self, source: VaultSource, home: str | None, what: str
-    ) -> tuple[VaultClient, str]:
+    ) -> tuple[VaultClient, _Credentials | None]:
+        """A client for *source*; the credentials Secret it read, if any (AppRole)."""
         auth: KubernetesAuth | AppRoleAuth
-        secret_version = ""
+        creds = None  # kubernetes auth: a fresh ServiceAccount token at each login
         cluster_only = "is required for a ClusterSecretSource"
         if source.auth.kubernetes is not None:
             k8s = source.auth.kubernetes
@@ -284,6 +359,7 @@ class StoreReader:
             if namespace is None:
                 raise InvalidSpecError(f"{what}: auth.appRole.secretRef.namespace {cluster_only}")
             data, secret_version = await self._secret(namespace, ref.name, what)
+            creds = _Credentials(namespace, ref.name, secret_version)
             if approle.secret_id_key not in data:
                 missing = f"Secret {namespace}/{ref.name} has no key {approle.secret_id_key}"
                 raise InvalidSpecError(f"{what}: {missing}")
@@ -295,7 +371,7 @@ class StoreReader:
         settings = VaultSettings(
             address=source.address, auth=auth, mount=source.mount, ca_bundle=source.ca_bundle
         )
-        return VaultClient(settings), secret_version
+        return VaultClient(settings), creds
 
     def _token_source(
         self, namespace: str, account: str, audience: str | None
@@ -409,25 +485,33 @@ class StoreReader:
         config = gen.config
         if isinstance(config, SealedValue):
             return await self._unsealed(namespace, config, key)
+        path = self.path_key(namespace, gen)
         if isinstance(config, VaultValue):
-            client = await self._client(namespace, config.source)
+            vault = await self._client(namespace, config.source)
             wanted = config.key or key
-            stored = await client.read(config.path, key=wanted, version=config.version)
-            self._saw(namespace, gen, str(stored.version))
+            if path is None:  # a pinned version: read once, never shared
+                stored = await vault.read(config.path, key=wanted, version=config.version)
+            else:
+
+                async def whole() -> tuple[str, StoredValue]:
+                    got = await vault.read(config.path)  # every key: any reader's is there
+                    return str(got.version), got
+
+                # One read per path and version for all its readers; the read is also
+                # an observation of the version (it stands in for the next check).
+                stored = (await self.checks.read(path, whole)).only(wanted)
             return SourcedValue(stored.values[wanted], str(stored.version))
-        if isinstance(config, AwsSecretsManagerValue):
-            client = await self._client(namespace, config.source)
-            got = await client.get(config.secret_id, config.version_stage)
+        if isinstance(config, AwsSecretsManagerValue) and path is not None:
+            aws = await self._client(namespace, config.source)
+
+            async def secret() -> tuple[str, AwsValue]:
+                got = await aws.get(config.secret_id, config.version_stage)
+                return got.version, got
+
+            got = await self.checks.read(path, secret)
             value = json_value(config.secret_id, got.value, config.json_key)
-            self._saw(namespace, gen, got.version)
             return SourcedValue(value, got.version)
         raise StoreError(f"spec.data.{key}: not a store value")
-
-    def _saw(self, namespace: str, gen: Generator, version: str) -> None:
-        """A value read tells the path's version too: the other readers learn it now."""
-        path = self.path_key(namespace, gen)
-        if path is not None:
-            self.checks.saw(path, version)
 
     async def push(self, namespace: str, push: Push, values: Mapping[str, Sensitive]) -> str:
         """Write *values* (one JSON object) to the store named by *push*; the new version."""

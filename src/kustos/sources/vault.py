@@ -130,6 +130,17 @@ class StoredValue:
     version: int
     #: ``metadata.created_time`` as Vault writes it (RFC 3339).
     created: str
+    #: The API path it was read from (named in errors).
+    where: str = ""
+
+    def only(self, key: str) -> StoredValue:
+        """This version with *key* alone; ``StoreNotFoundError`` naming the keys if absent."""
+        if key not in self.values:
+            names = ", ".join(sorted(self.values)) or "none"
+            raise StoreNotFoundError(
+                f"vault {self.where} version {self.version}: no key {key!r} (keys: {names})"
+            )
+        return replace(self, values={key: self.values[key]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,14 +305,8 @@ class VaultClient:
             raise StoreError(f"vault GET {api}: data.data is not an object")
         found = {str(k): _as_sensitive(v) for k, v in values.items()}
         number = self._version(meta.get("version"), api)
-        if key is not None:
-            if key not in found:
-                names = ", ".join(sorted(found)) or "none"
-                raise StoreNotFoundError(
-                    f"vault {api} version {number}: no key {key!r} (keys: {names})"
-                )
-            found = {key: found[key]}
-        return StoredValue(found, number, str(meta.get("created_time", "")))
+        stored = StoredValue(found, number, str(meta.get("created_time", "")), api)
+        return stored.only(key) if key is not None else stored
 
     async def current_version(self, path: str) -> int:
         """The latest version number at *path*, from its metadata (no value is read)."""

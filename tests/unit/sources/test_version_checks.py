@@ -13,13 +13,19 @@ already failing), and a recovered store wakes the failing ones without their bac
 a standby replica asks nothing and a new leader spreads its first checks over one
 window; a reader whose own rotation read the value is not woken by that read, but a check seen
 while it runs brings it back when it ends; the operator hands the engine the watched
-object.
+object. The budget, value reads included: a value that changes at every window costs one
+request per window (a read stands in for the next check), a change right after a read is
+seen within two windows, a hundred readers of one version share one read (held one
+window at most, dropped when a newer version is seen, never for an untracked path), a
+failed read reaches every reader and is not held, a reader tracked again keeps the
+skipped check skipped, and a check the engine asks for counts against the budget too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -40,13 +46,25 @@ class _Clock:
 
 
 class _Store:
-    """A store path whose version the test moves; counts the version requests."""
+    """A store path whose version the test moves; counts version requests and value reads."""
 
     def __init__(self, version: str = "1") -> None:
         self.version = version
         self.requests = 0
+        self.reads = 0
         self.down = False
         self.delay = 0.0
+
+    def read(self) -> Callable[[], Awaitable[tuple[str, object]]]:
+        async def whole() -> tuple[str, object]:
+            self.reads += 1
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.down:
+                raise StoreUnavailableError("vault GET secret/data/app/db: HTTP 503")
+            return self.version, {"password": f"value of version {self.version}"}
+
+        return whole
 
     def fetch(self) -> Fetch:
         async def ask() -> str:
@@ -175,6 +193,127 @@ async def test_a_shorter_refresh_takes_effect_at_once() -> None:
     checks.untrack("slow")
     assert checks.paths() == 0
     assert checks.next_at() is None
+
+
+# --------------------------------------------------------------------------- the budget
+async def _follow(checks: VersionChecks, clock: _Clock, store: _Store, windows: int) -> None:
+    """*windows* windows in which the value changes once each and every change seen is read.
+
+    The engine's part, as the operator plays it: a new version observed is read at once.
+    """
+    known = store.version
+    end = clock.now + 60 * windows
+    while clock.now < end:
+        clock.now += 1
+        if int(clock.now) % 60 == 30:
+            store.version = str(int(store.version) + 1)
+        await checks.run_due()
+        seen = checks.fresh(PATH)
+        if seen is not None and seen.version != known:
+            await checks.read(PATH, store.read())
+            known = store.version
+
+
+@pytest.mark.asyncio
+async def test_a_value_changed_at_every_window_costs_one_request_per_window_not_two() -> None:
+    clock, store = _Clock(), _Store()
+    checks = _checks(clock)
+    checks.track("ms", {PATH: (60.0, store.fetch())})
+    await _follow(checks, clock, store, 30)
+    # Check then read at every window would be 60: each read stands in for the next check.
+    assert store.requests + store.reads <= 31, (store.requests, store.reads)
+    assert store.reads >= 14, "changes are still taken: one at least every two windows"
+    assert checks.skipped == store.reads
+
+
+@pytest.mark.asyncio
+async def test_a_change_right_after_a_read_is_seen_within_two_windows() -> None:
+    clock, store = _Clock(), _Store()
+    checks = _checks(clock)
+    checks.track("ms", {PATH: (60.0, store.fetch())})
+    clock.now = checks.next_at() or clock.now
+    await checks.run_due()
+    await checks.read(PATH, store.read())
+    read_at = clock.now
+    store.version = "2"  # just after the read: the next check is the skipped one
+    while (seen := checks.fresh(PATH)) is None or seen.version != "2":
+        clock.now += 1
+        await checks.run_due()
+    assert 60 < clock.now - read_at <= 120, "the price of the budget: up to two windows"
+    assert store.requests == 2
+    assert store.reads == 1
+
+
+@pytest.mark.asyncio
+async def test_readers_of_one_path_share_one_value_read_per_version() -> None:
+    clock, store = _Clock(), _Store()
+    checks = _checks(clock)
+    for i in range(100):
+        checks.track(f"ms-{i}", {PATH: (60.0, store.fetch())})
+    await _windows(checks, clock, 1)
+    store.delay = 0.01
+    together = await asyncio.gather(*(checks.read(PATH, store.read()) for _ in range(100)))
+    one_by_one = [await checks.read(PATH, store.read()) for _ in range(100)]
+    assert store.reads == 1, "a hundred readers of one version: one read"
+    assert {str(v) for v in [*together, *one_by_one]} == {"{'password': 'value of version 1'}"}
+
+    store.version = "2"
+    await _windows(checks, clock, 2)  # the first check was the read's: skipped
+    assert store.requests == 2
+    assert await checks.read(PATH, store.read()) == {"password": "value of version 2"}
+    assert store.reads == 2, "a new version observed: the value held is not used"
+
+    clock.now += 61  # held one window at most, even with no newer version seen
+    await checks.read(PATH, store.read())
+    assert store.reads == 3
+
+    other: PathKey = (*PATH[:-1], "app/untracked")
+    await checks.read(other, store.read())
+    await checks.read(other, store.read())
+    assert store.reads == 5, "nobody tracks it: read every time, nothing held"
+
+
+@pytest.mark.asyncio
+async def test_a_failed_read_is_raised_to_every_reader_and_not_held() -> None:
+    clock, store = _Clock(), _Store()
+    checks = _checks(clock)
+    for i in range(5):
+        checks.track(f"ms-{i}", {PATH: (60.0, store.fetch())})
+    await _windows(checks, clock, 1)
+    store.down, store.delay = True, 0.01
+    results = await asyncio.gather(
+        *(checks.read(PATH, store.read()) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, StoreUnavailableError) for r in results)
+    assert store.reads == 1
+    store.down = False
+    assert await checks.read(PATH, store.read()) == {"password": "value of version 1"}
+    assert store.reads == 2
+
+
+@pytest.mark.asyncio
+async def test_a_reader_tracked_again_keeps_the_skipped_check_skipped() -> None:
+    clock, store = _Clock(), _Store()
+    checks = _checks(clock)
+    checks.track("ms", {PATH: (60.0, store.fetch())})
+    clock.now = checks.next_at() or clock.now
+    await checks.run_due()
+    await checks.read(PATH, store.read())
+    checks.track("ms", {PATH: (60.0, store.fetch())})  # its status update, watched back
+    await _windows(checks, clock, 1)
+    assert store.requests == 1, "the read stood in for this window's check"
+    await _windows(checks, clock, 1)
+    assert store.requests == 2
+
+
+@pytest.mark.asyncio
+async def test_an_engine_check_outside_the_schedule_stands_in_for_the_next_one() -> None:
+    clock, store = _Clock(), _Store()
+    checks = _checks(clock)
+    checks.track("ms", {PATH: (60.0, store.fetch())})
+    assert await checks.check(PATH, store.fetch()) == "1"  # a new reader's first version
+    await _windows(checks, clock, 4)
+    assert store.requests <= 4, "no more than one request per window, the engine's included"
 
 
 # --------------------------------------------------------------------------- errors
@@ -353,11 +492,12 @@ async def test_a_reader_running_when_a_change_is_seen_is_looked_at_again() -> No
     op._managed_event("ADDED", _managed("idle", recorded="4"))
     op.soon.clear()
     op.running.add(("team", "busy"))
-    op.stores.checks.saw(PATH, "5")  # busy's own rotation read version 5
+    store.version = "5"
+    await op.stores.checks.read(PATH, store.read())  # busy's own rotation reads version 5
     assert _woken(op) == {"idle"}
     op.soon.clear()
     store.version = "6"
-    await _windows(op.stores.checks, clock, 1)
+    await _windows(op.stores.checks, clock, 2)  # the read stood in for the first check
     assert _woken(op) == {"busy", "idle"}, "busy is looked at again when it ends"
 
 
