@@ -1,7 +1,12 @@
 """Entry point: ``main(argv) -> int`` and the Typer application.
 
-Only the module of the command being run is imported (``kustos scan`` does not load the
-Kubernetes client or the control-plane harness): start-up time is part of every scan.
+Start-up time is part of every command (``kustos seal`` in a loop, ``kustos scan`` in a
+pre-commit hook), so only the module of the command being run is imported: ``kustos scan``
+does not load the Kubernetes client or the control-plane harness, and ``kustos --help``,
+``kustos version`` and ``kustos --version`` import no command module at all. The command
+list of ``--help`` is drawn from :data:`COMMANDS` (a unit test keeps each summary equal to
+the command's own help). What a command may import at start is the import rule of
+``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -10,33 +15,109 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Final
+from dataclasses import dataclass
+from typing import Annotated, Final
 
 import typer
 
 from kustos import __version__
 from kustos.errors import KustosError
 
-#: command → (module, function); groups (``kms``, ``dev-cluster``) are Typer apps.
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """Where a command lives and what ``kustos --help`` says about it."""
+
+    module: str
+    attr: str
+    summary: str
+    #: A Typer app with sub-commands (``kms``, ``audit``) rather than one function.
+    group: bool = False
+
+
+#: command → where it lives; ``--help`` lists the commands in this order, ``version`` after
+#: the single commands (as Typer lists commands before groups).
 COMMANDS: Final = {
-    "scan": ("kustos.cli.scan", "scan"),
-    "rules": ("kustos.cli.scan", "rules"),
-    "explain": ("kustos.cli.scan", "explain"),
-    "who-can": ("kustos.cli.whocan", "who_can_command"),
-    "refs": ("kustos.cli.refs", "refs"),
-    "rotate": ("kustos.cli.rotate", "rotate"),
-    "versions": ("kustos.cli.rotate", "versions"),
-    "rollback": ("kustos.cli.rotate", "rollback"),
-    "operator": ("kustos.cli.operator", "app"),
-    "pull-secret": ("kustos.cli.pullsecret", "app"),
-    "seal": ("kustos.cli.seal", "seal"),
-    "unseal": ("kustos.cli.seal", "unseal"),
-    "demo": ("kustos.cli.demo", "demo"),
-    "kms": ("kustos.cli.kms", "app"),
-    "backup": ("kustos.cli.backup", "app"),
-    "audit": ("kustos.cli.audit", "app"),
-    "rbac": ("kustos.cli.rbac", "app"),
-    "dev-cluster": ("kustos.cli.devcluster", "app"),
+    "scan": Entry(
+        "kustos.cli.scan",
+        "scan",
+        "Find every secrets risk in manifests, a piped stream or a live cluster.",
+    ),
+    "rules": Entry("kustos.cli.scan", "rules", "List the check catalog."),
+    "explain": Entry(
+        "kustos.cli.scan",
+        "explain",
+        "Print one check in full: why it matters, how to fix it, what it corresponds to.",
+    ),
+    "who-can": Entry(
+        "kustos.cli.whocan",
+        "who_can_command",
+        "Every User, Group and ServiceAccount that can do VERB on RESOURCE, and how.",
+    ),
+    "refs": Entry(
+        "kustos.cli.refs",
+        "refs",
+        "List every Secret reference: Secret, consumer, how (env, volume, ...) and field path.",
+    ),
+    "rotate": Entry(
+        "kustos.cli.rotate",
+        "rotate",
+        "Rotate a ManagedSecret now, roll its consumers and wait for them (or roll back).",
+    ),
+    "versions": Entry(
+        "kustos.cli.rotate",
+        "versions",
+        "List a ManagedSecret's versions: number, time, reason, fingerprint, state.",
+    ),
+    "rollback": Entry(
+        "kustos.cli.rotate",
+        "rollback",
+        "Bring an earlier version's value back as a new version, and roll the consumers.",
+    ),
+    "seal": Entry(
+        "kustos.cli.seal",
+        "seal",
+        "Seal a Secret manifest into a SealedSecret (SOPS format, age recipients).",
+    ),
+    "unseal": Entry(
+        "kustos.cli.seal",
+        "unseal",
+        "Print the Secret manifest inside a SealedSecret (values in clear; exit 2 if refused).",
+    ),
+    "demo": Entry(
+        "kustos.cli.demo",
+        "demo",
+        "Run the guided tour: local control plane, example app, Secrets and their consumers.",
+    ),
+    "operator": Entry("kustos.cli.operator", "app", "The ManagedSecret operator.", group=True),
+    "pull-secret": Entry("kustos.cli.pullsecret", "app", "Image pull secrets.", group=True),
+    "kms": Entry(
+        "kustos.cli.kms",
+        "app",
+        "KMS v2 plugin for kube-apiserver: serve, manage keys, re-encrypt.",
+        group=True,
+    ),
+    "backup": Entry(
+        "kustos.cli.backup",
+        "app",
+        "Encrypted, verifiable backups of Secrets (age format).",
+        group=True,
+    ),
+    "audit": Entry(
+        "kustos.cli.audit",
+        "app",
+        "Watch: audit policy, receiver, tamper-evident archive, queries.",
+        group=True,
+    ),
+    "rbac": Entry(
+        "kustos.cli.rbac", "app", "RBAC from real use: least-privilege suggestions.", group=True
+    ),
+    "dev-cluster": Entry(
+        "kustos.cli.devcluster",
+        "app",
+        "A local control plane (etcd, kube-apiserver, KWOK nodes) on loopback.",
+        group=True,
+    ),
 }
 
 
@@ -45,8 +126,38 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        version()
+        raise typer.Exit
+
+
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the Kustos version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    """Kustos: a Kubernetes secrets custodian."""
+
+
+def _not_loaded() -> None:
+    # main() loads the real command whenever its name comes first on the command line,
+    # and the root takes no argument before it: a stand-in only ever shows in --help.
+    raise typer.BadParameter("internal: this command was not loaded")  # pragma: no cover
+
+
 def build_app(only: str | None = None) -> typer.Typer:
-    """The Typer app with every command, or with just *only* (faster start-up)."""
+    """The Typer app with the command *only* loaded; every other one a stand-in for ``--help``.
+
+    A stand-in carries the command's name and :attr:`Entry.summary`, so listing the
+    commands imports none of their modules.
+    """
     app = typer.Typer(
         name="kustos",
         help="Kustos: a Kubernetes secrets custodian.",
@@ -54,15 +165,22 @@ def build_app(only: str | None = None) -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    for name, (module_name, attr) in COMMANDS.items():
-        if only is not None and name != only:
+    app.callback()(_root)
+    order = [name for name, entry in COMMANDS.items() if not entry.group]
+    order += ["version", *(name for name, entry in COMMANDS.items() if entry.group)]
+    for name in order:
+        if name == "version":
+            app.command("version")(version)
             continue
-        target = getattr(importlib.import_module(module_name), attr)
+        entry = COMMANDS[name]
+        if name != only:
+            app.command(name, help=entry.summary)(_not_loaded)
+            continue
+        target = getattr(importlib.import_module(entry.module), entry.attr)
         if isinstance(target, typer.Typer):
             app.add_typer(target, name=name)
         else:
             app.command(name)(target)
-    app.command("version")(version)
     return app
 
 
