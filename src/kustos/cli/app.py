@@ -12,6 +12,7 @@ command may import at start is the import rule of ``docs/architecture.md``;
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Annotated, Final
@@ -179,6 +180,7 @@ def build_app(only: str | None = None) -> typer.Typer:
 
 def run(args: list[str]) -> int:
     """Run the command line *args* through Typer and return the exit code (as ``main``)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     first = args[0] if args else None
     app = build_app(first if first in COMMANDS else None)
     try:

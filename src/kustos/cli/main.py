@@ -1,14 +1,14 @@
 """Entry point: ``main(argv) -> int``.
 
 Kept light on purpose: ``kustos version`` and ``kustos --version`` are answered here, before
-the CLI framework is imported (Typer and what it loads for a command's parameters are most
-of a short command's start-up); every other command line goes to the Typer application in
-:mod:`kustos.cli.app`, which imports only the module of the command being run.
+the CLI framework and logging are imported (Typer and what it loads for a command's
+parameters are most of a short command's start-up); every other command line goes to the
+Typer application in :mod:`kustos.cli.app`, which sets up logging and imports only the
+module of the command being run.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Final
@@ -26,7 +26,6 @@ def print_version() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (0 ok, 1 findings/failure, 2 usage or input)."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = list(argv) if argv is not None else sys.argv[1:]
     if args in VERSION_ARGV:
         print_version()

@@ -87,7 +87,7 @@ def test_help_and_version_import_no_command(argv: list[str], tmp_path: Path) -> 
     assert _present(modules, [*COMMAND_MODULES, *CLIENTS, *ADAPTERS, *heavy]) == []
     assert "kustos.files.state" not in modules
     if argv != ["--help"]:  # answered before Typer; only the help screen needs rich
-        assert _present(modules, ["typer", "pydantic", "rich", "kustos.cli.app"]) == []
+        assert _present(modules, ["typer", "pydantic", "rich", "logging", "kustos.cli.app"]) == []
 
 
 @pytest.fixture
