@@ -141,7 +141,7 @@ def _root(
 
 
 def _not_loaded() -> None:
-    # main() loads the real command whenever its name comes first on the command line,
+    # run() loads the real command whenever its name comes first on the command line,
     # and the root takes no argument before it: a stand-in only ever shows in --help.
     raise typer.BadParameter("internal: this command was not loaded")  # pragma: no cover
 
