@@ -37,7 +37,7 @@ from kustos.audit.records import ArchivedEvent
 from kustos.audit.sinks.base import Delivery, Record, Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, Stream
 from kustos.errors import ArchiveError, KustosError, SinkError
-from kustos.files import StateFile, StateModel
+from kustos.files.state import StateFile, StateModel
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pydantic import Field
 from kustos.audit.archive import Archive
 from kustos.audit.records import Prepared, prepare
 from kustos.errors import FileAccessError, InputError
-from kustos.files import StateFile, StateModel
+from kustos.files.state import StateFile, StateModel
 
 CURSOR: Final = "ingest-cursor.json"
 BATCH_LINES: Final = 5000

@@ -43,7 +43,8 @@ from kustos.audit.records import ArchivedEvent, EventView, view_of
 from kustos.audit.sinks.base import Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, SyslogSink
 from kustos.errors import ConfigError
-from kustos.files import StateFile, StateModel, read_text
+from kustos.files import read_text
+from kustos.files.state import StateFile, StateModel
 
 log = logging.getLogger(__name__)
 

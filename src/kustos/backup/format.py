@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kustos.conventions import API_VERSION, LABEL_MANAGED_SECRET, LABEL_VERSION
 from kustos.errors import BackupError, InputError
-from kustos.files import decode
+from kustos.files.state import decode
 from kustos.sensitive import Sensitive
 
 FORMAT: Final = "kustos.io/backup/v1"

@@ -6,6 +6,9 @@ enums below, so Typer refuses an unknown format with exit code 2 before the comm
 through :func:`emit`, which turns a file that cannot be written into one line naming it.
 Consoles and tables for people come from :func:`report_console` and :func:`print_table`,
 so that a report redirected to a file or a pipe is never folded at 80 columns.
+
+Every command imports this module, so it stays light: rich is imported by the functions
+that draw (a JSON report or an error line does not load it).
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ import sys
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 import typer
-from rich.console import Console
-from rich.measure import Measurement
-from rich.table import Table
 
 from kustos.files import write_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
 class TableOrJson(StrEnum):
@@ -87,6 +91,8 @@ def report_console() -> Console:
     Redirected to a file or a pipe, rich would fold every line at 80 columns and split
     file paths mid-word; a line that runs long is easier to grep, copy and read.
     """
+    from rich.console import Console  # noqa: PLC0415 - rich only for commands that print tables
+
     console = Console()
     return console if console.is_terminal else Console(soft_wrap=True)
 
@@ -99,6 +105,8 @@ def print_table(table: Table, console: Console | None = None) -> None:
     ``cut``: the console is widened to the table's natural width for this table only, so
     every row stays on one line. *console* defaults to :func:`report_console`.
     """
+    from rich.measure import Measurement  # noqa: PLC0415 - see report_console
+
     console = console or report_console()
     if console.is_terminal:
         console.print(table)

@@ -32,7 +32,8 @@ from kustos.cli.output import (
     report_skipped,
 )
 from kustos.errors import InputError, UsageError, quote_foreign
-from kustos.files import StateFile, read_text
+from kustos.files import read_text
+from kustos.files.state import StateFile
 from kustos.kube.documents import load_yaml_all
 from kustos.kube.index import ObjectIndex
 from kustos.scan.baseline import Baseline, baseline_of

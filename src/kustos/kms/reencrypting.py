@@ -48,7 +48,7 @@ from kustos.errors import (
     KubeNotFoundError,
     UsageError,
 )
-from kustos.files import StateFile
+from kustos.files.state import StateFile
 from kustos.kube.client import api_errors
 from kustos.kube.discovery import Discovery, GroupVersionResource, discovery_for
 

@@ -32,12 +32,9 @@ each document's line table built once, then dropped.
 from __future__ import annotations
 
 import fnmatch
-import multiprocessing
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
@@ -226,6 +223,12 @@ class ManifestLoader:
     def _load_parallel(
         self, items: Sequence[ManifestInput], index: ObjectIndex, workers: int
     ) -> None:
+        # Imported here: a process pool is for large inputs, and loading its machinery
+        # would cost every small command its start-up time (docs/architecture.md).
+        import multiprocessing  # noqa: PLC0415
+        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+        from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
+
         files = [str(i.path) for i in items if i.path is not None]
         # fork: the children start at once with the modules already imported; the pool is
         # made before anything is read, so they copy little.

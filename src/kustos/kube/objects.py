@@ -8,11 +8,17 @@ exception without showing a value. Bodies are shared, not copied: treat them as 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 Body = Mapping[str, Any]
+
+#: A Kubernetes object name (DNS-1123 subdomain); a namespace is one label of it.
+DNS1123_SUBDOMAIN: Final = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 
 #: Kinds that are not namespaced. Unknown kinds are namespaced unless named ``Cluster*``.
 CLUSTER_SCOPED_KINDS: Final = frozenset(

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from kustos.durations import parse_duration
 from kustos.errors import InvalidSpecError
+from kustos.kube.objects import DNS1123_SUBDOMAIN
 from kustos.rotation.schedules import parse_cron, parse_window
 
 KIND: Final = "ManagedSecret"
@@ -29,10 +30,6 @@ PLURAL: Final = "managedsecrets"
 DEFAULT_KEEP: Final = 5
 MAX_KEEP: Final = 100
 _KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+$")  # the API server's rule for Secret data keys
-#: A Kubernetes object name (DNS-1123 subdomain); a namespace is one label of it.
-DNS1123_SUBDOMAIN: Final = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
 
 
 class _Model(BaseModel):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from kustos.files import StateModel
+from kustos.files.state import StateModel
 from kustos.scan.findings import Finding
 
 

@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 from kustos.conventions import ANNOTATION_SEALED_FOR, API_VERSION
 from kustos.crypto import sops
 from kustos.errors import InputError
-from kustos.rotation.spec import DNS1123_SUBDOMAIN
+from kustos.kube.objects import DNS1123_SUBDOMAIN
 
 KIND: Final = "SealedSecret"
 #: The rule written into every SealedSecret: values and the binding are encrypted.

@@ -2,9 +2,10 @@
 
 ``kustos dev-cluster up`` starts the control plane and exits; ``status``, ``env``,
 ``down`` and ``demo`` are later processes that find it again through this file. It is a
-:class:`kustos.files.StateModel` read and written through :class:`kustos.files.StateFile`
-(atomic replace, owner-only mode): a file that is damaged or from an unknown format is one
-``InputError`` naming it, never a traceback or a silent "not running".
+:class:`kustos.files.state.StateModel` read and written through
+:class:`kustos.files.state.StateFile` (atomic replace, owner-only mode): a file that is
+damaged or from an unknown format is one ``InputError`` naming it, never a traceback or a
+silent "not running".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Final
 from pydantic import Field
 
 from kustos.errors import FileMissingError
-from kustos.files import StateFile, StateModel
+from kustos.files.state import StateFile, StateModel
 from kustos.testing.processes import Process
 
 STATE_FILE: Final = "state.json"

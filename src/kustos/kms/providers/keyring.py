@@ -34,7 +34,8 @@ from pydantic import PlainSerializer, PlainValidator
 
 from kustos.crypto.sops import new_identity
 from kustos.errors import FileAccessError, FileMissingError, InputError, KmsError
-from kustos.files import PRIVATE, StateFile, StateModel, decode, encode, read_bytes
+from kustos.files import PRIVATE, read_bytes
+from kustos.files.state import StateFile, StateModel, decode, encode
 from kustos.kms.keys import (
     KeyRecord,
     KeyState,

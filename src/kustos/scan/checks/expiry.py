@@ -12,7 +12,6 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-from kustos.crypto.certificates import certificate_facts
 from kustos.durations import parse_duration
 from kustos.errors import InputError
 from kustos.kube.objects import KubeObject
@@ -86,6 +85,9 @@ def check_certificates(scan: ScanInput) -> Iterator[Finding]:
     soon = scan.now + dt.timedelta(days=EXPIRY_WARNING_DAYS)
     for secret in scan.index.of_kind("Secret"):
         for key, pem in _certificates(secret):
+            # cryptography only for a scan that meets a certificate (start-up time)
+            from kustos.crypto.certificates import certificate_facts  # noqa: PLC0415
+
             try:
                 facts = certificate_facts(pem)
             except InputError:
