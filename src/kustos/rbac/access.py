@@ -392,6 +392,24 @@ def secret_matrix(
     return Matrix(namespace, common, in_use, frozenset(used), extra, become_any)
 
 
+def reader_namespaces(policy: Policy, namespace: str) -> frozenset[str]:
+    """Namespaces of the ServiceAccounts that may read some Secret of *namespace*.
+
+    Who can mint a token for (or impersonate) such a ServiceAccount is decided by the
+    Roles and RoleBindings of its own namespace; those of any other namespace play no part
+    in an answer about *namespace*'s Secrets. *policy* needs only the ClusterRoles,
+    ClusterRoleBindings and the Roles and RoleBindings of *namespace*: that is where every
+    grant on its Secrets comes from. Any verb counts (a superset of the readers of one).
+    """
+    return frozenset(
+        subject.namespace
+        for binding, rule in policy.rules_in_scope("secrets", "", namespace)
+        if group_matches(rule, "")
+        for subject in binding.subjects
+        if subject.kind == "ServiceAccount"
+    )
+
+
 #: Groups that stand for "everyone" of some kind: always worth showing.
 _BROAD_GROUPS: Final = frozenset(
     {"system:authenticated", "system:unauthenticated", "system:serviceaccounts"}
