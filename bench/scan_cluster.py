@@ -142,12 +142,15 @@ def _scan_argv(kubeconfig: Path, output: str) -> list[str]:
             "--output", output]  # fmt: skip
 
 
+def whocan_objects_to_load() -> list[dict[str, Any]]:
+    """The who-can dataset (5,000 Secrets, 20,000 bindings), Namespaces first."""
+    extra = whocan_objects(secrets=5000, bindings=20_000)
+    return sorted((o for o in extra if o["kind"] in _PATHS), key=lambda o: o["kind"] != "Namespace")
+
+
 def _whocan(kubeconfig: Path, repeats: int) -> dict[str, Any]:
     """Add the who-can dataset (5,000 Secrets, 20,000 bindings) and time the live matrix."""
-    extra = whocan_objects(secrets=5000, bindings=20_000)
-    extra = sorted(
-        (o for o in extra if o["kind"] in _PATHS), key=lambda o: o["kind"] != "Namespace"
-    )
+    extra = whocan_objects_to_load()
     print(f"scan_cluster: loading {len(extra)} who-can objects", flush=True)
     loaded = load(kubeconfig, extra)
     exe = running.kustos_command() or "kustos"
