@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 import typer
 from rich.table import Table
 
-from kustos.cli.inputs import Cluster, load_index
+from kustos.cli.inputs import Cluster, load_index, without_cycle_collection
 from kustos.cli.options import Context, Kubeconfig
 from kustos.cli.output import TableOrJson, print_json, print_table, report_console, report_skipped
 from kustos.errors import UsageError
@@ -86,11 +86,12 @@ def who_can_command(
         return index
 
     words = list(args or [])
-    if matrix:
-        if not namespace:
-            raise UsageError("--matrix needs -n NAMESPACE")
-        return _matrix(words, namespace, load, output_format, all_subjects=all_subjects)
-    return _single(words, namespace or "", load, output_format, all_subjects=all_subjects)
+    if matrix and not namespace:
+        raise UsageError("--matrix needs -n NAMESPACE")
+    with without_cycle_collection():
+        if matrix:
+            return _matrix(words, namespace or "", load, output_format, all_subjects=all_subjects)
+        return _single(words, namespace or "", load, output_format, all_subjects=all_subjects)
 
 
 def _single(
