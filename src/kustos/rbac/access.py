@@ -96,10 +96,12 @@ def direct_grants(policy: Policy, request: Request, *, named_only: bool = False)
     *named_only*: only grants whose rule lists ``resourceNames`` (the others are not built).
     """
     found: list[Grant] = []
-    scoped = policy.rules_in_scope(request.resource, request.subresource, request.namespace)
+    scoped = (
+        policy.rules_naming(request.resource, request.subresource, request.namespace, request.name)
+        if named_only
+        else policy.rules_in_scope(request.resource, request.subresource, request.namespace)
+    )
     for binding, rule in scoped:
-        if named_only and not rule.resource_names:
-            continue
         if (
             verb_matches(rule, request.verb)
             and group_matches(rule, request.group)
