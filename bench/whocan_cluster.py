@@ -31,11 +31,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 from lightkube.core.resource import NamespacedResource
 
 from bench import running
-from bench.scan_cluster import load, objects_to_load, whocan_objects_to_load
+from bench.scan_cluster import (
+    fetch_and_decode,
+    load,
+    objects_to_load,
+    quiet_plane,
+    whocan_objects_to_load,
+)
 from bench.synth import WHOCAN_NAMESPACE
 from kustos.cli.whocan import list_for_answer
 from kustos.kube.client import ClientSettings, make_client
@@ -43,7 +48,6 @@ from kustos.kube.listing import DEFAULT_KINDS, PAGE_SIZE, RESOURCES, list_cluste
 from kustos.kube.references import WORKLOAD_KINDS
 from kustos.rbac.access import reader_namespaces
 from kustos.rbac.model import RBAC_KINDS, build_policy
-from kustos.testing.controlplane import ControlPlane, ControlPlaneSettings
 
 REPRODUCE: Final = "python -m bench.whocan_cluster"
 _NAMESPACED_RBAC: Final = ("Role", "RoleBinding")
@@ -94,17 +98,7 @@ def _floor(kubeconfig: Path, others: Sequence[str]) -> dict[str, Any]:
         for kind, namespace in calls:
             resource = RESOURCES[kind][1]
             scope = namespace if issubclass(resource, NamespacedResource) else None
-            request = generic.prepare_request(
-                "list", resource, namespace=scope, params={"limit": PAGE_SIZE}
-            )
-            while True:
-                response = generic.send(generic.build_adapter_request(request))
-                page = orjson.loads(response.content)
-                items += len(page.get("items") or ())
-                token = (page.get("metadata") or {}).get("continue")
-                if not token:
-                    break
-                request.params["continue"] = token
+            items += fetch_and_decode(generic, resource, scope, PAGE_SIZE)
     return {
         "seconds": round(time.perf_counter() - started, 3),
         "items": items,
@@ -119,11 +113,7 @@ def run(*, objects: int = 100_000, repeats: int = 3, out: Path | None = None) ->
     doc["benchmark"] = "whocan_cluster"
     doc["versions"] = {"kustos": running.kustos_version()}
     doc["page_size"] = PAGE_SIZE
-    root = running.WORK / "whocan-cluster"
-    with ControlPlane(ControlPlaneSettings(root / "cp", nodes=1)) as plane:
-        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
-            plane.kill(name)
-        kubeconfig = plane.kubeconfig
+    with quiet_plane(running.WORK / "whocan-cluster") as kubeconfig:
         print(f"whocan_cluster: loading {objects} objects", flush=True)
         doc["load"] = load(kubeconfig, objects_to_load(objects))
         print(f"whocan_cluster: load: {doc['load']}", flush=True)
