@@ -11,6 +11,7 @@ reader's ServiceAccount there) and a Secret used by a pod.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from kustos.testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 
+CANARY = "canary-whocan-Zq8v"
 MANIFESTS = """\
 apiVersion: v1
 kind: Secret
@@ -176,6 +178,12 @@ def _apply(kube: Client, namespace: str, other: str, third: str, folder: Path) -
     apply_manifests(kube, [path])
 
 
+def _no_canary(text: str) -> None:
+    """The Secrets' values appear nowhere in an answer, in clear or as the API stores them."""
+    assert CANARY not in text
+    assert base64.b64encode(CANARY.encode()).decode() not in text
+
+
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert main(argv) == 0
     return capsys.readouterr().out
@@ -210,6 +218,7 @@ def test_matrix_from_a_partial_listing_equals_the_full_one(
     minters = doc["become_any_serviceaccount_in"][other]["subjects"]
     assert {s["name"] for s in minters} >= {"trent"}
     assert third not in doc["become_any_serviceaccount_in"]
+    _no_canary(printed)
 
 
 def test_lists_rbac_only_where_a_reader_lives(
@@ -243,6 +252,7 @@ def test_single_request_from_a_partial_listing_equals_the_full_one(
         subjects = who_can(policy, request, index=full)
         expected = request_doc(Question("get", "secrets", ns, name), subjects, all_subjects=False)
         assert printed == json_text(expected), (ns, name)
+        _no_canary(printed)
     assert "mallory" in _cli(
         ["who-can", "get", "secrets", "app-api", "-n", namespace, "--cluster", *config], capsys
     )
