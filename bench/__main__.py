@@ -35,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="scan: keep the peers' numbers from the last scan.json for tools not run now "
         "(same dataset only; marked reused_from)",
     )
+    parser.add_argument(
+        "--repeat-budget",
+        type=float,
+        default=60.0,
+        help="scan: a run slower than this many seconds is not repeated",
+    )
     args = parser.parse_args(argv)
     tools = [t for t in args.tools.split(",") if t]
     unknown = sorted(set(tools) - set(scan.TOOLS))
@@ -48,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=args.timeout,
             max_rss_mb=args.max_rss_mb,
             reuse_peers=args.reuse_peers,
+            repeat_budget=args.repeat_budget,
         )
     if args.which in ("all", "whocan"):
         whocan.run(repeats=args.repeats, timeout=args.timeout, max_rss_mb=args.max_rss_mb)

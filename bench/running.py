@@ -64,6 +64,8 @@ class Run:
     peak_rss_mb: float
     gave_up: str | None
     stderr_tail: str
+    #: User and system CPU of the tool and every process it waited for (parse workers).
+    cpu_seconds: float = 0.0
 
 
 def _rss_mb(pid: int) -> float:
@@ -123,7 +125,7 @@ def run_once(
 
         guard = threading.Thread(target=watchdog, daemon=True)
         guard.start()
-        _, status, _ = os.wait4(proc.pid, 0)
+        _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         done.set()
         guard.join()
@@ -140,6 +142,7 @@ def run_once(
         peak_rss_mb=int(reported) / 1024 if reported.isdigit() else observed[0],
         gave_up=reason[0] if reason else None,
         stderr_tail=(tail[-1] if tail else "")[:_STDERR_TAIL],
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
     )
 
 
@@ -187,6 +190,8 @@ def measure(
         "runs": [round(r.seconds, 3) for r in runs],
         "exit_codes": [r.exit_code for r in runs],
         "peak_rss_mb": round(max(r.peak_rss_mb for r in runs), 1),
+        # CPU of every process of each run: unlike seconds, barely moved by other work.
+        "cpu_seconds": [round(r.cpu_seconds, 2) for r in runs],
         "error": None,
         # Other work on a shared machine skews a run; this says how busy it was meanwhile.
         "load_average_after": round(os.getloadavg()[0], 2),

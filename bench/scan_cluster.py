@@ -21,12 +21,13 @@ Results: ``bench/results/scan_cluster.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -73,6 +74,19 @@ def _url(obj: dict[str, Any]) -> str:
     return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}"
 
 
+@contextlib.contextmanager
+def quiet_plane(root: Path) -> Iterator[Path]:
+    """A fresh control plane under *root* with its controllers stopped: its kubeconfig.
+
+    Without the controller manager, scheduler and kwok no ReplicaSet or Pod is made from
+    the workloads loaded, so the cluster holds exactly the objects created.
+    """
+    with ControlPlane(ControlPlaneSettings(root / "cp", nodes=1)) as plane:
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            plane.kill(name)
+        yield plane.kubeconfig
+
+
 def load(kubeconfig: Path, objects: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Create *objects* (Namespaces first, then the rest by 16 threads); count the answers."""
     codes: Counter[int] = Counter()
@@ -113,20 +127,25 @@ def _floor(kubeconfig: Path, page_size: int) -> dict[str, Any]:
         generic = client._client
         for _, resource in RESOURCES.values():
             scope = "*" if issubclass(resource, NamespacedResource) else None
-            request = generic.prepare_request(
-                "list", resource, namespace=scope, params={"limit": page_size}
-            )
-            while True:
-                response = generic.send(generic.build_adapter_request(request))
-                if response.status_code == 404:  # a CRD that is not installed
-                    break
-                page = orjson.loads(response.content)
-                items += len(page.get("items") or ())
-                token = (page.get("metadata") or {}).get("continue")
-                if not token:
-                    break
-                request.params["continue"] = token
+            items += fetch_and_decode(generic, resource, scope, page_size)
     return {"seconds": round(time.perf_counter() - started, 3), "items": items}
+
+
+def fetch_and_decode(generic: Any, resource: Any, scope: str | None, page_size: int) -> int:
+    """Fetch every page of one list and decode it with orjson, nothing else: its items."""
+    items = 0
+    params = {"limit": page_size}
+    request = generic.prepare_request("list", resource, namespace=scope, params=params)
+    while True:
+        response = generic.send(generic.build_adapter_request(request))
+        if response.status_code == 404:  # a CRD that is not installed
+            return items
+        page = orjson.loads(response.content)
+        items += len(page.get("items") or ())
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+        request.params["continue"] = token
 
 
 def _listing(kubeconfig: Path, page_size: int) -> dict[str, Any]:
@@ -142,12 +161,15 @@ def _scan_argv(kubeconfig: Path, output: str) -> list[str]:
             "--output", output]  # fmt: skip
 
 
+def whocan_objects_to_load() -> list[dict[str, Any]]:
+    """The who-can dataset (5,000 Secrets, 20,000 bindings), Namespaces first."""
+    extra = whocan_objects(secrets=5000, bindings=20_000)
+    return sorted((o for o in extra if o["kind"] in _PATHS), key=lambda o: o["kind"] != "Namespace")
+
+
 def _whocan(kubeconfig: Path, repeats: int) -> dict[str, Any]:
     """Add the who-can dataset (5,000 Secrets, 20,000 bindings) and time the live matrix."""
-    extra = whocan_objects(secrets=5000, bindings=20_000)
-    extra = sorted(
-        (o for o in extra if o["kind"] in _PATHS), key=lambda o: o["kind"] != "Namespace"
-    )
+    extra = whocan_objects_to_load()
     print(f"scan_cluster: loading {len(extra)} who-can objects", flush=True)
     loaded = load(kubeconfig, extra)
     exe = running.kustos_command() or "kustos"
@@ -187,11 +209,7 @@ def run(
     doc: dict[str, Any] = running.provenance(REPRODUCE)
     doc["benchmark"] = "scan_cluster"
     doc["versions"] = {"kustos": running.kustos_version()}
-    root = running.WORK / "scan-cluster"
-    with ControlPlane(ControlPlaneSettings(root / "cp", nodes=1)) as plane:
-        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
-            plane.kill(name)
-        kubeconfig = plane.kubeconfig
+    with quiet_plane(running.WORK / "scan-cluster") as kubeconfig:
         print(f"scan_cluster: loading {objects} objects", flush=True)
         doc["load"] = load(kubeconfig, objects_to_load(objects))
         print(f"scan_cluster: load: {doc['load']}", flush=True)

@@ -1,14 +1,17 @@
 """``kustos who-can --cluster`` lists only what its answer reads, and answers the same.
 
-Aspects: for a namespace, who-can lists the RBAC objects of every namespace but Secrets and
-workloads of that namespace only; the matrix and a single request it prints are the very
-documents computed from a listing of the whole cluster (byte for byte once rendered),
-including a path that exists only through a Role and a RoleBinding in *another* namespace
-(who can mint tokens for a reader's ServiceAccount there) and a Secret used by a pod.
+Aspects: for a namespace, who-can lists ClusterRoles, ClusterRoleBindings, the namespace's
+Roles, RoleBindings, Secrets and workloads, and then the Roles and RoleBindings of the
+namespaces whose ServiceAccounts can read one of its Secrets, and nothing of any other
+namespace; the matrix and a single request it prints are the very documents computed from
+a listing of the whole cluster (byte for byte once rendered), including a path that exists
+only through a Role and a RoleBinding in *another* namespace (who can mint tokens for a
+reader's ServiceAccount there) and a Secret used by a pod.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,7 @@ from lightkube.resources.core_v1 import Namespace
 
 from kustos.cli.main import main
 from kustos.cli.output import json_text
+from kustos.cli.whocan import list_for_answer
 from kustos.kube.applying import apply_manifests
 from kustos.kube.listing import list_cluster
 from kustos.rbac.access import secret_matrix, who_can
@@ -30,6 +34,7 @@ from kustos.testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 
+CANARY = "canary-whocan-Zq8v"
 MANIFESTS = """\
 apiVersion: v1
 kind: Secret
@@ -127,6 +132,20 @@ metadata: {name: trent-mints, namespace: OTHER}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: mint-any}
 subjects:
 - {kind: User, name: trent, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: mint-any, namespace: THIRD}
+rules:
+- {apiGroups: [""], resources: [serviceaccounts/token], verbs: [create]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: oscar-mints, namespace: THIRD}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: mint-any}
+subjects:
+- {kind: User, name: oscar, apiGroup: rbac.authorization.k8s.io}
+- {kind: ServiceAccount, name: batch, namespace: OTHER}
 """
 
 
@@ -141,10 +160,28 @@ def other(kube: Client, namespace: str) -> Iterator[str]:
         kube.delete(Namespace, name)
 
 
-def _apply(kube: Client, namespace: str, other: str, folder: Path) -> None:
+@pytest.fixture
+def third(kube: Client, namespace: str) -> Iterator[str]:
+    """A namespace no reader's ServiceAccount lives in: its RBAC cannot change the answer."""
+    name = f"{namespace[:50]}-c"
+    kube.create(Namespace(metadata=ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        kube.delete(Namespace, name)
+
+
+def _apply(kube: Client, namespace: str, other: str, third: str, folder: Path) -> None:
     path = folder / "whocan.yaml"
-    path.write_text(MANIFESTS.replace("OTHER", other).replace("NS", namespace))
+    text = MANIFESTS.replace("OTHER", other).replace("THIRD", third).replace("NS", namespace)
+    path.write_text(text)
     apply_manifests(kube, [path])
+
+
+def _no_canary(text: str) -> None:
+    """The Secrets' values appear nowhere in an answer, in clear or as the API stores them."""
+    assert CANARY not in text
+    assert base64.b64encode(CANARY.encode()).decode() not in text
 
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -153,10 +190,10 @@ def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_matrix_from_a_partial_listing_equals_the_full_one(
-    control_plane: ControlPlane, kube: Client, namespace: str, other: str, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    control_plane: ControlPlane, kube: Client, namespace: str, other: str, third: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    _apply(kube, namespace, other, tmp_path)
+    _apply(kube, namespace, other, third, tmp_path)
     printed = _cli(
         ["who-can", "--matrix", "-n", namespace, "--cluster", "--all-subjects",
          "--kubeconfig", str(control_plane.kubeconfig), "--format", "json"],
@@ -180,13 +217,30 @@ def test_matrix_from_a_partial_listing_equals_the_full_one(
     assert other in doc["become_any_serviceaccount_in"]
     minters = doc["become_any_serviceaccount_in"][other]["subjects"]
     assert {s["name"] for s in minters} >= {"trent"}
+    assert third not in doc["become_any_serviceaccount_in"]
+    _no_canary(printed)
+
+
+def test_lists_rbac_only_where_a_reader_lives(
+    kube: Client, namespace: str, other: str, third: str, tmp_path: Path
+) -> None:
+    _apply(kube, namespace, other, third, tmp_path)
+    index = list_for_answer(kube, namespace)
+    where = {(o.kind, o.namespace) for o in index if o.namespace}
+    # The readers' namespaces' Roles and RoleBindings (here and kube-system's, whose
+    # controllers read every Secret), nothing of the third's, and nothing else elsewhere.
+    assert {("RoleBinding", other), ("Role", other)} <= where
+    assert third not in {ns for _, ns in where}
+    assert {kind for kind, ns in where if ns != namespace} == {"Role", "RoleBinding"}
+    assert index.of_kind("ClusterRoleBinding")  # cluster-wide grants are always read
+    assert {o.name for o in index.of_kind("Secret")} == {"app-db", "app-api"}
 
 
 def test_single_request_from_a_partial_listing_equals_the_full_one(
-    control_plane: ControlPlane, kube: Client, namespace: str, other: str, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    control_plane: ControlPlane, kube: Client, namespace: str, other: str, third: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    _apply(kube, namespace, other, tmp_path)
+    _apply(kube, namespace, other, third, tmp_path)
     config = ["--kubeconfig", str(control_plane.kubeconfig), "--format", "json"]
     full = list_cluster(kube)
     policy = build_policy(full)
@@ -198,6 +252,7 @@ def test_single_request_from_a_partial_listing_equals_the_full_one(
         subjects = who_can(policy, request, index=full)
         expected = request_doc(Question("get", "secrets", ns, name), subjects, all_subjects=False)
         assert printed == json_text(expected), (ns, name)
+        _no_canary(printed)
     assert "mallory" in _cli(
         ["who-can", "get", "secrets", "app-api", "-n", namespace, "--cluster", *config], capsys
     )

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 from rich.table import Table
 
-from kustos.cli.inputs import Cluster, load_index
+from kustos.cli.inputs import Cluster, load_index, without_cycle_collection
 from kustos.cli.options import Context, Kubeconfig
 from kustos.cli.output import TableOrJson, print_json, print_table, report_console, report_skipped
 from kustos.errors import UsageError
 from kustos.kube.index import ObjectIndex
 from kustos.kube.references import WORKLOAD_KINDS
-from kustos.rbac.access import secret_matrix, who_can
+from kustos.rbac.access import reader_namespaces, secret_matrix, who_can
 from kustos.rbac.matching import request_of
 from kustos.rbac.model import RBAC_KINDS, build_policy
 from kustos.rbac.reporting import (
@@ -33,6 +33,9 @@ from kustos.rbac.reporting import (
     request_text,
 )
 
+if TYPE_CHECKING:
+    from lightkube import Client
+
 USAGE = "usage: kustos who-can VERB RESOURCE [NAME] [PATH ... | --cluster]"
 
 #: Reads the index from the PATH arguments (or the cluster, for a namespace) and reports
@@ -41,6 +44,7 @@ Load = Callable[[list[str], str], ObjectIndex]
 #: What an answer reads besides the RBAC objects of every namespace: the namespace's
 #: Secrets (the matrix's rows) and the workloads that use them (exec/attach paths).
 _NAMESPACE_KINDS: Final = frozenset({"Secret", *WORKLOAD_KINDS})
+_NAMESPACED_RBAC: Final = frozenset({"Role", "RoleBinding"})
 
 
 def who_can_command(
@@ -82,11 +86,12 @@ def who_can_command(
         return index
 
     words = list(args or [])
-    if matrix:
-        if not namespace:
-            raise UsageError("--matrix needs -n NAMESPACE")
-        return _matrix(words, namespace, load, output_format, all_subjects=all_subjects)
-    return _single(words, namespace or "", load, output_format, all_subjects=all_subjects)
+    if matrix and not namespace:
+        raise UsageError("--matrix needs -n NAMESPACE")
+    with without_cycle_collection():
+        if matrix:
+            return _matrix(words, namespace or "", load, output_format, all_subjects=all_subjects)
+        return _single(words, namespace or "", load, output_format, all_subjects=all_subjects)
 
 
 def _single(
@@ -135,27 +140,37 @@ def _matrix(
 
 
 def _list_for(namespace: str, *, kubeconfig: Path | None, context: str | None) -> ObjectIndex:
-    """What an answer about *namespace* reads from the cluster, and nothing more.
-
-    Roles and bindings of every namespace (a reader's ServiceAccount may live elsewhere,
-    and who can mint its tokens is decided there), ClusterRoles and ClusterRoleBindings;
-    Secrets and workloads only in *namespace* (none for a cluster-wide question). Listing
-    the whole cluster to answer for one namespace cost most of the time on a large one.
-    The index orders each kind by identity, so the policy is the one a full listing builds.
-    """
     # Imported here: who-can on files should not pay for loading the Kubernetes client.
     from kustos.kube.client import ClientSettings, make_client  # noqa: PLC0415
+
+    with make_client(ClientSettings(kubeconfig=kubeconfig, context=context)) as client:
+        return list_for_answer(client, namespace)
+
+
+def list_for_answer(client: Client, namespace: str) -> ObjectIndex:
+    """What an answer about *namespace* reads from the cluster, and nothing more.
+
+    First ClusterRoles and ClusterRoleBindings, the Roles and RoleBindings of *namespace*,
+    its Secrets and the workloads that use them: every grant on those Secrets comes from
+    there. Then the Roles and RoleBindings of the namespaces whose ServiceAccounts can
+    read one of them (:func:`~kustos.rbac.access.reader_namespaces`), where who can mint
+    their tokens is decided. Other namespaces play no part in the answer and are not
+    listed (a large cluster holds thousands). A cluster-wide question (no namespace) lists
+    the RBAC objects of every namespace. The index orders each kind by identity, so the
+    policy built from it answers exactly as one built from a full listing.
+    """
     from kustos.kube.listing import DEFAULT_KINDS, list_cluster  # noqa: PLC0415
 
-    wanted = RBAC_KINDS | _NAMESPACE_KINDS if namespace else RBAC_KINDS
-    kinds = [kind for kind in DEFAULT_KINDS if kind in wanted]
-    with make_client(ClientSettings(kubeconfig=kubeconfig, context=context)) as client:
-        return list_cluster(
-            client,
-            kinds=kinds,
-            namespaces=[namespace] if namespace else (),
-            everywhere=RBAC_KINDS,
-        )
+    if not namespace:
+        rbac = [kind for kind in DEFAULT_KINDS if kind in RBAC_KINDS]
+        return list_cluster(client, kinds=rbac)
+    kinds = [kind for kind in DEFAULT_KINDS if kind in RBAC_KINDS | _NAMESPACE_KINDS]
+    index = list_cluster(client, kinds=kinds, namespaces=[namespace])
+    others = sorted(reader_namespaces(build_policy(index), namespace) - {namespace})
+    if others:
+        namespaced_rbac = [kind for kind in DEFAULT_KINDS if kind in _NAMESPACED_RBAC]
+        list_cluster(client, kinds=namespaced_rbac, namespaces=others, index=index)
+    return index
 
 
 def _print(report: TextReport) -> None:

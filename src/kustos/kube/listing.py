@@ -90,9 +90,7 @@ class _Call:
         return f"list {self.kind}{where}"
 
 
-def _calls(
-    kinds: Iterable[str], namespaces: Sequence[str], everywhere: frozenset[str]
-) -> list[_Call]:
+def _calls(kinds: Iterable[str], namespaces: Sequence[str]) -> list[_Call]:
     calls: list[_Call] = []
     for kind in kinds:
         api_version, resource = RESOURCES[kind]
@@ -102,9 +100,7 @@ def _calls(
             calls.append(_Call(kind, api_version, resource, None, frozenset(namespaces)))
             continue
         scopes: Sequence[str | None] = (
-            namespaces
-            if namespaced and namespaces and kind not in everywhere
-            else ["*" if namespaced else None]
+            namespaces if namespaced and namespaces else ["*" if namespaced else None]
         )
         calls += [_Call(kind, api_version, resource, scope) for scope in scopes]
     return calls
@@ -117,17 +113,14 @@ def list_cluster(
     kinds: Iterable[str] = DEFAULT_KINDS,
     chunk_size: int = PAGE_SIZE,
     index: ObjectIndex | None = None,
-    everywhere: Iterable[str] = (),
 ) -> ObjectIndex:
     """Load the cluster's objects of *kinds* (namespaced ones only in *namespaces* if given).
 
-    Kinds in *everywhere* are listed in every namespace even when *namespaces* is given
-    (``who-can`` reads one namespace's Secrets but the RBAC objects of all of them).
     Up to :data:`FETCHERS` lists are fetched at once by threads; objects are added in the
     order of *kinds* and scopes, so the index is the same as listing one after the other.
     """
     index = index if index is not None else ObjectIndex()
-    calls = _calls(kinds, namespaces, frozenset(everywhere))
+    calls = _calls(kinds, namespaces)
     missing: set[str] = set()  # optional kinds whose CRD is not installed
     pool = ThreadPoolExecutor(FETCHERS, thread_name_prefix="kustos-list")
     try:

@@ -17,7 +17,7 @@ not one path per reader: with hundreds of readers the answer stays readable and 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -96,10 +96,12 @@ def direct_grants(policy: Policy, request: Request, *, named_only: bool = False)
     *named_only*: only grants whose rule lists ``resourceNames`` (the others are not built).
     """
     found: list[Grant] = []
-    scoped = policy.rules_in_scope(request.resource, request.subresource, request.namespace)
+    scoped = (
+        policy.rules_naming(request.resource, request.subresource, request.namespace, request.name)
+        if named_only
+        else policy.rules_in_scope(request.resource, request.subresource, request.namespace)
+    )
     for binding, rule in scoped:
-        if named_only and not rule.resource_names:
-            continue
         if (
             verb_matches(rule, request.verb)
             and group_matches(rule, request.group)
@@ -110,14 +112,30 @@ def direct_grants(policy: Policy, request: Request, *, named_only: bool = False)
     return found
 
 
-def _grants_any(policy: Policy, requests: Iterable[Request]) -> Iterator[tuple[Request, Grant]]:
-    for request in requests:
-        for grant in direct_grants(policy, request):
-            yield request, grant
-
-
 # ---------------------------------------------------------------------------- indirect paths
 Pair = tuple[Subject, Path]
+
+
+def _pairs(grants: Iterable[Grant], kind: str, via: str) -> list[Pair]:
+    """Each grant's subject with its path of *kind* described by *via*.
+
+    The grants of one binding and rule come one after the other (one per subject) and
+    share one ``Path``: a matrix makes tens of thousands of them.
+    """
+    pairs: list[Pair] = []
+    last: Grant | None = None
+    path: Path | None = None
+    for grant in grants:
+        if (
+            path is None
+            or last is None
+            or grant.binding is not last.binding
+            or (grant.rule is not last.rule)
+        ):
+            path = grant.path(kind, via)
+        last = grant
+        pairs.append((grant.subject, path))
+    return pairs
 
 
 def namespace_paths(policy: Policy, namespace: str) -> list[Pair]:
@@ -129,32 +147,19 @@ def namespace_paths(policy: Policy, namespace: str) -> list[Pair]:
             for group, resource, verbs in POD_CREATORS
             for verb in verbs
         ]
-        for req, grant in _grants_any(policy, creators):
-            pairs.append(
-                (
-                    grant.subject,
-                    grant.path("indirect", f"{req.verb} {req.combined} (mounts any Secret)"),
-                )
-            )
+        for req in creators:
+            via = f"{req.verb} {req.combined} (mounts any Secret)"
+            pairs += _pairs(direct_grants(policy, req), "indirect", via)
     scopes = [("roles", namespace), ("clusterroles", "")] if namespace else [("clusterroles", "")]
     for resource, scope in scopes:
         for verb in ("bind", "escalate"):
-            for grant in direct_grants(
-                policy, Request(verb, RBAC_GROUP, resource, namespace=scope)
-            ):
-                pairs.append(
-                    (
-                        grant.subject,
-                        grant.path("indirect", f"{verb} {resource} (grant itself access)"),
-                    )
-                )
-    for grant in direct_grants(policy, Request("impersonate", "", "groups", name="system:masters")):
-        pairs.append((grant.subject, grant.path("indirect", "impersonate Group system:masters")))
+            grants = direct_grants(policy, Request(verb, RBAC_GROUP, resource, namespace=scope))
+            pairs += _pairs(grants, "indirect", f"{verb} {resource} (grant itself access)")
+    masters = direct_grants(policy, Request("impersonate", "", "groups", name="system:masters"))
+    pairs += _pairs(masters, "indirect", "impersonate Group system:masters")
     for verb in ("get", "create"):
-        for grant in direct_grants(policy, Request(verb, "", "nodes", "proxy")):
-            pairs.append(
-                (grant.subject, grant.path("indirect", f"{verb} nodes/proxy (kubelet API)"))
-            )
+        grants = direct_grants(policy, Request(verb, "", "nodes", "proxy"))
+        pairs += _pairs(grants, "indirect", f"{verb} nodes/proxy (kubelet API)")
     return pairs
 
 
@@ -168,10 +173,11 @@ def exec_paths(policy: Policy, namespace: str) -> list[Pair]:
         Request(v, "", "pods", "ephemeralcontainers", namespace=namespace)
         for v in ("update", "patch")
     ]
-    return [
-        (grant.subject, grant.path("indirect", f"{req.verb} {req.combined} on pods using it"))
-        for req, grant in _grants_any(policy, entry)
-    ]
+    pairs: list[Pair] = []
+    for req in entry:
+        via = f"{req.verb} {req.combined} on pods using it"
+        pairs += _pairs(direct_grants(policy, req), "indirect", via)
+    return pairs
 
 
 @dataclass(slots=True)
@@ -190,12 +196,11 @@ class _Becoming:
         """Grants restricted by resourceNames that let someone else become *reader*."""
         cached = self._named.get(reader)
         if cached is None:
-            cached = [
-                (grant.subject, grant.path("indirect", via))
-                for request, via in self._asks(reader)
-                for grant in direct_grants(self.policy, request, named_only=True)
-                if grant.subject != reader
-            ]
+            cached = []
+            for request, via in self._asks(reader):
+                grants = direct_grants(self.policy, request, named_only=True)
+                others = [grant for grant in grants if grant.subject != reader]
+                cached += _pairs(others, "indirect", via)
             self._named[reader] = cached
         return cached
 
@@ -227,14 +232,13 @@ class _Becoming:
                     ("create", "token", "create a token for"),
                     ("impersonate", "", "impersonate"),
                 ):
-                    for grant in self.generic_grants(verb, "serviceaccounts", sub, namespace):
-                        via = f"{what} any ServiceAccount in {namespace} ({readers_text})"
-                        pairs.append((grant.subject, grant.path("indirect", via)))
+                    grants = self.generic_grants(verb, "serviceaccounts", sub, namespace)
+                    via = f"{what} any ServiceAccount in {namespace} ({readers_text})"
+                    pairs += _pairs(grants, "indirect", via)
             else:
                 resource = "users" if kind == "User" else "groups"
-                for grant in self.generic_grants("impersonate", resource, "", ""):
-                    via = f"impersonate any {kind} ({readers_text})"
-                    pairs.append((grant.subject, grant.path("indirect", via)))
+                grants = self.generic_grants("impersonate", resource, "", "")
+                pairs += _pairs(grants, "indirect", f"impersonate any {kind} ({readers_text})")
         return pairs
 
     @staticmethod
@@ -280,7 +284,7 @@ def who_can(
 ) -> list[SubjectPaths]:
     """Every subject that can do *request*: direct paths, and indirect ones for Secret reads."""
     direct = direct_grants(policy, request)
-    pairs: list[Pair] = [_superuser(), *((g.subject, g.path("direct", "RBAC")) for g in direct)]
+    pairs: list[Pair] = [_superuser(), *_pairs(direct, "direct", "RBAC")]
     if request.resource == "secrets" and request.group == "" and request.verb in READ_VERBS:
         ns = request.namespace
         pairs += namespace_paths(policy, ns)
@@ -346,7 +350,7 @@ def secret_matrix(
     common = _merge(
         [
             _superuser(),
-            *((g.subject, g.path("direct", "RBAC")) for g in unnamed),
+            *_pairs(unnamed, "direct", "RBAC"),
             *namespace_paths(policy, namespace),
             *becoming.paths(dict.fromkeys(g.subject for g in unnamed)),
         ]
@@ -376,20 +380,42 @@ def secret_matrix(
             found = merged[key] = _merge(pairs)
         if _used_by_pods(index, namespace, secret.name):
             used.add(secret.name)
-        extra[secret.name] = list(found)
+        extra[secret.name] = found  # shared: the report renders each combination once
     become_any = {
         ns: _merge(
-            (grant.subject, grant.path("indirect", f"{what} any ServiceAccount in {ns}"))
+            pair
             for verb_, sub, what in (
                 ("create", "token", "create a token for"),
                 ("impersonate", "", "impersonate"),
             )
-            for grant in becoming.generic_grants(verb_, "serviceaccounts", sub, ns)
+            for pair in _pairs(
+                becoming.generic_grants(verb_, "serviceaccounts", sub, ns),
+                "indirect",
+                f"{what} any ServiceAccount in {ns}",
+            )
         )
         for ns in sorted(named_sa_namespaces)
     }
     in_use = _merge(exec_paths(policy, namespace)) if used else []
     return Matrix(namespace, common, in_use, frozenset(used), extra, become_any)
+
+
+def reader_namespaces(policy: Policy, namespace: str) -> frozenset[str]:
+    """Namespaces of the ServiceAccounts that may read some Secret of *namespace*.
+
+    Who can mint a token for (or impersonate) such a ServiceAccount is decided by the
+    Roles and RoleBindings of its own namespace; those of any other namespace play no part
+    in an answer about *namespace*'s Secrets. *policy* needs only the ClusterRoles,
+    ClusterRoleBindings and the Roles and RoleBindings of *namespace*: that is where every
+    grant on its Secrets comes from. Any verb counts (a superset of the readers of one).
+    """
+    return frozenset(
+        subject.namespace
+        for binding, rule in policy.rules_in_scope("secrets", "", namespace)
+        if group_matches(rule, "")
+        for subject in binding.subjects
+        if subject.kind == "ServiceAccount"
+    )
 
 
 #: Groups that stand for "everyone" of some kind: always worth showing.

@@ -215,6 +215,28 @@ class Policy:
     _scoped: dict[tuple[str, str, str], list[tuple[Binding, PolicyRule]]] = field(
         default_factory=dict
     )
+    _naming: dict[tuple[str, str, str], dict[str, list[tuple[Binding, PolicyRule]]]] = field(
+        default_factory=dict
+    )
+
+    def rules_naming(
+        self, resource: str, subresource: str, namespace: str, name: str
+    ) -> list[tuple[Binding, PolicyRule]]:
+        """``rules_in_scope`` limited to rules whose ``resourceNames`` list *name*, in order.
+
+        "Who can mint a token for this ServiceAccount" is asked for hundreds of readers,
+        and only the few rules naming one of them can answer: the others (``*`` rules,
+        rules without names) are not tested again for each reader.
+        """
+        key = (resource, subresource, namespace)
+        table = self._naming.get(key)
+        if table is None:
+            table = {}
+            for binding, rule in self.rules_in_scope(resource, subresource, namespace):
+                for named in rule.resource_names:
+                    table.setdefault(named, []).append((binding, rule))
+            self._naming[key] = table
+        return table.get(name, [])
 
     def rules_in_scope(
         self, resource: str, subresource: str, namespace: str
@@ -283,7 +305,9 @@ def build_policy(index: ObjectIndex, *, every_declaration: bool = False) -> Poli
 
     def _declared(*kinds: str) -> list[KubeObject]:
         objs = index.of_kind(*kinds)
-        return objs if every_declaration else [o for o in objs if index.get(o.ref) is o]
+        if every_declaration or not index.duplicates:
+            return objs  # each object is the one ``index.get`` returns
+        return [o for o in objs if index.get(o.ref) is o]
 
     cluster_objs = _declared("ClusterRole")
     own = {o.name: parse_rules(o.body.get("rules")) for o in cluster_objs}

@@ -160,6 +160,18 @@ def matrix_doc(matrix: Matrix, *, all_subjects: bool) -> dict[str, Any]:
     def listed(subjects: Sequence[SubjectPaths]) -> dict[str, Any]:
         return {"subjects": subjects_doc(shown(subjects, all_subjects=all_subjects))}
 
+    # Secrets named by the same rules share one list in the matrix (thousands of Secrets,
+    # a hundred combinations): each is rendered once and the same JSON value reused.
+    rendered: dict[int, list[dict[str, Any]]] = {}
+
+    def secret_subjects(subjects: list[SubjectPaths]) -> list[dict[str, Any]]:
+        found = rendered.get(id(subjects))
+        if found is None:
+            found = rendered[id(subjects)] = subjects_doc(
+                shown(subjects, all_subjects=all_subjects)
+            )
+        return found
+
     return {
         "namespace": matrix.namespace,
         "all_secrets": listed(matrix.common),
@@ -171,7 +183,7 @@ def matrix_doc(matrix: Matrix, *, all_subjects: bool) -> dict[str, Any]:
             {
                 "name": name,
                 "used_by_pods": name in matrix.used_by_pods,
-                "subjects": subjects_doc(shown(subjects, all_subjects=all_subjects)),
+                "subjects": secret_subjects(subjects),
             }
             for name, subjects in sorted(matrix.extra.items())
         ],

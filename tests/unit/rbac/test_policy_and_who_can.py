@@ -5,12 +5,19 @@ ClusterRoleBinding (every namespace); aggregated ClusterRoles computed from sele
 (matchLabels and matchExpressions); built-in default roles for file scans; missing roles;
 who-can direct paths with binding, role and rule; indirect paths (pod creators, exec on
 pods that use the Secret, token requests and impersonation of readers, bind/escalate,
-nodes/proxy); system:masters; the per-Secret matrix with resourceNames.
+nodes/proxy); system:masters; the per-Secret matrix with resourceNames; the namespaces
+whose ServiceAccounts can read a namespace's Secrets (what a live answer lists).
 """
 
 from __future__ import annotations
 
-from kustos.rbac.access import SUPERUSER_GROUP, is_platform_subject, secret_matrix, who_can
+from kustos.rbac.access import (
+    SUPERUSER_GROUP,
+    is_platform_subject,
+    reader_namespaces,
+    secret_matrix,
+    who_can,
+)
 from kustos.rbac.matching import Request
 from kustos.rbac.model import Subject, build_policy
 from tests.unit.manifests import index_of
@@ -162,3 +169,30 @@ def test_platform_subjects_are_recognised() -> None:
     assert not is_platform_subject(Subject("Group", "system:authenticated"))
     assert not is_platform_subject(Subject("Group", "system:serviceaccounts:team"))
     assert not is_platform_subject(Subject("ServiceAccount", "default", "team"))
+
+
+def test_reader_namespaces_are_those_of_serviceaccounts_granted_on_the_secrets() -> None:
+    sa = "[{kind: ServiceAccount, name: robot, namespace: ci}, {kind: ServiceAccount, name: me}]"
+    pods = '[{apiGroups: [""], resources: [pods], verbs: [get]}]'
+    named = '[{apiGroups: [""], resources: [secrets], verbs: [get], resourceNames: [db]}]'
+    apps = '[{apiGroups: [apps], resources: ["*"], verbs: ["*"]}]'
+    text = (
+        role("Role", "named", named, ns="team")
+        + binding("RoleBinding", "b1", "Role", "named", sa, ns="team")
+        + role("ClusterRole", "pods", pods)
+        + binding("ClusterRoleBinding", "b2", "ClusterRole", "pods",
+                  "[{kind: ServiceAccount, name: x, namespace: podsonly}]")
+        + role("ClusterRole", "apps", apps)
+        + binding("ClusterRoleBinding", "b3", "ClusterRole", "apps",
+                  "[{kind: ServiceAccount, name: x, namespace: appsonly}]")
+        + role("ClusterRole", "reader", READ)
+        + binding("ClusterRoleBinding", "b4", "ClusterRole", "reader",
+                  "[{kind: ServiceAccount, name: x, namespace: everywhere}]")
+        + binding("RoleBinding", "b5", "ClusterRole", "reader",
+                  "[{kind: ServiceAccount, name: x, namespace: elsewhere}]", ns="other")
+    )  # fmt: skip
+    policy = build_policy(index_of(text))
+    # Not the namespaces of subjects granted other resources, of another API group or in
+    # another namespace only.
+    assert reader_namespaces(policy, "team") == {"ci", "team", "everywhere"}
+    assert reader_namespaces(policy, "other") == {"everywhere", "elsewhere"}
