@@ -179,12 +179,18 @@ class Index:
 
     def add(self, entries: Sequence[Entry]) -> None:
         """Add the entries of one append (in record order) in one transaction."""
-        if not entries:
-            return
+        if entries:
+            self._merge(postings_of(entries), entries[-1][0])
+
+    def add_rows(self, rows: Iterable[tuple[int, int, str, str, bytes]], last_seq: int) -> None:
+        """Add the posting rows of one append made by the native core (``(bucket, block,
+        min time, max time, entries)``, as :func:`postings_of` makes them)."""
+        self._merge({(b, k): _Posting(lo, hi, bytearray(e)) for b, k, lo, hi, e in rows}, last_seq)
+
+    def _merge(self, fresh: dict[tuple[int, int], _Posting], last_seq: int) -> None:
         if self._complete_from < 0:
             last = self.last_seq()
             self._complete_from = block_of(last + 1) if last % BLOCK == 0 else block_of(last) + 1
-        fresh = postings_of(entries)
         try:
             self._db.execute("BEGIN")
             rows = []
@@ -204,7 +210,7 @@ class Index:
             self._db.executemany(_UPSERT, rows)
             self._db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)",
-                (entries[-1][0],),
+                (last_seq,),
             )
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -33,6 +33,9 @@ from kustos.audit.receiving import BatchError, Receiver, ReceiverSettings, parse
 from kustos.audit.records import ArchivedEvent, Prepared
 from kustos.errors import ArchiveFullError
 from tests.unit.audit.test_records import CANARY, event, leaking_event
+
+if TYPE_CHECKING:
+    from kustos.audit._native import Batch
 
 
 def _batch(events: Sequence[object]) -> bytes:
@@ -135,6 +138,9 @@ class _FullArchive(Archive):
     def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
         raise ArchiveFullError("no space left for the batch")
 
+    def append_batches(self, batches: Sequence[Batch]) -> list[int]:  # the native path
+        raise ArchiveFullError("no space left for the batch")
+
 
 @pytest.mark.asyncio
 async def test_full_disk_is_retryable(tmp_path: Path) -> None:
@@ -163,6 +169,12 @@ class _SlowArchive(Archive):
         self.entered.set()
         self.release.wait(30)
         return super().append_groups(groups)
+
+    def append_batches(self, batches: Sequence[Batch]) -> list[int]:  # the native path
+        self.sizes.append(len(batches))
+        self.entered.set()
+        self.release.wait(30)
+        return super().append_batches(batches)
 
 
 @contextlib.asynccontextmanager
