@@ -329,6 +329,159 @@ struct Fields<'a> {
     name: Cow<'a, str>,
     received: Cow<'a, str>,
     stage_time: Cow<'a, str>,
+    subresource: Cow<'a, str>,
+    api_group: Cow<'a, str>,
+    /// A request or response body is present (even `null`).
+    has_body: bool,
+    /// A body's `kind` is one that holds values.
+    sensitive_kind: bool,
+}
+
+/// Kinds whose bodies hold values (`kustos.audit.records.SENSITIVE_KINDS`).
+const SENSITIVE_KINDS: [&str; 6] = [
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "ConfigMapList",
+    "TokenReview",
+    "TokenRequest",
+];
+
+impl Fields<'_> {
+    /// Whether the reference would strip this event's bodies (`needs_stripping`).
+    fn sensitive(&self) -> bool {
+        let pair = (&*self.api_group, &*self.resource);
+        self.sensitive_kind
+            || self.has_ref
+                && (matches!(
+                    pair,
+                    ("", "secrets")
+                        | ("", "configmaps")
+                        | ("authentication.k8s.io", "tokenreviews")
+                ) || self.subresource == "token")
+    }
+}
+
+/// Whether *text* is exactly what `orjson.dumps(orjson.loads(text))` gives: compact, only
+/// the short escapes orjson writes, integers only, no repeated key, valid UTF-8. Such an
+/// event's text is stored as it came by the reference too.
+fn canonical(text: &[u8]) -> bool {
+    fn value(b: &[u8], i: &mut usize, depth: u32) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match b.get(*i) {
+            Some(b'{') => {
+                *i += 1;
+                if b.get(*i) == Some(&b'}') {
+                    *i += 1;
+                    return true;
+                }
+                let mut keys: Vec<&[u8]> = Vec::new();
+                loop {
+                    let start = *i;
+                    if !string(b, i) {
+                        return false;
+                    }
+                    let key = &b[start..*i];
+                    if keys.contains(&key) {
+                        return false;
+                    }
+                    keys.push(key);
+                    if b.get(*i) != Some(&b':') {
+                        return false;
+                    }
+                    *i += 1;
+                    if !value(b, i, depth + 1) {
+                        return false;
+                    }
+                    match b.get(*i) {
+                        Some(b',') => *i += 1,
+                        Some(b'}') => {
+                            *i += 1;
+                            return true;
+                        }
+                        _ => return false,
+                    }
+                }
+            }
+            Some(b'[') => {
+                *i += 1;
+                if b.get(*i) == Some(&b']') {
+                    *i += 1;
+                    return true;
+                }
+                loop {
+                    if !value(b, i, depth + 1) {
+                        return false;
+                    }
+                    match b.get(*i) {
+                        Some(b',') => *i += 1,
+                        Some(b']') => {
+                            *i += 1;
+                            return true;
+                        }
+                        _ => return false,
+                    }
+                }
+            }
+            Some(b'"') => string(b, i),
+            Some(b't') => literal(b, i, b"true"),
+            Some(b'f') => literal(b, i, b"false"),
+            Some(b'n') => literal(b, i, b"null"),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = *i;
+                if b[*i] == b'-' {
+                    *i += 1;
+                }
+                let digits = *i;
+                while *i < b.len() && b[*i].is_ascii_digit() {
+                    *i += 1;
+                }
+                let n = *i - digits;
+                // An integer orjson writes back the same: no -0, no leading zero, 64 bits.
+                n > 0
+                    && n <= 18
+                    && !(b[digits] == b'0' && (n > 1 || digits > start))
+                    && !matches!(b.get(*i), Some(b'.' | b'e' | b'E'))
+            }
+            _ => false,
+        }
+    }
+    fn string(b: &[u8], i: &mut usize) -> bool {
+        if b.get(*i) != Some(&b'"') {
+            return false;
+        }
+        *i += 1;
+        loop {
+            match b.get(*i) {
+                None => return false,
+                Some(b'"') => {
+                    *i += 1;
+                    return true;
+                }
+                Some(b'\\') => match b.get(*i + 1) {
+                    Some(b'"' | b'\\' | b'n' | b'r' | b't') => *i += 2,
+                    _ => return false,
+                },
+                Some(&c) if c < 0x20 => return false,
+                Some(_) => *i += 1,
+            }
+        }
+    }
+    fn literal(b: &[u8], i: &mut usize, word: &[u8]) -> bool {
+        if b.get(*i..*i + word.len()) == Some(word) {
+            *i += word.len();
+            true
+        } else {
+            false
+        }
+    }
+    if std::str::from_utf8(text).is_err() {
+        return false;
+    }
+    let mut i = 0;
+    value(text, &mut i, 0) && i == text.len()
 }
 
 fn user<'a>(r: &mut Reader<'a>) -> R<Option<Option<Cow<'a, str>>>> {
@@ -431,18 +584,15 @@ fn read_event(text: &[u8]) -> R<Fields<'_>> {
                 let mut seen_ref = 0;
                 r.object(|r, key| {
                     let (bit, slot) = match key {
-                        "resource" => (1, Some(&mut f.resource)),
-                        "namespace" => (2, Some(&mut f.namespace)),
-                        "name" => (4, Some(&mut f.name)),
-                        "subresource" => (8, None),
-                        "apiGroup" => (16, None),
+                        "resource" => (1, &mut f.resource),
+                        "namespace" => (2, &mut f.namespace),
+                        "name" => (4, &mut f.name),
+                        "subresource" => (8, &mut f.subresource),
+                        "apiGroup" => (16, &mut f.api_group),
                         _ => return r.skip_value(),
                     };
                     once(&mut seen_ref, bit)?;
-                    let value = r.string()?;
-                    if let Some(slot) = slot {
-                        *slot = value;
-                    }
+                    *slot = r.string()?;
                     Ok(())
                 })?;
             }
@@ -466,7 +616,30 @@ fn read_event(text: &[u8]) -> R<Fields<'_>> {
             Ok(())
         }
         // A body: decoded in full by the reference path (it may have to be stripped).
-        "requestObject" | "responseObject" => Err(Unsure),
+        "requestObject" | "responseObject" => {
+            once(
+                &mut seen,
+                if key == "requestObject" {
+                    1 << 15
+                } else {
+                    1 << 16
+                },
+            )?;
+            f.has_body = true;
+            if r.null()? {
+                let mut seen_kind = 0;
+                r.object(|r, key| {
+                    if key != "kind" {
+                        return r.skip_value();
+                    }
+                    once(&mut seen_kind, 1)?;
+                    let kind = r.string()?;
+                    f.sensitive_kind |= SENSITIVE_KINDS.contains(&&*kind);
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        }
         "metadata" => {
             once(&mut seen, 1 << 13)?;
             if r.null()? {
@@ -568,6 +741,11 @@ fn item_of(buf: &[u8], start: usize, end: usize) -> Item {
     let Ok(f) = read_event(data) else {
         return Item::Unsure(start, end);
     };
+    // A body: kept as it came only when the reference would neither strip it nor write
+    // the event differently; anything else is the reference's to decide.
+    if f.has_body && (f.sensitive() || !canonical(data)) {
+        return Item::Unsure(start, end);
+    }
     let mut hashes = [0u32; 3];
     let mut count = 0;
     if f.has_ref {

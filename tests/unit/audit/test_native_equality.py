@@ -70,6 +70,27 @@ _ODD = (
     b'{"auditID":"odd-22","stage":"ResponseComplete","timestamp":"2026-11-01T00:00:00Z"}',
     b'{"auditID":"odd-23","stage":"S","metadata":{"creationTimestamp":5}}',
     b'{"auditID":"odd-24","stage":"S","annotations":{"kustos.io/values-stripped":"requestObject"}}',
+    # Bodies: kept as they came only when orjson would write them back the same.
+    b'{"auditID":"body-1","stage":"S","requestObject":{"kind":"Pod","a":[1,-2,true,null,"x"]}}',
+    b'{"auditID":"body-2","stage":"S","requestObject": {"kind":"Pod"}}',
+    b'{"auditID":"body-3","stage":"S","requestObject":{"kind":"Pod","f":1.5}}',
+    b'{"auditID":"body-4","stage":"S","requestObject":{"kind":"Pod","s":"\\u00e9\\/"}}',
+    b'{"auditID":"body-5","stage":"S","requestObject":{"kind":"Pod","k":1,"k":2}}',
+    b'{"auditID":"body-6","stage":"S","requestObject":{"kind":"Pod","n":-0}}',
+    b'{"auditID":"body-7","stage":"S","requestObject":{"kind":"Pod","n":123456789012345678901}}',
+    b'{"auditID":"body-8","stage":"S","requestObject":{"kind":"Pod","s":"\xe2\x80\xa8\\n\\t"}}',
+    b'{"auditID":"body-9","stage":"S","objectRef":{"resource":"secrets"},"requestObject":{"kind":"Pod"}}',
+    b'{"auditID":"body-10","stage":"S","objectRef":{"resource":"secrets","apiGroup":"x.io"},"responseObject":{"kind":"Pod","p":"a CRD, not a Secret"}}',
+    b'{"auditID":"body-11","stage":"S","objectRef":{"resource":"serviceaccounts","subresource":"token"},"responseObject":{"kind":"Pod","t":"'
+    + CANARY.encode()
+    + b'"}}',
+    b'{"auditID":"body-12","stage":"S","objectRef":{"resource":"pods"},"responseObject":{"kind":"TokenRequest","t":"'
+    + CANARY.encode()
+    + b'"}}',
+    b'{"auditID":"body-13","stage":"S","requestObject":null,"responseObject":{"kind":5}}',
+    b'{"auditID":"body-14","stage":"S","requestObject":"text"}',
+    b'{"auditID":"body-15","stage":"S","requestObject":{"kind":"Pod","x":"\xff"}}',
+    b'{"auditID":"body-16","stage":"S","responseObject":{"kind":"Pod","n":007}}',
 )
 
 
