@@ -1090,6 +1090,35 @@ impl Commit {
         PyBytes::new(py, &self.spans)
     }
 
+    /// The stored events' texts as one JSON array (what the detector process decodes).
+    fn json_array<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let blob = self.blob.as_bytes(py);
+        let pairs: Vec<(usize, usize)> = self
+            .spans
+            .chunks_exact(8)
+            .map(|c| {
+                let a = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize;
+                let b = u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize;
+                (a, b)
+            })
+            .collect();
+        let size = 2 + pairs.iter().map(|(a, b)| b - a + 1).sum::<usize>() - pairs.len().min(1);
+        PyBytes::new_with(py, size, |out: &mut [u8]| {
+            out[0] = b'[';
+            let mut at = 1;
+            for (n, &(a, b)) in pairs.iter().enumerate() {
+                if n > 0 {
+                    out[at] = b',';
+                    at += 1;
+                }
+                out[at..at + b - a].copy_from_slice(&blob[a..b]);
+                at += b - a;
+            }
+            out[at] = b']';
+            Ok(())
+        })
+    }
+
     /// Posting rows as the index stores them: (bucket, block, min time, max time, entries).
     fn rows<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         self.rows

@@ -67,7 +67,7 @@ from kustos.audit.signing import (
 from kustos.errors import ArchiveError, ArchiveFullError
 
 if TYPE_CHECKING:
-    from kustos.audit._native import Batch, Window
+    from kustos.audit._native import Batch, Commit, Window
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +124,17 @@ class RecentKeys:
 class StoredEvents(Sequence[ArchivedEvent]):
     """The events of a batch the native core stored, made when read (hooks read them)."""
 
-    __slots__ = ("_blob", "_first", "_spans")
+    __slots__ = ("_blob", "_done", "_first", "_spans")
 
-    def __init__(self, first_seq: int, blob: bytes, spans: bytes) -> None:
+    def __init__(self, first_seq: int, done: Commit) -> None:
         self._first = first_seq
-        self._blob = blob
-        self._spans = memoryview(spans).cast("I")
+        self._done = done
+        self._blob = done.blob
+        self._spans = memoryview(done.spans).cast("I")
+
+    def json_array(self) -> bytes:
+        """The events' texts as one JSON array, in order (the detector process reads it)."""
+        return self._done.json_array()
 
     def __len__(self) -> int:
         return len(self._spans) // 2
@@ -419,7 +424,7 @@ class Archive:
         self._index.add_rows(done.rows(), done.seq)
         self._maybe_checkpoint()
         if self.hooks:
-            self._run_hooks(StoredEvents(first, blob, done.spans))
+            self._run_hooks(StoredEvents(first, done))
         return done.stored
 
     def _run_hooks(self, stored: Sequence[ArchivedEvent]) -> None:
