@@ -8,7 +8,9 @@ Writes ``bench/results/audit.json``. Nothing asserts; targets are recorded as pa
   ``kustos.audit.ingesting.ingest`` into a fresh archive (hash chain, segment writes with
   fsync per batch, index, checkpoints; detection too when the alert hooks are installed),
   against the bare parse of the same file with orjson in the same run (the limit). Ratio =
-  ingest events/s / bare-parse events/s. Best of ``--repeats``.
+  ingest events/s / bare-parse events/s. Best of ``--repeats``. On the native writer core
+  when it is built (``native_core``), and once on the Python path (``KUSTOS_AUDIT_NATIVE=0``)
+  for comparison.
 - **webhook ingest**: the same events posted as ``EventList`` batches of 400 (the API
   server's default) by two concurrent clients to ``kustos audit serve`` (a separate
   process, detectors on in their own child process, fsync per write: batches waiting
@@ -39,6 +41,7 @@ import httpx
 import orjson
 
 from bench.running import RESULTS, WORK, provenance
+from kustos.audit import native
 from kustos.audit.archive import Archive, Fsync
 from kustos.audit.ingesting import ingest
 from kustos.audit.querying import EventQuery, run_query
@@ -383,6 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     bare = min(bare_parse(log) for _ in range(args.repeats))
     plain = min(file_ingest(log, work / "file", detection=False) for _ in range(args.repeats))
     detecting = min(file_ingest(log, work / "file", detection=True) for _ in range(args.repeats))
+    built = native.enabled()
+    os.environ[native.ENV] = "0"
+    try:
+        python_path = file_ingest(log, work / "file", detection=False)
+    finally:
+        del os.environ[native.ENV]
     n = args.events
     doc["file_ingest"] = {
         "bare_parse_events_per_s": round(n / bare),
@@ -391,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "with_detection_events_per_s": round(n / detecting),
         "ratio_with_detection": round(bare / detecting, 3),
         "detection_installed": _detection_installed(work / "probe"),
+        "native_core": built,
+        "python_path_events_per_s": round(n / python_path),
+        "ratio_python_path": round(bare / python_path, 3),
     }
     doc["webhook_ingest"] = webhook_ingest(log, work / "webhook", args.port)
     # The same with --fsync none: what acknowledging only after fsync costs.

@@ -889,16 +889,21 @@ fn read_lines(buf: Bound<'_, PyBytes>, start: usize, end: usize) -> PyResult<Bat
     if start > end || end > text.len() {
         return Err(PyValueError::new_err("the lines are not inside the buffer"));
     }
-    let mut items = Vec::with_capacity((end - start) / 900 + 1);
-    let mut at = start;
-    while at < end {
-        let stop = match memchr(b'\n', &text[at..end]) {
-            Some(n) => at + n + 1,
-            None => end,
-        };
-        items.push(item_of(text, at, stop));
-        at = stop;
-    }
+    // The bytes object is immutable and held by `buf`: read without the GIL, so that the
+    // receiver's event loop goes on meanwhile.
+    let items = buf.py().allow_threads(|| {
+        let mut items = Vec::with_capacity((end - start) / 900 + 1);
+        let mut at = start;
+        while at < end {
+            let stop = match memchr(b'\n', &text[at..end]) {
+                Some(n) => at + n + 1,
+                None => end,
+            };
+            items.push(item_of(text, at, stop));
+            at = stop;
+        }
+        items
+    });
     let lines = items.len();
     Ok(Batch {
         buf: Some(buf.unbind()),
@@ -930,6 +935,16 @@ fn cut_lines(buf: &[u8], start: usize, count: usize) -> (usize, usize) {
 #[pyfunction]
 fn read_event_list(buf: Bound<'_, PyBytes>) -> Option<Batch> {
     let body = buf.as_bytes();
+    let items = buf.py().allow_threads(|| event_list_items(body))?;
+    let lines = items.len();
+    Some(Batch {
+        buf: Some(buf.unbind()),
+        items,
+        lines,
+    })
+}
+
+fn event_list_items(body: &[u8]) -> Option<Vec<Item>> {
     let mut r = Reader::new(body);
     let mut spans = Vec::new();
     let (mut kind_ok, mut version_ok) = (false, false);
@@ -965,13 +980,7 @@ fn read_event_list(buf: Bound<'_, PyBytes>) -> Option<Batch> {
     if r.i != body.len() || !kind_ok || !version_ok {
         return None;
     }
-    let items: Vec<Item> = spans.iter().map(|&(a, b)| item_of(body, a, b)).collect();
-    let lines = items.len();
-    Some(Batch {
-        buf: Some(buf.unbind()),
-        items,
-        lines,
-    })
+    Some(spans.iter().map(|&(a, b)| item_of(body, a, b)).collect())
 }
 
 // ------------------------------------------------------------------------------ dedupe
@@ -1205,7 +1214,9 @@ fn commit(
     let mut where_: HashMap<(u32, u64), usize> = HashMap::new();
     let mut seq = seq;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let blob = PyBytes::new_with(py, size, |out: &mut [u8]| {
+    let mut out = vec![0u8; size];
+    py.allow_threads(|| {
+        let out = &mut out[..];
         let mut at = 0;
         for (ev, data) in &kept {
             seq += 1;
@@ -1270,10 +1281,9 @@ fn commit(
             stripped += ev.stripped as usize;
         }
         debug_assert_eq!(at, size);
-        Ok(())
-    })?;
+    });
     Ok(Commit {
-        blob: blob.unbind(),
+        blob: PyBytes::new(py, &out).unbind(),
         seq,
         head,
         stored,

@@ -83,6 +83,11 @@ _LOCK: Final = ".writer.lock"
 SEGMENT_BYTES: Final = 64 * 1024 * 1024
 #: Recent event identities remembered to skip repeats (a retried batch holds at most 400).
 DEDUPE_WINDOW: Final = 100_000
+#: The index is written once this many records wait, or the oldest waited this long (or
+#: when the archive closes, or when :meth:`Archive.index_now` is called by an idle writer):
+#: rewriting its rows for every small batch cost more than everything else together.
+INDEX_RECORDS: Final = BLOCK
+INDEX_SECONDS: Final = 1.0
 
 
 class Fsync(StrEnum):
@@ -280,6 +285,7 @@ class Archive:
         )
         self._checkpointed = 0
         self._checkpoint_at = 0.0
+        self._indexed_at = 0.0
         #: Events whose bodies were removed since the archive was opened (for the report).
         self.stripped = 0
         #: Events skipped because they were archived already.
@@ -368,6 +374,7 @@ class Archive:
         self._recent.remember(keys)
         assert self._index is not None  # noqa: S101 - set by _ensure_open
         self._index.add(entries)
+        self._maybe_index()
         self._maybe_checkpoint()
         self._run_hooks(stored)
         return [stored[a:b] for a, b in itertools.pairwise([0, *bounds])]
@@ -421,7 +428,8 @@ class Archive:
         self._seq, self._head = done.seq, done.head
         window.remember_commit(done)
         assert self._index is not None  # noqa: S101 - set by _ensure_open
-        self._index.add_rows(done.rows(), done.seq)
+        self._index.add_rows(done.rows(), done.seq, done.seq - first + 1)
+        self._maybe_index()
         self._maybe_checkpoint()
         if self.hooks:
             self._run_hooks(StoredEvents(first, done))
@@ -450,6 +458,25 @@ class Archive:
                 raise ArchiveFullError(f"{self.directory}: no space left for the batch") from exc
             raise ArchiveError(f"{self.directory}: cannot write a segment: {exc}") from exc
         self._segment_size += len(blob)
+
+    # ------------------------------------------------------------------ index
+    def _maybe_index(self) -> None:
+        assert self._index is not None  # noqa: S101 - set by _ensure_open
+        if self._index.pending >= INDEX_RECORDS:
+            self._index.flush()
+        elif self._clock() - self._indexed_at >= INDEX_SECONDS:
+            self.index_now()
+
+    def index_now(self) -> None:
+        """Write the index entries still waiting (a writer calls this when idle)."""
+        if self._index is not None:
+            self._index.flush()
+        self._indexed_at = self._clock()
+
+    @property
+    def index_waiting(self) -> bool:
+        """Whether records wait to be indexed."""
+        return self._index is not None and self._index.pending > 0
 
     # ------------------------------------------------------------------ checkpoints
     def _maybe_checkpoint(self) -> None:
@@ -523,7 +550,7 @@ class Archive:
             raise
         checkpoints = read_checkpoints(self.directory)
         self._checkpointed = checkpoints[-1].size if checkpoints else -1
-        self._checkpoint_at = self._clock()
+        self._checkpoint_at = self._indexed_at = self._clock()
         self._open = True
 
     def open_writer(self) -> None:
@@ -627,14 +654,17 @@ class Archive:
             batch.append((seq, offset, hashes, time))
             if len(batch) >= 20_000:
                 self._index.add(batch)
+                self._index.flush()
                 batch = []
         self._index.add(batch)
+        self._index.flush()
 
     def close(self) -> None:
         """Write a last checkpoint (when records came since the last one) and unlock."""
         if not self._open:
             return
         try:
+            self.index_now()
             if self._key is not None:
                 self.checkpoint()
         finally:

@@ -22,6 +22,7 @@ addresses, never an event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -35,7 +36,7 @@ import msgspec
 from aiohttp import web
 
 from kustos.audit import native
-from kustos.audit.archive import Archive
+from kustos.audit.archive import INDEX_SECONDS, Archive
 from kustos.audit.records import Prepared, prepare
 from kustos.errors import ArchiveError, ArchiveFullError, ServiceError
 
@@ -245,6 +246,18 @@ class Receiver:
         for future, stored, total in zip(futures, kept, totals, strict=True):
             loop.call_soon_threadsafe(_settle, future, (stored, total))
 
+    async def index_when_idle(self) -> None:
+        """Have the writer index what waits once no batch came for a while (the archive
+        indexes busy writers' batches itself, at most :data:`INDEX_SECONDS` late)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(INDEX_SECONDS)
+            if self.archive.index_waiting and not self._flushing:
+                try:
+                    await loop.run_in_executor(self._writer, self.archive.index_now)
+                except ArchiveError as exc:
+                    log.error("the archive index was not written: %s", exc)  # noqa: TRY400
+
     def close(self) -> None:
         """Wait for the writer thread, then close the archive (last checkpoint)."""
         self._writer.shutdown(wait=True)
@@ -293,7 +306,13 @@ async def serve(
             result = started(port)
             if result is not None:
                 await result
-        await stop.wait()
+        indexing = asyncio.create_task(receiver.index_when_idle())
+        try:
+            await stop.wait()
+        finally:
+            indexing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await indexing
     finally:
         await runner.cleanup()
         await asyncio.get_running_loop().run_in_executor(None, receiver.close)

@@ -29,6 +29,8 @@ import pytest
 import pytest_asyncio
 
 from kustos.audit.archive import Archive
+from kustos.audit.indexing import Index
+from kustos.audit.querying import EventQuery, run_query
 from kustos.audit.receiving import BatchError, Receiver, ReceiverSettings, parse_batch, serve
 from kustos.audit.records import ArchivedEvent, Prepared
 from kustos.errors import ArchiveFullError
@@ -248,3 +250,24 @@ async def test_canary_not_in_archive_nor_logs(
     for path in receiver.archive.directory.rglob("*"):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.asyncio
+async def test_an_idle_receiver_indexes_what_waits(tmp_path: Path) -> None:
+    """Small batches are indexed together; once none comes for a second, they are indexed
+    (a query sees them while the receiver runs)."""
+    task, stop, url = await _start(Archive(tmp_path / "archive"))
+    try:
+        async with httpx.AsyncClient() as client:
+            for n in range(3):
+                assert (await client.post(url, content=_batch([event(n)]))).status_code == 200
+            await asyncio.sleep(2.5)
+            index = Index(tmp_path / "archive" / "index.sqlite")
+            indexed = index.last_seq()
+            index.close()
+            found = run_query(tmp_path / "archive", EventQuery(secret=("payments", "db-creds")))
+    finally:
+        stop.set()
+        await task
+    assert indexed == 3
+    assert len(found) == 3
