@@ -143,8 +143,15 @@ class Receiver:
         self.archive = archive
         self.settings = settings
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        #: On the native core, bodies are read here, beside the writer (it reads without the
+        #: GIL), so that reading one batch overlaps storing the one before.
+        self._readers = (
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="audit-reader")
+            if archive.native
+            else None
+        )
         #: Batches read and waiting for the writer, with the futures their requests await.
-        self._queue: list[tuple[bytes, asyncio.Future[tuple[int, int]]]] = []
+        self._queue: list[tuple[bytes | Batch, asyncio.Future[tuple[int, int]]]] = []
         self._lock = threading.Lock()
         self._flushing = False
         self._waiting = 0
@@ -172,7 +179,11 @@ class Receiver:
             except web.HTTPRequestEntityTooLarge:
                 return _text(413, f"batch larger than {self.settings.max_body} bytes")
             try:
-                stored, total = await self._store(body)
+                item: bytes | Batch = body
+                if self._readers is not None:
+                    loop = asyncio.get_running_loop()
+                    item = await loop.run_in_executor(self._readers, read_batch, body, self.archive)
+                stored, total = await self._store(item)
             except BatchError as exc:
                 log.warning("refused a batch from %s: %s", request.remote, exc)
                 return _text(400, str(exc))
@@ -187,7 +198,7 @@ class Receiver:
         finally:
             self._waiting -= 1
 
-    def _store(self, body: bytes) -> asyncio.Future[tuple[int, int]]:
+    def _store(self, body: bytes | Batch) -> asyncio.Future[tuple[int, int]]:
         """Queue a batch for the writer: (events stored, events in the batch) once durable."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, int]] = loop.create_future()
@@ -215,7 +226,7 @@ class Receiver:
 
     def _write(
         self,
-        work: list[tuple[bytes, asyncio.Future[tuple[int, int]]]],
+        work: list[tuple[bytes | Batch, asyncio.Future[tuple[int, int]]]],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         native_path = self.archive.native
@@ -224,7 +235,9 @@ class Receiver:
         futures = []
         for body, future in work:
             try:
-                if native_path:
+                if not isinstance(body, bytes):  # read already
+                    batches.append(body)
+                elif native_path:
                     batches.append(read_batch(body, self.archive))
                 else:
                     groups.append(parse_batch(body))
@@ -260,6 +273,8 @@ class Receiver:
 
     def close(self) -> None:
         """Wait for the writer thread, then close the archive (last checkpoint)."""
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         self.archive.close()
 
