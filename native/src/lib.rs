@@ -502,22 +502,30 @@ fn user<'a>(r: &mut Reader<'a>) -> R<Option<Option<Cow<'a, str>>>> {
         }
         "extra" => {
             once(&mut seen, 4)?;
-            if r.null()? {
-                let mut seen_pod = 0;
-                r.object(|r, key| {
-                    if key == "authentication.kubernetes.io/pod-name" {
-                        once(&mut seen_pod, 1)?;
-                        r.strings()
-                    } else {
-                        r.skip_value()
-                    }
-                })?;
-            }
-            Ok(())
+            one_field(r, "authentication.kubernetes.io/pod-name", |r| r.strings())
         }
         _ => r.skip_value(),
     })?;
     Ok(Some(username))
+}
+
+/// `null`, or an object of which only *field* is read (by *read*, once); the rest skipped.
+fn one_field<'a>(
+    r: &mut Reader<'a>,
+    field: &str,
+    mut read: impl FnMut(&mut Reader<'a>) -> R<()>,
+) -> R<()> {
+    if r.null()? {
+        let mut seen = 0;
+        r.object(|r, key| {
+            if key != field {
+                return r.skip_value();
+            }
+            once(&mut seen, 1)?;
+            read(r)
+        })?;
+    }
+    Ok(())
 }
 
 /// The fields of one event's text, or `Unsure` (then the reference path decides).
@@ -600,76 +608,40 @@ fn read_event(text: &[u8]) -> R<Fields<'_>> {
         }
         "responseStatus" => {
             once(&mut seen, 1 << 12)?;
-            if r.null()? {
-                let mut seen_code = 0;
-                r.object(|r, key| {
-                    if key != "code" {
-                        return r.skip_value();
-                    }
-                    once(&mut seen_code, 1)?;
-                    if r.null()? && !r.number()? {
-                        return Err(Unsure); // a float where an int belongs
-                    }
-                    Ok(())
-                })?;
-            }
-            Ok(())
+            one_field(r, "code", |r| {
+                if r.null()? && !r.number()? {
+                    return Err(Unsure); // a float where an int belongs
+                }
+                Ok(())
+            })
         }
-        // A body: decoded in full by the reference path (it may have to be stripped).
+        // A body: stored as it came only if it needs no stripping (see `item_of`).
         "requestObject" | "responseObject" => {
-            once(
-                &mut seen,
-                if key == "requestObject" {
-                    1 << 15
-                } else {
-                    1 << 16
-                },
-            )?;
+            let bit = if key == "requestObject" {
+                1 << 15
+            } else {
+                1 << 16
+            };
+            once(&mut seen, bit)?;
             f.has_body = true;
-            if r.null()? {
-                let mut seen_kind = 0;
-                r.object(|r, key| {
-                    if key != "kind" {
-                        return r.skip_value();
-                    }
-                    once(&mut seen_kind, 1)?;
-                    let kind = r.string()?;
-                    f.sensitive_kind |= SENSITIVE_KINDS.contains(&&*kind);
-                    Ok(())
-                })?;
-            }
-            Ok(())
+            one_field(r, "kind", |r| {
+                let kind = r.string()?;
+                f.sensitive_kind |= SENSITIVE_KINDS.contains(&&*kind);
+                Ok(())
+            })
         }
         "metadata" => {
             once(&mut seen, 1 << 13)?;
-            if r.null()? {
-                let mut seen_meta = 0;
-                r.object(|r, key| {
-                    if key != "creationTimestamp" {
-                        return r.skip_value();
-                    }
-                    once(&mut seen_meta, 1)?;
-                    r.string().map(|_| ())
-                })?;
-            }
-            Ok(())
+            one_field(r, "creationTimestamp", |r| r.string().map(|_| ()))
         }
         "annotations" => {
             once(&mut seen, 1 << 14)?;
-            if r.null()? {
-                let mut seen_mark = 0;
-                r.object(|r, key| {
-                    if key != "kustos.io/values-stripped" {
-                        return r.skip_value();
-                    }
-                    once(&mut seen_mark, 1)?;
-                    if r.null()? {
-                        r.string()?;
-                    }
-                    Ok(())
-                })?;
-            }
-            Ok(())
+            one_field(r, "kustos.io/values-stripped", |r| {
+                if r.null()? {
+                    r.string()?;
+                }
+                Ok(())
+            })
         }
         _ => r.skip_value(),
     })?;
