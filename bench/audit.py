@@ -16,7 +16,8 @@ Writes ``bench/results/audit.json``. Nothing asserts; targets are recorded as pa
   process, detectors on in their own child process, fsync per write: batches waiting
   together share one); events/s against the bare parse of the same batch bodies, the
   receiver's and the detector process's peak RSS (VmHWM) for the bound on memory; run
-  again with ``--fsync none`` so that the fsync policy's cost shows.
+  again with ``--fsync none`` so that the fsync policy's cost shows, and with every
+  detector off so that the receiver's own cost shows.
 - **query**: an archive of ``--query-events`` events (built through the archive's own
   append path) and the time of one Secret's history, in process (``run_query``) and as the
   ``kustos audit query --secret`` command (Python start-up included).
@@ -242,7 +243,28 @@ def write_results(doc: dict[str, Any], output: Path, work: Path) -> int:
     return 0
 
 
-def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") -> dict[str, float]:
+_DETECTORS: Final = (
+    "first_secret_read",
+    "new_source_ip",
+    "off_hours",
+    "bulk_read",
+    "anonymous",
+    "denied_burst",
+    "exec_then_secret",
+    "secret_changed",
+    "policy_leak",
+)
+
+
+def detectors_off(path: Path) -> Path:
+    """A Watch config with every detector turned off (what the receiver costs alone)."""
+    path.write_text("detectors:\n" + "".join(f"  {d}: {{enabled: false}}\n" for d in _DETECTORS))
+    return path
+
+
+def webhook_ingest(
+    path: Path, work: Path, port: int, *, fsync: str = "always", config: Path | None = None
+) -> dict[str, float]:
     """Post the log as EventList batches to ``kustos audit serve``; events/s and memory."""
     shutil.rmtree(work, ignore_errors=True)
     lines = path.read_bytes().splitlines()
@@ -254,7 +276,8 @@ def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") 
     log = work.parent / "receiver.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "kustos", "audit", "serve", "--archive", str(work),
-         "--listen", f"127.0.0.1:{port}", "--fsync", fsync],
+         "--listen", f"127.0.0.1:{port}", "--fsync", fsync,
+         *(["--config", str(config)] if config else [])],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
@@ -408,6 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The same with --fsync none: what acknowledging only after fsync costs.
     doc["webhook_ingest_fsync_none"] = webhook_ingest(
         log, work / "webhook", args.port, fsync="none"
+    )
+    # The same with every detector off: what the receiver and the archive cost alone.
+    doc["webhook_ingest_detectors_off"] = webhook_ingest(
+        log, work / "webhook", args.port, config=detectors_off(work / "no-detectors.yaml")
     )
 
     if args.skip_query and OUTPUT.exists():
