@@ -49,7 +49,8 @@ native: $(NATIVE)
 $(NATIVE): native/Cargo.toml native/Cargo.lock native/src/lib.rs | $(STAMP)
 	@if [ -x "$(CARGO)" ]; then \
 		cd native && PYO3_PYTHON=$(abspath $(BIN)/python) $(CARGO) build --release --locked -q \
-		&& cp target/release/libkustos_native.so ../$(NATIVE) && echo "native: $(NATIVE) built"; \
+		&& cp target/release/libkustos_native.so ../$(NATIVE).new && mv ../$(NATIVE).new ../$(NATIVE) \
+		&& echo "native: $(NATIVE) built"; \
 	else \
 		echo "native: no cargo (rustup.rs): the audit archive takes the slower Python path"; \
 	fi
