@@ -10,7 +10,9 @@ API server's webhook backend would:
   answer 429 with Retry-After;
 - batches that wait for the writer together are stored with one append (group commit),
   each answered with its own count, a malformed one among them alone refused;
-- a Secret value in a RequestResponse event reaches neither the archive nor the logs.
+- a Secret value in a RequestResponse event reaches neither the archive nor the logs;
+- small batches are indexed together, and once the receiver is idle for a second a query
+  sees them while it runs.
 """
 
 from __future__ import annotations
