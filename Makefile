@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all demo test unit integration lint format deps system-deps venv controlplane sops vault proto bench bench-peers clean help
+.PHONY: all demo test unit integration lint format deps system-deps venv native controlplane sops vault proto bench bench-peers clean help
 
 all: test
 
@@ -19,17 +19,18 @@ help:
 	@echo "make unit          unit tests only (no control plane)"
 	@echo "make integration   integration tests only"
 	@echo "make lint          ruff, ruff format --check, mypy --strict, import-linter"
+	@echo "make native       build the audit writer's native core (Rust; the Python path without it)"
 	@echo "make controlplane  build or reuse the control-plane binaries"
 	@echo "make vault         build or reuse the Vault server for the source tests"
 	@echo "make bench         install Checkov/Trivy, run every benchmark (about an hour)"
 	@echo "make proto         regenerate the KMS v2 gRPC stubs from kms_v2.proto"
 
-deps: system-deps venv controlplane sops
+deps: system-deps venv native controlplane sops
 
 system-deps:
 	@tools/install-system-deps.sh
 
-venv: $(STAMP)
+venv: $(STAMP) $(NATIVE)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,22 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 	@echo "python: $(VENV) ready"
+
+# The audit writer's native core (native/, Rust and pyo3), built into the source tree next
+# to its Python callers (kustos.audit.native); without cargo Kustos runs the Python path.
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+NATIVE := src/kustos/audit/_native.abi3.so
+
+native: $(NATIVE)
+
+$(NATIVE): native/Cargo.toml native/Cargo.lock native/src/lib.rs | $(STAMP)
+	@if [ -x "$(CARGO)" ]; then \
+		cd native && PYO3_PYTHON=$(abspath $(BIN)/python) $(CARGO) build --release --locked -q \
+		&& cp target/release/libkustos_native.so ../$(NATIVE).new && mv ../$(NATIVE).new ../$(NATIVE) \
+		&& echo "native: $(NATIVE) built"; \
+	else \
+		echo "native: no cargo (rustup.rs): the audit archive takes the slower Python path"; \
+	fi
 
 controlplane:
 	@tools/controlplane/build.sh >/dev/null
@@ -73,7 +90,7 @@ bench: deps bench-peers
 	$(BIN)/python -m bench.backup
 	$(BIN)/python -m bench.audit
 
-unit: venv
+unit: venv native
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 integration: deps vault

@@ -8,13 +8,16 @@ Writes ``bench/results/audit.json``. Nothing asserts; targets are recorded as pa
   ``kustos.audit.ingesting.ingest`` into a fresh archive (hash chain, segment writes with
   fsync per batch, index, checkpoints; detection too when the alert hooks are installed),
   against the bare parse of the same file with orjson in the same run (the limit). Ratio =
-  ingest events/s / bare-parse events/s. Best of ``--repeats``.
+  ingest events/s / bare-parse events/s. Best of ``--repeats``. On the native writer core
+  when it is built (``native_core``), and once on the Python path (``KUSTOS_AUDIT_NATIVE=0``)
+  for comparison.
 - **webhook ingest**: the same events posted as ``EventList`` batches of 400 (the API
   server's default) by two concurrent clients to ``kustos audit serve`` (a separate
   process, detectors on in their own child process, fsync per write: batches waiting
   together share one); events/s against the bare parse of the same batch bodies, the
   receiver's and the detector process's peak RSS (VmHWM) for the bound on memory; run
-  again with ``--fsync none`` so that the fsync policy's cost shows.
+  again with ``--fsync none`` so that the fsync policy's cost shows, and with every
+  detector off so that the receiver's own cost shows.
 - **query**: an archive of ``--query-events`` events (built through the archive's own
   append path) and the time of one Secret's history, in process (``run_query``) and as the
   ``kustos audit query --secret`` command (Python start-up included).
@@ -39,6 +42,7 @@ import httpx
 import orjson
 
 from bench.running import RESULTS, WORK, provenance
+from kustos.audit import native
 from kustos.audit.archive import Archive, Fsync
 from kustos.audit.ingesting import ingest
 from kustos.audit.querying import EventQuery, run_query
@@ -239,7 +243,28 @@ def write_results(doc: dict[str, Any], output: Path, work: Path) -> int:
     return 0
 
 
-def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") -> dict[str, float]:
+_DETECTORS: Final = (
+    "first_secret_read",
+    "new_source_ip",
+    "off_hours",
+    "bulk_read",
+    "anonymous",
+    "denied_burst",
+    "exec_then_secret",
+    "secret_changed",
+    "policy_leak",
+)
+
+
+def detectors_off(path: Path) -> Path:
+    """A Watch config with every detector turned off (what the receiver costs alone)."""
+    path.write_text("detectors:\n" + "".join(f"  {d}: {{enabled: false}}\n" for d in _DETECTORS))
+    return path
+
+
+def webhook_ingest(
+    path: Path, work: Path, port: int, *, fsync: str = "always", config: Path | None = None
+) -> dict[str, float]:
     """Post the log as EventList batches to ``kustos audit serve``; events/s and memory."""
     shutil.rmtree(work, ignore_errors=True)
     lines = path.read_bytes().splitlines()
@@ -251,7 +276,8 @@ def webhook_ingest(path: Path, work: Path, port: int, *, fsync: str = "always") 
     log = work.parent / "receiver.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "kustos", "audit", "serve", "--archive", str(work),
-         "--listen", f"127.0.0.1:{port}", "--fsync", fsync],
+         "--listen", f"127.0.0.1:{port}", "--fsync", fsync,
+         *(["--config", str(config)] if config else [])],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
@@ -383,6 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     bare = min(bare_parse(log) for _ in range(args.repeats))
     plain = min(file_ingest(log, work / "file", detection=False) for _ in range(args.repeats))
     detecting = min(file_ingest(log, work / "file", detection=True) for _ in range(args.repeats))
+    built = native.enabled()
+    os.environ[native.ENV] = "0"
+    try:
+        python_path = file_ingest(log, work / "file", detection=False)
+    finally:
+        del os.environ[native.ENV]
     n = args.events
     doc["file_ingest"] = {
         "bare_parse_events_per_s": round(n / bare),
@@ -391,11 +423,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "with_detection_events_per_s": round(n / detecting),
         "ratio_with_detection": round(bare / detecting, 3),
         "detection_installed": _detection_installed(work / "probe"),
+        "native_core": built,
+        "python_path_events_per_s": round(n / python_path),
+        "ratio_python_path": round(bare / python_path, 3),
     }
     doc["webhook_ingest"] = webhook_ingest(log, work / "webhook", args.port)
     # The same with --fsync none: what acknowledging only after fsync costs.
     doc["webhook_ingest_fsync_none"] = webhook_ingest(
         log, work / "webhook", args.port, fsync="none"
+    )
+    # The same with every detector off: what the receiver and the archive cost alone.
+    doc["webhook_ingest_detectors_off"] = webhook_ingest(
+        log, work / "webhook", args.port, config=detectors_off(work / "no-detectors.yaml")
     )
 
     if args.skip_query and OUTPUT.exists():

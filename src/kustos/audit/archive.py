@@ -32,10 +32,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, overload
 
 import orjson
 
+from kustos.audit import native
 from kustos.audit.hashing import (
     GENESIS,
     Checkpoint,
@@ -44,12 +45,12 @@ from kustos.audit.hashing import (
     key_id,
     parse_line,
 )
-from kustos.audit.indexing import Entry, Index, KeyHasher
+from kustos.audit.indexing import BLOCK, BUCKETS, Entry, Index, KeyHasher
 from kustos.audit.records import (
     ArchivedEvent,
     Prepared,
-    event_key,
     format_time,
+    prepare,
     prepare_event,
     text_view,
 )
@@ -65,6 +66,9 @@ from kustos.audit.signing import (
 )
 from kustos.errors import ArchiveError, ArchiveFullError
 
+if TYPE_CHECKING:
+    from kustos.audit._native import Batch, Commit, Window
+
 log = logging.getLogger(__name__)
 
 #: Called with each batch once it is durable (detectors and forwarding plug in here). A
@@ -79,6 +83,11 @@ _LOCK: Final = ".writer.lock"
 SEGMENT_BYTES: Final = 64 * 1024 * 1024
 #: Recent event identities remembered to skip repeats (a retried batch holds at most 400).
 DEDUPE_WINDOW: Final = 100_000
+#: The index is written once this many records wait, or the oldest waited this long (or
+#: when the archive closes, or when :meth:`Archive.index_now` is called by an idle writer):
+#: rewriting its rows for every small batch cost more than everything else together.
+INDEX_RECORDS: Final = BLOCK
+INDEX_SECONDS: Final = 1.0
 
 
 class Fsync(StrEnum):
@@ -93,6 +102,64 @@ def _marked(groups: Sequence[Sequence[Prepared]]) -> Iterator[Iterable[Prepared 
     for group in groups:
         yield group
         yield (None,)
+
+
+class RecentKeys:
+    """The identities of the latest records, oldest first (the Python path's window;
+    the native core has the same one, :class:`kustos.audit._native.Window`)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: dict[tuple[str, str], None] = {}  # dicts keep insertion order
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def remember(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Remember *keys*; past twice the size, keep the newest (trimmed in bulk: O(1)
+        per event)."""
+        self._keys.update(dict.fromkeys(keys))
+        if len(self._keys) > 2 * self.size:
+            self._keys = dict.fromkeys(list(self._keys)[-self.size :])
+
+
+class StoredEvents(Sequence[ArchivedEvent]):
+    """The events of a batch the native core stored, made when read (hooks read them)."""
+
+    __slots__ = ("_blob", "_done", "_first", "_spans")
+
+    def __init__(self, first_seq: int, done: Commit) -> None:
+        self._first = first_seq
+        self._done = done
+        self._blob = done.blob
+        self._spans = memoryview(done.spans).cast("I")
+
+    def json_array(self) -> bytes:
+        """The events' texts as one JSON array, in order (the detector process reads it)."""
+        return self._done.json_array()
+
+    def __len__(self) -> int:
+        return len(self._spans) // 2
+
+    @overload
+    def __getitem__(self, index: int) -> ArchivedEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ArchivedEvent]: ...
+    def __getitem__(self, index: int | slice) -> ArchivedEvent | list[ArchivedEvent]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("no such stored event")
+        spans = self._spans
+        return ArchivedEvent(
+            self._first + index, data=self._blob[spans[2 * index] : spans[2 * index + 1]]
+        )
 
 
 def _name(hook: Hook) -> str:
@@ -210,10 +277,15 @@ class Archive:
         self._key: Signer | None = None
         self._index: Index | None = None
         self._hasher = KeyHasher()
-        #: Identities of the latest records, oldest first (dicts keep insertion order).
-        self._recent: dict[tuple[str, str], None] = {}
+        #: Whether the native core does the per-event work (:mod:`kustos.audit.native`).
+        self.native = native.enabled()
+        #: Identities of the latest records, oldest first.
+        self._recent: RecentKeys | Window = (
+            native.core.Window(DEDUPE_WINDOW) if self.native else RecentKeys(DEDUPE_WINDOW)
+        )
         self._checkpointed = 0
         self._checkpoint_at = 0.0
+        self._indexed_at = 0.0
         #: Events whose bodies were removed since the archive was opened (for the report).
         self.stripped = 0
         #: Events skipped because they were archived already.
@@ -299,10 +371,71 @@ class Archive:
         self._write(b"".join(chunks))
         self.stripped += stripped
         self._seq, self._head = seq, head
-        self._remember(keys)
+        self._recent.remember(keys)
         assert self._index is not None  # noqa: S101 - set by _ensure_open
         self._index.add(entries)
+        self._maybe_index()
         self._maybe_checkpoint()
+        self._run_hooks(stored)
+        return [stored[a:b] for a, b in itertools.pairwise([0, *bounds])]
+
+    # ------------------------------------------------------------------ the native path
+    def settle(self, batch: Batch) -> list[int]:
+        """Have the reference (:func:`~kustos.audit.records.prepare`) read the events the
+        native reader left to it; the positions of those that are no Event."""
+        missing = []
+        for position, text in batch.unsure():
+            item = prepare(text)
+            if item is None:
+                batch.resolve(position, None)
+                missing.append(position)
+            else:
+                self._resolve(batch, position, item)
+        return missing
+
+    def batch_of(self, prepared: Sequence[Prepared]) -> Batch:
+        """Events the reference read (:func:`~kustos.audit.records.prepare`) as a batch."""
+        batch = native.core.Batch.pending(len(prepared))
+        for position, item in enumerate(prepared):
+            self._resolve(batch, position, item)
+        return batch
+
+    def _resolve(self, batch: Batch, position: int, item: Prepared) -> None:
+        view = item.view
+        hashes, time = self._hasher(view)
+        batch.resolve(position, (item.data, view.auditID, view.stage, hashes, time, item.stripped))
+
+    def append_batches(self, batches: Sequence[Batch]) -> list[int]:
+        """Store batches read by the native core (every event settled: :meth:`settle`)
+        with one write and one fsync; the number of events stored of each. Byte for byte
+        what :meth:`append_groups` stores of the same events."""
+        self.open_writer()
+        if self._segment_size >= self.segment_bytes:
+            self._new_segment(self._seq + 1)
+        window = self._recent
+        assert not isinstance(window, RecentKeys)  # noqa: S101 - self.native
+        done = native.core.commit(
+            batches, window, self._seq, self._head, self._segment_size,
+            block=BLOCK, buckets=BUCKETS,
+        )  # fmt: skip
+        self.repeated += done.repeated
+        if done.seq == self._seq:
+            return done.stored
+        first = self._seq + 1
+        blob = done.blob
+        self._write(blob)
+        self.stripped += done.stripped
+        self._seq, self._head = done.seq, done.head
+        window.remember_commit(done)
+        assert self._index is not None  # noqa: S101 - set by _ensure_open
+        self._index.add_rows(done.rows(), done.seq, done.seq - first + 1)
+        self._maybe_index()
+        self._maybe_checkpoint()
+        if self.hooks:
+            self._run_hooks(StoredEvents(first, done))
+        return done.stored
+
+    def _run_hooks(self, stored: Sequence[ArchivedEvent]) -> None:
         for hook in self.hooks:
             try:
                 hook(stored)
@@ -310,7 +443,6 @@ class Archive:
                 # The type only: a hook's message could quote an event.
                 log.error("hook %s failed on records %d-%d: %s", _name(hook),  # noqa: TRY400
                           stored[0].seq, stored[-1].seq, type(exc).__name__)  # fmt: skip
-        return [stored[a:b] for a, b in itertools.pairwise([0, *bounds])]
 
     def _write(self, blob: bytes) -> None:
         try:
@@ -327,10 +459,24 @@ class Archive:
             raise ArchiveError(f"{self.directory}: cannot write a segment: {exc}") from exc
         self._segment_size += len(blob)
 
-    def _remember(self, keys: Sequence[tuple[str, str]]) -> None:
-        self._recent.update(dict.fromkeys(keys))
-        if len(self._recent) > 2 * DEDUPE_WINDOW:  # trimmed in bulk: O(1) per event
-            self._recent = dict.fromkeys(list(self._recent)[-DEDUPE_WINDOW:])
+    # ------------------------------------------------------------------ index
+    def _maybe_index(self) -> None:
+        assert self._index is not None  # noqa: S101 - set by _ensure_open
+        if self._index.pending >= INDEX_RECORDS:
+            self._index.flush()
+        elif self._clock() - self._indexed_at >= INDEX_SECONDS:
+            self.index_now()
+
+    def index_now(self) -> None:
+        """Write the index entries still waiting (a writer calls this when idle)."""
+        if self._index is not None:
+            self._index.flush()
+        self._indexed_at = self._clock()
+
+    @property
+    def index_waiting(self) -> bool:
+        """Whether records wait to be indexed."""
+        return self._index is not None and self._index.pending > 0
 
     # ------------------------------------------------------------------ checkpoints
     def _maybe_checkpoint(self) -> None:
@@ -404,7 +550,7 @@ class Archive:
             raise
         checkpoints = read_checkpoints(self.directory)
         self._checkpointed = checkpoints[-1].size if checkpoints else -1
-        self._checkpoint_at = self._clock()
+        self._checkpoint_at = self._indexed_at = self._clock()
         self._open = True
 
     def open_writer(self) -> None:
@@ -471,10 +617,15 @@ class Archive:
             record = parse_line(previous[previous.rfind(b"\n", 0, len(previous) - 1) + 1 :])
             self._seq, self._head = record.seq, record.digest
         # Remember the identities of the latest records, to skip a batch sent again.
+        # Read as the ingest paths read events: a number orjson refuses (``1e999``) is
+        # stored as it came and must not stop the archive from opening.
         for line in data[:end].splitlines()[-DEDUPE_WINDOW:]:
-            key = event_key(orjson.loads(parse_line(line).data))
-            if key is not None:
-                self._remember([key])
+            try:
+                view = text_view(parse_line(line).data)
+            except ValueError:
+                continue
+            if view.auditID:
+                self._recent.remember([(view.auditID, view.stage)])
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._segment_size = end
         del first
@@ -503,14 +654,17 @@ class Archive:
             batch.append((seq, offset, hashes, time))
             if len(batch) >= 20_000:
                 self._index.add(batch)
+                self._index.flush()
                 batch = []
         self._index.add(batch)
+        self._index.flush()
 
     def close(self) -> None:
         """Write a last checkpoint (when records came since the last one) and unlock."""
         if not self._open:
             return
         try:
+            self.index_now()
             if self._key is not None:
                 self.checkpoint()
         finally:

@@ -144,6 +144,13 @@ def postings_of(entries: Iterable[Entry]) -> dict[tuple[int, int], _Posting]:
     return rows
 
 
+def _extend(posting: _Posting, later: _Posting) -> None:
+    """Append the entries of *later* (the same row, later records) to *posting*."""
+    posting.entries += later.entries
+    posting.min_time = min(filter(None, (posting.min_time, later.min_time)), default="")
+    posting.max_time = max(posting.max_time, later.max_time)
+
+
 def decode_entries(blob: bytes, hashes: frozenset[int]) -> list[tuple[int, int]]:
     """``(seq, offset)`` of the entries of a posting row whose key hash is in *hashes*."""
     return [(seq, offset) for h, offset, seq in _ENTRY.iter_unpack(blob) if h in hashes]
@@ -160,6 +167,10 @@ class Index:
         #: Blocks from this one on were begun by this process: the cache holds all their
         #: rows, so a key missing from it has no row yet (no read needed).
         self._complete_from = -1
+        #: Rows added and not yet written (:meth:`flush`): records up to ``_pending_last``.
+        self._pending: dict[tuple[int, int], _Posting] = {}
+        self._pending_last = 0
+        self._pending_records = 0
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -178,13 +189,49 @@ class Index:
         return int(row[0]) if row else 0
 
     def add(self, entries: Sequence[Entry]) -> None:
-        """Add the entries of one append (in record order) in one transaction."""
-        if not entries:
-            return
+        """Add the entries of one append (in record order); written by :meth:`flush`."""
+        if entries:
+            self._stage(postings_of(entries), entries[-1][0], len(entries))
+
+    def add_rows(
+        self, rows: Iterable[tuple[int, int, str, str, bytes]], last_seq: int, records: int
+    ) -> None:
+        """Add the posting rows of one append of *records* made by the native core
+        (``(bucket, block, min time, max time, entries)``, as :func:`postings_of` makes them)."""
+        fresh = {(b, k): _Posting(lo, hi, bytearray(e)) for b, k, lo, hi, e in rows}
+        self._stage(fresh, last_seq, records)
+
+    @property
+    def pending(self) -> int:
+        """Records added and not yet written."""
+        return self._pending_records
+
+    def flush(self) -> None:
+        """Write what was added since the last flush, in one transaction."""
+        if self._pending_records:
+            rows, self._pending, self._pending_records = self._pending, {}, 0
+            self._merge(rows, self._pending_last)
+
+    def _stage(self, fresh: dict[tuple[int, int], _Posting], last_seq: int, records: int) -> None:
+        """Merge the rows of one append into those waiting (as :meth:`_merge` merges them
+        into the file: the rows written are the same however appends are grouped)."""
+        pending = self._pending
+        if not pending:
+            self._pending = fresh
+        else:
+            for where, posting in fresh.items():
+                kept = pending.get(where)
+                if kept is None:
+                    pending[where] = posting
+                else:
+                    _extend(kept, posting)
+        self._pending_last = last_seq
+        self._pending_records += records
+
+    def _merge(self, fresh: dict[tuple[int, int], _Posting], last_seq: int) -> None:
         if self._complete_from < 0:
             last = self.last_seq()
             self._complete_from = block_of(last + 1) if last % BLOCK == 0 else block_of(last) + 1
-        fresh = postings_of(entries)
         try:
             self._db.execute("BEGIN")
             rows = []
@@ -193,10 +240,7 @@ class Index:
                 if merged is None:
                     merged = posting
                 else:
-                    merged.entries += posting.entries
-                    merged.min_time = min(filter(None, (merged.min_time, posting.min_time)),
-                                          default="")  # fmt: skip
-                    merged.max_time = max(merged.max_time, posting.max_time)
+                    _extend(merged, posting)
                 self._cache[bucket, block] = merged
                 rows.append(
                     (bucket, block, merged.min_time, merged.max_time, bytes(merged.entries))
@@ -204,7 +248,7 @@ class Index:
             self._db.executemany(_UPSERT, rows)
             self._db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)",
-                (entries[-1][0],),
+                (last_seq,),
             )
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:

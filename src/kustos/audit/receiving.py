@@ -22,6 +22,7 @@ addresses, never an event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -29,14 +30,18 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 from aiohttp import web
 
-from kustos.audit.archive import Archive
+from kustos.audit import native
+from kustos.audit.archive import INDEX_SECONDS, Archive
 from kustos.audit.records import Prepared, prepare
 from kustos.errors import ArchiveError, ArchiveFullError, ServiceError
+
+if TYPE_CHECKING:
+    from kustos.audit._native import Batch
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +102,20 @@ def parse_batch(body: bytes) -> list[Prepared]:
     return prepared
 
 
+def read_batch(body: bytes, archive: Archive) -> Batch:
+    """:func:`parse_batch` on the native core: the same events, or the same ``BatchError``.
+
+    A body the native reader is unsure about is read by :func:`parse_batch` (the reference).
+    """
+    batch = native.core.read_event_list(body)
+    if batch is None:
+        return archive.batch_of(parse_batch(body))
+    missing = archive.settle(batch)
+    if missing:
+        raise BatchError(f"items[{missing[0]}] is not an audit Event")
+    return batch
+
+
 def tls_context(settings: ReceiverSettings) -> ssl.SSLContext | None:
     """The server's TLS context, or ``None`` for plain HTTP (only sensible on loopback)."""
     if settings.tls_cert is None and settings.tls_key is None:
@@ -124,8 +143,15 @@ class Receiver:
         self.archive = archive
         self.settings = settings
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        #: On the native core, bodies are read here, beside the writer (it reads without the
+        #: GIL), so that reading one batch overlaps storing the one before.
+        self._readers = (
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="audit-reader")
+            if archive.native
+            else None
+        )
         #: Batches read and waiting for the writer, with the futures their requests await.
-        self._queue: list[tuple[bytes, asyncio.Future[tuple[int, int]]]] = []
+        self._queue: list[tuple[bytes | Batch, asyncio.Future[tuple[int, int]]]] = []
         self._lock = threading.Lock()
         self._flushing = False
         self._waiting = 0
@@ -153,7 +179,11 @@ class Receiver:
             except web.HTTPRequestEntityTooLarge:
                 return _text(413, f"batch larger than {self.settings.max_body} bytes")
             try:
-                stored, total = await self._store(body)
+                item: bytes | Batch = body
+                if self._readers is not None:
+                    loop = asyncio.get_running_loop()
+                    item = await loop.run_in_executor(self._readers, read_batch, body, self.archive)
+                stored, total = await self._store(item)
             except BatchError as exc:
                 log.warning("refused a batch from %s: %s", request.remote, exc)
                 return _text(400, str(exc))
@@ -168,7 +198,7 @@ class Receiver:
         finally:
             self._waiting -= 1
 
-    def _store(self, body: bytes) -> asyncio.Future[tuple[int, int]]:
+    def _store(self, body: bytes | Batch) -> asyncio.Future[tuple[int, int]]:
         """Queue a batch for the writer: (events stored, events in the batch) once durable."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, int]] = loop.create_future()
@@ -196,28 +226,55 @@ class Receiver:
 
     def _write(
         self,
-        work: list[tuple[bytes, asyncio.Future[tuple[int, int]]]],
+        work: list[tuple[bytes | Batch, asyncio.Future[tuple[int, int]]]],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        groups, futures = [], []
+        native_path = self.archive.native
+        groups: list[list[Prepared]] = []
+        batches: list[Batch] = []
+        futures = []
         for body, future in work:
             try:
-                groups.append(parse_batch(body))
+                if not isinstance(body, bytes):  # read already
+                    batches.append(body)
+                elif native_path:
+                    batches.append(read_batch(body, self.archive))
+                else:
+                    groups.append(parse_batch(body))
             except Exception as exc:  # noqa: BLE001 - BatchError: 400; anything else: 500
                 loop.call_soon_threadsafe(_settle, future, exc)
             else:
                 futures.append(future)
         try:
-            stored = self.archive.append_groups(groups)
+            if native_path:
+                kept = self.archive.append_batches(batches)
+                totals = [batch.events for batch in batches]
+            else:
+                kept = [len(stored) for stored in self.archive.append_groups(groups)]
+                totals = [len(group) for group in groups]
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
             for future in futures:
                 loop.call_soon_threadsafe(_settle, future, exc)
             return
-        for future, group, kept in zip(futures, groups, stored, strict=True):
-            loop.call_soon_threadsafe(_settle, future, (len(kept), len(group)))
+        for future, stored, total in zip(futures, kept, totals, strict=True):
+            loop.call_soon_threadsafe(_settle, future, (stored, total))
+
+    async def index_when_idle(self) -> None:
+        """Have the writer index what waits once no batch came for a while (the archive
+        indexes busy writers' batches itself, at most :data:`INDEX_SECONDS` late)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(INDEX_SECONDS)
+            if self.archive.index_waiting and not self._flushing:
+                try:
+                    await loop.run_in_executor(self._writer, self.archive.index_now)
+                except ArchiveError as exc:
+                    log.error("the archive index was not written: %s", exc)  # noqa: TRY400
 
     def close(self) -> None:
         """Wait for the writer thread, then close the archive (last checkpoint)."""
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         self.archive.close()
 
@@ -264,7 +321,13 @@ async def serve(
             result = started(port)
             if result is not None:
                 await result
-        await stop.wait()
+        indexing = asyncio.create_task(receiver.index_when_idle())
+        try:
+            await stop.wait()
+        finally:
+            indexing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await indexing
     finally:
         await runner.cleanup()
         await asyncio.get_running_loop().run_in_executor(None, receiver.close)

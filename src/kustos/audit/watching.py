@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from kustos.audit.alerts import Alert, AlertStore, watch_folder
 from kustos.audit.detecting import ArchivedLike, Detector, DetectorsConfig, WatchState
 from kustos.audit.forwarding import EventSource, Forwarder
-from kustos.audit.records import ArchivedEvent, EventView, view_of
+from kustos.audit.records import ArchivedEvent, EventView, text_view, view_of
 from kustos.audit.sinks.base import Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, SyslogSink
 from kustos.errors import ConfigError
@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 BASELINE_FILE: Final = "baseline.json"
 _READY: Final = b"ready"
 _STOP: Final = b"stop"
+#: What a batch message carries after its first record's number: event views (MessagePack)
+#: or the events' texts as one JSON array.
+_VIEWS: Final = b"v"
+_TEXTS: Final = b"j"
 _START_SECONDS: Final = 60
 _STOP_SECONDS: Final = 300
 #: A routine baseline save waits at least this many times as long as the last one took.
@@ -291,9 +295,16 @@ class DetectorProcess:
         """Send a stored batch (consecutive sequence numbers) to the detectors."""
         if not self._alive or not events:
             return
-        views = [e.view if isinstance(e, ArchivedEvent) else view_of(e.event) for e in events]
+        # A batch the archive's native core stored hands over its texts in one piece; the
+        # child reads the views (the writer makes no Python object per event).
+        texts = getattr(events, "json_array", None)
+        if callable(texts):
+            payload = _TEXTS + texts()
+        else:
+            views = [e.view if isinstance(e, ArchivedEvent) else view_of(e.event) for e in events]
+            payload = _VIEWS + self._encode(views)
         try:
-            self._pipe.send_bytes(events[0].seq.to_bytes(8, "big") + self._encode(views))
+            self._pipe.send_bytes(events[0].seq.to_bytes(8, "big") + payload)
         except OSError:
             self._alive = False
             log.error(  # noqa: TRY400 - the reason is the child's exit, logged by it
@@ -323,6 +334,8 @@ def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connect
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     hook = DetectorHook(Path(archive_dir), DetectorsConfig.model_validate(config))
     decode = msgspec.msgpack.Decoder(list[EventView]).decode
+    decode_texts = msgspec.json.Decoder(list[EventView]).decode
+    raw_texts = msgspec.json.Decoder(list[msgspec.Raw]).decode
     pipe.send_bytes(_READY)
     try:
         while True:
@@ -333,7 +346,13 @@ def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connect
             if message == _STOP:
                 break
             first = int.from_bytes(message[:8], "big")
-            views = decode(message[8:])
+            if message[8:9] == _VIEWS:
+                views = decode(message[9:])
+            else:
+                try:
+                    views = decode_texts(message[9:])
+                except msgspec.DecodeError:  # an odd event: each read as the archive reads it
+                    views = [text_view(bytes(raw)) for raw in raw_texts(message[9:])]
             hook([ArchivedEvent(first + i, view=v) for i, v in enumerate(views)])
     finally:
         hook.save()

@@ -10,7 +10,9 @@ API server's webhook backend would:
   answer 429 with Retry-After;
 - batches that wait for the writer together are stored with one append (group commit),
   each answered with its own count, a malformed one among them alone refused;
-- a Secret value in a RequestResponse event reaches neither the archive nor the logs.
+- a Secret value in a RequestResponse event reaches neither the archive nor the logs;
+- small batches are indexed together, and once the receiver is idle for a second a query
+  sees them while it runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -29,10 +31,15 @@ import pytest
 import pytest_asyncio
 
 from kustos.audit.archive import Archive
+from kustos.audit.indexing import Index
+from kustos.audit.querying import EventQuery, run_query
 from kustos.audit.receiving import BatchError, Receiver, ReceiverSettings, parse_batch, serve
 from kustos.audit.records import ArchivedEvent, Prepared
 from kustos.errors import ArchiveFullError
 from tests.unit.audit.test_records import CANARY, event, leaking_event
+
+if TYPE_CHECKING:
+    from kustos.audit._native import Batch
 
 
 def _batch(events: Sequence[object]) -> bytes:
@@ -135,6 +142,9 @@ class _FullArchive(Archive):
     def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
         raise ArchiveFullError("no space left for the batch")
 
+    def append_batches(self, batches: Sequence[Batch]) -> list[int]:  # the native path
+        raise ArchiveFullError("no space left for the batch")
+
 
 @pytest.mark.asyncio
 async def test_full_disk_is_retryable(tmp_path: Path) -> None:
@@ -163,6 +173,12 @@ class _SlowArchive(Archive):
         self.entered.set()
         self.release.wait(30)
         return super().append_groups(groups)
+
+    def append_batches(self, batches: Sequence[Batch]) -> list[int]:  # the native path
+        self.sizes.append(len(batches))
+        self.entered.set()
+        self.release.wait(30)
+        return super().append_batches(batches)
 
 
 @contextlib.asynccontextmanager
@@ -236,3 +252,24 @@ async def test_canary_not_in_archive_nor_logs(
     for path in receiver.archive.directory.rglob("*"):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.asyncio
+async def test_an_idle_receiver_indexes_what_waits(tmp_path: Path) -> None:
+    """Small batches are indexed together; once none comes for a second, they are indexed
+    (a query sees them while the receiver runs)."""
+    task, stop, url = await _start(Archive(tmp_path / "archive"))
+    try:
+        async with httpx.AsyncClient() as client:
+            for n in range(3):
+                assert (await client.post(url, content=_batch([event(n)]))).status_code == 200
+            await asyncio.sleep(2.5)
+            index = Index(tmp_path / "archive" / "index.sqlite")
+            indexed = index.last_seq()
+            index.close()
+            found = run_query(tmp_path / "archive", EventQuery(secret=("payments", "db-creds")))
+    finally:
+        stop.set()
+        await task
+    assert indexed == 3
+    assert len(found) == 3

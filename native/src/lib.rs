@@ -1,0 +1,1289 @@
+//! The audit archive writer's hot loop, out of the Python interpreter (`kustos.audit._native`).
+//!
+//! A batch (the complete lines of an audit log chunk, or the items of an `EventList` body)
+//! is read in one call: for each event the few fields the archive needs (identity, index
+//! keys, time) are taken from its JSON text without building Python objects. An event the
+//! fast reader is not sure about — a request or response body (it may hold a value that
+//! must be stripped), a field of an unexpected type, a lone surrogate, deep nesting, a
+//! repeated field, anything that is not plain JSON — is handed back to the Python
+//! reference path (`kustos.audit.records.prepare`), whose answer is then used as is. So
+//! the fast reader only ever accepts texts that the reference would keep byte for byte.
+//!
+//! `commit` then chains, formats and indexes the batch exactly as `kustos.audit.archive`
+//! does. Nothing here formats event content into an error: errors name counts and
+//! positions only.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use sha2::{Digest, Sha256};
+
+/// The fast reader gives up: the Python reference path decides.
+#[derive(Debug)]
+struct Unsure;
+type R<T> = Result<T, Unsure>;
+
+const MAX_DEPTH: u32 = 64;
+/// Bytes Python's `bytes.strip()` removes.
+fn is_py_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+// ------------------------------------------------------------------------------ reader
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+    depth: u32,
+}
+
+impl<'a> Reader<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Reader { b, i: 0, depth: 0 }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> R<u8> {
+        self.b.get(self.i).copied().ok_or(Unsure)
+    }
+
+    #[inline]
+    fn expect(&mut self, c: u8) -> R<()> {
+        if self.peek()? == c {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(Unsure)
+        }
+    }
+
+    fn hex4(&mut self) -> R<u32> {
+        let s = self.b.get(self.i..self.i + 4).ok_or(Unsure)?;
+        let mut v = 0u32;
+        for &c in s {
+            let d = (c as char).to_digit(16).ok_or(Unsure)?;
+            v = v * 16 + d;
+        }
+        self.i += 4;
+        if (0xD800..=0xDFFF).contains(&v) {
+            return Err(Unsure); // surrogates: the reference may refuse them
+        }
+        Ok(v)
+    }
+
+    /// The plain run of a string from the cursor: up to the next quote or backslash
+    /// (whose position is returned); `Unsure` on a control character or the end.
+    #[inline]
+    fn plain(&mut self) -> R<(usize, bool)> {
+        let rest = &self.b[self.i..];
+        let n = memchr::memchr2(b'"', b'\\', rest).ok_or(Unsure)?;
+        let (low, high) = rest[..n]
+            .iter()
+            .fold((u8::MAX, 0u8), |(low, high), &c| (low.min(c), high | c));
+        if low < 0x20 {
+            return Err(Unsure);
+        }
+        self.i += n;
+        Ok((n, high >= 0x80))
+    }
+
+    /// A string, decoded (borrowed when it has no escapes); must be valid UTF-8.
+    fn string(&mut self) -> R<Cow<'a, str>> {
+        self.expect(b'"')?;
+        let start = self.i;
+        let (_, wide) = self.plain()?;
+        if self.b[self.i] == b'"' {
+            let run = &self.b[start..self.i];
+            self.i += 1;
+            let s = if wide {
+                std::str::from_utf8(run).map_err(|_| Unsure)?
+            } else {
+                // SAFETY: every byte is ASCII (checked by `plain`).
+                unsafe { std::str::from_utf8_unchecked(run) }
+            };
+            return Ok(Cow::Borrowed(s));
+        }
+        let mut out: Vec<u8> = self.b[start..self.i].to_vec();
+        loop {
+            let c = self.peek()?;
+            self.i += 1;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let e = self.peek()?;
+                    self.i += 1;
+                    match e {
+                        b'"' => out.push(b'"'),
+                        b'\\' => out.push(b'\\'),
+                        b'/' => out.push(b'/'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'n' => out.push(b'\n'),
+                        b'r' => out.push(b'\r'),
+                        b't' => out.push(b'\t'),
+                        b'u' => {
+                            let v = self.hex4()?;
+                            let ch = char::from_u32(v).ok_or(Unsure)?;
+                            let mut tmp = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                        }
+                        _ => return Err(Unsure),
+                    }
+                }
+                c if c < 0x20 => return Err(Unsure),
+                c => out.push(c),
+            }
+        }
+        String::from_utf8(out).map(Cow::Owned).map_err(|_| Unsure)
+    }
+
+    /// Skip a string (its bytes are kept as they came, so they are not decoded).
+    fn skip_string(&mut self) -> R<()> {
+        self.expect(b'"')?;
+        loop {
+            self.plain()?;
+            let c = self.b[self.i];
+            self.i += 1;
+            if c == b'"' {
+                return Ok(());
+            }
+            let e = self.peek()?;
+            self.i += 1;
+            match e {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' => {
+                    self.hex4()?;
+                }
+                _ => return Err(Unsure),
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.i < self.b.len() && self.b[self.i].is_ascii_digit() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// A number in strict JSON grammar; whether it is an integer.
+    fn number(&mut self) -> R<bool> {
+        if self.peek()? == b'-' {
+            self.i += 1;
+        }
+        let first = self.peek()?;
+        let n = self.digits();
+        if n == 0 || (first == b'0' && n > 1) {
+            return Err(Unsure);
+        }
+        let mut integer = true;
+        if self.i < self.b.len() && self.b[self.i] == b'.' {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(Unsure);
+            }
+            integer = false;
+        }
+        if self.i < self.b.len() && matches!(self.b[self.i], b'e' | b'E') {
+            self.i += 1;
+            if self.i < self.b.len() && matches!(self.b[self.i], b'+' | b'-') {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(Unsure);
+            }
+            integer = false;
+        }
+        Ok(integer)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> R<()> {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(Unsure)
+        }
+    }
+
+    fn skip_value(&mut self) -> R<()> {
+        match self.peek()? {
+            b'{' => self.object(|r, _| r.skip_value()),
+            b'[' => self.array(|r| r.skip_value()),
+            b'"' => self.skip_string(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number().map(|_| ()),
+            _ => Err(Unsure),
+        }
+    }
+
+    /// `null` (then `false`), or not (then `true`, nothing read).
+    fn null(&mut self) -> R<bool> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            Ok(false)
+        } else {
+            Ok(true)
+        }
+    }
+
+    fn object<F: FnMut(&mut Self, &str) -> R<()>>(&mut self, mut field: F) -> R<()> {
+        self.expect(b'{')?;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Unsure);
+        }
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            field(self, &key)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(Unsure),
+            }
+        }
+    }
+
+    fn array<F: FnMut(&mut Self) -> R<()>>(&mut self, mut item: F) -> R<()> {
+        self.expect(b'[')?;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Unsure);
+        }
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            item(self)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(Unsure),
+            }
+        }
+    }
+
+    /// An array of strings (its strings are only checked).
+    fn strings(&mut self) -> R<()> {
+        self.array(|r| r.string().map(|_| ()))
+    }
+}
+
+/// Each field once: a repeated one is left to the reference (which keeps the last).
+fn once(seen: &mut u32, bit: u32) -> R<()> {
+    if *seen & bit != 0 {
+        return Err(Unsure);
+    }
+    *seen |= bit;
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ events
+
+/// What the archive needs of one event, read from its text.
+#[derive(Default)]
+struct Fields<'a> {
+    audit_id: Cow<'a, str>,
+    stage: Cow<'a, str>,
+    username: Option<Cow<'a, str>>,
+    has_ref: bool,
+    resource: Cow<'a, str>,
+    namespace: Cow<'a, str>,
+    name: Cow<'a, str>,
+    received: Cow<'a, str>,
+    stage_time: Cow<'a, str>,
+    subresource: Cow<'a, str>,
+    api_group: Cow<'a, str>,
+    /// A request or response body is present (even `null`).
+    has_body: bool,
+    /// A body's `kind` is one that holds values.
+    sensitive_kind: bool,
+}
+
+/// Kinds whose bodies hold values (`kustos.audit.records.SENSITIVE_KINDS`).
+const SENSITIVE_KINDS: [&str; 6] = [
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "ConfigMapList",
+    "TokenReview",
+    "TokenRequest",
+];
+
+impl Fields<'_> {
+    /// Whether the reference would strip this event's bodies (`needs_stripping`).
+    fn sensitive(&self) -> bool {
+        let pair = (&*self.api_group, &*self.resource);
+        self.sensitive_kind
+            || self.has_ref
+                && (matches!(
+                    pair,
+                    ("", "secrets")
+                        | ("", "configmaps")
+                        | ("authentication.k8s.io", "tokenreviews")
+                ) || self.subresource == "token")
+    }
+}
+
+/// Whether *text* is exactly what `orjson.dumps(orjson.loads(text))` gives: compact, only
+/// the short escapes orjson writes, integers only, no repeated key, valid UTF-8. Such an
+/// event's text is stored as it came by the reference too.
+fn canonical(text: &[u8]) -> bool {
+    fn value(b: &[u8], i: &mut usize, depth: u32) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match b.get(*i) {
+            Some(b'{') => {
+                *i += 1;
+                if b.get(*i) == Some(&b'}') {
+                    *i += 1;
+                    return true;
+                }
+                let mut keys: Vec<&[u8]> = Vec::new();
+                loop {
+                    let start = *i;
+                    if !string(b, i) {
+                        return false;
+                    }
+                    let key = &b[start..*i];
+                    if keys.contains(&key) {
+                        return false;
+                    }
+                    keys.push(key);
+                    if b.get(*i) != Some(&b':') {
+                        return false;
+                    }
+                    *i += 1;
+                    if !value(b, i, depth + 1) {
+                        return false;
+                    }
+                    match b.get(*i) {
+                        Some(b',') => *i += 1,
+                        Some(b'}') => {
+                            *i += 1;
+                            return true;
+                        }
+                        _ => return false,
+                    }
+                }
+            }
+            Some(b'[') => {
+                *i += 1;
+                if b.get(*i) == Some(&b']') {
+                    *i += 1;
+                    return true;
+                }
+                loop {
+                    if !value(b, i, depth + 1) {
+                        return false;
+                    }
+                    match b.get(*i) {
+                        Some(b',') => *i += 1,
+                        Some(b']') => {
+                            *i += 1;
+                            return true;
+                        }
+                        _ => return false,
+                    }
+                }
+            }
+            Some(b'"') => string(b, i),
+            Some(b't') => literal(b, i, b"true"),
+            Some(b'f') => literal(b, i, b"false"),
+            Some(b'n') => literal(b, i, b"null"),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = *i;
+                if b[*i] == b'-' {
+                    *i += 1;
+                }
+                let digits = *i;
+                while *i < b.len() && b[*i].is_ascii_digit() {
+                    *i += 1;
+                }
+                let n = *i - digits;
+                // An integer orjson writes back the same: no -0, no leading zero, 64 bits.
+                n > 0
+                    && n <= 18
+                    && !(b[digits] == b'0' && (n > 1 || digits > start))
+                    && !matches!(b.get(*i), Some(b'.' | b'e' | b'E'))
+            }
+            _ => false,
+        }
+    }
+    fn string(b: &[u8], i: &mut usize) -> bool {
+        if b.get(*i) != Some(&b'"') {
+            return false;
+        }
+        *i += 1;
+        loop {
+            match b.get(*i) {
+                None => return false,
+                Some(b'"') => {
+                    *i += 1;
+                    return true;
+                }
+                Some(b'\\') => match b.get(*i + 1) {
+                    Some(b'"' | b'\\' | b'n' | b'r' | b't') => *i += 2,
+                    _ => return false,
+                },
+                Some(&c) if c < 0x20 => return false,
+                Some(_) => *i += 1,
+            }
+        }
+    }
+    fn literal(b: &[u8], i: &mut usize, word: &[u8]) -> bool {
+        if b.get(*i..*i + word.len()) == Some(word) {
+            *i += word.len();
+            true
+        } else {
+            false
+        }
+    }
+    if std::str::from_utf8(text).is_err() {
+        return false;
+    }
+    let mut i = 0;
+    value(text, &mut i, 0) && i == text.len()
+}
+
+fn user<'a>(r: &mut Reader<'a>) -> R<Option<Option<Cow<'a, str>>>> {
+    if !r.null()? {
+        return Ok(None);
+    }
+    let mut username = None;
+    let mut seen = 0;
+    r.object(|r, key| match key {
+        "username" => {
+            once(&mut seen, 1)?;
+            username = if r.null()? { Some(r.string()?) } else { None };
+            Ok(())
+        }
+        "groups" => {
+            once(&mut seen, 2)?;
+            r.strings()
+        }
+        "extra" => {
+            once(&mut seen, 4)?;
+            one_field(r, "authentication.kubernetes.io/pod-name", |r| r.strings())
+        }
+        _ => r.skip_value(),
+    })?;
+    Ok(Some(username))
+}
+
+/// `null`, or an object of which only *field* is read (by *read*, once); the rest skipped.
+fn one_field<'a>(
+    r: &mut Reader<'a>,
+    field: &str,
+    mut read: impl FnMut(&mut Reader<'a>) -> R<()>,
+) -> R<()> {
+    if r.null()? {
+        let mut seen = 0;
+        r.object(|r, key| {
+            if key != field {
+                return r.skip_value();
+            }
+            once(&mut seen, 1)?;
+            read(r)
+        })?;
+    }
+    Ok(())
+}
+
+/// The fields of one event's text, or `Unsure` (then the reference path decides).
+fn read_event(text: &[u8]) -> R<Fields<'_>> {
+    let mut r = Reader::new(text);
+    let mut f = Fields::default();
+    let mut seen = 0u32;
+    let mut kind_ok = true;
+    r.ws();
+    r.object(|r, key| match key {
+        "auditID" => {
+            once(&mut seen, 1 << 0)?;
+            f.audit_id = r.string()?;
+            Ok(())
+        }
+        "stage" => {
+            once(&mut seen, 1 << 1)?;
+            f.stage = r.string()?;
+            Ok(())
+        }
+        "kind" => {
+            once(&mut seen, 1 << 2)?;
+            kind_ok = r.string()? == "Event";
+            Ok(())
+        }
+        "verb" | "requestURI" | "timestamp" => {
+            let bit = match key {
+                "verb" => 3,
+                "requestURI" => 4,
+                _ => 5,
+            };
+            once(&mut seen, 1 << bit)?;
+            r.string().map(|_| ())
+        }
+        "requestReceivedTimestamp" => {
+            once(&mut seen, 1 << 6)?;
+            f.received = r.string()?;
+            Ok(())
+        }
+        "stageTimestamp" => {
+            once(&mut seen, 1 << 7)?;
+            f.stage_time = r.string()?;
+            Ok(())
+        }
+        "user" => {
+            once(&mut seen, 1 << 8)?;
+            if let Some(name) = user(r)? {
+                f.username = name;
+            }
+            Ok(())
+        }
+        "impersonatedUser" => {
+            once(&mut seen, 1 << 9)?;
+            user(r).map(|_| ())
+        }
+        "sourceIPs" => {
+            once(&mut seen, 1 << 10)?;
+            r.strings()
+        }
+        "objectRef" => {
+            once(&mut seen, 1 << 11)?;
+            if r.null()? {
+                f.has_ref = true;
+                let mut seen_ref = 0;
+                r.object(|r, key| {
+                    let (bit, slot) = match key {
+                        "resource" => (1, &mut f.resource),
+                        "namespace" => (2, &mut f.namespace),
+                        "name" => (4, &mut f.name),
+                        "subresource" => (8, &mut f.subresource),
+                        "apiGroup" => (16, &mut f.api_group),
+                        _ => return r.skip_value(),
+                    };
+                    once(&mut seen_ref, bit)?;
+                    *slot = r.string()?;
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        }
+        "responseStatus" => {
+            once(&mut seen, 1 << 12)?;
+            one_field(r, "code", |r| {
+                if r.null()? && !r.number()? {
+                    return Err(Unsure); // a float where an int belongs
+                }
+                Ok(())
+            })
+        }
+        // A body: stored as it came only if it needs no stripping (see `item_of`).
+        "requestObject" | "responseObject" => {
+            let bit = if key == "requestObject" {
+                1 << 15
+            } else {
+                1 << 16
+            };
+            once(&mut seen, bit)?;
+            f.has_body = true;
+            one_field(r, "kind", |r| {
+                let kind = r.string()?;
+                f.sensitive_kind |= SENSITIVE_KINDS.contains(&&*kind);
+                Ok(())
+            })
+        }
+        "metadata" => {
+            once(&mut seen, 1 << 13)?;
+            one_field(r, "creationTimestamp", |r| r.string().map(|_| ()))
+        }
+        "annotations" => {
+            once(&mut seen, 1 << 14)?;
+            one_field(r, "kustos.io/values-stripped", |r| {
+                if r.null()? {
+                    r.string()?;
+                }
+                Ok(())
+            })
+        }
+        _ => r.skip_value(),
+    })?;
+    r.ws();
+    if r.i != text.len() || seen & 3 != 3 || !kind_ok {
+        return Err(Unsure);
+    }
+    Ok(f)
+}
+
+fn crc(parts: &[&[u8]]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize()
+}
+
+/// Where an event's stored text is: a span of the batch, or text the reference path made.
+enum Data {
+    Span(usize, usize),
+    Owned(Vec<u8>),
+}
+
+struct Event {
+    data: Data,
+    /// auditID, 0xFF, stage (0xFF never occurs in UTF-8); none when auditID is empty.
+    key: Option<Vec<u8>>,
+    hashes: [u32; 3],
+    count: u8,
+    time: Vec<u8>,
+    stripped: bool,
+}
+
+enum Item {
+    Ready(Event),
+    /// For the reference path: the text as it came.
+    Unsure(usize, usize),
+    /// The reference path found no Event in it.
+    Skipped,
+}
+
+fn identity(audit_id: &str, stage: &str) -> Option<Vec<u8>> {
+    if audit_id.is_empty() {
+        return None;
+    }
+    let mut key = Vec::with_capacity(audit_id.len() + 1 + stage.len());
+    key.extend_from_slice(audit_id.as_bytes());
+    key.push(0xFF);
+    key.extend_from_slice(stage.as_bytes());
+    Some(key)
+}
+
+/// The item of one event's text at `start..end` of `buf`.
+fn item_of(buf: &[u8], start: usize, end: usize) -> Item {
+    let text = &buf[start..end];
+    let mut a = 0;
+    let mut b = text.len();
+    while a < b && is_py_space(text[a]) {
+        a += 1;
+    }
+    while b > a && is_py_space(text[b - 1]) {
+        b -= 1;
+    }
+    let data = &text[a..b];
+    if memchr::memchr(b'\n', data).is_some() {
+        return Item::Unsure(start, end); // not a line of its own: written again
+    }
+    let Ok(f) = read_event(data) else {
+        return Item::Unsure(start, end);
+    };
+    // A body: kept as it came only when the reference would neither strip it nor write
+    // the event differently; anything else is the reference's to decide.
+    if f.has_body && (f.sensitive() || !canonical(data)) {
+        return Item::Unsure(start, end);
+    }
+    let mut hashes = [0u32; 3];
+    let mut count = 0;
+    if f.has_ref {
+        let (res, ns) = (f.resource.as_bytes(), f.namespace.as_bytes());
+        hashes[0] = if f.name.is_empty() {
+            crc(&[b"col:", res, b"/", ns])
+        } else {
+            crc(&[b"obj:", res, b"/", ns, b"/", f.name.as_bytes()])
+        };
+        count = 1;
+        if !ns.is_empty() {
+            hashes[1] = crc(&[b"ns:", ns]);
+            count = 2;
+        }
+    }
+    if let Some(name) = &f.username {
+        hashes[count] = crc(&[b"user:", name.as_bytes()]);
+        count += 1;
+    }
+    let time = if f.received.is_empty() {
+        &f.stage_time
+    } else {
+        &f.received
+    };
+    Item::Ready(Event {
+        data: Data::Span(start + a, start + b),
+        key: identity(&f.audit_id, &f.stage),
+        hashes,
+        count: count as u8,
+        time: time.as_bytes().to_vec(),
+        stripped: false,
+    })
+}
+
+// ------------------------------------------------------------------------------ batches
+
+/// One batch read by the fast reader; the events it was unsure about wait for `resolve`.
+#[pyclass(module = "kustos.audit._native")]
+struct Batch {
+    /// The text the spans point into (the Python bytes object, not copied).
+    buf: Option<Py<PyBytes>>,
+    items: Vec<Item>,
+    /// Lines (or items) read.
+    #[pyo3(get)]
+    lines: usize,
+}
+
+impl Batch {
+    fn text<'a>(&'a self, py: Python<'_>) -> &'a [u8] {
+        match &self.buf {
+            Some(buf) => buf.as_bytes(py),
+            None => &[],
+        }
+    }
+}
+
+#[pymethods]
+impl Batch {
+    /// `(position, text)` of every event left to the reference path.
+    fn unsure<'py>(&self, py: Python<'py>) -> Vec<(usize, Bound<'py, PyBytes>)> {
+        let buf = self.text(py);
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(n, item)| match item {
+                Item::Unsure(a, b) => Some((n, PyBytes::new(py, &buf[*a..*b]))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Give the reference path's answer for the event at *position*: ``None`` (not an
+    /// Event) or ``(data, auditID, stage, key hashes, time, stripped)``.
+    #[pyo3(signature = (position, answer))]
+    fn resolve(
+        &mut self,
+        position: usize,
+        answer: Option<(Bound<'_, PyBytes>, String, String, Vec<u32>, String, bool)>,
+    ) -> PyResult<()> {
+        let slot = self
+            .items
+            .get_mut(position)
+            .ok_or_else(|| PyValueError::new_err("no event at this position"))?;
+        if !matches!(slot, Item::Unsure(..)) {
+            return Err(PyValueError::new_err("this event needs no answer"));
+        }
+        *slot = match answer {
+            None => Item::Skipped,
+            Some((data, audit_id, stage, found, time, stripped)) => {
+                if found.len() > 3 {
+                    return Err(PyValueError::new_err("at most three key hashes"));
+                }
+                let mut hashes = [0u32; 3];
+                hashes[..found.len()].copy_from_slice(&found);
+                Item::Ready(Event {
+                    data: Data::Owned(data.as_bytes().to_vec()),
+                    key: identity(&audit_id, &stage),
+                    hashes,
+                    count: found.len() as u8,
+                    time: time.into_bytes(),
+                    stripped,
+                })
+            }
+        };
+        Ok(())
+    }
+
+    /// A batch of *count* events all left to the reference path (its parser read them).
+    #[staticmethod]
+    fn pending(count: usize) -> Batch {
+        Batch {
+            buf: None,
+            items: (0..count).map(|_| Item::Unsure(0, 0)).collect(),
+            lines: count,
+        }
+    }
+
+    /// Events in the batch (not counting texts found to be no Event).
+    #[getter]
+    fn events(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| !matches!(i, Item::Skipped))
+            .count()
+    }
+
+    /// Texts found to be no Event.
+    #[getter]
+    fn skipped(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| matches!(i, Item::Skipped))
+            .count()
+    }
+}
+
+/// The lines of *buf* from *start* to *end* (complete lines: see `cut_lines`), one event each.
+#[pyfunction]
+fn read_lines(buf: Bound<'_, PyBytes>, start: usize, end: usize) -> PyResult<Batch> {
+    let text = buf.as_bytes();
+    if start > end || end > text.len() {
+        return Err(PyValueError::new_err("the lines are not inside the buffer"));
+    }
+    // The bytes object is immutable and held by `buf`: read without the GIL, so that the
+    // receiver's event loop goes on meanwhile.
+    let items = buf.py().allow_threads(|| {
+        let mut items = Vec::with_capacity((end - start) / 900 + 1);
+        let mut at = start;
+        while at < end {
+            let stop = match memchr(b'\n', &text[at..end]) {
+                Some(n) => at + n + 1,
+                None => end,
+            };
+            items.push(item_of(text, at, stop));
+            at = stop;
+        }
+        items
+    });
+    let lines = items.len();
+    Ok(Batch {
+        buf: Some(buf.unbind()),
+        items,
+        lines,
+    })
+}
+
+use memchr::memchr;
+
+/// ``(end, lines)``: where the first *count* complete lines of *buf* from *start* end
+/// (*start* if none) and how many there are.
+#[pyfunction]
+fn cut_lines(buf: &[u8], start: usize, count: usize) -> (usize, usize) {
+    let mut end = start.min(buf.len());
+    let mut found = 0;
+    while found < count {
+        match memchr(b'\n', &buf[end..]) {
+            Some(n) => end += n + 1,
+            None => break,
+        }
+        found += 1;
+    }
+    (end, found)
+}
+
+/// The items of an ``EventList`` body of ``audit.k8s.io``; ``None`` when the body is
+/// anything else or the fast reader is unsure (the reference parser then answers).
+#[pyfunction]
+fn read_event_list(buf: Bound<'_, PyBytes>) -> Option<Batch> {
+    let body = buf.as_bytes();
+    let items = buf.py().allow_threads(|| event_list_items(body))?;
+    let lines = items.len();
+    Some(Batch {
+        buf: Some(buf.unbind()),
+        items,
+        lines,
+    })
+}
+
+fn event_list_items(body: &[u8]) -> Option<Vec<Item>> {
+    let mut r = Reader::new(body);
+    let mut spans = Vec::new();
+    let (mut kind_ok, mut version_ok) = (false, false);
+    let mut seen = 0;
+    r.ws();
+    r.object(|r, key| match key {
+        "kind" => {
+            once(&mut seen, 1)?;
+            kind_ok = r.string()? == "EventList";
+            Ok(())
+        }
+        "apiVersion" => {
+            once(&mut seen, 2)?;
+            version_ok = r.string()?.starts_with("audit.k8s.io/");
+            Ok(())
+        }
+        "items" => {
+            once(&mut seen, 4)?;
+            if r.null()? {
+                r.array(|r| {
+                    let start = r.i;
+                    r.skip_value()?;
+                    spans.push((start, r.i));
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        }
+        _ => r.skip_value(),
+    })
+    .ok()?;
+    r.ws();
+    if r.i != body.len() || !kind_ok || !version_ok {
+        return None;
+    }
+    Some(spans.iter().map(|&(a, b)| item_of(body, a, b)).collect())
+}
+
+// ------------------------------------------------------------------------------ dedupe
+
+/// The identities (auditID, stage) of the latest records, oldest first.
+#[pyclass(module = "kustos.audit._native")]
+struct Window {
+    keys: HashSet<Vec<u8>>,
+    order: VecDeque<Vec<u8>>,
+    size: usize,
+}
+
+impl Window {
+    fn add(&mut self, key: Vec<u8>) {
+        if self.keys.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+    }
+
+    /// Trimmed in bulk, as the Python window: past twice the size, keep the newest *size*.
+    fn trim(&mut self) {
+        if self.keys.len() > 2 * self.size {
+            while self.order.len() > self.size {
+                if let Some(old) = self.order.pop_front() {
+                    self.keys.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Window {
+    #[new]
+    fn new(size: usize) -> Self {
+        Window {
+            keys: HashSet::new(),
+            order: VecDeque::new(),
+            size,
+        }
+    }
+
+    fn __contains__(&self, key: (String, String)) -> bool {
+        identity(&key.0, &key.1).is_some_and(|k| self.keys.contains(&k))
+    }
+
+    fn __len__(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Remember *keys* (``(auditID, stage)``), in order.
+    fn remember(&mut self, keys: Vec<(String, String)>) {
+        for (audit_id, stage) in keys {
+            if let Some(k) = identity(&audit_id, &stage) {
+                self.add(k);
+            }
+        }
+        self.trim();
+    }
+
+    /// Remember the identities of a committed batch (once it is durable).
+    fn remember_commit(&mut self, commit: &mut Commit) {
+        for key in std::mem::take(&mut commit.keys) {
+            self.add(key);
+        }
+        self.trim();
+    }
+}
+
+// ------------------------------------------------------------------------------ commit
+
+struct Row {
+    bucket: u32,
+    block: u64,
+    min_time: Vec<u8>,
+    max_time: Vec<u8>,
+    entries: Vec<u8>,
+}
+
+/// A batch chained and formatted, not yet written: what the archive writes and indexes.
+#[pyclass(module = "kustos.audit._native")]
+struct Commit {
+    blob: Py<PyBytes>,
+    /// The last record's number and chain hash after this batch.
+    #[pyo3(get)]
+    seq: u64,
+    head: [u8; 32],
+    /// Events stored of each batch.
+    #[pyo3(get)]
+    stored: Vec<usize>,
+    #[pyo3(get)]
+    repeated: usize,
+    #[pyo3(get)]
+    stripped: usize,
+    keys: Vec<Vec<u8>>,
+    spans: Vec<u8>,
+    rows: Vec<Row>,
+}
+
+#[pymethods]
+impl Commit {
+    /// The segment bytes to append.
+    #[getter]
+    fn blob(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.blob.clone_ref(py)
+    }
+
+    #[getter]
+    fn head<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.head)
+    }
+
+    /// Where each stored event's text is in the blob: (start, end) as little-endian u32.
+    #[getter]
+    fn spans<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.spans)
+    }
+
+    /// The stored events' texts as one JSON array (what the detector process decodes).
+    fn json_array<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let blob = self.blob.as_bytes(py);
+        let pairs: Vec<(usize, usize)> = self
+            .spans
+            .chunks_exact(8)
+            .map(|c| {
+                let a = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize;
+                let b = u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize;
+                (a, b)
+            })
+            .collect();
+        let size = 2 + pairs.iter().map(|(a, b)| b - a + 1).sum::<usize>() - pairs.len().min(1);
+        PyBytes::new_with(py, size, |out: &mut [u8]| {
+            out[0] = b'[';
+            let mut at = 1;
+            for (n, &(a, b)) in pairs.iter().enumerate() {
+                if n > 0 {
+                    out[at] = b',';
+                    at += 1;
+                }
+                out[at..at + b - a].copy_from_slice(&blob[a..b]);
+                at += b - a;
+            }
+            out[at] = b']';
+            Ok(())
+        })
+    }
+
+    /// Posting rows as the index stores them: (bucket, block, min time, max time, entries).
+    fn rows<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.rows
+            .iter()
+            .map(|row| {
+                let text = |t: &[u8]| String::from_utf8_lossy(t).into_owned();
+                PyTuple::new(
+                    py,
+                    [
+                        row.bucket.into_pyobject(py)?.into_any(),
+                        row.block.into_pyobject(py)?.into_any(),
+                        text(&row.min_time).into_pyobject(py)?.into_any(),
+                        text(&row.max_time).into_pyobject(py)?.into_any(),
+                        PyBytes::new(py, &row.entries).into_any(),
+                    ],
+                )
+            })
+            .collect()
+    }
+}
+
+/// Chain, format and index *batches* after record *seq* with chain hash *head*, at
+/// *offset* in the current segment, skipping identities in *window* or repeated.
+#[pyfunction]
+#[pyo3(signature = (batches, window, seq, head, offset, *, block, buckets))]
+fn commit(
+    py: Python<'_>,
+    batches: Vec<PyRef<'_, Batch>>,
+    window: &Window,
+    seq: u64,
+    head: &[u8],
+    offset: usize,
+    block: u64,
+    buckets: u32,
+) -> PyResult<Commit> {
+    let mut head: [u8; 32] = head
+        .try_into()
+        .map_err(|_| PyValueError::new_err("a chain hash has 32 bytes"))?;
+    if block == 0 || buckets == 0 {
+        return Err(PyValueError::new_err("block and buckets must be positive"));
+    }
+    // First the events kept (repeats skipped) and the segment bytes they take.
+    let texts: Vec<&[u8]> = batches.iter().map(|b| b.text(py)).collect();
+    let mut kept: Vec<(&Event, &[u8])> = Vec::new();
+    let mut stored = Vec::with_capacity(batches.len());
+    let mut repeated = 0;
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    {
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        for (batch, text) in batches.iter().zip(&texts) {
+            let before = kept.len();
+            for item in &batch.items {
+                let ev = match item {
+                    Item::Ready(ev) => ev,
+                    Item::Skipped => continue,
+                    Item::Unsure(..) => {
+                        return Err(PyRuntimeError::new_err("an event was left unresolved"))
+                    }
+                };
+                if let Some(key) = &ev.key {
+                    if window.keys.contains(key) || !seen.insert(key.as_slice()) {
+                        repeated += 1;
+                        continue;
+                    }
+                    keys.push(key.clone());
+                }
+                let data: &[u8] = match &ev.data {
+                    Data::Span(a, b) => &text[*a..*b],
+                    Data::Owned(v) => v,
+                };
+                kept.push((ev, data));
+            }
+            stored.push(kept.len() - before);
+        }
+    }
+    let mut size = 0;
+    for (n, (_, data)) in kept.iter().enumerate() {
+        size += decimal_len(seq + 1 + n as u64) + 66 + data.len() + 1;
+    }
+    // Then chain, format and index them straight into the bytes to write.
+    let mut stripped = 0;
+    let mut spans: Vec<u8> = Vec::with_capacity(8 * kept.len());
+    let mut rows: Vec<Row> = Vec::new();
+    let mut where_: HashMap<(u32, u64), usize> = HashMap::new();
+    let mut seq = seq;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = vec![0u8; size];
+    py.allow_threads(|| {
+        let out = &mut out[..];
+        let mut at = 0;
+        for (ev, data) in &kept {
+            seq += 1;
+            let mut digest = Sha256::new();
+            digest.update(head);
+            digest.update(seq.to_be_bytes());
+            digest.update(data);
+            head = digest.finalize().into();
+            let line_at = offset + at;
+            let number = seq.to_string();
+            out[at..at + number.len()].copy_from_slice(number.as_bytes());
+            at += number.len();
+            out[at] = b' ';
+            at += 1;
+            for byte in head {
+                out[at] = HEX[(byte >> 4) as usize];
+                out[at + 1] = HEX[(byte & 15) as usize];
+                at += 2;
+            }
+            out[at] = b' ';
+            at += 1;
+            out[at..at + data.len()].copy_from_slice(data);
+            spans.extend_from_slice(&(at as u32).to_le_bytes());
+            at += data.len();
+            spans.extend_from_slice(&(at as u32).to_le_bytes());
+            out[at] = b'\n';
+            at += 1;
+            let blk = (seq - 1) / block;
+            for &hashed in &ev.hashes[..ev.count as usize] {
+                let place = (hashed % buckets, blk);
+                let time = &ev.time;
+                let row = match where_.get(&place) {
+                    None => {
+                        where_.insert(place, rows.len());
+                        rows.push(Row {
+                            bucket: place.0,
+                            block: blk,
+                            min_time: time.clone(),
+                            max_time: time.clone(),
+                            entries: Vec::new(),
+                        });
+                        rows.last_mut().expect("just pushed")
+                    }
+                    Some(&n) => {
+                        let row = &mut rows[n];
+                        if !time.is_empty() {
+                            if time < &row.min_time || row.min_time.is_empty() {
+                                row.min_time = time.clone();
+                            }
+                            if time > &row.max_time {
+                                row.max_time = time.clone();
+                            }
+                        }
+                        row
+                    }
+                };
+                row.entries.extend_from_slice(&hashed.to_le_bytes());
+                row.entries
+                    .extend_from_slice(&(line_at as u32).to_le_bytes());
+                row.entries.extend_from_slice(&(seq as i64).to_le_bytes());
+            }
+            stripped += ev.stripped as usize;
+        }
+        debug_assert_eq!(at, size);
+    });
+    Ok(Commit {
+        blob: PyBytes::new(py, &out).unbind(),
+        seq,
+        head,
+        stored,
+        repeated,
+        stripped,
+        keys,
+        spans,
+        rows,
+    })
+}
+
+fn decimal_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Batch>()?;
+    m.add_class::<Window>()?;
+    m.add_class::<Commit>()?;
+    m.add_function(wrap_pyfunction!(read_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(cut_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(read_event_list, m)?)?;
+    m.add_function(wrap_pyfunction!(commit, m)?)?;
+    Ok(())
+}
