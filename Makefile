@@ -9,6 +9,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
+# The audit writer's native core (native/, Rust and pyo3), built into the source tree next
+# to its Python callers (kustos.audit.native); without cargo Kustos runs the Python path.
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+NATIVE := src/kustos/audit/_native.abi3.so
+
 .PHONY: all demo test unit integration lint format deps system-deps venv native controlplane sops vault proto bench bench-peers clean help
 
 all: test
@@ -19,7 +24,7 @@ help:
 	@echo "make unit          unit tests only (no control plane)"
 	@echo "make integration   integration tests only"
 	@echo "make lint          ruff, ruff format --check, mypy --strict, import-linter"
-	@echo "make native       build the audit writer's native core (Rust; the Python path without it)"
+	@echo "make native        build the audit writer's native core (Rust; the Python path without it)"
 	@echo "make controlplane  build or reuse the control-plane binaries"
 	@echo "make vault         build or reuse the Vault server for the source tests"
 	@echo "make bench         install Checkov/Trivy, run every benchmark (about an hour)"
@@ -30,7 +35,10 @@ deps: system-deps venv native controlplane sops
 system-deps:
 	@tools/install-system-deps.sh
 
+# Bytecode written once here: machines that set PYTHONDONTWRITEBYTECODE would otherwise
+# compile every module at each start of a command (compileall skips what is up to date).
 venv: $(STAMP) $(NATIVE)
+	@$(BIN)/python -m compileall -q src
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,10 +47,6 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "python: $(VENV) ready"
 
-# The audit writer's native core (native/, Rust and pyo3), built into the source tree next
-# to its Python callers (kustos.audit.native); without cargo Kustos runs the Python path.
-CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
-NATIVE := src/kustos/audit/_native.abi3.so
 
 native: $(NATIVE)
 
