@@ -48,6 +48,11 @@ have; 3 the Kubernetes API server could not be reached or failed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 #: Foreign payloads quoted in messages are cut to this many characters (kopf does the same).
 MAX_QUOTED = 256
 
@@ -56,6 +61,14 @@ def quote_foreign(text: str, limit: int = MAX_QUOTED) -> str:
     """Return *text* on one line, cut to *limit* characters, for quoting inside a message."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def first_problem(exc: ValidationError) -> tuple[str, str]:
+    """Where and why pydantic refused a value: the dotted location of its first problem
+    (empty for the document itself) and its reason, never the offending value."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return where, first["msg"].removeprefix("Value error, ")
 
 
 class KustosError(Exception):

@@ -42,7 +42,7 @@ from kustos.audit.forwarding import EventSource, Forwarder
 from kustos.audit.records import ArchivedEvent, EventView, text_view, view_of
 from kustos.audit.sinks.base import Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, SyslogSink
-from kustos.errors import ConfigError
+from kustos.errors import ConfigError, first_problem
 from kustos.files import read_text
 from kustos.files.state import StateFile, StateModel
 
@@ -101,10 +101,8 @@ def load_config(path: Path | None) -> WatchConfig:
     try:
         return WatchConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{path}: {where}: {message}") from None
+        where, why = first_problem(exc)
+        raise ConfigError(f"{path}: {where or 'document'}: {why}") from None
 
 
 # --------------------------------------------------------------------------- baselines

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kustos.crypto import age
 from kustos.crypto.age import Identities, Recipient, new_identity, parse_recipients, recipient_of
-from kustos.errors import InputError
+from kustos.errors import InputError, first_problem
 
 __all__ = [
     "DEFAULT_RULE",
@@ -252,10 +252,9 @@ def _read_metadata(block: object, source: str) -> _Metadata:
     try:
         return _Metadata.model_validate(dict(block))
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "sops"
+        where, why = first_problem(exc)
         raise SopsFormatError(
-            f"{source}: the sops block is malformed (sops.{where}: {first['msg']})"
+            f"{source}: the sops block is malformed (sops.{where or 'sops'}: {why})"
         ) from None
 
 

@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from kustos.errors import FileAccessError, FileMissingError, InputError
+from kustos.errors import FileAccessError, FileMissingError, InputError, first_problem
 from kustos.files import PRIVATE, read_bytes, reason, write_atomic
 
 M = TypeVar("M", bound=BaseModel)
@@ -44,9 +44,8 @@ def decode(model: type[M], data: bytes, *, source: str, what: str) -> M:
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        raise InputError(f"{source}: not a valid {what} ({where}: {first['msg']})") from None
+        where, why = first_problem(exc)
+        raise InputError(f"{source}: not a valid {what} ({where or 'document'}: {why})") from None
 
 
 def encode(value: BaseModel) -> bytes:

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kustos.durations import parse_duration
-from kustos.errors import InvalidSpecError
+from kustos.errors import InvalidSpecError, first_problem
 from kustos.kube.objects import DNS1123_SUBDOMAIN
 from kustos.rotation.schedules import parse_cron, parse_window
 
@@ -427,8 +427,6 @@ def parse_spec(raw: Any, *, where: str = "spec") -> ManagedSecretSpec:
     try:
         return ManagedSecretSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        loc = ".".join(str(p) for p in first["loc"])
+        loc, why = first_problem(exc)
         field = f"{where}.{loc}" if loc else where
-        message = first["msg"].removeprefix("Value error, ")
-        raise InvalidSpecError(f"{field}: {message}") from None
+        raise InvalidSpecError(f"{field}: {why}") from None

@@ -58,7 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 
 from kustos.conventions import ANNOTATION_SEALED_FOR, API_VERSION
 from kustos.crypto import sops
-from kustos.errors import InputError
+from kustos.errors import InputError, first_problem
 from kustos.kube.objects import DNS1123_SUBDOMAIN
 
 KIND: Final = "SealedSecret"
@@ -137,9 +137,8 @@ def _validated(model: type[M], value: Any, *, source: str, what: str) -> M:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        raise SealingError(f"{source}: not a valid {what} ({where}: {first['msg']})") from None
+        where, why = first_problem(exc)
+        raise SealingError(f"{source}: not a valid {what} ({where or 'document'}: {why})") from None
 
 
 # --------------------------------------------------------------------------- seal

@@ -13,7 +13,7 @@ from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kustos.errors import InvalidSpecError
+from kustos.errors import InvalidSpecError, first_problem
 
 KIND: Final = "SecretSource"
 CLUSTER_KIND: Final = "ClusterSecretSource"
@@ -107,8 +107,6 @@ def parse_source(raw: object, *, where: str) -> SecretSourceSpec:
     try:
         return SecretSourceSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
+        loc, why = first_problem(exc)
         field = f"spec.{loc}: " if loc else ""
-        raise InvalidSpecError(f"{where}: {field}{message}") from None
+        raise InvalidSpecError(f"{where}: {field}{why}") from None
