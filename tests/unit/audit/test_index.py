@@ -88,6 +88,22 @@ def test_index_catches_up_when_a_writer_opens(tmp_path: Path) -> None:
     assert len(run_query(tmp_path, EventQuery(user="user-1"))) == 3
 
 
+def test_a_writer_gone_before_its_index_flush_verifies_with_a_note(tmp_path: Path) -> None:
+    archive = Archive(tmp_path)
+    archive.append([event(n, user=f"user-{n % 3}") for n in range(5)])
+    archive._release()  # killed: the entries waiting for the next index write are lost
+    result = verify(tmp_path)
+    assert result.ok, result.problems  # the records are intact; the index only lags
+    assert any("not indexed yet" in note for note in result.notes)
+    with Archive(tmp_path) as again:  # the next writer indexes what is missing
+        again.append([event(9, user="user-0")])
+    result = verify(tmp_path)
+    assert result.ok, result.problems
+    assert not any("not indexed yet" in note for note in result.notes)
+    assert len(run_query(tmp_path, EventQuery(user="user-1"))) == 2  # records 2 and 5
+    assert len(run_query(tmp_path, EventQuery(user="user-0"))) == 3
+
+
 def test_blocks_and_batches_do_not_change_the_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
