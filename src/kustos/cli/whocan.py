@@ -45,6 +45,10 @@ Load = Callable[[list[str], str], ObjectIndex]
 #: Secrets (the matrix's rows) and the workloads that use them (exec/attach paths).
 _NAMESPACE_KINDS: Final = frozenset({"Secret", *WORKLOAD_KINDS})
 _NAMESPACED_RBAC: Final = frozenset({"Role", "RoleBinding"})
+#: Above this many readers' namespaces, their Roles and RoleBindings are read by one
+#: cluster-wide list of each, kept only in those namespaces, rather than two list calls
+#: per namespace: chosen by measurement (``bench/whocan_cluster.py``, bench/README.md).
+WIDE_AFTER: Final = 64
 
 
 def who_can_command(
@@ -147,17 +151,20 @@ def _list_for(namespace: str, *, kubeconfig: Path | None, context: str | None) -
         return list_for_answer(client, namespace)
 
 
-def list_for_answer(client: Client, namespace: str) -> ObjectIndex:
+def list_for_answer(client: Client, namespace: str, *, wide_after: int = WIDE_AFTER) -> ObjectIndex:
     """What an answer about *namespace* reads from the cluster, and nothing more.
 
     First ClusterRoles and ClusterRoleBindings, the Roles and RoleBindings of *namespace*,
     its Secrets and the workloads that use them: every grant on those Secrets comes from
     there. Then the Roles and RoleBindings of the namespaces whose ServiceAccounts can
     read one of them (:func:`~kustos.rbac.access.reader_namespaces`), where who can mint
-    their tokens is decided. Other namespaces play no part in the answer and are not
-    listed (a large cluster holds thousands). A cluster-wide question (no namespace) lists
-    the RBAC objects of every namespace. The index orders each kind by identity, so the
-    policy built from it answers exactly as one built from a full listing.
+    their tokens is decided: two list calls per namespace, or, when there are more than
+    *wide_after* of them, one cluster-wide list of each kind whose other namespaces' items
+    are dropped unread (the API server's cost per call outweighs the extra items). Other
+    namespaces play no part in the answer and are not kept (a large cluster holds
+    thousands). A cluster-wide question (no namespace) lists the RBAC objects of every
+    namespace. The index orders each kind by identity, so the policy built from it answers
+    exactly as one built from a full listing.
     """
     from kustos.kube.listing import DEFAULT_KINDS, list_cluster  # noqa: PLC0415
 
@@ -169,7 +176,10 @@ def list_for_answer(client: Client, namespace: str) -> ObjectIndex:
     others = sorted(reader_namespaces(build_policy(index), namespace) - {namespace})
     if others:
         namespaced_rbac = [kind for kind in DEFAULT_KINDS if kind in _NAMESPACED_RBAC]
-        list_cluster(client, kinds=namespaced_rbac, namespaces=others, index=index)
+        if len(others) > wide_after:
+            list_cluster(client, kinds=namespaced_rbac, within=others, index=index)
+        else:
+            list_cluster(client, kinds=namespaced_rbac, namespaces=others, index=index)
     return index
 
 
