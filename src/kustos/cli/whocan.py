@@ -48,9 +48,9 @@ _NAMESPACED_RBAC: Final = frozenset({"Role", "RoleBinding"})
 #: Above this many readers' namespaces, their Roles and RoleBindings are read by one
 #: cluster-wide list of each, kept only in those namespaces, rather than two list calls
 #: per namespace. Measured (``bench/whocan_cluster.py``, 125,564 objects, 26,567 Roles
-#: and RoleBindings): about 4.4 ms per namespace against 1.1 s for the cluster-wide
-#: lists, which cross near 250 namespaces.
-WIDE_AFTER: Final = 256
+#: and RoleBindings): 4.4 to 7.2 ms per namespace against 1.1 to 1.3 s for the
+#: cluster-wide lists; the two crossed near 250 and near 180 namespaces in two runs.
+WIDE_AFTER: Final = 200
 
 
 def who_can_command(
