@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench import scan, whocan
 
@@ -41,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=60.0,
         help="scan: a run slower than this many seconds is not repeated",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="scan: results file (default bench/results/scan.json), e.g. for a rerun of some sizes",
+    )
     args = parser.parse_args(argv)
     tools = [t for t in args.tools.split(",") if t]
     unknown = sorted(set(tools) - set(scan.TOOLS))
@@ -55,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_rss_mb=args.max_rss_mb,
             reuse_peers=args.reuse_peers,
             repeat_budget=args.repeat_budget,
+            out=args.out,
         )
     if args.which in ("all", "whocan"):
         whocan.run(repeats=args.repeats, timeout=args.timeout, max_rss_mb=args.max_rss_mb)

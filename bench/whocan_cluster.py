@@ -11,8 +11,15 @@ Measured, in this order, with the page size of ``kustos.kube.listing.PAGE_SIZE``
   command lists: RBAC objects of ``-n``, of the readers' ServiceAccount namespaces and
   cluster-wide ones, and ``-n``'s Secrets and workloads);
 - ``floor``: the same list calls fetched and decoded with orjson, nothing else;
-- ``listing_every_namespace``: the listing before issue #13's last round (Roles and
+- ``listing_per_namespace`` and ``listing_cluster_wide``: the same listing with the readers'
+  namespaces read one way or the other whatever their count (``wide_after``), and
+  ``second_round``: that round alone for the first 16, 64 and all of the readers'
+  namespaces, each way, which is what chose :data:`kustos.cli.whocan.WIDE_AFTER`;
+- ``listing_every_namespace``: the listing before issue #13's third round (Roles and
   RoleBindings of every namespace), for the object count and time it cost;
+- ``phases``: the command's steps in this process, one after the other (listing with the
+  policy, the matrix, the report's dicts, its JSON text), for where the rest of the time
+  goes;
 - ``kustos``: the whole command, ``kustos who-can --matrix --cluster -n vault-prod
   --format json`` (stdout to a file), with its peak RSS.
 
@@ -24,10 +31,12 @@ Results: ``bench/results/whocan_cluster.json``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,12 +51,14 @@ from bench.scan_cluster import (
     whocan_objects_to_load,
 )
 from bench.synth import WHOCAN_NAMESPACE
+from kustos.cli.output import json_text
 from kustos.cli.whocan import list_for_answer
 from kustos.kube.client import ClientSettings, make_client
 from kustos.kube.listing import DEFAULT_KINDS, PAGE_SIZE, RESOURCES, list_cluster
 from kustos.kube.references import WORKLOAD_KINDS
-from kustos.rbac.access import reader_namespaces
-from kustos.rbac.model import RBAC_KINDS, build_policy
+from kustos.rbac.access import reader_namespaces, secret_matrix
+from kustos.rbac.model import RBAC_KINDS
+from kustos.rbac.reporting import matrix_doc
 
 REPRODUCE: Final = "python -m bench.whocan_cluster"
 _NAMESPACED_RBAC: Final = ("Role", "RoleBinding")
@@ -65,10 +76,58 @@ def _timed(repeats: int, once: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def _listing(kubeconfig: Path) -> dict[str, Any]:
     started = time.perf_counter()
     with make_client(ClientSettings(kubeconfig=kubeconfig)) as client:
-        index = list_for_answer(client, WHOCAN_NAMESPACE)
+        index, policy = list_for_answer(client, WHOCAN_NAMESPACE)
     seconds = time.perf_counter() - started
-    others = sorted(reader_namespaces(build_policy(index), WHOCAN_NAMESPACE) - {WHOCAN_NAMESPACE})
+    others = sorted(reader_namespaces(policy, WHOCAN_NAMESPACE) - {WHOCAN_NAMESPACE})
     return {"seconds": round(seconds, 3), "objects": len(index), "reader_namespaces": others}
+
+
+def _listing_with(kubeconfig: Path, wide_after: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    with make_client(ClientSettings(kubeconfig=kubeconfig)) as client:
+        index, _ = list_for_answer(client, WHOCAN_NAMESPACE, wide_after=wide_after)
+    return {"seconds": round(time.perf_counter() - started, 3), "objects": len(index)}
+
+
+def _second_round(kubeconfig: Path, others: Sequence[str], *, wide: bool) -> dict[str, Any]:
+    """The Roles and RoleBindings of *others* alone: per namespace or cluster-wide, kept."""
+    kinds = [k for k in DEFAULT_KINDS if k in _NAMESPACED_RBAC]
+    with make_client(ClientSettings(kubeconfig=kubeconfig)) as client:
+        started = time.perf_counter()
+        if wide:
+            index = list_cluster(client, kinds=kinds, within=others)
+        else:
+            index = list_cluster(client, kinds=kinds, namespaces=others)
+        seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 3), "objects": len(index)}
+
+
+def _phases(kubeconfig: Path) -> dict[str, Any]:
+    """The command's steps in this process, one after the other: seconds of each."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        seconds[name] = round(now - started, 3)
+        started = now
+
+    gc.disable()  # as the command does (cli.inputs.without_cycle_collection)
+    try:
+        with make_client(ClientSettings(kubeconfig=kubeconfig)) as client:
+            index, policy = list_for_answer(client, WHOCAN_NAMESPACE)
+        lap("listing_and_policy")
+        result = secret_matrix(policy, index, WHOCAN_NAMESPACE)
+        lap("matrix")
+        del index, policy
+        doc = matrix_doc(result, all_subjects=False)
+        lap("report_dicts")
+        text = json_text(doc)
+        lap("json_text")
+    finally:
+        gc.enable()
+    return {"seconds": round(sum(seconds.values()), 3), "phases": seconds, "bytes": len(text)}
 
 
 def _every_namespace(kubeconfig: Path) -> dict[str, Any]:
@@ -125,11 +184,28 @@ def run(*, objects: int = 100_000, repeats: int = 3, out: Path | None = None) ->
         doc["listing"]["listing/floor"] = round(
             doc["listing"]["seconds"] / doc["floor"]["seconds"], 2
         )
+        doc["listing_per_namespace"] = _timed(
+            repeats, lambda: _listing_with(kubeconfig, wide_after=len(others) + 1)
+        )
+        doc["listing_cluster_wide"] = _timed(repeats, lambda: _listing_with(kubeconfig, 0))
+        counts = sorted({min(16, len(others)), min(64, len(others)), len(others)})
+        doc["second_round"] = {
+            f"{'cluster_wide' if wide else 'per_namespace'} {count}": _timed(
+                repeats, partial(_second_round, kubeconfig, others[:count], wide=wide)
+            )
+            for count in counts
+            for wide in (False, True)
+        }
         doc["listing_every_namespace"] = _timed(repeats, lambda: _every_namespace(kubeconfig))
+        doc["phases"] = _timed(repeats, lambda: _phases(kubeconfig))
         doc["load_average_after_listing"] = round(os.getloadavg()[0], 2)
         print(f"whocan_cluster: listing {doc['listing']['seconds']} s, "
-              f"floor {doc['floor']['seconds']} s, every namespace "
+              f"floor {doc['floor']['seconds']} s, per namespace "
+              f"{doc['listing_per_namespace']['seconds']} s, cluster-wide "
+              f"{doc['listing_cluster_wide']['seconds']} s, every namespace "
               f"{doc['listing_every_namespace']['seconds']} s", flush=True)  # fmt: skip
+        print(f"whocan_cluster: second round {doc['second_round']}", flush=True)
+        print(f"whocan_cluster: phases {doc['phases']['phases']}", flush=True)
         # The load takes a quarter of an hour: say which code the command ran with.
         at = running.provenance(REPRODUCE)
         doc["measured_with"] = {k: at[k] for k in ("date", "commit", "worktree_dirty")}

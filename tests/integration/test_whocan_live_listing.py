@@ -6,7 +6,9 @@ namespaces whose ServiceAccounts can read one of its Secrets, and nothing of any
 namespace; the matrix and a single request it prints are the very documents computed from
 a listing of the whole cluster (byte for byte once rendered), including a path that exists
 only through a Role and a RoleBinding in *another* namespace (who can mint tokens for a
-reader's ServiceAccount there) and a Secret used by a pod.
+reader's ServiceAccount there) and a Secret used by a pod; the readers' namespaces read by
+one cluster-wide list per kind (when they are many) give the very same index and answer as
+one list per namespace.
 """
 
 from __future__ import annotations
@@ -225,7 +227,7 @@ def test_lists_rbac_only_where_a_reader_lives(
     kube: Client, namespace: str, other: str, third: str, tmp_path: Path
 ) -> None:
     _apply(kube, namespace, other, third, tmp_path)
-    index = list_for_answer(kube, namespace)
+    index, _ = list_for_answer(kube, namespace)
     where = {(o.kind, o.namespace) for o in index if o.namespace}
     # The readers' namespaces' Roles and RoleBindings (here and kube-system's, whose
     # controllers read every Secret), nothing of the third's, and nothing else elsewhere.
@@ -256,3 +258,22 @@ def test_single_request_from_a_partial_listing_equals_the_full_one(
     assert "mallory" in _cli(
         ["who-can", "get", "secrets", "app-api", "-n", namespace, "--cluster", *config], capsys
     )
+
+
+def test_cluster_wide_lists_of_the_readers_rbac_equal_lists_per_namespace(
+    kube: Client, namespace: str, other: str, third: str, tmp_path: Path
+) -> None:
+    _apply(kube, namespace, other, third, tmp_path)
+    per_namespace = list_for_answer(kube, namespace, wide_after=1_000_000)
+    wide = list_for_answer(kube, namespace, wide_after=0)
+    refs = [sorted(str(o.ref) for o in index) for index, _ in (wide, per_namespace)]
+    assert refs[0] == refs[1]
+    assert ("RoleBinding", other) in {(o.kind, o.namespace) for o in wide[0]}
+    assert third not in {o.namespace for o in wide[0]}  # listed, but dropped unread
+    full = list_cluster(kube)
+    expected = json_text(
+        matrix_doc(secret_matrix(build_policy(full), full, namespace), all_subjects=True)
+    )
+    for index, policy in (wide, per_namespace):
+        answer = matrix_doc(secret_matrix(policy, index, namespace), all_subjects=True)
+        assert json_text(answer) == expected

@@ -294,14 +294,22 @@ class Policy:
         return self.roles.get((kind, namespace if kind == "Role" else "", name))
 
 
-def build_policy(index: ObjectIndex, *, every_declaration: bool = False) -> Policy:
+def build_policy(
+    index: ObjectIndex, *, every_declaration: bool = False, earlier: Policy | None = None
+) -> Policy:
     """Read roles and bindings from *index*, aggregating ClusterRoles and resolving refs.
 
     A folder may declare one object in several files (two renderings of one chart). It
     grants once, so by default each identity counts once, as the declaration that
     ``index.get`` returns (the last). A scan passes *every_declaration*: each copy is a
     place to fix and is reported where it is.
+
+    *earlier*, a policy built from part of the same index (who-can builds one to find
+    where else to list), lends its roles and bindings made of the very same objects when
+    they resolve alike, instead of parsing them again: the policy is the same.
     """
+    lent_roles = {id(r.obj): r for r in earlier.roles.values()} if earlier else {}
+    lent_bindings = {id(b.obj): b for b in earlier.bindings} if earlier else {}
 
     def _declared(*kinds: str) -> list[KubeObject]:
         objs = index.of_kind(*kinds)
@@ -310,8 +318,15 @@ def build_policy(index: ObjectIndex, *, every_declaration: bool = False) -> Poli
         return [o for o in objs if index.get(o.ref) is o]
 
     cluster_objs = _declared("ClusterRole")
-    own = {o.name: parse_rules(o.body.get("rules")) for o in cluster_objs}
     roles: dict[tuple[str, str, str], Role] = {}
+    lent_cluster = [r for k, r in earlier.roles.items() if k[0] == "ClusterRole"] if earlier else []
+    if len(lent_cluster) == len(cluster_objs) and all(
+        r.obj is o for r, o in zip(lent_cluster, cluster_objs, strict=True)
+    ):
+        # The very same ClusterRoles, so the same aggregation: each one as it was.
+        roles.update((("ClusterRole", "", r.name), r) for r in lent_cluster)
+        cluster_objs = []
+    own = {o.name: parse_rules(o.body.get("rules")) for o in cluster_objs}
     for obj in cluster_objs:
         rules = list(own[obj.name])
         aggregation = obj.body.get("aggregationRule")
@@ -341,11 +356,22 @@ def build_policy(index: ObjectIndex, *, every_declaration: bool = False) -> Poli
                         rules.append(r)
         roles[("ClusterRole", "", obj.name)] = Role("ClusterRole", "", obj.name, tuple(rules), obj)
     for obj in _declared("Role"):
-        roles[("Role", obj.namespace, obj.name)] = Role(
+        roles[("Role", obj.namespace, obj.name)] = lent_roles.get(id(obj)) or Role(
             "Role", obj.namespace, obj.name, parse_rules(obj.body.get("rules")), obj
         )
-    bindings = [_binding(obj, roles) for obj in _declared("RoleBinding", "ClusterRoleBinding")]
+    bindings: list[Binding] = []
+    for obj in _declared("RoleBinding", "ClusterRoleBinding"):
+        binding = lent_bindings.get(id(obj))
+        if binding is None or binding.role is not _role_of(binding, roles):
+            binding = _binding(obj, roles)
+        bindings.append(binding)
     return Policy(roles, bindings)
+
+
+def _role_of(binding: Binding, roles: dict[tuple[str, str, str], Role]) -> Role | None:
+    """The role *binding*'s reference resolves to in *roles* (``None``: missing or builtin)."""
+    role_ns = binding.namespace if binding.role_kind == "Role" else ""
+    return roles.get((binding.role_kind, role_ns, binding.role_name))
 
 
 def _binding(obj: KubeObject, roles: dict[tuple[str, str, str], Role]) -> Binding:

@@ -6,11 +6,14 @@ ClusterRoleBinding (every namespace); aggregated ClusterRoles computed from sele
 who-can direct paths with binding, role and rule; indirect paths (pod creators, exec on
 pods that use the Secret, token requests and impersonation of readers, bind/escalate,
 nodes/proxy); system:masters; the per-Secret matrix with resourceNames; the namespaces
-whose ServiceAccounts can read a namespace's Secrets (what a live answer lists).
+whose ServiceAccounts can read a namespace's Secrets (what a live answer lists); a policy
+built with an earlier one of part of the index is the policy built afresh, re-resolving
+what the rest of the index changes.
 """
 
 from __future__ import annotations
 
+from kustos.kube.index import ObjectIndex
 from kustos.rbac.access import (
     SUPERUSER_GROUP,
     is_platform_subject,
@@ -196,3 +199,39 @@ def test_reader_namespaces_are_those_of_serviceaccounts_granted_on_the_secrets()
     # another namespace only.
     assert reader_namespaces(policy, "team") == {"ci", "team", "everywhere"}
     assert reader_namespaces(policy, "other") == {"everywhere", "elsewhere"}
+
+
+def test_a_policy_built_with_an_earlier_one_is_the_policy_built_afresh() -> None:
+    first = (
+        role("ClusterRole", "reader", READ, extra=", labels: {agg: 'yes'}")
+        + f"apiVersion: {RBAC}\nkind: ClusterRole\nmetadata: {{name: all}}\n"
+        "aggregationRule: {clusterRoleSelectors: [{matchLabels: {agg: 'yes'}}]}\n---\n"
+        + role("Role", "local", READ, ns="team")
+        + binding("ClusterRoleBinding", "c", "ClusterRole", "all", ALICE)
+        + binding("RoleBinding", "r", "Role", "local", ALICE, ns="team")
+        + binding("RoleBinding", "late", "Role", "later", ALICE, ns="team")
+        + binding("RoleBinding", "v", "ClusterRole", "view", ALICE, ns="team")
+    )
+    rest = role("Role", "later", READ, ns="team") + binding(
+        "RoleBinding", "o", "ClusterRole", "reader", ALICE, ns="other"
+    )
+    part = index_of(first)
+    index = ObjectIndex.of([*part, *index_of(rest)])
+    earlier = build_policy(ObjectIndex.of(list(part)))
+    lent, fresh = build_policy(index, earlier=earlier), build_policy(index)
+    assert lent.roles == fresh.roles
+    assert list(lent.roles) == list(fresh.roles)
+    assert lent.bindings == fresh.bindings
+    assert lent.roles[("ClusterRole", "", "all")] is earlier.roles[("ClusterRole", "", "all")]
+    by_name = {b.name: b for b in lent.bindings}
+    assert by_name["c"] is next(b for b in earlier.bindings if b.name == "c")  # lent
+    assert by_name["late"].role is not None  # its Role came with the rest: resolved again
+    builtin = by_name["v"].role
+    assert builtin is not None
+    assert builtin.builtin
+
+    more = role("ClusterRole", "writer", READ, extra=", labels: {agg: 'yes'}")
+    grown = ObjectIndex.of([*part, *index_of(more)])
+    changed = build_policy(grown, earlier=earlier)
+    assert changed.roles == build_policy(grown).roles  # another ClusterRole: aggregated anew
+    assert changed.bindings == build_policy(grown).bindings
