@@ -34,7 +34,15 @@ from kustos.kube.client import ClientSettings, make_async_client
 from kustos.operator.leading import LeaseSettings
 from kustos.operator.running import Operator, OperatorSettings
 from kustos.testing.controlplane import ControlPlane
-from tests.integration.test_rotation import MS, PASSWORD_SPEC, _data, _deployment, _managed, _status
+from tests.integration.test_rotation import (
+    MS,
+    PASSWORD_SPEC,
+    _data,
+    _deployment,
+    _events_text,
+    _managed,
+    _status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -279,7 +287,7 @@ def test_reload_restarts_once_for_quick_changes_and_never_at_start(
     assert (dep_after.spec.template.metadata.annotations or {})[
         "kustos.io/restart-reason"
     ] == "reload: plain"
-    text = " ".join(f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace))
+    text = _events_text(kube, namespace)
     assert "four" not in text
 
 

@@ -112,6 +112,11 @@ def _status(kube: Client, namespace: str, name: str) -> dict[str, Any]:
     return dict(obj.to_dict().get("status") or {})
 
 
+def _events_text(kube: Client, namespace: str) -> str:
+    """The reason and message of every Event in *namespace*: what a canary must not be in."""
+    return " ".join(f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace))
+
+
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(c for c in status.get("conditions", []) if c["type"] == kind)
 
@@ -217,8 +222,7 @@ def test_rotate_versions_roll_out_prune_and_roll_back(
     assert status["versions"][0]["contentHash"] == v3_hash
 
     # Canary: no value in status, events, or any command output.
-    events = " ".join(f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace))
-    text = str(status) + events + listed + out.out + out.err
+    text = str(status) + _events_text(kube, namespace) + listed + out.out + out.err
     for secret_value in (live["password"], v3["password"], v3["url"]):
         assert secret_value.decode() not in text
 

@@ -32,7 +32,7 @@ import pkcs11
 import pytest
 import yaml
 from lightkube import ApiError, Client
-from lightkube.resources.core_v1 import ConfigMap, Event, Secret
+from lightkube.resources.core_v1 import ConfigMap, Secret
 from pkcs11 import Attribute, ObjectClass
 
 from kustos.cli.main import main
@@ -54,7 +54,7 @@ from tests.integration.test_pkcs11_provider import (  # noqa: F401 - softhsm is 
     open_provider,
     softhsm,
 )
-from tests.integration.test_rotation import _data, _status
+from tests.integration.test_rotation import _data, _events_text, _status
 
 pytestmark = pytest.mark.integration
 CANARY = "seal-keystore-canary-51d0"
@@ -256,7 +256,7 @@ def test_operator_publishes_rotates_and_files_are_resealed(
     assert _data(kube, namespace, "db") == {"password": CANARY.encode()}
     assert _data(kube, namespace, "api") == {"password": (CANARY + "-api").encode()}
     secrets = [s.reveal_text() for _, s in ring.sealing_identities()]
-    events = " ".join(f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace))
+    events = _events_text(kube, namespace)
     text = "".join(outputs) + events + debug_log.text + str(_published(kube, namespace))
     assert CANARY not in text
     assert "AGE-SECRET-KEY" not in text

@@ -25,7 +25,6 @@ import pyrage
 import pytest
 import yaml
 from lightkube import ApiError, Client
-from lightkube.resources.core_v1 import Event
 
 from kustos.conventions import ANNOTATION_SEALED_FOR
 from kustos.crypto import sops
@@ -35,7 +34,14 @@ from kustos.sources.reading import SealedSecret
 from kustos.sources.sealing import SEALED_REGEX, seal
 from kustos.testing.controlplane import ControlPlane
 from tests.integration.test_operator import _port, _until
-from tests.integration.test_rotation import MS, _data, _deployment, _status, _wait_available
+from tests.integration.test_rotation import (
+    MS,
+    _data,
+    _deployment,
+    _events_text,
+    _status,
+    _wait_available,
+)
 from tests.integration.test_sops_interop import _sops, sops_bin  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
@@ -138,11 +144,7 @@ def test_sealed_secrets_become_versions_and_moved_copies_are_refused(
     assert [(o["kind"], o["name"]) for o in owners] == [("SealedSecret", "db")]
     status = _status(kube, namespace, "db")
     assert status["versions"][0]["reason"].startswith("SourceChanged: ")
-    text = (
-        str(status)
-        + " ".join(f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace))
-        + caplog.text
-    )
+    text = str(status) + _events_text(kube, namespace) + caplog.text
     assert "sealed-canary" not in text
 
 
@@ -219,7 +221,7 @@ def test_a_sealed_secret_made_by_sops_is_unsealed_and_tampered_ones_are_refused(
     assert names == {"bysops"}, "nothing is made for a tampered file"
     text = (
         " ".join(str(ready(n)) for n in ("bysops", "swapped", "dropped"))
-        + " ".join(f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace))
+        + _events_text(kube, namespace)
         + caplog.text
     )
     for canary in ("sops-canary", "sealed-canary"):

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Event, Secret
+from lightkube.resources.core_v1 import Secret
 
 from kustos.errors import InvalidSpecError, StoreUnavailableError
 from kustos.rotation.rotating import Result
@@ -31,6 +31,7 @@ from tests.integration.test_rotation import (
     _condition,
     _data,
     _deployment,
+    _events_text,
     _managed,
     _run,
     _status,
@@ -163,9 +164,7 @@ def test_store_values_arrive_change_by_version_and_survive_an_outage(
     assert _condition(status, "SourcesReady")["status"] == "True"
     assert status["sourceVersions"] == {"password": again["VersionId"]}
 
-    text = json.dumps(status) + " ".join(
-        f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
-    )
+    text = json.dumps(status) + _events_text(kube, namespace)
     assert "store-canary" not in text
 
 

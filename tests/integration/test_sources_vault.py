@@ -44,6 +44,7 @@ from tests.integration.test_operator import _until, _with_operators
 from tests.integration.test_rotation import (
     _data,
     _deployment,
+    _events_text,
     _managed,
     _run,
     _status,
@@ -166,9 +167,7 @@ def test_vault_values_through_kubernetes_auth_change_by_metadata_version(
         assert (
             status["versions"][0]["reason"] == f"SourceChanged: password (store version {second})"
         )
-        text = json.dumps(status) + " ".join(
-            f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
-        )
+        text = json.dumps(status) + _events_text(kube, namespace)
         assert "vault-canary" not in text
         assert "vault-canary" not in vault.log_text
 
@@ -257,8 +256,8 @@ def test_readers_of_one_path_share_one_check_per_window_under_the_operator(
 
     _with_operators(control_plane, namespace, body)
     assert all(_data(kube, namespace, n) == {"password": b"shared-canary-two"} for n in names)
-    text = " ".join(json.dumps(_status(kube, namespace, n)) for n in names) + " ".join(
-        f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
+    text = " ".join(json.dumps(_status(kube, namespace, n)) for n in names) + _events_text(
+        kube, namespace
     )
     assert "shared-canary" not in text
     assert "shared-canary" not in vault.log_text
@@ -329,9 +328,7 @@ def test_the_readme_walk_through_a_vault_change_restarts_the_deployment(
     assert status["versions"][0]["reason"] == "SourceChanged: password (store version 2)"
     reasons = [e.reason for e in kube.list(Event, namespace=namespace)]
     assert "RolloutComplete" in reasons
-    text = json.dumps(status) + " ".join(
-        f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
-    )
+    text = json.dumps(status) + _events_text(kube, namespace)
     assert "readme-canary" not in text
 
 
@@ -453,8 +450,6 @@ def test_a_vault_outage_under_the_operator_keeps_the_value_backs_off_and_recover
             await _until(lambda: backoff(operators[0]) == 0, what="no delay once recovered")
 
         _with_operators(control_plane, namespace, body)
-        text = json.dumps(_status(kube, namespace, "db")) + " ".join(
-            f"{e.reason} {e.message}" for e in kube.list(Event, namespace=namespace)
-        )
+        text = json.dumps(_status(kube, namespace, "db")) + _events_text(kube, namespace)
         assert "outage-canary" not in text
         assert "outage-canary" not in server.log_text
