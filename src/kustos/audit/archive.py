@@ -29,6 +29,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from hashlib import sha256
 from pathlib import Path
@@ -124,6 +125,18 @@ class RecentKeys:
         self._keys.update(dict.fromkeys(keys))
         if len(self._keys) > 2 * self.size:
             self._keys = dict.fromkeys(list(self._keys)[-self.size :])
+
+
+@dataclass(frozen=True, slots=True)
+class Durable:
+    """Batches stored by :meth:`Archive.store_batches`, for :meth:`Archive.finish`."""
+
+    #: Events stored of each batch.
+    stored: list[int]
+    #: The first record's number.
+    first: int
+    #: What was written (``None``: nothing, every event was a repeat).
+    commit: Commit | None
 
 
 class StoredEvents(Sequence[ArchivedEvent]):
@@ -409,6 +422,15 @@ class Archive:
         """Store batches read by the native core (every event settled: :meth:`settle`)
         with one write and one fsync; the number of events stored of each. Byte for byte
         what :meth:`append_groups` stores of the same events."""
+        durable = self.store_batches(batches)
+        self.finish(durable)
+        return durable.stored
+
+    def store_batches(self, batches: Sequence[Batch]) -> Durable:
+        """The first half of :meth:`append_batches`: the batches written (and synced, with
+        ``fsync=always``), nothing else. :meth:`finish` must follow for each, in order, from
+        one thread at a time (it may run beside the next ``store_batches``): the receiver
+        answers once this returns and indexes on another thread."""
         self.open_writer()
         if self._segment_size >= self.segment_bytes:
             self._new_segment(self._seq + 1)
@@ -420,20 +442,25 @@ class Archive:
         )  # fmt: skip
         self.repeated += done.repeated
         if done.seq == self._seq:
-            return done.stored
+            return Durable(done.stored, self._seq + 1, None)
         first = self._seq + 1
-        blob = done.blob
-        self._write(blob)
+        self._write(done.blob)
         self.stripped += done.stripped
         self._seq, self._head = done.seq, done.head
         window.remember_commit(done)
+        return Durable(done.stored, first, done)
+
+    def finish(self, durable: Durable) -> None:
+        """The second half of :meth:`append_batches`: index, checkpoint, hooks."""
+        done = durable.commit
+        if done is None:
+            return
         assert self._index is not None  # noqa: S101 - set by _ensure_open
-        self._index.add_rows(done.rows(), done.seq, done.seq - first + 1)
+        self._index.add_rows(done.rows(), done.seq, done.seq - durable.first + 1)
         self._maybe_index()
-        self._maybe_checkpoint()
+        self._maybe_checkpoint(done.seq, done.head)
         if self.hooks:
-            self._run_hooks(StoredEvents(first, done))
-        return done.stored
+            self._run_hooks(StoredEvents(durable.first, done))
 
     def _run_hooks(self, stored: Sequence[ArchivedEvent]) -> None:
         for hook in self.hooks:
@@ -479,24 +506,32 @@ class Archive:
         return self._index is not None and self._index.pending > 0
 
     # ------------------------------------------------------------------ checkpoints
-    def _maybe_checkpoint(self) -> None:
-        due = self._seq - self._checkpointed >= self.checkpoint_every
+    def _maybe_checkpoint(self, seq: int | None = None, head: bytes | None = None) -> None:
+        """Sign (*seq*, *head*), the archive's tip by default, when due."""
+        if seq is None or head is None:
+            seq, head = self._seq, self._head
+        due = seq - self._checkpointed >= self.checkpoint_every
         late = self._clock() - self._checkpoint_at >= self.checkpoint_seconds
-        if self._seq > self._checkpointed and (due or late):
-            self.checkpoint()
+        if seq > self._checkpointed and (due or late):
+            self._sign(seq, head)
 
     def checkpoint(self) -> None:
         """Sign the current size and head now (nothing to do when nothing changed)."""
         self.open_writer()
-        if self._seq == self._checkpointed:
+        self._sign(self._seq, self._head)
+
+    def _sign(self, seq: int, head: bytes) -> None:
+        """Sign the records up to *seq*, whose chain hash is *head*: given, not read from
+        the archive's tip, because :meth:`finish` signs while the next batch is stored."""
+        if seq <= self._checkpointed:
             return
         assert self._key is not None  # noqa: S101 - set by open_writer
         signed = Checkpoint(
-            self._seq,
-            self._head,
+            seq,
+            head,
             format_time(self._now()),
             key_id(self._key.public_key()),
-            self._key.sign(checkpoint_note(self._seq, self._head)),
+            self._key.sign(checkpoint_note(seq, head)),
         )
         line = orjson.dumps(
             {
@@ -518,7 +553,7 @@ class Archive:
                 os.close(fd)
         except OSError as exc:
             raise ArchiveError(f"{path}: cannot write a checkpoint: {exc}") from exc
-        self._checkpointed = self._seq
+        self._checkpointed = seq
         self._checkpoint_at = self._clock()
 
     # ------------------------------------------------------------------ open / close

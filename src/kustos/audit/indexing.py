@@ -21,6 +21,8 @@ index misses when it next opens.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import sqlite3
 import struct
 import zlib
@@ -151,6 +153,39 @@ def _extend(posting: _Posting, later: _Posting) -> None:
     posting.max_time = max(posting.max_time, later.max_time)
 
 
+#: A posting row as the native core makes it: (bucket, block, min time, max time, entries).
+Row = tuple[int, int, str, str, bytes]
+_BUCKET: Final = operator.itemgetter(0)
+_BLOCK: Final = operator.itemgetter(1)
+_MIN_TIME: Final = operator.itemgetter(2)
+_MAX_TIME: Final = operator.itemgetter(3)
+_ENTRIES: Final = operator.itemgetter(4)
+
+
+def _gathered(rows: list[Row]) -> dict[tuple[int, int], _Posting]:
+    """*rows* (several appends', in record order) merged per (bucket, block) as
+    :func:`_extend` merges them, with the per-row work in C: a stable sort by bucket keeps
+    each row's entries in record order, and each row is joined once."""
+    rows.sort(key=_BUCKET)
+    merged = {}
+    for bucket, group in itertools.groupby(rows, _BUCKET):
+        same = list(group)
+        if same[0][1] != same[-1][1]:  # the rows span blocks (rare): one merge per block
+            for block, part in itertools.groupby(same, _BLOCK):
+                merged[bucket, block] = _merged(list(part))
+        else:
+            merged[bucket, same[0][1]] = _merged(same)
+    return merged
+
+
+def _merged(same: list[Row]) -> _Posting:
+    return _Posting(
+        min(filter(None, map(_MIN_TIME, same)), default=""),
+        max(map(_MAX_TIME, same)),
+        bytearray(b"".join(map(_ENTRIES, same))),
+    )
+
+
 def decode_entries(blob: bytes, hashes: frozenset[int]) -> list[tuple[int, int]]:
     """``(seq, offset)`` of the entries of a posting row whose key hash is in *hashes*."""
     return [(seq, offset) for h, offset, seq in _ENTRY.iter_unpack(blob) if h in hashes]
@@ -169,6 +204,9 @@ class Index:
         self._complete_from = -1
         #: Rows added and not yet written (:meth:`flush`): records up to ``_pending_last``.
         self._pending: dict[tuple[int, int], _Posting] = {}
+        #: The native core's rows, in record order, merged only when written: merging them
+        #: one append at a time cost more Python work per row than anything else.
+        self._pending_rows: list[Row] = []
         self._pending_last = 0
         self._pending_records = 0
         try:
@@ -193,13 +231,15 @@ class Index:
         if entries:
             self._stage(postings_of(entries), entries[-1][0], len(entries))
 
-    def add_rows(
-        self, rows: Iterable[tuple[int, int, str, str, bytes]], last_seq: int, records: int
-    ) -> None:
+    def add_rows(self, rows: Iterable[Row], last_seq: int, records: int) -> None:
         """Add the posting rows of one append of *records* made by the native core
         (``(bucket, block, min time, max time, entries)``, as :func:`postings_of` makes them)."""
-        fresh = {(b, k): _Posting(lo, hi, bytearray(e)) for b, k, lo, hi, e in rows}
-        self._stage(fresh, last_seq, records)
+        if self._pending:  # rows of the Python path wait: keep record order
+            self._stage(_gathered(list(rows)), last_seq, records)
+            return
+        self._pending_rows += rows
+        self._pending_last = last_seq
+        self._pending_records += records
 
     @property
     def pending(self) -> int:
@@ -209,12 +249,19 @@ class Index:
     def flush(self) -> None:
         """Write what was added since the last flush, in one transaction."""
         if self._pending_records:
+            self._stage_rows()
             rows, self._pending, self._pending_records = self._pending, {}, 0
             self._merge(rows, self._pending_last)
+
+    def _stage_rows(self) -> None:
+        if self._pending_rows:
+            rows, self._pending_rows = self._pending_rows, []
+            self._stage(_gathered(rows), self._pending_last, 0)
 
     def _stage(self, fresh: dict[tuple[int, int], _Posting], last_seq: int, records: int) -> None:
         """Merge the rows of one append into those waiting (as :meth:`_merge` merges them
         into the file: the rows written are the same however appends are grouped)."""
+        self._stage_rows()
         pending = self._pending
         if not pending:
             self._pending = fresh

@@ -15,8 +15,10 @@ any failure with back-off. The receiver answers:
 
 Batches are parsed and appended in one writer thread, so the event loop keeps accepting
 connections while the disk works; batches that wait together are stored with one write and
-one fsync (group commit) and each is answered once all are durable. Logs carry counts and
-addresses, never an event.
+one fsync (group commit) and each is answered once all are durable. On the native core,
+bodies are read in two reader threads, and what follows durability (the index, checkpoints,
+hooks) runs in an indexer thread while the writer stores the next group. Logs carry counts
+and addresses, never an event.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import msgspec
 from aiohttp import web
 
 from kustos.audit import native
-from kustos.audit.archive import INDEX_SECONDS, Archive
+from kustos.audit.archive import INDEX_SECONDS, Archive, Durable
 from kustos.audit.records import Prepared, prepare
 from kustos.errors import ArchiveError, ArchiveFullError, ServiceError
 
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 #: The largest batch the API server sends with truncation on (10 MiB), plus headroom.
 MAX_BODY: Final = 12 * 1024 * 1024
 MAX_WAITING: Final = 16
+#: Durable groups waiting for the indexer thread before the writer waits for it.
+_AFTER_WAITING: Final = 4
 _RETRY_AFTER_BUSY: Final = "1"
 _RETRY_AFTER_FULL: Final = "10"
 
@@ -150,6 +154,15 @@ class Receiver:
             if archive.native
             else None
         )
+        #: On the native core, the writer answers once a group is durable and hands the rest
+        #: (index, checkpoint, hooks) to this thread, in order, so that storing the next
+        #: group overlaps it. At most ``_AFTER_WAITING`` groups wait for it (memory bound).
+        self._after = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-indexer")
+            if archive.native
+            else None
+        )
+        self._after_slots = threading.BoundedSemaphore(_AFTER_WAITING)
         #: Batches read and waiting for the writer, with the futures their requests await.
         self._queue: list[tuple[bytes | Batch, asyncio.Future[tuple[int, int]]]] = []
         self._lock = threading.Lock()
@@ -245,9 +258,11 @@ class Receiver:
                 loop.call_soon_threadsafe(_settle, future, exc)
             else:
                 futures.append(future)
+        durable = None
         try:
             if native_path:
-                kept = self.archive.append_batches(batches)
+                durable = self.archive.store_batches(batches)
+                kept = durable.stored
                 totals = [batch.events for batch in batches]
             else:
                 kept = [len(stored) for stored in self.archive.append_groups(groups)]
@@ -258,6 +273,21 @@ class Receiver:
             return
         for future, stored, total in zip(futures, kept, totals, strict=True):
             loop.call_soon_threadsafe(_settle, future, (stored, total))
+        if durable is not None and self._after is not None:
+            self._after_slots.acquire()  # the writer waits while the indexer is behind
+            self._after.submit(self._finish, durable)
+
+    def _finish(self, durable: Durable) -> None:
+        """The indexer's thread: the rest of an append whose batches were answered."""
+        try:
+            self.archive.finish(durable)
+        except ArchiveError as exc:  # derived data: the next start catches the index up
+            log.error("records from %d stored, not indexed: %s", durable.first, exc)  # noqa: TRY400
+        except Exception as exc:  # noqa: BLE001 - the type only: a message could quote an event
+            log.error("records from %d stored, not indexed: %s", durable.first,  # noqa: TRY400
+                      type(exc).__name__)  # fmt: skip
+        finally:
+            self._after_slots.release()
 
     async def index_when_idle(self) -> None:
         """Have the writer index what waits once no batch came for a while (the archive
@@ -267,7 +297,7 @@ class Receiver:
             await asyncio.sleep(INDEX_SECONDS)
             if self.archive.index_waiting and not self._flushing:
                 try:
-                    await loop.run_in_executor(self._writer, self.archive.index_now)
+                    await loop.run_in_executor(self._after or self._writer, self.archive.index_now)
                 except ArchiveError as exc:
                     log.error("the archive index was not written: %s", exc)  # noqa: TRY400
 
@@ -276,6 +306,8 @@ class Receiver:
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         self._writer.shutdown(wait=True)
+        if self._after is not None:
+            self._after.shutdown(wait=True)
         self.archive.close()
 
 

@@ -5,6 +5,8 @@
 - an index behind the segments (a crash before indexing) catches up when a writer opens;
 - entries beyond the archive fail verify;
 - posting lists span blocks and appends of any size give the same rows as a rebuild;
+- the native core's rows, waiting across appends and blocks until the index is written,
+  give the rows the Python path writes;
 - a query reads records through the index and refuses a stale pointer.
 """
 
@@ -15,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from kustos.audit import indexing
+import orjson
+
+from kustos.audit import archive as archive_module
+from kustos.audit import indexing, native
 from kustos.audit.archive import Archive
+from kustos.audit.receiving import read_batch
 from kustos.audit.querying import EventQuery, run_query
 from kustos.audit.verifying import verify
 from kustos.cli.main import main
@@ -117,6 +123,27 @@ def test_blocks_and_batches_do_not_change_the_rows(
     Archive(tmp_path / "b").reindex()
     assert _rows(tmp_path / "b") == one_by_one
     assert len(run_query(tmp_path / "a", EventQuery(user="user-2"))) == 7
+
+
+@pytest.mark.skipif(not native.enabled(), reason="the native core is not built")
+def test_native_rows_waiting_across_blocks_give_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexing, "BLOCK", 4)
+    monkeypatch.setattr(archive_module, "BLOCK", 4)
+    monkeypatch.setattr(archive_module, "INDEX_SECONDS", 3600.0)  # written on close only
+    python_path = _rows(_archive(tmp_path / "python", 23, batch=9))
+    with Archive(tmp_path / "native") as archive:
+        assert archive.native
+        for start in range(0, 23, 5):
+            items = [event(n, user=f"user-{n % 3}") for n in range(start, min(start + 5, 23))]
+            body = orjson.dumps(
+                {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}
+            )
+            archive.append_batches([read_batch(body, archive)])
+        assert archive.index_waiting  # five appends over six blocks, none written yet
+    assert _rows(tmp_path / "native") == python_path
+    assert verify(tmp_path / "native").ok
 
 
 def test_stale_pointer_is_refused(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from kustos.audit.archive import Archive
+from kustos.audit.archive import Archive, Durable
 from kustos.audit.indexing import Index
 from kustos.audit.querying import EventQuery, run_query
 from kustos.audit.receiving import BatchError, Receiver, ReceiverSettings, parse_batch, serve
@@ -142,7 +142,7 @@ class _FullArchive(Archive):
     def append_groups(self, groups: Sequence[Sequence[Prepared]]) -> list[list[ArchivedEvent]]:
         raise ArchiveFullError("no space left for the batch")
 
-    def append_batches(self, batches: Sequence[Batch]) -> list[int]:  # the native path
+    def store_batches(self, batches: Sequence[Batch]) -> Durable:  # the native path
         raise ArchiveFullError("no space left for the batch")
 
 
@@ -174,11 +174,11 @@ class _SlowArchive(Archive):
         self.release.wait(30)
         return super().append_groups(groups)
 
-    def append_batches(self, batches: Sequence[Batch]) -> list[int]:  # the native path
+    def store_batches(self, batches: Sequence[Batch]) -> Durable:  # the native path
         self.sizes.append(len(batches))
         self.entered.set()
         self.release.wait(30)
-        return super().append_batches(batches)
+        return super().store_batches(batches)
 
 
 @contextlib.asynccontextmanager
