@@ -531,10 +531,20 @@ fn one_field<'a>(
 /// The fields of one event's text, or `Unsure` (then the reference path decides).
 fn read_event(text: &[u8]) -> R<Fields<'_>> {
     let mut r = Reader::new(text);
+    r.ws();
+    let f = event_fields(&mut r)?;
+    r.ws();
+    if r.i != text.len() {
+        return Err(Unsure);
+    }
+    Ok(f)
+}
+
+/// The fields of the event (one JSON object) at the reader's cursor, which ends past it.
+fn event_fields<'a>(r: &mut Reader<'a>) -> R<Fields<'a>> {
     let mut f = Fields::default();
     let mut seen = 0u32;
     let mut kind_ok = true;
-    r.ws();
     r.object(|r, key| match key {
         "auditID" => {
             once(&mut seen, 1 << 0)?;
@@ -645,8 +655,7 @@ fn read_event(text: &[u8]) -> R<Fields<'_>> {
         }
         _ => r.skip_value(),
     })?;
-    r.ws();
-    if r.i != text.len() || seen & 3 != 3 || !kind_ok {
+    if seen & 3 != 3 || !kind_ok {
         return Err(Unsure);
     }
     Ok(f)
@@ -713,10 +722,16 @@ fn item_of(buf: &[u8], start: usize, end: usize) -> Item {
     let Ok(f) = read_event(data) else {
         return Item::Unsure(start, end);
     };
+    ready(f, start + a, start + b, data).unwrap_or(Item::Unsure(start, end))
+}
+
+/// The item of an event read as *f* whose text (trimmed) is *data*, at `a..b` of its
+/// buffer; `None` when the reference path must decide.
+fn ready(f: Fields<'_>, a: usize, b: usize, data: &[u8]) -> Option<Item> {
     // A body: kept as it came only when the reference would neither strip it nor write
     // the event differently; anything else is the reference's to decide.
     if f.has_body && (f.sensitive() || !canonical(data)) {
-        return Item::Unsure(start, end);
+        return None;
     }
     let mut hashes = [0u32; 3];
     let mut count = 0;
@@ -742,14 +757,14 @@ fn item_of(buf: &[u8], start: usize, end: usize) -> Item {
     } else {
         &f.received
     };
-    Item::Ready(Event {
-        data: Data::Span(start + a, start + b),
+    Some(Item::Ready(Event {
+        data: Data::Span(a, b),
         key: identity(&f.audit_id, &f.stage),
         hashes,
         count: count as u8,
         time: time.as_bytes().to_vec(),
         stripped: false,
-    })
+    }))
 }
 
 // ------------------------------------------------------------------------------ batches
@@ -918,7 +933,7 @@ fn read_event_list(buf: Bound<'_, PyBytes>) -> Option<Batch> {
 
 fn event_list_items(body: &[u8]) -> Option<Vec<Item>> {
     let mut r = Reader::new(body);
-    let mut spans = Vec::new();
+    let mut items = Vec::new();
     let (mut kind_ok, mut version_ok) = (false, false);
     let mut seen = 0;
     r.ws();
@@ -936,10 +951,33 @@ fn event_list_items(body: &[u8]) -> Option<Vec<Item>> {
         "items" => {
             once(&mut seen, 4)?;
             if r.null()? {
+                // Each item read once, in place: its fields as `item_of` reads a line's,
+                // nested as deep as the body allows; an item the fast reader is unsure
+                // about is only skipped (a body it cannot skip is the reference's).
                 r.array(|r| {
                     let start = r.i;
-                    r.skip_value()?;
-                    spans.push((start, r.i));
+                    let mut event = Reader {
+                        b: r.b,
+                        i: start,
+                        depth: r.depth,
+                    };
+                    let read = event_fields(&mut event).ok().and_then(|f| {
+                        let data = &r.b[start..event.i];
+                        if memchr(b'\n', data).is_some() {
+                            return None; // not a line of its own: written again
+                        }
+                        ready(f, start, event.i, data)
+                    });
+                    match read {
+                        Some(item) => {
+                            r.i = event.i;
+                            items.push(item);
+                        }
+                        None => {
+                            r.skip_value()?;
+                            items.push(Item::Unsure(start, r.i));
+                        }
+                    }
                     Ok(())
                 })?;
             }
@@ -952,7 +990,7 @@ fn event_list_items(body: &[u8]) -> Option<Vec<Item>> {
     if r.i != body.len() || !kind_ok || !version_ok {
         return None;
     }
-    Some(spans.iter().map(|&(a, b)| item_of(body, a, b)).collect())
+    Some(items)
 }
 
 // ------------------------------------------------------------------------------ dedupe
