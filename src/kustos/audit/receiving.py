@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 MAX_BODY: Final = 12 * 1024 * 1024
 MAX_WAITING: Final = 16
 #: Durable groups waiting for the indexer thread before the writer waits for it.
-_AFTER_WAITING: Final = 4
+_AFTER_WAITING: Final = 2
 _RETRY_AFTER_BUSY: Final = "1"
 _RETRY_AFTER_FULL: Final = "10"
 
