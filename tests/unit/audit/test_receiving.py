@@ -12,7 +12,10 @@ API server's webhook backend would:
   each answered with its own count, a malformed one among them alone refused;
 - a Secret value in a RequestResponse event reaches neither the archive nor the logs;
 - small batches are indexed together, and once the receiver is idle for a second a query
-  sees them while it runs.
+  sees them while it runs;
+- on the native core a batch is answered once durable, before the hooks see it; while the
+  hooks are stuck, at most two stored groups wait for them and the next batch waits
+  unanswered (memory stays bounded); released, every hook sees every event, in order.
 """
 
 from __future__ import annotations
@@ -273,3 +276,42 @@ async def test_an_idle_receiver_indexes_what_waits(tmp_path: Path) -> None:
         await task
     assert indexed == 3
     assert len(found) == 3
+
+
+@pytest.mark.asyncio
+async def test_answered_before_the_hooks_and_bounded_while_they_are_stuck(
+    tmp_path: Path,
+) -> None:
+    archive = Archive(tmp_path / "archive")
+    if not archive.native:
+        pytest.skip("the native core is not built: hooks run before the answer")
+    release = threading.Event()
+    seen: list[int] = []
+
+    def stuck(stored: Sequence[ArchivedEvent]) -> None:
+        release.wait(30)
+        seen.extend(e.seq for e in stored)
+
+    archive.hooks.append(stuck)
+    task, stop, url = await _start(archive)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            # The first group in the hook, the second waiting for it, the writer waiting
+            # with the third (answered) for room: the fourth is neither stored nor answered.
+            answers = [
+                (await client.post(url, content=_batch([event(n)]))).status_code for n in range(3)
+            ]
+            assert answers == [200, 200, 200]
+            fourth = asyncio.create_task(client.post(url, content=_batch([event(3)])))
+            await asyncio.sleep(0.5)
+            assert not fourth.done()
+            assert len(_stored(tmp_path / "archive")) == 3
+            assert not seen
+            release.set()
+            assert (await fourth).status_code == 200
+    finally:
+        release.set()
+        stop.set()
+        await task
+    assert seen == [1, 2, 3, 4]
+    assert len(_stored(tmp_path / "archive")) == 4
