@@ -15,15 +15,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 import orjson
+import pytest
 
 from kustos.audit import archive as archive_module
 from kustos.audit import indexing, native
 from kustos.audit.archive import Archive
-from kustos.audit.receiving import read_batch
 from kustos.audit.querying import EventQuery, run_query
+from kustos.audit.receiving import read_batch
 from kustos.audit.verifying import verify
 from kustos.cli.main import main
 from kustos.errors import ArchiveError
