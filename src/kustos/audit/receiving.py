@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 #: The largest batch the API server sends with truncation on (10 MiB), plus headroom.
 MAX_BODY: Final = 12 * 1024 * 1024
 MAX_WAITING: Final = 16
-#: Durable groups waiting for the indexer thread before the writer waits for it.
-_AFTER_WAITING: Final = 2
+#: Durable groups handed to the indexer thread and not finished before the writer waits.
+_AFTER_WAITING: Final = 1
 _RETRY_AFTER_BUSY: Final = "1"
 _RETRY_AFTER_FULL: Final = "10"
 
@@ -156,7 +156,9 @@ class Receiver:
         )
         #: On the native core, the writer answers once a group is durable and hands the rest
         #: (index, checkpoint, hooks) to this thread, in order, so that storing the next
-        #: group overlaps it. At most ``_AFTER_WAITING`` groups wait for it (memory bound).
+        #: group overlaps it. At most ``_AFTER_WAITING`` groups are handed to it and not
+        #: finished; then the writer waits, holding the next (answered) one: memory stays
+        #: bounded, and one group ahead is enough for the two threads to overlap.
         self._after = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-indexer")
             if archive.native
