@@ -36,7 +36,8 @@ import msgspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kustos.audit.alerts import Alert, AlertStore, watch_folder
+from kustos.audit import native
+from kustos.audit.alerts import Alert, AlertStore, Severity, watch_folder
 from kustos.audit.detecting import ArchivedLike, Detector, DetectorsConfig, WatchState
 from kustos.audit.forwarding import EventSource, Forwarder
 from kustos.audit.records import ArchivedEvent, EventView, text_view, view_of
@@ -59,7 +60,11 @@ _START_SECONDS: Final = 60
 _STOP_SECONDS: Final = 300
 #: A routine baseline save waits at least this many times as long as the last one took.
 _SAVE_SHARE: Final = 20
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND: Final = dt.timedelta(microseconds=1)
 Hook = Callable[[Sequence[ArchivedLike]], None]
+_DECODE_TEXTS: Final = msgspec.json.Decoder(list[EventView]).decode
+_RAW_TEXTS: Final = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
 class WatchConfig(BaseModel):
@@ -132,7 +137,12 @@ def state_to_doc(state: WatchState) -> BaselineDoc:
         secret_readers=tuple(sorted(state.secret_readers)),
         addresses=state.addresses,
         windows={d: {u: list(q) for u, q in per.items() if q} for d, per in state.windows.items()},
-        distinct={d: {u: k for u, k in per.items() if k} for d, per in state.distinct.items()},
+        # A plain dict in recency order: pydantic writes an OrderedDict in the order its
+        # keys were first inserted, not in move_to_end's order, and the expiry after a
+        # restart reads the oldest first.
+        distinct={
+            d: {u: dict(k) for u, k in per.items() if k} for d, per in state.distinct.items()
+        },
         sessions=state.sessions,
         cooldowns=state.cooldowns,
         recent_ids=tuple(state.recent_ids),
@@ -153,6 +163,53 @@ def doc_to_state(doc: BaselineDoc) -> WatchState:
         sessions=dict(doc.sessions),
         cooldowns=dict(doc.cooldowns),
         recent_ids=OrderedDict.fromkeys(doc.recent_ids),
+    )
+
+
+def _core_args(state: WatchState, thresholds: tuple[int, int]) -> tuple[Any, ...]:
+    """*state* as the native core's ``Detector.load`` takes it (mappings as pairs, in order)."""
+    started = (state.started - _EPOCH) // _MICROSECOND if state.started is not None else None
+    return (
+        started,
+        state.last_seq,
+        list(state.secret_readers),
+        list(state.addresses.items()),
+        [(d, [(u, list(q)) for u, q in per.items()]) for d, per in state.windows.items()],
+        [
+            (d, [(u, [(k, t, i) for k, (t, i) in seen.items()]) for u, seen in per.items()])
+            for d, per in state.distinct.items()
+        ],
+        list(state.sessions.items()),
+        list(state.cooldowns.items()),
+        list(state.recent_ids),
+        *thresholds,
+    )
+
+
+def _state_of(exported: tuple[Any, ...], started: dt.datetime | None) -> WatchState:
+    """The live state from the native core's ``Detector.export`` (*started*: the start
+    the core was given, kept as it was written when the core did not change it)."""
+    micros, last_seq, readers, addresses, windows, distinct, sessions, cooldowns = exported[:8]
+    recent = exported[8]
+    if micros is None:
+        begun = None
+    elif started is not None and (started - _EPOCH) // _MICROSECOND == micros:
+        begun = started
+    else:
+        begun = _EPOCH + micros * _MICROSECOND
+    return WatchState(
+        started=begun,
+        last_seq=last_seq,
+        secret_readers={tuple(r) for r in readers},
+        addresses=addresses,
+        windows={d: {u: deque(q) for u, q in per.items()} for d, per in windows.items()},
+        distinct={
+            d: {u: OrderedDict((k, (t, i)) for k, t, i in seen) for u, seen in per.items()}
+            for d, per in distinct.items()
+        },
+        sessions=sessions,
+        cooldowns=cooldowns,
+        recent_ids=OrderedDict.fromkeys(recent),
     )
 
 
@@ -183,6 +240,12 @@ class DetectorHook:
         #: the time. Safe: a restart replays the events after the saved ``last_seq``.
         self._interval = save_every
         self._replaying: set[tuple[str, tuple[str, ...], str]] | None = None
+        #: The native core's detector (made on first use), and whether it holds the state
+        #: now (else ``self.detector.state`` does): the state moves only when the other
+        #: side must run, which on one archive's ingest path is never or rarely.
+        self._core: Any = None
+        self._core_owns = False
+        self._core_started: dt.datetime | None = None
 
     def catch_up(self, events: EventSource) -> int:
         """Process what the archive holds past the baseline; return the alerts stored."""
@@ -208,8 +271,71 @@ class DetectorHook:
         """Run the detectors over a batch that was just archived."""
         self._handle(events)
 
+    def handle_texts(self, first_seq: int, texts: bytes, offset: int = 0) -> int:
+        """Run the detectors over stored events given as one JSON array (from byte
+        *offset* of *texts*; the first event is record *first_seq*); the alerts stored.
+
+        The native core runs them when it is built; an event it is not sure about is
+        read by :func:`~kustos.audit.records.text_view` and given to the reference.
+        """
+        if not native.enabled():
+            payload = texts[offset:]
+            try:
+                views = _DECODE_TEXTS(payload)
+            except msgspec.DecodeError:  # an odd event: each read as the archive reads it
+                views = [text_view(bytes(raw)) for raw in _RAW_TEXTS(payload)]
+            return self._handle([ArchivedEvent(first_seq + i, view=v) for i, v in enumerate(views)])
+        alerts: list[Alert] = []
+        index = 0
+        while True:
+            found, stop = self._take_core().process(texts, first_seq, offset, index)
+            alerts += [
+                Alert(detector, Severity(severity), time, user, message, ip, ns, name, ids)
+                for detector, severity, time, user, ip, ns, name, ids, message in found
+            ]
+            if stop is None:
+                break
+            index, start, offset = stop
+            self._give_back()
+            view = text_view(texts[start:offset])
+            alerts += self.detector.process([ArchivedEvent(first_seq + index, view=view)])
+            index += 1
+        return self._store(alerts)
+
+    def _take_core(self) -> Any:
+        """The native core's detector, holding the state."""
+        if self._core is None:
+            self._core = native.core.Detector(
+                self.detector.ignore_bits, self.detector.zone_offset,
+                **self.detector.native_settings(),
+            )  # fmt: skip
+        if not self._core_owns:
+            state = self.detector.state
+            self._core.load(*_core_args(state, self.detector.prune_thresholds))
+            self._core_started = state.started
+            self._core_owns = True
+        return self._core
+
+    def _give_back(self) -> None:
+        """Move the state from the native core to the Python detector, if it is there."""
+        if self._core_owns:
+            exported = self._core.export()
+            self.detector.state = _state_of(exported, self._core_started)
+            self.detector.prune_thresholds = exported[9], exported[10]
+            self._core_owns = False
+
+    @property
+    def state(self) -> WatchState:
+        """The detectors' state now (a copy when the native core holds it)."""
+        if self._core_owns:
+            return _state_of(self._core.export(), self._core_started)
+        return self.detector.state
+
     def _handle(self, events: Sequence[ArchivedLike]) -> int:
-        alerts = self.detector.process(events)
+        self._give_back()
+        return self._store(self.detector.process(events))
+
+    def _store(self, alerts: list[Alert]) -> int:
         if self._replaying is not None:
             alerts = [a for a in alerts if self._key(a) not in self._replaying]
         if alerts:
@@ -232,7 +358,7 @@ class DetectorHook:
         """Write the baselines now."""
         started = self._clock()
         self.baseline.path.parent.mkdir(parents=True, exist_ok=True)
-        self.baseline.write(state_to_doc(self.detector.state))
+        self.baseline.write(state_to_doc(self.state))
         self._saved_at = self._clock()
         self._interval = max(self.save_every, _SAVE_SHARE * (self._saved_at - started))
 
@@ -332,8 +458,6 @@ def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connect
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     hook = DetectorHook(Path(archive_dir), DetectorsConfig.model_validate(config))
     decode = msgspec.msgpack.Decoder(list[EventView]).decode
-    decode_texts = msgspec.json.Decoder(list[EventView]).decode
-    raw_texts = msgspec.json.Decoder(list[msgspec.Raw]).decode
     pipe.send_bytes(_READY)
     try:
         while True:
@@ -346,12 +470,9 @@ def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connect
             first = int.from_bytes(message[:8], "big")
             if message[8:9] == _VIEWS:
                 views = decode(message[9:])
+                hook([ArchivedEvent(first + i, view=v) for i, v in enumerate(views)])
             else:
-                try:
-                    views = decode_texts(message[9:])
-                except msgspec.DecodeError:  # an odd event: each read as the archive reads it
-                    views = [text_view(bytes(raw)) for raw in raw_texts(message[9:])]
-            hook([ArchivedEvent(first + i, view=v) for i, v in enumerate(views)])
+                hook.handle_texts(first, message, 9)
     finally:
         hook.save()
         pipe.close()
