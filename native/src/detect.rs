@@ -164,7 +164,138 @@ struct View<'a> {
     stripped: bool,
 }
 
-fn strings<'a>(r: &mut Reader<'a>, mut each: impl FnMut(Cow<'a, str>)) -> R<()> {
+/// A reader of stored event texts, which are valid JSON (they were stored): the values
+/// the detectors use are read strictly (as `Reader` does), the others skipped by their
+/// structure alone; a key with an escape is left to the reference.
+struct Fast<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Fast<'a> {
+    #[inline]
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> R<u8> {
+        self.b.get(self.i).copied().ok_or(Unsure)
+    }
+
+    #[inline]
+    fn expect(&mut self, c: u8) -> R<()> {
+        if self.peek()? == c {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(Unsure)
+        }
+    }
+
+    /// The strict reader at the cursor, for one value.
+    #[inline]
+    fn strict<T>(&mut self, read: impl FnOnce(&mut Reader<'a>) -> R<T>) -> R<T> {
+        let mut r = Reader::new(self.b);
+        r.i = self.i;
+        let value = read(&mut r)?;
+        self.i = r.i;
+        Ok(value)
+    }
+
+    fn string(&mut self) -> R<Cow<'a, str>> {
+        self.strict(|r| r.string())
+    }
+
+    fn number(&mut self) -> R<bool> {
+        self.strict(|r| r.number())
+    }
+
+    fn null(&mut self) -> R<bool> {
+        if self.peek()? == b'n' {
+            self.strict(|r| r.literal(b"null"))?;
+            Ok(false)
+        } else {
+            Ok(true)
+        }
+    }
+
+    #[inline]
+    fn skip_value(&mut self) -> R<()> {
+        self.i = value_end(self.b, self.i).ok_or(Unsure)?;
+        Ok(())
+    }
+
+    #[inline]
+    fn key(&mut self) -> R<&'a str> {
+        self.expect(b'"')?;
+        let rest = &self.b[self.i..];
+        let n = memchr::memchr2(b'"', b'\\', rest).ok_or(Unsure)?;
+        if rest[n] != b'"' {
+            return Err(Unsure);
+        }
+        self.i += n + 1;
+        let key = &rest[..n];
+        if key.is_ascii() {
+            // SAFETY: ASCII is UTF-8.
+            Ok(unsafe { std::str::from_utf8_unchecked(key) })
+        } else {
+            std::str::from_utf8(key).map_err(|_| Unsure)
+        }
+    }
+
+    fn object<F: FnMut(&mut Self, &str) -> R<()>>(&mut self, mut field: F) -> R<()> {
+        self.expect(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let key = self.key()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            field(self, key)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(Unsure),
+            }
+        }
+    }
+
+    fn array<F: FnMut(&mut Self) -> R<()>>(&mut self, mut item: F) -> R<()> {
+        self.expect(b'[')?;
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            item(self)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(Unsure),
+            }
+        }
+    }
+}
+
+fn strings<'a>(r: &mut Fast<'a>, mut each: impl FnMut(Cow<'a, str>)) -> R<()> {
     r.array(|r| {
         each(r.string()?);
         Ok(())
@@ -173,8 +304,8 @@ fn strings<'a>(r: &mut Reader<'a>, mut each: impl FnMut(Cow<'a, str>)) -> R<()> 
 
 /// `null` (`None`) or an object read field by field by *field*.
 fn nullable<'a>(
-    r: &mut Reader<'a>,
-    mut field: impl FnMut(&mut Reader<'a>, &str) -> R<()>,
+    r: &mut Fast<'a>,
+    mut field: impl FnMut(&mut Fast<'a>, &str) -> R<()>,
 ) -> R<bool> {
     if !r.null()? {
         return Ok(false);
@@ -183,7 +314,7 @@ fn nullable<'a>(
     Ok(true)
 }
 
-fn user<'a>(r: &mut Reader<'a>) -> R<Option<User<'a>>> {
+fn user<'a>(r: &mut Fast<'a>) -> R<Option<User<'a>>> {
     let mut u = User::default();
     let mut seen = 0;
     let present = nullable(r, |r, key| match key {
@@ -220,7 +351,7 @@ fn user<'a>(r: &mut Reader<'a>) -> R<Option<User<'a>>> {
     Ok(present.then_some(u))
 }
 
-fn body(r: &mut Reader<'_>) -> R<Body> {
+fn body(r: &mut Fast<'_>) -> R<Body> {
     let mut seen = 0;
     let present = nullable(r, |r, key| {
         if key != "kind" {
@@ -232,7 +363,7 @@ fn body(r: &mut Reader<'_>) -> R<Body> {
     Ok(if present { Body::Object } else { Body::Null })
 }
 
-fn integer(r: &mut Reader<'_>) -> R<i64> {
+fn integer(r: &mut Fast<'_>) -> R<i64> {
     let start = r.i;
     if !r.number()? {
         return Err(Unsure);
@@ -244,7 +375,7 @@ fn integer(r: &mut Reader<'_>) -> R<i64> {
 
 /// The view of the event whose text starts at *start* of *b*, and where its text ends.
 fn read_view(b: &[u8], start: usize) -> R<(View<'_>, usize)> {
-    let mut r = Reader::new(b);
+    let mut r = Fast { b, i: 0 };
     r.i = start;
     let mut v = View::default();
     let mut seen = 0u32;
@@ -1419,31 +1550,82 @@ impl Detector {
         }
     }
 
-    fn alerts_out<'py>(&self, py: Python<'py>, alerts: Vec<Alert>) -> PyResult<Bound<'py, PyList>> {
-        let items = alerts
-            .into_iter()
-            .map(|a| {
-                PyTuple::new(
-                    py,
-                    [
-                        NAMES[a.detector].into_pyobject(py)?.into_any(),
-                        self.severities[a.detector]
-                            .as_str()
-                            .into_pyobject(py)?
-                            .into_any(),
-                        a.time.into_pyobject(py)?.into_any(),
-                        a.user.into_pyobject(py)?.into_any(),
-                        a.source_ip.into_pyobject(py)?.into_any(),
-                        a.namespace.into_pyobject(py)?.into_any(),
-                        a.name.into_pyobject(py)?.into_any(),
-                        PyTuple::new(py, a.audit_ids)?.into_any(),
-                        a.message.into_pyobject(py)?.into_any(),
-                    ],
-                )
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
+    /// The alerts as lines of ``alerts.jsonl``: byte for byte what
+    /// ``orjson.dumps(Alert.to_json())`` writes.
+    fn alert_lines(&self, alerts: &[Alert]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(alerts.len() * 320);
+        for a in alerts {
+            out.extend_from_slice(b"{\"detector\":");
+            json_str(&mut out, NAMES[a.detector]);
+            out.extend_from_slice(b",\"severity\":");
+            json_str(&mut out, &self.severities[a.detector]);
+            out.extend_from_slice(b",\"time\":");
+            json_str(&mut out, &a.time);
+            out.extend_from_slice(b",\"user\":");
+            json_str(&mut out, &a.user);
+            for (key, value) in [
+                (&b",\"source_ip\":"[..], &a.source_ip),
+                (b",\"namespace\":", &a.namespace),
+                (b",\"name\":", &a.name),
+            ] {
+                out.extend_from_slice(key);
+                match value {
+                    Some(text) => json_str(&mut out, text),
+                    None => out.extend_from_slice(b"null"),
+                }
+            }
+            out.extend_from_slice(b",\"audit_ids\":[");
+            for (n, id) in a.audit_ids.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                json_str(&mut out, id);
+            }
+            out.extend_from_slice(b"],\"message\":");
+            json_str(&mut out, &a.message);
+            out.extend_from_slice(b"}\n");
+        }
+        out
     }
+
+    fn answer<'py>(
+        &self,
+        py: Python<'py>,
+        alerts: &[Alert],
+        stop: Option<(i64, usize, usize)>,
+    ) -> Processed<'py> {
+        let lines = self.alert_lines(alerts);
+        (PyBytes::new(py, &lines), alerts.len(), stop)
+    }
+}
+
+/// What `process` gives back: the alert lines, how many, where it stopped.
+type Processed<'py> = (Bound<'py, PyBytes>, usize, Option<(i64, usize, usize)>);
+
+/// *s* as a JSON string the way orjson writes it: `"` and `\\` escaped, the short
+/// escapes for backspace, tab, newline, form feed and carriage return, `\\u00xx` for the
+/// other control characters, everything else as it is.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for &c in s.as_bytes() {
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            c if c < 0x20 => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 15) as usize]);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(b'"');
 }
 
 type Windows = Vec<(String, Vec<(String, Vec<(f64, String, String)>)>)>;
@@ -1535,9 +1717,11 @@ impl Detector {
 
     /// Run the detectors over the events of *texts* (from byte *offset*, a JSON array of
     /// stored events, the first numbered *first_seq*) from its item *index* (``0``: the
-    /// array starts at *offset*; else *offset* is just after the item before). Returns ``(alerts, stop)``: *stop* is ``None`` at the end,
-    /// or ``(index, start, end)`` of an item to give to the reference (then call again
-    /// from *end*). Raises ``ValueError`` (naming a position) if *texts* is no such array.
+    /// array starts at *offset*; else *offset* is just after the item before). Returns
+    /// ``(lines, count, stop)``: the alerts raised as lines of ``alerts.jsonl``, how many,
+    /// and *stop*: ``None`` at the end, or ``(index, start, end)`` of an item to give to
+    /// the reference (then call again from *end*). Raises ``ValueError`` (naming a
+    /// position only) if *texts* is no such array.
     fn process<'py>(
         &mut self,
         py: Python<'py>,
@@ -1545,7 +1729,7 @@ impl Detector {
         first_seq: i64,
         offset: usize,
         index: i64,
-    ) -> PyResult<(Bound<'py, PyList>, Option<(i64, usize, usize)>)> {
+    ) -> PyResult<Processed<'py>> {
         let b = texts.as_bytes();
         let bad = |at: usize| PyValueError::new_err(format!("not an array of events at byte {at}"));
         let mut r = Reader::new(b);
@@ -1579,8 +1763,7 @@ impl Detector {
             let Some((view, end)) = read else {
                 let end = value_end(b, start).ok_or_else(|| bad(start))?;
                 if seq > self.state.last_seq {
-                    let alerts = self.alerts_out(py, out)?;
-                    return Ok((alerts, Some((index, start, end))));
+                    return Ok(self.answer(py, &out, Some((index, start, end))));
                 }
                 r.i = end;
                 index += 1;
@@ -1590,8 +1773,7 @@ impl Detector {
                 let request = match Self::request(&view) {
                     Ok(request) => request,
                     Err(Unsure) => {
-                        let alerts = self.alerts_out(py, out)?;
-                        return Ok((alerts, Some((index, start, end))));
+                        return Ok(self.answer(py, &out, Some((index, start, end))));
                     }
                 };
                 self.state.last_seq = seq;
@@ -1613,20 +1795,21 @@ impl Detector {
             r.i = end;
             index += 1;
         }
-        Ok((self.alerts_out(py, out)?, None))
+        Ok(self.answer(py, &out, None))
     }
 
     /// The state as plain values (see ``kustos.audit.watching``): started (µs since the
-    /// epoch), last_seq, readers, addresses, windows, distinct, sessions, cooldowns,
+    /// epoch), last_seq, readers (sorted), addresses, windows, distinct, sessions, cooldowns,
     /// recent audit IDs, and the two prune thresholds.
     fn export<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let s = &self.state;
-        let readers = PyList::empty(py);
-        for key in &s.readers {
-            let (u, ns, n) =
-                reader_parts(key).ok_or_else(|| PyValueError::new_err("a reader key"))?;
-            readers.append((u, ns, n))?;
-        }
+        let mut sorted = s
+            .readers
+            .iter()
+            .map(|key| reader_parts(key).ok_or_else(|| PyValueError::new_err("a reader key")))
+            .collect::<PyResult<Vec<_>>>()?;
+        sorted.sort_unstable(); // as Python sorts the tuples: UTF-8 keeps code point order
+        let readers = PyList::new(py, sorted)?;
         let addresses = PyDict::new(py);
         for (user, known) in &s.addresses.items {
             addresses.set_item(user, &known.list)?;

@@ -50,10 +50,6 @@ def commit(
     buckets: int,
 ) -> Commit: ...
 
-#: An alert as the native detector gives it: detector, severity, time, user, source IP,
-#: namespace, name, audit IDs, message.
-AlertTuple = tuple[str, str, str, str, str | None, str | None, str | None, tuple[str, ...], str]
-
 class Detector:
     def __init__(
         self,
@@ -87,7 +83,7 @@ class Detector:
     def started(self) -> int | None: ...
     def process(
         self, texts: bytes, first_seq: int, offset: int, index: int
-    ) -> tuple[list[AlertTuple], tuple[int, int, int] | None]: ...
+    ) -> tuple[bytes, int, tuple[int, int, int] | None]: ...
     def export(self) -> tuple[Any, ...]: ...
     def load(
         self,

@@ -494,9 +494,10 @@ class Detector:
         ``DETECTORS[i]``, :data:`ALLOWED_WRITER_BIT` ``secret_changed.allow_users``."""
         bits = PLATFORM_BIT if self._is(user, "") else 0
         for n, detector in enumerate(DETECTORS):
-            if self._is(user, detector):
+            if self._section(detector) and self._is(user, detector):  # most lists are empty
                 bits |= 1 << (1 + n)
-        if _matches(user, self.config.secret_changed.allow_users):
+        allowed = self.config.secret_changed.allow_users
+        if allowed and _matches(user, allowed):
             bits |= ALLOWED_WRITER_BIT
         return bits
 

@@ -37,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kustos.audit import native
-from kustos.audit.alerts import Alert, AlertStore, Severity, watch_folder
+from kustos.audit.alerts import Alert, AlertStore, watch_folder
 from kustos.audit.detecting import ArchivedLike, Detector, DetectorsConfig, WatchState
 from kustos.audit.forwarding import EventSource, Forwarder
 from kustos.audit.records import ArchivedEvent, EventView, text_view, view_of
@@ -186,17 +186,22 @@ def _core_args(state: WatchState, thresholds: tuple[int, int]) -> tuple[Any, ...
     )
 
 
+def _begun(micros: int | None, started: dt.datetime | None) -> dt.datetime | None:
+    """The start of the learning period the core holds (µs), as *started* (the start the
+    core was given) when it is the same instant, so that it is written as it was read."""
+    if micros is None:
+        return None
+    if started is not None and (started - _EPOCH) // _MICROSECOND == micros:
+        return started
+    return _EPOCH + micros * _MICROSECOND
+
+
 def _state_of(exported: tuple[Any, ...], started: dt.datetime | None) -> WatchState:
-    """The live state from the native core's ``Detector.export`` (*started*: the start
-    the core was given, kept as it was written when the core did not change it)."""
+    """The live state from the native core's ``Detector.export`` (*started*: see
+    :func:`_begun`)."""
     micros, last_seq, readers, addresses, windows, distinct, sessions, cooldowns = exported[:8]
     recent = exported[8]
-    if micros is None:
-        begun = None
-    elif started is not None and (started - _EPOCH) // _MICROSECOND == micros:
-        begun = started
-    else:
-        begun = _EPOCH + micros * _MICROSECOND
+    begun = _begun(micros, started)
     return WatchState(
         started=begun,
         last_seq=last_seq,
@@ -210,6 +215,26 @@ def _state_of(exported: tuple[Any, ...], started: dt.datetime | None) -> WatchSt
         sessions=sessions,
         cooldowns=cooldowns,
         recent_ids=OrderedDict.fromkeys(recent),
+    )
+
+
+def _exported_doc(exported: tuple[Any, ...], started: dt.datetime | None) -> BaselineDoc:
+    """``state_to_doc(_state_of(exported, started))``, without the live state in between."""
+    micros, last_seq, readers, addresses, windows, distinct, sessions, cooldowns = exported[:8]
+    begun = _begun(micros, started)
+    return BaselineDoc.model_construct(
+        started=begun.isoformat() if begun is not None else None,
+        last_seq=last_seq,
+        secret_readers=tuple(readers),  # sorted by the core
+        addresses=addresses,
+        windows={d: {u: q for u, q in per.items() if q} for d, per in windows.items()},
+        distinct={
+            d: {u: {k: (t, i) for k, t, i in seen} for u, seen in per.items() if seen}
+            for d, per in distinct.items()
+        },
+        sessions=sessions,
+        cooldowns=cooldowns,
+        recent_ids=tuple(exported[8]),
     )
 
 
@@ -278,29 +303,29 @@ class DetectorHook:
         The native core runs them when it is built; an event it is not sure about is
         read by :func:`~kustos.audit.records.text_view` and given to the reference.
         """
-        if not native.enabled():
+        if not native.enabled() or self._replaying is not None:  # replays compare alerts
             payload = texts[offset:]
             try:
                 views = _DECODE_TEXTS(payload)
             except msgspec.DecodeError:  # an odd event: each read as the archive reads it
                 views = [text_view(bytes(raw)) for raw in _RAW_TEXTS(payload)]
             return self._handle([ArchivedEvent(first_seq + i, view=v) for i, v in enumerate(views)])
-        alerts: list[Alert] = []
+        stored = 0
         index = 0
         while True:
-            found, stop = self._take_core().process(texts, first_seq, offset, index)
-            alerts += [
-                Alert(detector, Severity(severity), time, user, message, ip, ns, name, ids)
-                for detector, severity, time, user, ip, ns, name, ids, message in found
-            ]
+            lines, count, stop = self._take_core().process(texts, first_seq, offset, index)
+            stored += self.store.append_lines(lines, count)
             if stop is None:
                 break
             index, start, offset = stop
             self._give_back()
             view = text_view(texts[start:offset])
-            alerts += self.detector.process([ArchivedEvent(first_seq + index, view=view)])
+            stored += self._store(
+                self.detector.process([ArchivedEvent(first_seq + index, view=view)])
+            )
             index += 1
-        return self._store(alerts)
+        self._save_when_due()
+        return stored
 
     def _take_core(self) -> Any:
         """The native core's detector, holding the state."""
@@ -342,9 +367,12 @@ class DetectorHook:
             # Alerts now, the baseline when due: a crash in between replays these events
             # at the next start, and the replay recognises the alerts already stored.
             self.store.append(alerts)
+        self._save_when_due()
+        return len(alerts)
+
+    def _save_when_due(self) -> None:
         if self._clock() - self._saved_at >= self._interval:
             self.save()
-        return len(alerts)
 
     @staticmethod
     def _key(alert: Alert) -> tuple[str, tuple[str, ...], str]:
@@ -358,7 +386,11 @@ class DetectorHook:
         """Write the baselines now."""
         started = self._clock()
         self.baseline.path.parent.mkdir(parents=True, exist_ok=True)
-        self.baseline.write(state_to_doc(self.state))
+        if self._core_owns:
+            doc = _exported_doc(self._core.export(), self._core_started)
+        else:
+            doc = state_to_doc(self.detector.state)
+        self.baseline.write(doc)
         self._saved_at = self._clock()
         self._interval = max(self.save_every, _SAVE_SHARE * (self._saved_at - started))
 
