@@ -894,6 +894,36 @@ fn label(namespace: Option<&str>, name: Option<&str>) -> String {
     format!("{}/{}", namespace.unwrap_or("*"), name.unwrap_or("*"))
 }
 
+/// Whether *text* matches *glob* as `fnmatch` does (case-sensitive, anchored, `*` any
+/// run of characters, newlines included, `?` one character; no `[...]` classes: those
+/// globs are left to Python).
+fn glob_match(glob: &[char], text: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    let (mut g, mut t) = (0, 0);
+    let mut retry: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match glob.get(g) {
+            Some('*') => {
+                retry = Some((g, t));
+                g += 1;
+            }
+            Some(&c) if c == '?' || c == text[t] => {
+                g += 1;
+                t += 1;
+            }
+            _ => match retry {
+                Some((star, at)) => {
+                    g = star + 1;
+                    t = at + 1;
+                    retry = Some((star, at + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    glob[g..].iter().all(|&c| c == '*')
+}
+
 /// `^/(healthz|livez|readyz|version|openapi)(/|$|\?)` as Python's `re.match` reads it
 /// (`$` also matches before a final newline).
 fn health(uri: &str) -> bool {
@@ -953,6 +983,9 @@ pub(crate) struct Detector {
     offsets: HashMap<i64, Option<i64>>,
     /// The ignore bits of the event's principal (every check is about it).
     current: u32,
+    /// (bit, globs) of each ignore list, when every glob is plain (`*`, `?` and
+    /// literal characters); else `classify` answers.
+    globs: Option<Vec<(u32, Vec<Vec<char>>)>>,
     state: State,
 }
 
@@ -961,7 +994,13 @@ impl Detector {
         if let Some(&bits) = self.ignore.get(user) {
             return Ok(bits);
         }
-        let bits: u32 = self.classify.call1(py, (user,))?.extract(py)?;
+        let bits: u32 = match &self.globs {
+            Some(lists) => lists
+                .iter()
+                .filter(|(_, globs)| globs.iter().any(|g| glob_match(g, user)))
+                .fold(0, |bits, (bit, _)| bits | bit),
+            None => self.classify.call1(py, (user,))?.extract(py)?,
+        };
         if self.ignore.len() > IGNORE_CACHE {
             self.ignore.clear();
         }
@@ -1635,7 +1674,7 @@ type Distinct = Vec<(String, Vec<(String, Vec<(String, f64, String)>)>)>;
 impl Detector {
     #[new]
     #[pyo3(signature = (
-        classify, zone_offset, *, learning, cooldown, bulk_window, denied_window, exec_window,
+        classify, zone_offset, *, ignore_lists, learning, cooldown, bulk_window, denied_window, exec_window,
         enabled, severities, new_ip_service_accounts, off_hours_service_accounts, hours, days,
         off_hours_suffix, bulk_secrets, bulk_namespaces, cluster_wide, bulk_window_text,
         denied_threshold, denied_window_text, exec_window_text, operator
@@ -1644,6 +1683,7 @@ impl Detector {
     fn new(
         classify: Py<PyAny>,
         zone_offset: Py<PyAny>,
+        ignore_lists: Vec<(u32, Vec<String>)>,
         learning: i64,
         cooldown: f64,
         bulk_window: f64,
@@ -1697,6 +1737,13 @@ impl Detector {
             ignore: HashMap::default(),
             offsets: HashMap::default(),
             current: 0,
+            globs: ignore_lists
+                .into_iter()
+                .map(|(bit, globs)| {
+                    let plain = globs.iter().all(|g| !g.contains('['));
+                    plain.then(|| (bit, globs.iter().map(|g| g.chars().collect()).collect()))
+                })
+                .collect(),
             state: State {
                 prune_at: RECENT_IDS,
                 sessions_at: RECENT_IDS,

@@ -56,6 +56,7 @@ class Detector:
         classify: Callable[[str], int],
         zone_offset: Callable[[int, bool], tuple[int, bool]],
         *,
+        ignore_lists: Sequence[tuple[int, Sequence[str]]],
         learning: int,
         cooldown: float,
         bulk_window: float,

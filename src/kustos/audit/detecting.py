@@ -520,7 +520,11 @@ class Detector:
         """This configuration as the native core's ``Detector`` takes it."""
         cfg = self.config
         hours = cfg.off_hours
+        lists = [(PLATFORM_BIT, list(cfg.ignore_users))]
+        lists += [(1 << (1 + n), list(self._section(d))) for n, d in enumerate(DETECTORS)]
+        lists.append((ALLOWED_WRITER_BIT, list(cfg.secret_changed.allow_users)))
         return {
+            "ignore_lists": [(bit, globs) for bit, globs in lists if globs],
             "learning": self._learning // dt.timedelta(microseconds=1),
             "cooldown": self._cooldown,
             "bulk_window": self._bulk_window,

@@ -24,7 +24,9 @@ import contextlib
 import datetime as dt
 import logging
 import multiprocessing
+import queue
 import signal
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -57,6 +59,9 @@ _STOP: Final = b"stop"
 _VIEWS: Final = b"v"
 _TEXTS: Final = b"j"
 _START_SECONDS: Final = 60
+#: Batches waiting for the pipe (each up to a segment append: 16,384 events); the writer
+#: waits beyond, so memory stays bounded.
+_QUEUED: Final = 2
 _STOP_SECONDS: Final = 300
 #: A routine baseline save waits at least this many times as long as the last one took.
 _SAVE_SHARE: Final = 20
@@ -413,15 +418,17 @@ def hooks_for(archive_dir: Path, config: Path | None, *, in_process: bool = Fals
 
 
 class DetectorProcess:
-    """The detector hook run in a child process, fed each durable batch's event views.
+    """The detector hook run in a child process, fed each durable batch's events.
 
-    The archive's writer only encodes the views of a batch (MessagePack) and sends them
-    down a pipe; the child runs a :class:`DetectorHook` over them, stores the alerts and
-    saves the baselines. A full pipe makes the writer wait (memory stays bounded). If the
+    The archive's writer hands over the texts of a batch its native core stored (one JSON
+    array), or else encodes the batch's views (MessagePack); a thread sends them down a
+    pipe, so that the writer goes on with the next batch meanwhile (when :data:`_QUEUED`
+    batches wait, the writer waits too: memory stays bounded). The child runs a
+    :class:`DetectorHook` over them, stores the alerts and saves the baselines. If the
     child dies, ingest goes on and says so once: the baseline names the last event the
-    detectors saw, and the next start catches up from there (:meth:`DetectorHook.catch_up`).
-    :meth:`close` (called by the archive's ``close``) waits until every batch sent was
-    processed.
+    detectors saw, and the next start catches up from there
+    (:meth:`DetectorHook.catch_up`). :meth:`close` (called by the archive's ``close``)
+    waits until every batch sent was processed.
     """
 
     def __init__(self, archive_dir: Path, config: DetectorsConfig) -> None:
@@ -437,6 +444,9 @@ class DetectorProcess:
         child.close()
         self._encode = msgspec.msgpack.Encoder().encode
         self._alive = self._wait_ready()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED)
+        self._sender = threading.Thread(target=self._send, name="kustos-detectors-send")
+        self._sender.start()
 
     def _wait_ready(self) -> bool:
         try:
@@ -453,26 +463,35 @@ class DetectorProcess:
             return
         # A batch the archive's native core stored hands over its texts in one piece; the
         # child reads the views (the writer makes no Python object per event).
+        first = events[0].seq.to_bytes(8, "big")
         texts = getattr(events, "json_array", None)
         if callable(texts):
-            payload = _TEXTS + texts()
+            self._queue.put(b"".join((first, _TEXTS, texts())))
         else:
             views = [e.view if isinstance(e, ArchivedEvent) else view_of(e.event) for e in events]
-            payload = _VIEWS + self._encode(views)
-        try:
-            self._pipe.send_bytes(events[0].seq.to_bytes(8, "big") + payload)
-        except OSError:
-            self._alive = False
-            log.error(  # noqa: TRY400 - the reason is the child's exit, logged by it
-                "the detector process stopped at record %d; detection resumes from its "
-                "baseline at the next start",
-                events[0].seq,
-            )
+            self._queue.put(b"".join((first, _VIEWS, self._encode(views))))
+
+    def _send(self) -> None:
+        """The sender thread: batches from the queue down the pipe until ``None``."""
+        while (message := self._queue.get()) is not None:
+            if not self._alive:
+                continue  # the child is gone: the next start catches up
+            try:
+                self._pipe.send_bytes(message)
+            except OSError:
+                self._alive = False
+                log.error(  # noqa: TRY400 - the reason is the child's exit, logged by it
+                    "the detector process stopped at record %d; detection resumes from its "
+                    "baseline at the next start",
+                    int.from_bytes(message[:8], "big"),
+                )
 
     def close(self) -> None:
         """Tell the child that no more batches come and wait until it has saved."""
         if self._pipe.closed:
             return
+        self._queue.put(None)  # after the batches still waiting
+        self._sender.join()
         self._alive = False
         with contextlib.suppress(OSError):
             self._pipe.send_bytes(_STOP)
