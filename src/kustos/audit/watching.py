@@ -24,8 +24,10 @@ import contextlib
 import datetime as dt
 import logging
 import multiprocessing
+import os
 import queue
 import signal
+import struct
 import threading
 import time
 from collections import OrderedDict, deque
@@ -513,7 +515,7 @@ def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connect
     try:
         while True:
             try:
-                message = pipe.recv_bytes()
+                message = _receive(pipe.fileno())
             except EOFError:  # the parent died: keep what was seen
                 break
             if message == _STOP:
@@ -527,6 +529,29 @@ def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connect
     finally:
         hook.save()
         pipe.close()
+
+
+def _receive(fd: int) -> bytes:
+    """One message the parent sent with ``Connection.send_bytes`` (its framing: a signed
+    32-bit big-endian length, or -1 and a 64-bit one), read straight into one buffer:
+    ``recv_bytes`` reads a batch of megabytes in pipe-sized pieces, each into a buffer
+    of the whole size, then copies them twice. ``EOFError`` when the parent is gone."""
+    (size,) = struct.unpack("!i", _read_exact(fd, 4))
+    if size == -1:
+        (size,) = struct.unpack("!Q", _read_exact(fd, 8))
+    return _read_exact(fd, size)
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            raise EOFError
+        got += n
+    return bytes(buffer)
 
 
 # --------------------------------------------------------------------------- forwarding
