@@ -30,6 +30,7 @@ import signal
 import struct
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import Connection
@@ -447,7 +448,15 @@ class DetectorProcess:
         self._encode = msgspec.msgpack.Encoder().encode
         self._alive = self._wait_ready()
         self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED)
-        self._sender = threading.Thread(target=self._send, name="kustos-detectors-send")
+        # A daemon holding this object weakly: a command that fails before it closes the
+        # archive drops it, its pipe closes, the child sees the end and saves; what was
+        # not sent is caught up from the baseline at the next start.
+        self._sender = threading.Thread(
+            target=_send_batches,
+            args=(weakref.ref(self), self._queue),
+            name="kustos-detectors-send",
+            daemon=True,
+        )
         self._sender.start()
 
     def _wait_ready(self) -> bool:
@@ -473,20 +482,19 @@ class DetectorProcess:
             views = [e.view if isinstance(e, ArchivedEvent) else view_of(e.event) for e in events]
             self._queue.put(b"".join((first, _VIEWS, self._encode(views))))
 
-    def _send(self) -> None:
-        """The sender thread: batches from the queue down the pipe until ``None``."""
-        while (message := self._queue.get()) is not None:
-            if not self._alive:
-                continue  # the child is gone: the next start catches up
-            try:
-                self._pipe.send_bytes(message)
-            except OSError:
-                self._alive = False
-                log.error(  # noqa: TRY400 - the reason is the child's exit, logged by it
-                    "the detector process stopped at record %d; detection resumes from its "
-                    "baseline at the next start",
-                    int.from_bytes(message[:8], "big"),
-                )
+    def send(self, message: bytes) -> None:
+        """Send one batch down the pipe (the sender thread's work)."""
+        if not self._alive:
+            return  # the child is gone: the next start catches up
+        try:
+            self._pipe.send_bytes(message)
+        except OSError:
+            self._alive = False
+            log.error(  # noqa: TRY400 - the reason is the child's exit, logged by it
+                "the detector process stopped at record %d; detection resumes from its "
+                "baseline at the next start",
+                int.from_bytes(message[:8], "big"),
+            )
 
     def close(self) -> None:
         """Tell the child that no more batches come and wait until it has saved."""
@@ -503,6 +511,16 @@ class DetectorProcess:
             self._process.kill()
             self._process.join()
         self._pipe.close()
+
+
+def _send_batches(owner: weakref.ref[DetectorProcess], waiting: queue.Queue[bytes | None]) -> None:
+    """The sender thread of a :class:`DetectorProcess`: batches down its pipe until ``None``."""
+    while (message := waiting.get()) is not None:
+        process = owner()
+        if process is None:
+            return
+        process.send(message)
+        del process  # no strong reference while waiting
 
 
 def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connection) -> None:
