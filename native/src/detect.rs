@@ -303,10 +303,7 @@ fn strings<'a>(r: &mut Fast<'a>, mut each: impl FnMut(Cow<'a, str>)) -> R<()> {
 }
 
 /// `null` (`None`) or an object read field by field by *field*.
-fn nullable<'a>(
-    r: &mut Fast<'a>,
-    mut field: impl FnMut(&mut Fast<'a>, &str) -> R<()>,
-) -> R<bool> {
+fn nullable<'a>(r: &mut Fast<'a>, mut field: impl FnMut(&mut Fast<'a>, &str) -> R<()>) -> R<bool> {
     if !r.null()? {
         return Ok(false);
     }
@@ -1009,8 +1006,8 @@ impl Detector {
     }
 
     /// Whether the event's principal is on *detector*'s ignore list.
-    fn ignored(&self, _py: Python<'_>, _user: &str, detector: usize) -> PyResult<bool> {
-        Ok(self.current & (1 << (1 + detector)) != 0)
+    fn ignored(&self, detector: usize) -> bool {
+        self.current & (1 << (1 + detector)) != 0
     }
 
     /// The zone's offset (seconds) at epoch second *second*.
@@ -1209,7 +1206,7 @@ impl Detector {
             || req.groups.iter().any(|g| g == ANON_GROUP)
             || req.code == Some(401))
             && (!req.resource.is_empty() || !health(req.uri));
-        if self.enabled[ANONYMOUS] && anonymous && !self.ignored(py, req.user, ANONYMOUS)? {
+        if self.enabled[ANONYMOUS] && anonymous && !self.ignored(ANONYMOUS) {
             let target = if req.resource.is_empty() {
                 req.uri.split('?').next().unwrap_or("")
             } else {
@@ -1235,31 +1232,31 @@ impl Detector {
             self.limited(req, ANONYMOUS, req.source_ip.unwrap_or(""), alert, out);
         }
         if self.enabled[CHANGED] && req.is_secret() && is_write(req.verb) {
-            self.changed(py, req, out)?;
+            self.changed(req, out)?;
         }
         if platform {
             return Ok(());
         }
         if self.enabled[DENIED] && req.denied() && !anonymous {
-            self.denied(py, req, out)?;
+            self.denied(req, out)?;
         }
         if self.enabled[NEW_IP] {
-            self.new_address(py, req, out, learning)?;
+            self.new_address(req, out, learning)?;
         }
         if self.enabled[EXEC] && req.resource == "pods" && req.allowed() {
-            self.remember_exec(py, req)?;
+            self.remember_exec(req)?;
         }
         if !(req.is_secret() && is_read(req.verb) && req.allowed()) {
             return Ok(());
         }
         if self.enabled[FIRST_READ] {
-            self.first_read(py, req, out, learning)?;
+            self.first_read(req, out, learning)?;
         }
         if self.enabled[OFF_HOURS] {
             self.off_hours(py, req, out)?;
         }
         if self.enabled[BULK] {
-            self.bulk(py, req, out)?;
+            self.bulk(req, out)?;
         }
         if self.enabled[EXEC] {
             self.after_exec(req, out);
@@ -1267,11 +1264,11 @@ impl Detector {
         Ok(())
     }
 
-    fn changed(&mut self, py: Python<'_>, req: &Request<'_>, out: &mut Vec<Alert>) -> PyResult<()> {
+    fn changed(&mut self, req: &Request<'_>, out: &mut Vec<Alert>) -> PyResult<()> {
         if !req.allowed() || req.user == self.operator {
             return Ok(());
         }
-        if self.current & ALLOWED_WRITER != 0 || self.ignored(py, req.user, CHANGED)? {
+        if self.current & ALLOWED_WRITER != 0 || self.ignored(CHANGED) {
             return Ok(());
         }
         let message = format!(
@@ -1284,8 +1281,8 @@ impl Detector {
         Ok(())
     }
 
-    fn denied(&mut self, py: Python<'_>, req: &Request<'_>, out: &mut Vec<Alert>) -> PyResult<()> {
-        if self.ignored(py, req.user, DENIED)? {
+    fn denied(&mut self, req: &Request<'_>, out: &mut Vec<Alert>) -> PyResult<()> {
+        if self.ignored(DENIED) {
             return Ok(());
         }
         let now = req.now();
@@ -1324,7 +1321,6 @@ impl Detector {
 
     fn new_address(
         &mut self,
-        py: Python<'_>,
         req: &Request<'_>,
         out: &mut Vec<Alert>,
         learning: bool,
@@ -1332,7 +1328,7 @@ impl Detector {
         let Some(ip) = req.source_ip else {
             return Ok(());
         };
-        if req.user.is_empty() || self.ignored(py, req.user, NEW_IP)? {
+        if req.user.is_empty() || self.ignored(NEW_IP) {
             return Ok(());
         }
         if req.user.starts_with(SA) && !self.new_ip_service_accounts {
@@ -1367,7 +1363,6 @@ impl Detector {
 
     fn first_read(
         &mut self,
-        py: Python<'_>,
         req: &Request<'_>,
         out: &mut Vec<Alert>,
         learning: bool,
@@ -1375,7 +1370,7 @@ impl Detector {
         let (Some(name), Some(namespace)) = (req.name, req.namespace) else {
             return Ok(());
         };
-        if self.ignored(py, req.user, FIRST_READ)? {
+        if self.ignored(FIRST_READ) {
             return Ok(());
         }
         if !self
@@ -1401,7 +1396,7 @@ impl Detector {
         req: &Request<'_>,
         out: &mut Vec<Alert>,
     ) -> PyResult<()> {
-        if self.ignored(py, req.user, OFF_HOURS)? {
+        if self.ignored(OFF_HOURS) {
             return Ok(());
         }
         if req.user.starts_with(SA) && !self.off_hours_service_accounts {
@@ -1454,8 +1449,8 @@ impl Detector {
         seen
     }
 
-    fn bulk(&mut self, py: Python<'_>, req: &Request<'_>, out: &mut Vec<Alert>) -> PyResult<()> {
-        if self.ignored(py, req.user, BULK)? {
+    fn bulk(&mut self, req: &Request<'_>, out: &mut Vec<Alert>) -> PyResult<()> {
+        if self.ignored(BULK) {
             return Ok(());
         }
         if (req.verb == "list" || req.verb == "watch") && req.name.is_none() {
@@ -1518,10 +1513,8 @@ impl Detector {
         Ok(())
     }
 
-    fn remember_exec(&mut self, py: Python<'_>, req: &Request<'_>) -> PyResult<()> {
-        if !(req.subresource == "exec" || req.subresource == "attach")
-            || self.ignored(py, req.user, EXEC)?
-        {
+    fn remember_exec(&mut self, req: &Request<'_>) -> PyResult<()> {
+        if !(req.subresource == "exec" || req.subresource == "attach") || self.ignored(EXEC) {
             return Ok(());
         }
         let pod = format!(
@@ -1750,16 +1743,6 @@ impl Detector {
                 ..State::default()
             },
         })
-    }
-
-    #[getter]
-    fn last_seq(&self) -> i64 {
-        self.state.last_seq
-    }
-
-    #[getter]
-    fn started(&self) -> Option<i64> {
-        self.state.started
     }
 
     /// Run the detectors over the events of *texts* (from byte *offset*, a JSON array of
