@@ -21,6 +21,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use sha2::{Digest, Sha256};
 
+mod detect;
+
 /// The fast reader gives up: the Python reference path decides.
 #[derive(Debug)]
 struct Unsure;
@@ -1319,6 +1321,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Batch>()?;
     m.add_class::<Window>()?;
     m.add_class::<Commit>()?;
+    m.add_class::<detect::Detector>()?;
     m.add_function(wrap_pyfunction!(read_lines, m)?)?;
     m.add_function(wrap_pyfunction!(cut_lines, m)?)?;
     m.add_function(wrap_pyfunction!(read_event_list, m)?)?;

@@ -1,5 +1,6 @@
 # Types of the native core built from native/src/lib.rs (see kustos.audit.native).
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 class Batch:
     lines: int
@@ -48,3 +49,50 @@ def commit(
     block: int,
     buckets: int,
 ) -> Commit: ...
+
+class Detector:
+    def __init__(
+        self,
+        classify: Callable[[str], int],
+        zone_offset: Callable[[int, bool], tuple[int, bool]],
+        *,
+        ignore_lists: Sequence[tuple[int, Sequence[str]]],
+        learning: int,
+        cooldown: float,
+        bulk_window: float,
+        denied_window: float,
+        exec_window: float,
+        enabled: Sequence[bool],
+        severities: Sequence[str],
+        new_ip_service_accounts: bool,
+        off_hours_service_accounts: bool,
+        hours: tuple[int, int],
+        days: Sequence[int],
+        off_hours_suffix: str,
+        bulk_secrets: int,
+        bulk_namespaces: int,
+        cluster_wide: bool,
+        bulk_window_text: str,
+        denied_threshold: int,
+        denied_window_text: str,
+        exec_window_text: str,
+        operator: str,
+    ) -> None: ...
+    def process(
+        self, texts: bytes, first_seq: int, offset: int, index: int
+    ) -> tuple[bytes, int, tuple[int, int, int] | None]: ...
+    def export(self) -> tuple[Any, ...]: ...
+    def load(
+        self,
+        started: int | None,
+        last_seq: int,
+        readers: Sequence[tuple[str, str, str]],
+        addresses: Sequence[tuple[str, Sequence[str]]],
+        windows: Sequence[Any],
+        distinct: Sequence[Any],
+        sessions: Sequence[tuple[str, tuple[float, str, str, str]]],
+        cooldowns: Sequence[tuple[str, float]],
+        recent: Sequence[str],
+        prune_at: int,
+        sessions_at: int,
+    ) -> None: ...

@@ -122,7 +122,12 @@ class AlertStore:
     def append(self, alerts: Iterable[Alert]) -> int:
         """Append *alerts* durably (flushed and synced before returning); return how many."""
         lines = [orjson.dumps(a.to_json()) + b"\n" for a in alerts]
-        if not lines:
+        return self.append_lines(b"".join(lines), len(lines))
+
+    def append_lines(self, data: bytes, count: int) -> int:
+        """Append *count* alerts already written as lines (``orjson.dumps(a.to_json())``
+        and a newline each: the native detector writes them so) durably; return *count*."""
+        if not count:
             return 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,15 +139,15 @@ class AlertStore:
             end = _complete_length(fd)
             os.ftruncate(fd, end)  # drop a torn last line left by a crash
             os.lseek(fd, end, os.SEEK_SET)
-            data = memoryview(b"".join(lines))
-            while data:
-                data = data[os.write(fd, data) :]
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         except OSError as exc:
             raise FileAccessError(self.path, "write alerts", exc.strerror or "error") from exc
         finally:
             os.close(fd)
-        return len(lines)
+        return count
 
     def read(self, after_seq: int = 0) -> Iterator[StoredAlert]:
         """Every stored alert after *after_seq*, in order; a torn last line is skipped."""

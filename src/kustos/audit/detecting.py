@@ -102,6 +102,24 @@ RECENT_IDS: Final = 4096
 IGNORE_CACHE: Final = 1 << 16
 
 
+#: The detectors in the order of their ignore bits (:meth:`Detector.ignore_bits`).
+DETECTORS: Final = (
+    "first_secret_read",
+    "new_source_ip",
+    "off_hours",
+    "bulk_read",
+    "anonymous",
+    "denied_burst",
+    "exec_then_secret",
+    "secret_changed",
+    "policy_leak",
+)
+#: :meth:`Detector.ignore_bits`: the global list (platform identities), and
+#: ``secret_changed.allow_users``.
+PLATFORM_BIT: Final = 1
+ALLOWED_WRITER_BIT: Final = 1 << 10
+
+
 class ArchivedLike(Protocol):
     """What the archive hands the detectors (``kustos.audit.records.ArchivedEvent``)."""
 
@@ -425,6 +443,11 @@ def _matches(user: str, globs: Iterable[str]) -> bool:
     return _glob_pattern(tuple(globs)).match(user) is not None
 
 
+def _offset(zone: zoneinfo.ZoneInfo, second: int) -> int:
+    offset = dt.datetime.fromtimestamp(second, zone).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
 def _secret_label(namespace: str | None, name: str | None) -> str:
     return f"{namespace or '*'}/{name or '*'}"
 
@@ -464,6 +487,65 @@ class Detector:
         #: anything but Secrets are routine).
         self._watch_addresses = config.new_source_ip.enabled
         self._watch_sa_addresses = config.new_source_ip.include_service_accounts
+
+    # ------------------------------------------------------------------ native core
+    def ignore_bits(self, user: str) -> int:
+        """Which ignore lists *user* is on: bit 0 the global one, bit 1 + i that of
+        ``DETECTORS[i]``, :data:`ALLOWED_WRITER_BIT` ``secret_changed.allow_users``."""
+        bits = PLATFORM_BIT if self._is(user, "") else 0
+        for n, detector in enumerate(DETECTORS):
+            if self._section(detector) and self._is(user, detector):  # most lists are empty
+                bits |= 1 << (1 + n)
+        allowed = self.config.secret_changed.allow_users
+        if allowed and _matches(user, allowed):
+            bits |= ALLOWED_WRITER_BIT
+        return bits
+
+    def zone_offset(self, second: int, hour: bool) -> tuple[int, bool]:
+        """The off-hours zone's UTC offset (seconds) at epoch *second*, and with *hour*
+        whether it stays the same for the hour that starts there."""
+        offset = _offset(self._zone, second)
+        return offset, hour and _offset(self._zone, second + 3599) == offset
+
+    @property
+    def prune_thresholds(self) -> tuple[int, int]:
+        """When the cooldown and exec-session tables are pruned next (their sizes)."""
+        return self._prune_at, self._sessions_at
+
+    @prune_thresholds.setter
+    def prune_thresholds(self, value: tuple[int, int]) -> None:
+        self._prune_at, self._sessions_at = value
+
+    def native_settings(self) -> dict[str, Any]:
+        """This configuration as the native core's ``Detector`` takes it."""
+        cfg = self.config
+        hours = cfg.off_hours
+        lists = [(PLATFORM_BIT, list(cfg.ignore_users))]
+        lists += [(1 << (1 + n), list(self._section(d))) for n, d in enumerate(DETECTORS)]
+        lists.append((ALLOWED_WRITER_BIT, list(cfg.secret_changed.allow_users)))
+        return {
+            "ignore_lists": [(bit, globs) for bit, globs in lists if globs],
+            "learning": self._learning // dt.timedelta(microseconds=1),
+            "cooldown": self._cooldown,
+            "bulk_window": self._bulk_window,
+            "denied_window": self._denied_window,
+            "exec_window": self._exec_window,
+            "enabled": [getattr(cfg, d).enabled for d in DETECTORS],
+            "severities": [str(getattr(cfg, d).severity) for d in DETECTORS],
+            "new_ip_service_accounts": cfg.new_source_ip.include_service_accounts,
+            "off_hours_service_accounts": hours.include_service_accounts,
+            "hours": self._hours,
+            "days": [_DAYS.index(d) for d in hours.days],
+            "off_hours_suffix": f"{hours.timezone}, outside {hours.hours} {','.join(hours.days)}",
+            "bulk_secrets": cfg.bulk_read.distinct_secrets,
+            "bulk_namespaces": cfg.bulk_read.namespaces,
+            "cluster_wide": cfg.bulk_read.cluster_wide,
+            "bulk_window_text": cfg.bulk_read.window,
+            "denied_threshold": cfg.denied_burst.threshold,
+            "denied_window_text": cfg.denied_burst.window,
+            "exec_window_text": cfg.exec_then_secret.window,
+            "operator": cfg.secret_changed.operator,
+        }
 
     # ------------------------------------------------------------------ driving
     def process(self, events: Iterable[ArchivedLike]) -> list[Alert]:

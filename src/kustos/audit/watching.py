@@ -24,8 +24,13 @@ import contextlib
 import datetime as dt
 import logging
 import multiprocessing
+import os
+import queue
 import signal
+import struct
+import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import Connection
@@ -36,6 +41,7 @@ import msgspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kustos.audit import native
 from kustos.audit.alerts import Alert, AlertStore, watch_folder
 from kustos.audit.detecting import ArchivedLike, Detector, DetectorsConfig, WatchState
 from kustos.audit.forwarding import EventSource, Forwarder
@@ -56,10 +62,17 @@ _STOP: Final = b"stop"
 _VIEWS: Final = b"v"
 _TEXTS: Final = b"j"
 _START_SECONDS: Final = 60
+#: Batches waiting for the pipe (each up to a segment append: 16,384 events); the writer
+#: waits beyond, so memory stays bounded.
+_QUEUED: Final = 2
 _STOP_SECONDS: Final = 300
 #: A routine baseline save waits at least this many times as long as the last one took.
 _SAVE_SHARE: Final = 20
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND: Final = dt.timedelta(microseconds=1)
 Hook = Callable[[Sequence[ArchivedLike]], None]
+_DECODE_TEXTS: Final = msgspec.json.Decoder(list[EventView]).decode
+_RAW_TEXTS: Final = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
 class WatchConfig(BaseModel):
@@ -132,7 +145,12 @@ def state_to_doc(state: WatchState) -> BaselineDoc:
         secret_readers=tuple(sorted(state.secret_readers)),
         addresses=state.addresses,
         windows={d: {u: list(q) for u, q in per.items() if q} for d, per in state.windows.items()},
-        distinct={d: {u: k for u, k in per.items() if k} for d, per in state.distinct.items()},
+        # A plain dict in recency order: pydantic writes an OrderedDict in the order its
+        # keys were first inserted, not in move_to_end's order, and the expiry after a
+        # restart reads the oldest first.
+        distinct={
+            d: {u: dict(k) for u, k in per.items() if k} for d, per in state.distinct.items()
+        },
         sessions=state.sessions,
         cooldowns=state.cooldowns,
         recent_ids=tuple(state.recent_ids),
@@ -153,6 +171,78 @@ def doc_to_state(doc: BaselineDoc) -> WatchState:
         sessions=dict(doc.sessions),
         cooldowns=dict(doc.cooldowns),
         recent_ids=OrderedDict.fromkeys(doc.recent_ids),
+    )
+
+
+def _core_args(state: WatchState, thresholds: tuple[int, int]) -> tuple[Any, ...]:
+    """*state* as the native core's ``Detector.load`` takes it (mappings as pairs, in order)."""
+    started = (state.started - _EPOCH) // _MICROSECOND if state.started is not None else None
+    return (
+        started,
+        state.last_seq,
+        list(state.secret_readers),
+        list(state.addresses.items()),
+        [(d, [(u, list(q)) for u, q in per.items()]) for d, per in state.windows.items()],
+        [
+            (d, [(u, [(k, t, i) for k, (t, i) in seen.items()]) for u, seen in per.items()])
+            for d, per in state.distinct.items()
+        ],
+        list(state.sessions.items()),
+        list(state.cooldowns.items()),
+        list(state.recent_ids),
+        *thresholds,
+    )
+
+
+def _begun(micros: int | None, started: dt.datetime | None) -> dt.datetime | None:
+    """The start of the learning period the core holds (µs), as *started* (the start the
+    core was given) when it is the same instant, so that it is written as it was read."""
+    if micros is None:
+        return None
+    if started is not None and (started - _EPOCH) // _MICROSECOND == micros:
+        return started
+    return _EPOCH + micros * _MICROSECOND
+
+
+def _state_of(exported: tuple[Any, ...], started: dt.datetime | None) -> WatchState:
+    """The live state from the native core's ``Detector.export`` (*started*: see
+    :func:`_begun`)."""
+    micros, last_seq, readers, addresses, windows, distinct, sessions, cooldowns = exported[:8]
+    recent = exported[8]
+    begun = _begun(micros, started)
+    return WatchState(
+        started=begun,
+        last_seq=last_seq,
+        secret_readers={tuple(r) for r in readers},
+        addresses=addresses,
+        windows={d: {u: deque(q) for u, q in per.items()} for d, per in windows.items()},
+        distinct={
+            d: {u: OrderedDict((k, (t, i)) for k, t, i in seen) for u, seen in per.items()}
+            for d, per in distinct.items()
+        },
+        sessions=sessions,
+        cooldowns=cooldowns,
+        recent_ids=OrderedDict.fromkeys(recent),
+    )
+
+
+def _exported_doc(exported: tuple[Any, ...], started: dt.datetime | None) -> BaselineDoc:
+    """``state_to_doc(_state_of(exported, started))``, without the live state in between."""
+    micros, last_seq, readers, addresses, windows, distinct, sessions, cooldowns = exported[:8]
+    begun = _begun(micros, started)
+    return BaselineDoc.model_construct(
+        started=begun.isoformat() if begun is not None else None,
+        last_seq=last_seq,
+        secret_readers=tuple(readers),  # sorted by the core
+        addresses=addresses,
+        windows={d: {u: q for u, q in per.items() if q} for d, per in windows.items()},
+        distinct={
+            d: {u: {k: (t, i) for k, t, i in seen} for u, seen in per.items() if seen}
+            for d, per in distinct.items()
+        },
+        sessions=sessions,
+        cooldowns=cooldowns,
+        recent_ids=tuple(exported[8]),
     )
 
 
@@ -183,6 +273,12 @@ class DetectorHook:
         #: the time. Safe: a restart replays the events after the saved ``last_seq``.
         self._interval = save_every
         self._replaying: set[tuple[str, tuple[str, ...], str]] | None = None
+        #: The native core's detector (made on first use), and whether it holds the state
+        #: now (else ``self.detector.state`` does): the state moves only when the other
+        #: side must run, which on one archive's ingest path is never or rarely.
+        self._core: Any = None
+        self._core_owns = False
+        self._core_started: dt.datetime | None = None
 
     def catch_up(self, events: EventSource) -> int:
         """Process what the archive holds past the baseline; return the alerts stored."""
@@ -208,17 +304,83 @@ class DetectorHook:
         """Run the detectors over a batch that was just archived."""
         self._handle(events)
 
+    def handle_texts(self, first_seq: int, texts: bytes, offset: int = 0) -> int:
+        """Run the detectors over stored events given as one JSON array (from byte
+        *offset* of *texts*; the first event is record *first_seq*); the alerts stored.
+
+        The native core runs them when it is built; an event it is not sure about is
+        read by :func:`~kustos.audit.records.text_view` and given to the reference.
+        """
+        if not native.enabled() or self._replaying is not None:  # replays compare alerts
+            payload = texts[offset:]
+            try:
+                views = _DECODE_TEXTS(payload)
+            except msgspec.DecodeError:  # an odd event: each read as the archive reads it
+                views = [text_view(bytes(raw)) for raw in _RAW_TEXTS(payload)]
+            return self._handle([ArchivedEvent(first_seq + i, view=v) for i, v in enumerate(views)])
+        stored = 0
+        index = 0
+        while True:
+            lines, count, stop = self._take_core().process(texts, first_seq, offset, index)
+            stored += self.store.append_lines(lines, count)
+            if stop is None:
+                break
+            index, start, offset = stop
+            self._give_back()
+            view = text_view(texts[start:offset])
+            stored += self._store(
+                self.detector.process([ArchivedEvent(first_seq + index, view=view)])
+            )
+            index += 1
+        self._save_when_due()
+        return stored
+
+    def _take_core(self) -> Any:
+        """The native core's detector, holding the state."""
+        if self._core is None:
+            self._core = native.core.Detector(
+                self.detector.ignore_bits, self.detector.zone_offset,
+                **self.detector.native_settings(),
+            )  # fmt: skip
+        if not self._core_owns:
+            state = self.detector.state
+            self._core.load(*_core_args(state, self.detector.prune_thresholds))
+            self._core_started = state.started
+            self._core_owns = True
+        return self._core
+
+    def _give_back(self) -> None:
+        """Move the state from the native core to the Python detector, if it is there."""
+        if self._core_owns:
+            exported = self._core.export()
+            self.detector.state = _state_of(exported, self._core_started)
+            self.detector.prune_thresholds = exported[9], exported[10]
+            self._core_owns = False
+
+    @property
+    def state(self) -> WatchState:
+        """The detectors' state now (a copy when the native core holds it)."""
+        if self._core_owns:
+            return _state_of(self._core.export(), self._core_started)
+        return self.detector.state
+
     def _handle(self, events: Sequence[ArchivedLike]) -> int:
-        alerts = self.detector.process(events)
+        self._give_back()
+        return self._store(self.detector.process(events))
+
+    def _store(self, alerts: list[Alert]) -> int:
         if self._replaying is not None:
             alerts = [a for a in alerts if self._key(a) not in self._replaying]
         if alerts:
             # Alerts now, the baseline when due: a crash in between replays these events
             # at the next start, and the replay recognises the alerts already stored.
             self.store.append(alerts)
+        self._save_when_due()
+        return len(alerts)
+
+    def _save_when_due(self) -> None:
         if self._clock() - self._saved_at >= self._interval:
             self.save()
-        return len(alerts)
 
     @staticmethod
     def _key(alert: Alert) -> tuple[str, tuple[str, ...], str]:
@@ -232,7 +394,11 @@ class DetectorHook:
         """Write the baselines now."""
         started = self._clock()
         self.baseline.path.parent.mkdir(parents=True, exist_ok=True)
-        self.baseline.write(state_to_doc(self.detector.state))
+        if self._core_owns:
+            doc = _exported_doc(self._core.export(), self._core_started)
+        else:
+            doc = state_to_doc(self.detector.state)
+        self.baseline.write(doc)
         self._saved_at = self._clock()
         self._interval = max(self.save_every, _SAVE_SHARE * (self._saved_at - started))
 
@@ -255,15 +421,17 @@ def hooks_for(archive_dir: Path, config: Path | None, *, in_process: bool = Fals
 
 
 class DetectorProcess:
-    """The detector hook run in a child process, fed each durable batch's event views.
+    """The detector hook run in a child process, fed each durable batch's events.
 
-    The archive's writer only encodes the views of a batch (MessagePack) and sends them
-    down a pipe; the child runs a :class:`DetectorHook` over them, stores the alerts and
-    saves the baselines. A full pipe makes the writer wait (memory stays bounded). If the
+    The archive's writer hands over the texts of a batch its native core stored (one JSON
+    array), or else encodes the batch's views (MessagePack); a thread sends them down a
+    pipe, so that the writer goes on with the next batch meanwhile (when :data:`_QUEUED`
+    batches wait, the writer waits too: memory stays bounded). The child runs a
+    :class:`DetectorHook` over them, stores the alerts and saves the baselines. If the
     child dies, ingest goes on and says so once: the baseline names the last event the
-    detectors saw, and the next start catches up from there (:meth:`DetectorHook.catch_up`).
-    :meth:`close` (called by the archive's ``close``) waits until every batch sent was
-    processed.
+    detectors saw, and the next start catches up from there
+    (:meth:`DetectorHook.catch_up`). :meth:`close` (called by the archive's ``close``)
+    waits until every batch sent was processed.
     """
 
     def __init__(self, archive_dir: Path, config: DetectorsConfig) -> None:
@@ -279,6 +447,17 @@ class DetectorProcess:
         child.close()
         self._encode = msgspec.msgpack.Encoder().encode
         self._alive = self._wait_ready()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED)
+        # A daemon holding this object weakly: a command that fails before it closes the
+        # archive drops it, its pipe closes, the child sees the end and saves; what was
+        # not sent is caught up from the baseline at the next start.
+        self._sender = threading.Thread(
+            target=_send_batches,
+            args=(weakref.ref(self), self._queue),
+            name="kustos-detectors-send",
+            daemon=True,
+        )
+        self._sender.start()
 
     def _wait_ready(self) -> bool:
         try:
@@ -295,26 +474,34 @@ class DetectorProcess:
             return
         # A batch the archive's native core stored hands over its texts in one piece; the
         # child reads the views (the writer makes no Python object per event).
+        first = events[0].seq.to_bytes(8, "big")
         texts = getattr(events, "json_array", None)
         if callable(texts):
-            payload = _TEXTS + texts()
+            self._queue.put(b"".join((first, _TEXTS, texts())))
         else:
             views = [e.view if isinstance(e, ArchivedEvent) else view_of(e.event) for e in events]
-            payload = _VIEWS + self._encode(views)
+            self._queue.put(b"".join((first, _VIEWS, self._encode(views))))
+
+    def send(self, message: bytes) -> None:
+        """Send one batch down the pipe (the sender thread's work)."""
+        if not self._alive:
+            return  # the child is gone: the next start catches up
         try:
-            self._pipe.send_bytes(events[0].seq.to_bytes(8, "big") + payload)
+            self._pipe.send_bytes(message)
         except OSError:
             self._alive = False
             log.error(  # noqa: TRY400 - the reason is the child's exit, logged by it
                 "the detector process stopped at record %d; detection resumes from its "
                 "baseline at the next start",
-                events[0].seq,
+                int.from_bytes(message[:8], "big"),
             )
 
     def close(self) -> None:
         """Tell the child that no more batches come and wait until it has saved."""
         if self._pipe.closed:
             return
+        self._queue.put(None)  # after the batches still waiting
+        self._sender.join()
         self._alive = False
         with contextlib.suppress(OSError):
             self._pipe.send_bytes(_STOP)
@@ -326,19 +513,27 @@ class DetectorProcess:
         self._pipe.close()
 
 
+def _send_batches(owner: weakref.ref[DetectorProcess], waiting: queue.Queue[bytes | None]) -> None:
+    """The sender thread of a :class:`DetectorProcess`: batches down its pipe until ``None``."""
+    while (message := waiting.get()) is not None:
+        process = owner()
+        if process is None:
+            return
+        process.send(message)
+        del process  # no strong reference while waiting
+
+
 def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connection) -> None:
     """The child of :class:`DetectorProcess`: batches of views in, alerts and baselines out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     hook = DetectorHook(Path(archive_dir), DetectorsConfig.model_validate(config))
     decode = msgspec.msgpack.Decoder(list[EventView]).decode
-    decode_texts = msgspec.json.Decoder(list[EventView]).decode
-    raw_texts = msgspec.json.Decoder(list[msgspec.Raw]).decode
     pipe.send_bytes(_READY)
     try:
         while True:
             try:
-                message = pipe.recv_bytes()
+                message = _receive(pipe.fileno())
             except EOFError:  # the parent died: keep what was seen
                 break
             if message == _STOP:
@@ -346,15 +541,35 @@ def run_detector_process(archive_dir: str, config: dict[str, Any], pipe: Connect
             first = int.from_bytes(message[:8], "big")
             if message[8:9] == _VIEWS:
                 views = decode(message[9:])
+                hook([ArchivedEvent(first + i, view=v) for i, v in enumerate(views)])
             else:
-                try:
-                    views = decode_texts(message[9:])
-                except msgspec.DecodeError:  # an odd event: each read as the archive reads it
-                    views = [text_view(bytes(raw)) for raw in raw_texts(message[9:])]
-            hook([ArchivedEvent(first + i, view=v) for i, v in enumerate(views)])
+                hook.handle_texts(first, message, 9)
     finally:
         hook.save()
         pipe.close()
+
+
+def _receive(fd: int) -> bytes:
+    """One message the parent sent with ``Connection.send_bytes`` (its framing: a signed
+    32-bit big-endian length, or -1 and a 64-bit one), read straight into one buffer:
+    ``recv_bytes`` reads a batch of megabytes in pipe-sized pieces, each into a buffer
+    of the whole size, then copies them twice. ``EOFError`` when the parent is gone."""
+    (size,) = struct.unpack("!i", _read_exact(fd, 4))
+    if size == -1:
+        (size,) = struct.unpack("!Q", _read_exact(fd, 8))
+    return _read_exact(fd, size)
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            raise EOFError
+        got += n
+    return bytes(buffer)
 
 
 # --------------------------------------------------------------------------- forwarding

@@ -6,12 +6,14 @@ name, a credential written as a value) is one ``ConfigError`` line naming the fi
 the field; the hook stores alerts durably and a new hook on the same folder does not
 learn again (no second "first read"); a hook that starts after events were archived
 catches up from its baseline, and replaying events whose alerts were already stored
-stores none twice; the baseline never holds a body.
+stores none twice; the baseline never holds a body; a detector process dropped without
+being closed ends (and saves) instead of keeping its command alive.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,8 @@ from typing import Any
 import pytest
 
 from kustos.audit.alerts import AlertStore
-from kustos.audit.watching import DetectorHook, baseline_file, load_config
+from kustos.audit.detecting import DetectorsConfig
+from kustos.audit.watching import DetectorHook, DetectorProcess, baseline_file, load_config
 from kustos.errors import ConfigError, FileMissingError
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
@@ -199,3 +202,18 @@ def test_short_windows_survive_a_restart(tmp_path: Path) -> None:
     alerts = [s.alert for s in AlertStore(archive).read()]
     assert [a.detector for a in alerts] == ["bulk_read"]
     assert len(alerts[0].audit_ids) == 10
+
+
+def test_a_detector_process_dropped_unclosed_ends(tmp_path: Path) -> None:
+    """A command that fails before it closes the archive drops its detector process: the
+    pipe closes, the child sees the end, saves its baseline and exits (nothing hangs;
+    before, the sender thread kept the pipe open and the command waited forever)."""
+    hook = DetectorProcess(tmp_path, DetectorsConfig())
+    child = hook._process  # the child is what must end
+    hook([Archived(1, read_event(1).event)])
+    del hook
+    gc.collect()
+    child.join(30)
+    assert child.exitcode == 0
+    # It saved what it saw (a batch still queued is caught up at the next start).
+    assert baseline_file(tmp_path).read().last_seq in (0, 1)
