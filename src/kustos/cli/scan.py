@@ -47,8 +47,9 @@ from kustos.scan.scanning import scan as run_scan
 FILE_WIDTH: Final = 160
 #: Baselines are committed to repositories: readable by everyone, unlike key state.
 BASELINE_MODE: Final = 0o644
-#: From this many objects the checks are shared out over the cores (measured: below it
-#: forking and sending the findings back cost more than the second core saves).
+#: From this many objects the checks are shared out over the cores: at 2,000 to 10,000
+#: objects one process and two were within the noise of this machine (a fork, the findings
+#: sent back), at 100,000 two save about a third of the checks' time (docs/decisions.md).
 CHECK_PROCESSES_MIN_OBJECTS: Final = 10_000
 
 
@@ -153,7 +154,7 @@ def scan(
         )  # fmt: skip
         result = run_scan(
             parsed, locate=loader.line if loader else None, baseline=hidden,
-            share=_check_processes(jobs, len(index)),
+            share=check_sharing(jobs, len(index)),
         )  # fmt: skip
         report_skipped(index.errors)
         # The findings hold names, never objects: the index goes before the report is
@@ -165,7 +166,7 @@ def scan(
     return 1 if any(f.severity >= fail_on.severity for f in result.findings) else 0
 
 
-def _check_processes(jobs: int | None, objects: int) -> Share | None:
+def check_sharing(jobs: int | None, objects: int) -> Share | None:
     """How the checks are shared out: forked copies of this process for a large index.
 
     ``--jobs`` counts processes for the checks as for the parse; by default a core each
