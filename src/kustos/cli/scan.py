@@ -9,6 +9,7 @@ not answer.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final
@@ -170,11 +171,13 @@ def check_sharing(jobs: int | None, objects: int) -> Share | None:
     """How the checks are shared out: forked copies of this process for a large index.
 
     ``--jobs`` counts processes for the checks as for the parse; by default a core each
-    from :data:`CHECK_PROCESSES_MIN_OBJECTS` objects up (below, a fork costs more than
-    it saves).
+    from :data:`CHECK_PROCESSES_MIN_OBJECTS` objects up (below, a second process saves
+    nothing measurable).
     """
     processes = jobs if jobs is not None else default_workers()
     if processes < 2 or (jobs is None and objects < CHECK_PROCESSES_MIN_OBJECTS):
+        return None
+    if not hasattr(os, "fork"):  # not on Windows: the checks run here
         return None
     return Forking(processes)
 
