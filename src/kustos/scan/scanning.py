@@ -111,8 +111,8 @@ def _checked(
     return _locate_all(scan, found, family, locate, share)
 
 
-#: A finding not yet located as plain tuples, which cross a pipe several times faster than
-#: the dataclasses (measured: 63,388 findings pickled and read back in 2.4 s as dataclasses).
+#: A finding not yet located, as plain tuples: the 63,388 findings of the 100k bench set
+#: crossed a pipe (pickled, read back) in 2.1 to 2.3 s as dataclasses, 1.0 s this way.
 _Plain = tuple[
     str,
     int,
