@@ -5,18 +5,18 @@ to turn a field path into a line. Suppression: the annotation ``kustos.io/ignore
 object (a comma-separated list of rule ids, or ``all``) and a baseline of fingerprints.
 
 **Checks in several processes.** The caller may also pass ``share``
-(:func:`kustos.scan.forking.in_processes`): the distinct check functions are then drawn,
-heaviest first (``Check.weight``), by this process and forked copies of it, each of which
-runs the functions it drew and locates their findings, then sends back only the located
-findings. They are put back in catalog order, so the result is the same as running every
-function here, in order (a unit test holds the two to the same report).
+(:class:`kustos.scan.forking.Forking`): the distinct check functions are then drawn,
+heaviest first (``Check.weight``), by this process and forked copies of it, and their
+findings put back in catalog order; then the lines of the findings are found by shares of
+whole files, drawn the same way. The result is the same as running everything here (a
+unit test holds the two to the same report, byte for byte).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from kustos.conventions import ANNOTATION_IGNORE
 from kustos.kube.documents import line_of
@@ -44,8 +44,14 @@ class Share(Protocol):
         """How many processes draw items (this one included)."""
 
     def __call__(
-        self, work: Callable[[Take], list[tuple[int, T]]], items: int
-    ) -> list[list[tuple[int, T]]]: ...
+        self,
+        work: Callable[[Take], list[tuple[int, T]]],
+        items: int,
+        *,
+        send: Callable[[list[tuple[int, T]]], Any] | None = None,
+        receive: Callable[[Any], list[tuple[int, T]]] | None = None,
+    ) -> list[list[tuple[int, T]]]:
+        """Every process's result; *send* and *receive* convert what crosses a pipe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +105,7 @@ def _checked(
             drawn.append((number, [f for f in functions[number](scan) if f.rule_id in enabled]))
         return drawn
 
-    def work_plain(take: Take) -> list[tuple[int, list[_Plain]]]:
-        return [(number, [_plain(f) for f in found]) for number, found in work(take)]
-
-    if share is None:
-        by_function = _drawn(work, len(functions), None)
-    else:
-        plain = _drawn(work_plain, len(functions), share)
-        by_function = {number: [_unplain(p) for p in found] for number, found in plain.items()}
+    by_function = _drawn(work, len(functions), share, send=_send, receive=_receive)
     found = [f for number in range(len(functions)) for f in by_function[number]]
     return _locate_all(scan, found, family, locate, share)
 
@@ -122,6 +121,14 @@ _Plain = tuple[
     tuple[tuple[str, str], ...],
     tuple[str, int, int, str] | None,
 ]
+
+
+def _send(drawn: list[tuple[int, list[Finding]]]) -> list[tuple[int, list[_Plain]]]:
+    return [(number, [_plain(f) for f in found]) for number, found in drawn]
+
+
+def _receive(sent: list[tuple[int, list[_Plain]]]) -> list[tuple[int, list[Finding]]]:
+    return [(number, [_unplain(p) for p in found]) for number, found in sent]
 
 
 def _plain(f: Finding) -> _Plain:
@@ -152,13 +159,19 @@ def _unplain(p: _Plain) -> Finding:
 
 
 def _drawn(
-    work: Callable[[Take], list[tuple[int, T]]], items: int, share: Share | None
+    work: Callable[[Take], list[tuple[int, T]]],
+    items: int,
+    share: Share | None,
+    *,
+    send: Callable[[list[tuple[int, T]]], Any] | None = None,
+    receive: Callable[[Any], list[tuple[int, T]]] | None = None,
 ) -> dict[int, T]:
     """The result of every item, by number: drawn here alone, or shared out by *share*."""
     if share is None:
         numbers = iter(range(items))
         return dict(work(lambda: next(numbers, None)))
-    return {number: value for result in share(work, items) for number, value in result}
+    results = share(work, items, send=send, receive=receive)
+    return {number: value for result in results for number, value in result}
 
 
 def _ignored(scan: ScanInput, finding: Finding) -> bool:
