@@ -75,24 +75,9 @@ def in_processes(
             return item
 
     children: list[tuple[int, int]] = []
-    for _ in range(max(0, processes - 1)):
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: work, send the result, leave without cleaning up after the parent
-            os.close(read_end)
-            code = 1
-            try:
-                result = work(take)
-                sent = send(result) if send is not None else result
-                payload = pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL)
-                with os.fdopen(write_end, "wb") as sink:
-                    sink.write(payload)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        children.append((pid, read_end))
     try:
+        for _ in range(max(0, processes - 1)):
+            children.append(_start(work, take, send))
         results = [work(take)]
     except BaseException:
         for pid, read_end in children:  # no orphan left working for nobody
@@ -117,3 +102,25 @@ def in_processes(
             "retry with --jobs 1 to check in one process"
         )
     return results
+
+
+def _start(
+    work: Callable[[Take], T], take: Take, send: Callable[[T], Any] | None
+) -> tuple[int, int]:
+    """Fork a child that runs *work* and writes its pickled result; (its pid, the read end)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: work, send the result, leave without cleaning up after the parent
+        os.close(read_end)
+        code = 1
+        try:
+            result = work(take)
+            sent = send(result) if send is not None else result
+            payload = pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_end, "wb") as sink:
+                sink.write(payload)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    return pid, read_end

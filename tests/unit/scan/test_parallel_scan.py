@@ -9,13 +9,16 @@ built from a pool hold ``Sensitive`` values like the others); a parsing process 
 is one clear error, not a hang or a traceback; a canary value crosses the pool and
 appears in no report format and no message. The checks shared out over forked processes
 (``share``) give the same report, byte for byte, as the checks run here, on the folder, on
-the corpus and with three processes; a checking process that dies is one clear error.
+the corpus and with three processes; a checking process that dies is one clear error; a
+failure in this process stops the forked ones.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -141,6 +144,28 @@ def test_a_checking_process_that_dies_is_one_clear_error() -> None:
         in_processes(work, 5, processes=2)
     assert "exit code 9" in str(info.value)
     assert "--jobs 1" in str(info.value)
+
+
+def test_a_failure_here_stops_the_forked_processes(tmp_path: Path) -> None:
+    parent = os.getpid()
+
+    def work(take: Callable[[], int | None]) -> list[int]:
+        del take
+        if os.getpid() != parent:
+            (tmp_path / str(os.getpid())).touch()
+            signal.pause()  # a child that would never finish by itself
+        deadline = time.monotonic() + 20
+        while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise ValueError("a check failed here")
+
+    with pytest.raises(ValueError, match="a check failed here"):
+        in_processes(work, 5, processes=3)
+    children = [int(p.name) for p in tmp_path.iterdir()]
+    assert len(children) == 2
+    for pid in children:  # killed and reaped: no such process any more
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_forked_processes_share_out_every_item_once() -> None:
