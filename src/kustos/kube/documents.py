@@ -485,8 +485,12 @@ def _rows(document_text: str) -> tuple[_Row, ...]:
     return tuple(rows)
 
 
-def _step(parent: _Walk, step: str | int) -> _Walk:
-    """Follow one step below *parent* (a key or a sequence index) through the rows."""
+def _step(parent: _Walk, step: str | int, items: list[int] | None = None) -> _Walk:
+    """Follow one step below *parent* (a key or a sequence index) through the rows.
+
+    *items*, when given, are the rows of *parent*'s window that start its sequence items
+    (:func:`_items`), found once for every index asked below the same parent.
+    """
     if parent is None:
         return None
     window, found, done = parent
@@ -494,7 +498,8 @@ def _step(parent: _Walk, step: str | int) -> _Walk:
         return ((), found, True)
     base = window[0][1]
     if isinstance(step, int):
-        items = [i for i, r in enumerate(window) if r[1] == base and r[2][0] == "-"]
+        if items is None:
+            items = _items(window)
         if step >= len(items):
             return ((), found, True)
         start = items[step]
@@ -522,6 +527,12 @@ def _step(parent: _Walk, step: str | int) -> _Walk:
     return ((), found, True)
 
 
+def _items(window: tuple[_Row, ...]) -> list[int]:
+    """The rows of *window* that start a sequence item at its first row's indentation."""
+    base = window[0][1]
+    return [i for i, r in enumerate(window) if r[1] == base and r[2][0] == "-"]
+
+
 class DocumentLines:
     """The lines of fields in one document, for every finding on it.
 
@@ -531,12 +542,15 @@ class DocumentLines:
     findings, ask it every path, then drop it: most documents of a large scan have none.
     """
 
-    __slots__ = ("_composed", "_first", "_text", "_walks")
+    __slots__ = ("_composed", "_first", "_items", "_text", "_walks")
 
     def __init__(self, document_text: str, first_line: int) -> None:
         self._text = document_text
         self._first = first_line
         self._walks: dict[tuple[str | int, ...], _Walk] = {}
+        #: The item rows of a sequence's window, by its path: every index of a list
+        #: (``env[0]`` .. ``env[40]``) would otherwise scan the whole list again.
+        self._items: dict[tuple[str | int, ...], list[int]] = {}
         self._composed: yaml.Node | bool | None = False  # False: not composed yet
 
     def _walk(self, steps: tuple[str | int, ...]) -> _Walk:
@@ -546,7 +560,14 @@ class DocumentLines:
             rows = _rows(self._text)
             walked: _Walk = (rows, rows[0][0], False) if rows else None
         else:
-            walked = _step(self._walk(steps[:-1]), steps[-1])
+            above, step = steps[:-1], steps[-1]
+            parent = self._walk(above)
+            items = None
+            if isinstance(step, int) and parent is not None and parent[0] and not parent[2]:
+                items = self._items.get(above)
+                if items is None:
+                    items = self._items[above] = _items(parent[0])
+            walked = _step(parent, step, items)
         self._walks[steps] = walked
         return walked
 

@@ -266,7 +266,8 @@ def _strings(value: Any, names: AbstractSet[str], out: set[str]) -> None:
     if isinstance(value, str):
         if value in names:
             out.add(value)
-    elif isinstance(value, Mapping):
+    # ``dict`` first: the bodies' own type answers in C, where ``Mapping`` asks the ABC.
+    elif isinstance(value, (dict, Mapping)):
         for k, v in value.items():
             if isinstance(k, str) and k in names:
                 out.add(k)
