@@ -259,7 +259,7 @@ def run(
         entry["kustos_peak_rss_mb"] = kustos["peak_rss_mb"] if kustos else None
         if kustos:
             print(f"scan: {objects} objects: kustos phases ...", flush=True)
-            entry["kustos_phases"] = _phases(dataset)
+            entry["kustos_phases"] = phases(dataset)
         entry["ratios"] = {
             "checkov/kustos": running.ratio(entry.get("checkov"), kustos),
             "go_scanner/kustos": running.ratio(entry.get("go_scanner"), kustos),
@@ -272,11 +272,17 @@ def run(
     return doc
 
 
-def _phases(dataset: Path) -> dict[str, Any] | None:
-    """One more scan, in ``bench.scan_phases``: wall and CPU seconds of each phase."""
+def phases(dataset: Path, src: Path | None = None) -> dict[str, Any]:
+    """One more scan, in ``bench.scan_phases``: wall and CPU seconds of each phase.
+
+    *src*: the sources to scan with (first on ``PYTHONPATH``); by default the ones this
+    process imports.
+    """
+    env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
     done = subprocess.run(
         [sys.executable, "-m", "bench.scan_phases", str(dataset)],
         cwd=running.REPO,
+        env=env,
         capture_output=True,
         text=True,
         check=False,

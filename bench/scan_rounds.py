@@ -15,35 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import running
+from bench import running, scan
 
 REPRODUCE = "python -m bench.scan_rounds --before DIR/src --objects 100000 --rounds 2"
 
 
 def _phases(folder: Path, src: Path) -> dict[str, Any]:
-    """One ``bench.scan_phases`` run with the sources in *src* first on the path."""
+    """One ``bench.scan_phases`` run with the sources in *src*, the load before and after."""
     before = round(os.getloadavg()[0], 2)
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.scan_phases", str(folder)],
-        cwd=running.REPO,
-        env={**os.environ, "PYTHONPATH": str(src)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:
-        phases: dict[str, Any] = json.loads(done.stdout)
-    except ValueError:
-        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1][:256]}
-    phases["load_average_before"] = before
-    phases["load_average_after"] = round(os.getloadavg()[0], 2)
-    return phases
+    return {**scan.phases(folder, src), "load_average_before": before}
 
 
 def _best(runs: Sequence[dict[str, Any]], phase: str, clock: str) -> float | None:
