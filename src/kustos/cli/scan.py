@@ -9,6 +9,7 @@ not answer.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final
@@ -33,18 +34,24 @@ from kustos.files import read_text
 from kustos.files.state import StateFile
 from kustos.kube.documents import load_yaml_all
 from kustos.kube.index import ObjectIndex
+from kustos.kube.loading import default_workers
 from kustos.scan.baseline import Baseline, baseline_of
 from kustos.scan.catalog import RULES, rule
 from kustos.scan.checking import ConfigDocument, scan_input
 from kustos.scan.findings import Severity
+from kustos.scan.forking import Forking
 from kustos.scan.reporting import render_table, rule_dict, rules_table, to_html, to_json, to_sarif
-from kustos.scan.scanning import ScanResult
+from kustos.scan.scanning import ScanResult, Share
 from kustos.scan.scanning import scan as run_scan
 
 #: A report written to a file is as wide as a wide terminal and has no colour codes.
 FILE_WIDTH: Final = 160
 #: Baselines are committed to repositories: readable by everyone, unlike key state.
 BASELINE_MODE: Final = 0o644
+#: From this many objects the checks are shared out over the cores: at 2,000 to 10,000
+#: objects one process and two were within the noise of this machine (a fork, the findings
+#: sent back), at 100,000 two save about a third of the checks' time (docs/decisions.md).
+CHECK_PROCESSES_MIN_OBJECTS: Final = 10_000
 
 
 class FailOn(StrEnum):
@@ -125,8 +132,8 @@ def scan(
             "--jobs",
             "-j",
             min=1,
-            help="Processes that parse files (default: one per core for a large input; "
-            "1: parse in this process).",
+            help="Processes that parse files and run the checks (default: one per core for "
+            "a large input; 1: all in this process).",
         ),
     ] = None,
 ) -> int:
@@ -146,7 +153,10 @@ def scan(
             index, encryption_config=enc, audit_policy=audit, live=cluster,
             now=dt.datetime.now(dt.UTC), max_secret_age_days=max_secret_age_days,
         )  # fmt: skip
-        result = run_scan(parsed, locate=loader.line if loader else None, baseline=hidden)
+        result = run_scan(
+            parsed, locate=loader.line if loader else None, baseline=hidden,
+            share=check_sharing(jobs, len(index)),
+        )  # fmt: skip
         report_skipped(index.errors)
         # The findings hold names, never objects: the index goes before the report is
         # built, so that peak memory is the larger of the two rather than their sum.
@@ -155,6 +165,21 @@ def scan(
             _baseline_file(write_baseline).write(baseline_of(result.findings, keep=hidden))
         _write_report(result, output_format, output)
     return 1 if any(f.severity >= fail_on.severity for f in result.findings) else 0
+
+
+def check_sharing(jobs: int | None, objects: int) -> Share | None:
+    """How the checks are shared out: forked copies of this process for a large index.
+
+    ``--jobs`` counts processes for the checks as for the parse; by default a core each
+    from :data:`CHECK_PROCESSES_MIN_OBJECTS` objects up (below, a second process saves
+    nothing measurable).
+    """
+    processes = jobs if jobs is not None else default_workers()
+    if processes < 2 or (jobs is None and objects < CHECK_PROCESSES_MIN_OBJECTS):
+        return None
+    if not hasattr(os, "fork"):  # not on Windows: the checks run here
+        return None
+    return Forking(processes)
 
 
 def _write_report(result: ScanResult, output_format: ReportFormat, output: Path | None) -> None:

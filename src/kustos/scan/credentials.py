@@ -270,6 +270,8 @@ _PLACEHOLDER_MARKERS: Final = (
     "test",
     "xxx",
 )
+#: Any of the markers, in one search (the same answer as a test per marker).
+_PLACEHOLDER_MARKER: Final = re.compile("|".join(map(re.escape, _PLACEHOLDER_MARKERS)))
 #: Passwords every dictionary attack tries first (normalised: lowercase, alphanumerics).
 _COMMON_PASSWORDS: Final = frozenset(
     {"password", "passw0rd", "admin", "root", "secret", "letmein", "qwerty", "welcome",
@@ -289,11 +291,31 @@ _ASSIGNMENT: Final = re.compile(
 )
 
 
+#: Answers of :func:`detect` already given, by key and a digest of the value (the cache
+#: never holds a value), up to this many (then forgotten at once).
+_DETECTED_AT_MOST: Final = 50_000
+_detected: dict[tuple[str | None, bytes], CredentialHit | None] = {}
+
+
 def detect(key: str | None, value: str) -> CredentialHit | None:
-    """Return the first credential rule *key* = *value* triggers, or ``None``."""
-    for hit in _detect_all(key, value):
-        return hit
-    return None
+    """Return the first credential rule *key* = *value* triggers, or ``None``.
+
+    Remembered by key and a 16-byte digest of the value: a large input repeats the same
+    pairs (copies of a Secret or a ConfigMap in every namespace), and the answer depends on
+    the pair alone. The digest, not the value, is kept, so nothing here outlives the scan's
+    own copies of the values.
+    """
+    remembered = (
+        key,
+        hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest(),
+    )
+    if remembered in _detected:
+        return _detected[remembered]
+    hit = next(_detect_all(key, value), None)
+    if len(_detected) >= _DETECTED_AT_MOST:
+        _detected.clear()
+    _detected[remembered] = hit
+    return hit
 
 
 def provider_fingerprints(text: str) -> frozenset[str]:
@@ -566,7 +588,7 @@ def _placeholder(value: str) -> bool:
 
 def _placeholder_token(token: str) -> bool:
     normal = _NOT_ALNUM.sub("", token.lower().translate(_LEET))
-    if any(marker in normal for marker in _PLACEHOLDER_MARKERS):
+    if _PLACEHOLDER_MARKER.search(normal) is not None:
         return True
     stripped = _SEPARATORS.sub("", token)
     return len(set(stripped)) <= 1 or _RUN.search(stripped) is not None

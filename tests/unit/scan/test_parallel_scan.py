@@ -1,4 +1,4 @@
-"""Parsing in a pool of processes changes no answer: the same report, byte for byte.
+"""Parsing in a pool of processes, and checking in forked processes, changes no answer.
 
 Aspects: a folder with objects, Lists, malformed documents, non-objects, a JSON file, an
 unreadable file and an object declared twice gives the same JSON report, the same errors
@@ -7,13 +7,19 @@ processes; the same holds over the real corpus; stdin among files keeps its plac
 pool never sends a ``Sensitive`` value (values are wrapped after the pipe, so the objects
 built from a pool hold ``Sensitive`` values like the others); a parsing process that dies
 is one clear error, not a hang or a traceback; a canary value crosses the pool and
-appears in no report format and no message.
+appears in no report format and no message. The checks shared out over forked processes
+(``share``) give the same report, byte for byte, as the checks run here, on the folder, on
+the corpus and with three processes; a checking process that dies is one clear error; a
+failure in this process stops the forked ones.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +30,7 @@ from kustos.kube import loading
 from kustos.kube.index import ObjectIndex
 from kustos.kube.loading import ManifestLoader
 from kustos.scan.checking import scan_input
+from kustos.scan.forking import Forking, in_processes
 from kustos.scan.reporting import to_json
 from kustos.scan.scanning import scan
 from kustos.sensitive import Sensitive
@@ -84,10 +91,13 @@ def folder(tmp_path: Path) -> Path:
     return root
 
 
-def _report(paths: list[str], workers: int, stdin: str = "") -> tuple[str, list[str], ObjectIndex]:
+def _report(
+    paths: list[str], workers: int, stdin: str = "", checkers: int = 1
+) -> tuple[str, list[str], ObjectIndex]:
     loader = ManifestLoader(workers=workers, stdin=io.StringIO(stdin))
     index = loader.load(paths)
-    result = scan(scan_input(index), locate=loader.line)
+    share = Forking(checkers) if checkers > 1 else None
+    result = scan(scan_input(index), locate=loader.line, share=share)
     return to_json(result), [str(e) for e in index.errors], index
 
 
@@ -102,6 +112,66 @@ def test_a_pool_gives_the_same_report_as_one_process(folder: Path) -> None:
     assert any("invalid YAML" in e for e in single_errors)
     assert any("binary data" in e for e in single_errors)
     assert single_index.read_summary().duplicates
+
+
+@pytest.mark.parametrize("checkers", [2, 3])
+def test_checks_in_forked_processes_give_the_same_report(folder: Path, checkers: int) -> None:
+    single, _, _ = _report([str(folder)], workers=1)
+    shared, _, _ = _report([str(folder)], workers=2, checkers=checkers)
+    assert shared == single
+    assert '"rule_id": "KST050"' in single
+    assert '"line": ' in single  # located findings, not only the object's first line
+
+
+def test_checks_in_forked_processes_keep_stdin_and_config_findings(folder: Path) -> None:
+    stream = _secret(999) + "---\n" + _deployment(999)
+    paths = [str(folder / "part-0"), "-", str(folder / "part-1")]
+    single, _, _ = _report(paths, workers=1, stdin=stream)
+    shared, _, _ = _report(paths, workers=1, stdin=stream, checkers=2)
+    assert shared == single
+    assert '"<stdin>"' in single
+
+
+def test_a_checking_process_that_dies_is_one_clear_error() -> None:
+    parent = os.getpid()
+
+    def work(take: Callable[[], int | None]) -> list[int]:
+        if os.getpid() != parent:
+            os._exit(9)  # as a process killed for memory would
+        return list(iter(take, None))
+
+    with pytest.raises(KustosError, match="a checking process stopped before the end") as info:
+        in_processes(work, 5, processes=2)
+    assert "exit code 9" in str(info.value)
+    assert "--jobs 1" in str(info.value)
+
+
+def test_a_failure_here_stops_the_forked_processes(tmp_path: Path) -> None:
+    parent = os.getpid()
+
+    def work(take: Callable[[], int | None]) -> list[int]:
+        del take
+        if os.getpid() != parent:
+            (tmp_path / str(os.getpid())).touch()
+            signal.pause()  # a child that would never finish by itself
+        deadline = time.monotonic() + 20
+        while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise ValueError("a check failed here")
+
+    with pytest.raises(ValueError, match="a check failed here"):
+        in_processes(work, 5, processes=3)
+    children = [int(p.name) for p in tmp_path.iterdir()]
+    assert len(children) == 2
+    for pid in children:  # killed and reaped: no such process any more
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_forked_processes_share_out_every_item_once() -> None:
+    results = in_processes(lambda take: list(iter(take, None)), 50, processes=3)
+    assert len(results) == 3
+    assert sorted(item for result in results for item in result) == list(range(50))
 
 
 def test_stdin_keeps_its_place_between_files(folder: Path) -> None:
@@ -129,7 +199,7 @@ def test_secret_values_are_wrapped_after_the_pool(folder: Path) -> None:
 @pytest.mark.timeout(240)  # the whole corpus, twice
 def test_the_corpus_gives_the_same_report_either_way() -> None:
     single, single_errors, _ = _report([str(CORPUS)], workers=1)
-    pooled, pooled_errors, _ = _report([str(CORPUS)], workers=2)
+    pooled, pooled_errors, _ = _report([str(CORPUS)], workers=2, checkers=2)
     assert pooled == single
     assert pooled_errors == single_errors
 
