@@ -52,6 +52,7 @@ import orjson
 from bench.running import RESULTS, WORK, provenance
 from kustos.audit import native
 from kustos.audit.archive import Archive, Fsync
+from kustos.audit.detecting import DETECTORS
 from kustos.audit.ingesting import ingest
 from kustos.audit.querying import EventQuery, run_query
 from kustos.audit.records import Prepared, prepare
@@ -251,22 +252,9 @@ def write_results(doc: dict[str, Any], output: Path, work: Path) -> int:
     return 0
 
 
-_DETECTORS: Final = (
-    "first_secret_read",
-    "new_source_ip",
-    "off_hours",
-    "bulk_read",
-    "anonymous",
-    "denied_burst",
-    "exec_then_secret",
-    "secret_changed",
-    "policy_leak",
-)
-
-
 def detectors_off(path: Path) -> Path:
     """A Watch config with every detector turned off (what the receiver costs alone)."""
-    path.write_text("detectors:\n" + "".join(f"  {d}: {{enabled: false}}\n" for d in _DETECTORS))
+    path.write_text("detectors:\n" + "".join(f"  {d}: {{enabled: false}}\n" for d in DETECTORS))
     return path
 
 
