@@ -987,7 +987,9 @@ pub(crate) struct Detector {
 }
 
 impl Detector {
-    fn bits(&mut self, py: Python<'_>, user: &str) -> PyResult<u32> {
+    /// The ignore bits of *user*; `classify` is called with the GIL taken back (the
+    /// batch runs without it).
+    fn bits(&mut self, user: &str) -> PyResult<u32> {
         if let Some(&bits) = self.ignore.get(user) {
             return Ok(bits);
         }
@@ -996,7 +998,7 @@ impl Detector {
                 .iter()
                 .filter(|(_, globs)| globs.iter().any(|g| glob_match(g, user)))
                 .fold(0, |bits, (bit, _)| bits | bit),
-            None => self.classify.call1(py, (user,))?.extract(py)?,
+            None => Python::with_gil(|py| self.classify.call1(py, (user,))?.extract(py))?,
         };
         if self.ignore.len() > IGNORE_CACHE {
             self.ignore.clear();
@@ -1010,17 +1012,17 @@ impl Detector {
         self.current & (1 << (1 + detector)) != 0
     }
 
-    /// The zone's offset (seconds) at epoch second *second*.
-    fn offset(&mut self, py: Python<'_>, second: i64) -> PyResult<i64> {
+    /// The zone's offset (seconds) at epoch second *second* (`zone_offset` is called with
+    /// the GIL taken back).
+    fn offset(&mut self, second: i64) -> PyResult<i64> {
         let hour = second.div_euclid(3600);
         if let Some(&Some(offset)) = self.offsets.get(&hour) {
             return Ok(offset);
         }
         if !self.offsets.contains_key(&hour) {
-            let (offset, steady): (i64, bool) = self
-                .zone_offset
-                .call1(py, (hour * 3600, true))?
-                .extract(py)?;
+            let (offset, steady): (i64, bool) = Python::with_gil(|py| {
+                self.zone_offset.call1(py, (hour * 3600, true))?.extract(py)
+            })?;
             if self.offsets.len() > 4096 {
                 self.offsets.clear();
             }
@@ -1029,7 +1031,8 @@ impl Detector {
                 return Ok(offset);
             }
         }
-        let (offset, _): (i64, bool) = self.zone_offset.call1(py, (second, false))?.extract(py)?;
+        let (offset, _): (i64, bool) =
+            Python::with_gil(|py| self.zone_offset.call1(py, (second, false))?.extract(py))?;
         Ok(offset)
     }
 
@@ -1176,7 +1179,7 @@ impl Detector {
     }
 
     /// `Detector._observe` of one counted request.
-    fn observe(&mut self, py: Python<'_>, req: &Request<'_>, out: &mut Vec<Alert>) -> PyResult<()> {
+    fn observe(&mut self, req: &Request<'_>, out: &mut Vec<Alert>) -> PyResult<()> {
         if !self.first_time(req.audit_id) {
             return Ok(());
         }
@@ -1253,7 +1256,7 @@ impl Detector {
             self.first_read(req, out, learning)?;
         }
         if self.enabled[OFF_HOURS] {
-            self.off_hours(py, req, out)?;
+            self.off_hours(req, out)?;
         }
         if self.enabled[BULK] {
             self.bulk(req, out)?;
@@ -1390,12 +1393,7 @@ impl Detector {
         Ok(())
     }
 
-    fn off_hours(
-        &mut self,
-        py: Python<'_>,
-        req: &Request<'_>,
-        out: &mut Vec<Alert>,
-    ) -> PyResult<()> {
+    fn off_hours(&mut self, req: &Request<'_>, out: &mut Vec<Alert>) -> PyResult<()> {
         if self.ignored(OFF_HOURS) {
             return Ok(());
         }
@@ -1403,7 +1401,7 @@ impl Detector {
             return Ok(());
         }
         let second = req.micros.div_euclid(1_000_000);
-        let local = second + self.offset(py, second)?;
+        let local = second + self.offset(second)?;
         let days = local.div_euclid(86_400);
         let minute = local.rem_euclid(86_400) / 60;
         let weekday = (days + 3).rem_euclid(7);
@@ -1620,16 +1618,82 @@ impl Detector {
         out
     }
 
-    fn answer<'py>(
-        &self,
-        py: Python<'py>,
-        alerts: &[Alert],
-        stop: Option<(i64, usize, usize)>,
-    ) -> Processed<'py> {
-        let lines = self.alert_lines(alerts);
-        (PyBytes::new(py, &lines), alerts.len(), stop)
+    fn answer(&self, alerts: &[Alert], stop: Option<(i64, usize, usize)>) -> Ran {
+        (self.alert_lines(alerts), alerts.len(), stop)
+    }
+
+    /// `process` without the GIL: the alert lines, how many, where it stopped.
+    fn run(&mut self, b: &[u8], first_seq: i64, offset: usize, index: i64) -> PyResult<Ran> {
+        let bad = |at: usize| PyValueError::new_err(format!("not an array of events at byte {at}"));
+        let mut r = Reader::new(b);
+        r.i = offset;
+        let mut index = index;
+        let mut out = Vec::new();
+        let mut first = index == 0;
+        if first {
+            r.ws();
+            r.expect(b'[').map_err(|_| bad(r.i))?;
+        }
+        loop {
+            r.ws();
+            match b.get(r.i) {
+                Some(b']') => break,
+                Some(b',') if !first => {
+                    r.i += 1;
+                    r.ws();
+                }
+                Some(_) if first => {}
+                _ => return Err(bad(r.i)),
+            }
+            first = false;
+            let start = r.i;
+            let seq = first_seq + index;
+            let read = if seq > self.state.last_seq {
+                read_view(b, start).ok()
+            } else {
+                None
+            };
+            let Some((view, end)) = read else {
+                let end = value_end(b, start).ok_or_else(|| bad(start))?;
+                if seq > self.state.last_seq {
+                    return Ok(self.answer(&out, Some((index, start, end))));
+                }
+                r.i = end;
+                index += 1;
+                continue;
+            };
+            {
+                let request = match Self::request(&view) {
+                    Ok(request) => request,
+                    Err(Unsure) => {
+                        return Ok(self.answer(&out, Some((index, start, end))));
+                    }
+                };
+                self.state.last_seq = seq;
+                let acting = view
+                    .acting
+                    .as_ref()
+                    .filter(|a| a.username.as_deref().is_some_and(|n| !n.is_empty()));
+                let name = acting
+                    .or(view.user.as_ref())
+                    .and_then(|u| u.username.as_deref())
+                    .unwrap_or("");
+                self.current = self.bits(name)?;
+                if self.state.started.is_none() || !self.routine(&view)? {
+                    if let Some(req) = request {
+                        self.observe(&req, &mut out)?;
+                    }
+                }
+            }
+            r.i = end;
+            index += 1;
+        }
+        Ok(self.answer(&out, None))
     }
 }
+
+/// What `run` gives back: the alert lines, how many, where it stopped.
+type Ran = (Vec<u8>, usize, Option<(i64, usize, usize)>);
 
 /// What `process` gives back: the alert lines, how many, where it stopped.
 type Processed<'py> = (Bound<'py, PyBytes>, usize, Option<(i64, usize, usize)>);
@@ -1760,72 +1824,11 @@ impl Detector {
         offset: usize,
         index: i64,
     ) -> PyResult<Processed<'py>> {
+        // The batch runs without the GIL (the writer's threads go on meanwhile); the
+        // callbacks take it back. *texts* is immutable and held by the caller.
         let b = texts.as_bytes();
-        let bad = |at: usize| PyValueError::new_err(format!("not an array of events at byte {at}"));
-        let mut r = Reader::new(b);
-        r.i = offset;
-        let mut index = index;
-        let mut out = Vec::new();
-        let mut first = index == 0;
-        if first {
-            r.ws();
-            r.expect(b'[').map_err(|_| bad(r.i))?;
-        }
-        loop {
-            r.ws();
-            match b.get(r.i) {
-                Some(b']') => break,
-                Some(b',') if !first => {
-                    r.i += 1;
-                    r.ws();
-                }
-                Some(_) if first => {}
-                _ => return Err(bad(r.i)),
-            }
-            first = false;
-            let start = r.i;
-            let seq = first_seq + index;
-            let read = if seq > self.state.last_seq {
-                read_view(b, start).ok()
-            } else {
-                None
-            };
-            let Some((view, end)) = read else {
-                let end = value_end(b, start).ok_or_else(|| bad(start))?;
-                if seq > self.state.last_seq {
-                    return Ok(self.answer(py, &out, Some((index, start, end))));
-                }
-                r.i = end;
-                index += 1;
-                continue;
-            };
-            {
-                let request = match Self::request(&view) {
-                    Ok(request) => request,
-                    Err(Unsure) => {
-                        return Ok(self.answer(py, &out, Some((index, start, end))));
-                    }
-                };
-                self.state.last_seq = seq;
-                let acting = view
-                    .acting
-                    .as_ref()
-                    .filter(|a| a.username.as_deref().is_some_and(|n| !n.is_empty()));
-                let name = acting
-                    .or(view.user.as_ref())
-                    .and_then(|u| u.username.as_deref())
-                    .unwrap_or("");
-                self.current = self.bits(py, name)?;
-                if self.state.started.is_none() || !self.routine(&view)? {
-                    if let Some(req) = request {
-                        self.observe(py, &req, &mut out)?;
-                    }
-                }
-            }
-            r.i = end;
-            index += 1;
-        }
-        Ok(self.answer(py, &out, None))
+        let (lines, count, stop) = py.allow_threads(|| self.run(b, first_seq, offset, index))?;
+        Ok((PyBytes::new(py, &lines), count, stop))
     }
 
     /// The state as plain values (see ``kustos.audit.watching``): started (µs since the

@@ -6,12 +6,13 @@ window) runs there a whole batch at a time, without a Python object per event. W
 the native reader is unsure about (bodies to strip, unexpected types, anything but plain
 JSON) it hands back to :func:`kustos.audit.records.prepare`, the reference, whose answer is
 used as is; segments, index rows and reports are byte-identical on both paths
-(``tests/unit/audit/test_native_equality.py``). The detector process runs the detectors'
-state machine there too (``Detector``, from ``native/src/detect.rs``) over each batch's
-texts, with the alerts and baselines of :class:`kustos.audit.detecting.Detector`, the
-reference, which takes over for any event the core is unsure about
-(``tests/unit/audit/test_detect_native_equality.py``). Without the built module Kustos
-runs the Python path, slower. ``KUSTOS_AUDIT_NATIVE=0`` turns the native core off.
+(``tests/unit/audit/test_native_equality.py``). The detectors' state machine runs there
+too (``Detector``, from ``native/src/detect.rs``, on a thread of the writer's process,
+without the GIL) over each batch's texts, with the alerts and baselines of
+:class:`kustos.audit.detecting.Detector`, the reference, which takes over for any event
+the core is unsure about (``tests/unit/audit/test_detect_native_equality.py``). Without
+the built module Kustos runs the Python path, slower. ``KUSTOS_AUDIT_NATIVE=0`` turns the
+native core off.
 """
 
 from __future__ import annotations

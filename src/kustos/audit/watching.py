@@ -406,9 +406,12 @@ class DetectorHook:
 def hooks_for(archive_dir: Path, config: Path | None, *, in_process: bool = False) -> list[Hook]:
     """The hooks the ingest pipeline calls after each durable append (detection).
 
-    The detectors first catch up with the archive here; then they run in a process of
-    their own (:class:`DetectorProcess`) so that ingest and detection use two cores, or
-    in this one with *in_process*.
+    The detectors first catch up with the archive here; then, with the native core, they
+    run on a thread of the writer's process (:class:`DetectorThread`: the core works
+    without the GIL, so ingest and detection use two cores without copying a batch to
+    another process); on the Python path in a process of their own
+    (:class:`DetectorProcess`), so that the two do not share one interpreter. With
+    *in_process* the hook runs in line, in the writer's thread.
     """
     settings = load_config(config)
     hook = DetectorHook(archive_dir, settings.detectors)
@@ -417,7 +420,88 @@ def hooks_for(archive_dir: Path, config: Path | None, *, in_process: bool = Fals
     hook.catch_up(Archive(archive_dir))
     if in_process:
         return [hook]
+    if native.enabled():
+        return [DetectorThread(hook)]
     return [DetectorProcess(archive_dir, settings.detectors)]
+
+
+class DetectorThread:
+    """The detector hook on a thread of the writer's process (the native core's mode).
+
+    The writer hands over each durable batch as it is (nothing is encoded or copied to
+    another process); the thread takes the batch's texts as one JSON array from the
+    native core's commit and runs :meth:`DetectorHook.handle_texts`, whose core releases
+    the GIL for the whole batch (the ignore-list and time-zone callbacks take it back),
+    so the writer goes on meanwhile. When :data:`_QUEUED` batches wait, the writer waits
+    too: memory stays bounded. Alerts and baselines are stored exactly as the hook stores
+    them. If detection fails, ingest goes on and says so once; the baseline is then not
+    saved again, and the next start catches up from the last one
+    (:meth:`DetectorHook.catch_up`, which does not store an alert twice). :meth:`close`
+    (called by the archive's ``close``) waits until every batch handed over was processed
+    and the baseline saved. Dropped unclosed (a command that fails before it closes the
+    archive), the thread finishes what waits and saves.
+    """
+
+    def __init__(self, hook: DetectorHook) -> None:
+        self._queue: queue.Queue[Sequence[ArchivedLike] | None] = queue.Queue(_QUEUED)
+        self._failed = threading.Event()
+        # The thread holds the hook and the queue, not this object, so that dropping it
+        # runs the finaliser: the thread then finishes what waits and saves.
+        self._thread = threading.Thread(
+            target=_detect_batches,
+            args=(hook, self._queue, self._failed),
+            name="kustos-detectors",
+            daemon=True,
+        )
+        self._thread.start()
+        self._finalizer = weakref.finalize(self, self._queue.put, None)
+
+    def __call__(self, events: Sequence[ArchivedLike]) -> None:
+        """Hand a stored batch (consecutive sequence numbers) to the detector thread."""
+        if events and not self._failed.is_set():
+            self._queue.put(events)
+
+    def close(self) -> None:
+        """Wait until every batch handed over was processed and the baseline saved."""
+        if self._finalizer.detach() is not None:
+            self._queue.put(None)  # after the batches still waiting
+        self._thread.join()
+
+
+def _detect_batches(
+    hook: DetectorHook,
+    waiting: queue.Queue[Sequence[ArchivedLike] | None],
+    failed: threading.Event,
+) -> None:
+    """The thread of a :class:`DetectorThread`: batches through *hook* until ``None``."""
+    while (events := waiting.get()) is not None:
+        if failed.is_set():
+            continue  # drained, so that the writer never waits on a dead thread
+        first = events[0].seq
+        try:
+            texts = getattr(events, "json_array", None)
+            if callable(texts):
+                hook.handle_texts(first, texts())
+            else:
+                hook(events)
+        except Exception as exc:  # noqa: BLE001 - ingest goes on; the next start catches up
+            failed.set()
+            # The type only: a message could quote an event.
+            log.error(  # noqa: TRY400
+                "detection stopped at record %d (%s); it resumes from its baseline at the "
+                "next start",
+                first,
+                type(exc).__name__,
+            )
+    if failed.is_set():
+        return
+    try:
+        hook.save()
+    except Exception as exc:  # noqa: BLE001 - the next start catches up from the last one
+        log.error(  # noqa: TRY400 - the type only, as above
+            "the watch baseline was not saved (%s); the next start catches up",
+            type(exc).__name__,
+        )
 
 
 class DetectorProcess:

@@ -14,6 +14,8 @@ the batches' JSON arrays (the native core), under several configurations:
 - a baseline written by the reference and reloaded gives the same result on both sides
   (the bulk-read windows keep their recency order through a restart);
 - with ``KUSTOS_AUDIT_NATIVE=0`` the texts are decoded and run by the reference;
+- the detector thread in the writer's process (the core without the GIL, fed by a real
+  archive's file ingest) stores the alerts and baseline of the reference run in line;
 - no value reaches an alert or a baseline, and the core's errors name positions only.
 """
 
@@ -27,11 +29,14 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from kustos.audit import native
+from kustos.audit.archive import Archive
 from kustos.audit.detecting import DetectorsConfig
+from kustos.audit.ingesting import ingest
 from kustos.audit.records import ArchivedEvent, text_view
-from kustos.audit.watching import DetectorHook
+from kustos.audit.watching import DetectorHook, DetectorThread, hooks_for
 from tests.unit.audit.test_records import CANARY
 
 pytestmark = pytest.mark.skipif(not native.enabled(), reason="the native core is not built")
@@ -369,3 +374,33 @@ def test_core_errors_name_positions_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at byte") as caught:
         hook.handle_texts(1, bad)
     assert CANARY not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["tuned", "classes"])
+def test_the_detector_thread_matches_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """File ingest with the detectors on a thread of the writer's process (the default with
+    the native core) against the reference run in line on the Python path: the same alert
+    file and baseline, byte for byte, across a reopened archive (catch-up at start)."""
+    rng = _rng(5)
+    texts = _texts(rng, 2000)
+    config = tmp_path / "watch.yaml"
+    config.write_text(yaml.safe_dump({"detectors": CONFIGS[name]}))
+    logs = []
+    for part, chunk in enumerate((texts[:1100], texts[1100:])):
+        log = tmp_path / f"audit-{part}.log"
+        log.write_bytes(b"\n".join(chunk) + b"\n")
+        logs.append(log)
+    for folder, on in (("thread", True), ("reference", False)):
+        monkeypatch.setenv(native.ENV, "1" if on else "0")
+        for log in logs:  # reopened per log: the hook catches up, then runs
+            hooks = hooks_for(tmp_path / folder, config, in_process=not on)
+            assert isinstance(hooks[0], DetectorThread) is on
+            with Archive(tmp_path / folder, hooks=hooks) as store:
+                ingest(store, [log], batch_lines=rng.choice((61, 97, 500)))
+    alerts, baseline = _files(tmp_path / "thread")
+    assert (alerts, baseline) == _files(tmp_path / "reference")
+    assert alerts.count(b"\n") > 20, "the traffic raised alerts"
+    assert orjson.loads(baseline)["last_seq"] > 1900
+    assert CANARY.encode() not in alerts + baseline

@@ -7,13 +7,16 @@ the field; the hook stores alerts durably and a new hook on the same folder does
 learn again (no second "first read"); a hook that starts after events were archived
 catches up from its baseline, and replaying events whose alerts were already stored
 stores none twice; the baseline never holds a body; a detector process dropped without
-being closed ends (and saves) instead of keeping its command alive.
+being closed ends (and saves) instead of keeping its command alive; the detector thread
+(the writer's process) saves when closed or dropped, and when detection fails it says so
+once without event content, keeps the last baseline and never makes the writer wait.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import gc
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +26,13 @@ import pytest
 
 from kustos.audit.alerts import AlertStore
 from kustos.audit.detecting import DetectorsConfig
-from kustos.audit.watching import DetectorHook, DetectorProcess, baseline_file, load_config
+from kustos.audit.watching import (
+    DetectorHook,
+    DetectorProcess,
+    DetectorThread,
+    baseline_file,
+    load_config,
+)
 from kustos.errors import ConfigError, FileMissingError
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
@@ -217,3 +226,45 @@ def test_a_detector_process_dropped_unclosed_ends(tmp_path: Path) -> None:
     assert child.exitcode == 0
     # It saved what it saw (a batch still queued is caught up at the next start).
     assert baseline_file(tmp_path).read().last_seq in (0, 1)
+
+
+def test_the_detector_thread_saves_when_closed_or_dropped(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, NOW)).detectors
+    closed = DetectorThread(DetectorHook(tmp_path / "closed", config))
+    closed([read_event(i) for i in (1, 2)])
+    closed([read_event(3, name="other")])
+    closed.close()
+    assert baseline_file(tmp_path / "closed").read().last_seq == 3
+    assert [a.alert.name for a in AlertStore(tmp_path / "closed").read()] == ["db", "other"]
+    dropped = DetectorThread(DetectorHook(tmp_path / "dropped", config))
+    thread = dropped._thread
+    dropped([read_event(1)])
+    del dropped
+    gc.collect()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert baseline_file(tmp_path / "dropped").read().last_seq == 1
+
+
+def test_a_failing_detector_thread_lets_ingest_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The alert file cannot be written: one error line naming the record, no content;
+    the batches after it are taken without waiting; the baseline stays where it was."""
+    canary = "user-CANARY-7d1f"
+    hook = DetectorHook(tmp_path, load_config(write(tmp_path, NOW)).detectors)
+    AlertStore(tmp_path).path.mkdir(parents=True)  # a folder where the file should be
+    thread = DetectorThread(hook)
+    with caplog.at_level(logging.ERROR):
+        for seq in range(1, 21):  # more than the queue holds
+            thread([read_event(seq, user=canary)])
+        thread.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        (
+            "detection stopped at record 1 (FileAccessError); it resumes from its baseline "
+            "at the next start"
+        )
+    ]
+    assert canary not in caplog.text
+    assert not baseline_file(tmp_path).path.exists()
