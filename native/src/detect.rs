@@ -379,45 +379,31 @@ fn read_view(b: &[u8], start: usize) -> R<(View<'_>, usize)> {
     let mut required = 0u32;
     r.ws();
     r.object(|r, key| match key {
-        "auditID" => {
-            once(&mut seen, 1 << 0)?;
-            required |= 1;
-            v.audit_id = r.string()?;
-            Ok(())
-        }
-        "stage" => {
-            once(&mut seen, 1 << 1)?;
-            required |= 2;
-            v.stage = r.string()?;
-            Ok(())
-        }
         "kind" => {
             once(&mut seen, 1 << 2)?;
             r.string().map(|_| ())
         }
-        "verb" => {
-            once(&mut seen, 1 << 3)?;
-            v.verb = r.string()?;
-            Ok(())
-        }
-        "requestURI" => {
-            once(&mut seen, 1 << 4)?;
-            v.uri = r.string()?;
-            Ok(())
-        }
-        "timestamp" => {
-            once(&mut seen, 1 << 5)?;
-            v.timestamp = r.string()?;
-            Ok(())
-        }
-        "requestReceivedTimestamp" => {
-            once(&mut seen, 1 << 6)?;
-            v.received = r.string()?;
-            Ok(())
-        }
-        "stageTimestamp" => {
-            once(&mut seen, 1 << 7)?;
-            v.stage_time = r.string()?;
+        "auditID"
+        | "stage"
+        | "verb"
+        | "requestURI"
+        | "timestamp"
+        | "requestReceivedTimestamp"
+        | "stageTimestamp" => {
+            let (bit, slot) = match key {
+                "auditID" => (0, &mut v.audit_id),
+                "stage" => (1, &mut v.stage),
+                "verb" => (3, &mut v.verb),
+                "requestURI" => (4, &mut v.uri),
+                "timestamp" => (5, &mut v.timestamp),
+                "requestReceivedTimestamp" => (6, &mut v.received),
+                _ => (7, &mut v.stage_time),
+            };
+            once(&mut seen, 1 << bit)?;
+            if bit < 2 {
+                required |= 1 << bit; // auditID and stage
+            }
+            *slot = r.string()?;
             Ok(())
         }
         "user" => {
