@@ -6,7 +6,8 @@ does not load the Kubernetes client or the control-plane harness, and ``kustos -
 imports no command module at all. The command list of ``--help`` is drawn from
 :data:`COMMANDS` (a unit test keeps each summary equal to the command's own help). What a
 command may import at start is the import rule of ``docs/architecture.md``;
-:mod:`kustos.cli.main` is the entry point.
+:mod:`kustos.cli.main` is the entry point (it answers the version forms without Typer, and
+imports this module only for the other command lines).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated, Final
 
 import typer
 
-from kustos.cli.main import print_version
+from kustos import __version__
 from kustos.errors import KustosError
 
 
@@ -118,6 +119,11 @@ COMMANDS: Final = {
         group=True,
     ),
 }
+
+
+def print_version() -> None:
+    """Print the Kustos version."""
+    print(__version__)  # noqa: T201 - the command's output
 
 
 def _print_version(value: bool) -> None:

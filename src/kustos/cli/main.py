@@ -19,16 +19,11 @@ from kustos import __version__
 VERSION_ARGV: Final = (["version"], ["--version"])
 
 
-def print_version() -> None:
-    """Print the Kustos version."""
-    print(__version__)  # noqa: T201 - the command's output
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (0 ok, 1 findings/failure, 2 usage or input)."""
     args = list(argv) if argv is not None else sys.argv[1:]
     if args in VERSION_ARGV:
-        print_version()
+        print(__version__)  # noqa: T201 - the command's output
         return 0
     from kustos.cli.app import run  # noqa: PLC0415 - Typer only for the commands that need it
 
