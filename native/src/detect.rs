@@ -391,8 +391,9 @@ struct State {
     distinct: Ordered<Ordered<Recency>>,
     sessions: Ordered<Session>,
     cooldowns: Ordered<f64>,
-    recent: HashSet<String>,
-    recent_order: VecDeque<String>,
+    /// One allocation per ID, shared by the set and the order.
+    recent: HashSet<Arc<str>>,
+    recent_order: VecDeque<Arc<str>>,
     prune_at: usize,
     sessions_at: usize,
 }
@@ -683,11 +684,12 @@ impl Detector {
         if s.recent.contains(audit_id) {
             return false;
         }
-        s.recent.insert(audit_id.to_owned());
-        s.recent_order.push_back(audit_id.to_owned());
+        let id: Arc<str> = Arc::from(audit_id);
+        s.recent.insert(Arc::clone(&id));
+        s.recent_order.push_back(id);
         if s.recent_order.len() > RECENT_IDS {
             if let Some(old) = s.recent_order.pop_front() {
-                s.recent.remove(&old);
+                s.recent.remove(&*old);
             }
         }
         true
@@ -1348,8 +1350,17 @@ type Processed<'py> = (Bound<'py, PyBytes>, usize, Option<(i64, usize, usize)>);
 /// other control characters, everything else as it is.
 fn json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
     out.push(b'"');
-    for &c in s.as_bytes() {
+    // Runs of bytes that need no escape are copied whole.
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c >= 0x20 && c != b'"' && c != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&b[run..i]);
+        run = i + 1;
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -1358,14 +1369,14 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
             b'\n' => out.extend_from_slice(b"\\n"),
             0x0c => out.extend_from_slice(b"\\f"),
             b'\r' => out.extend_from_slice(b"\\r"),
-            c if c < 0x20 => {
+            c => {
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[(c >> 4) as usize]);
                 out.push(HEX[(c & 15) as usize]);
             }
-            c => out.push(c),
         }
     }
+    out.extend_from_slice(&b[run..]);
     out.push(b'"');
 }
 
@@ -1550,7 +1561,7 @@ impl Detector {
         for (key, v) in &s.cooldowns.items {
             cooldowns.set_item(key, *v)?;
         }
-        let recent: Vec<&str> = s.recent_order.iter().map(String::as_str).collect();
+        let recent: Vec<&str> = s.recent_order.iter().map(|id| &**id).collect();
         PyTuple::new(
             py,
             [
@@ -1627,7 +1638,8 @@ impl Detector {
             s.cooldowns.set(&key, time);
         }
         for id in recent {
-            if s.recent.insert(id.clone()) {
+            let id: Arc<str> = Arc::from(id);
+            if s.recent.insert(Arc::clone(&id)) {
                 s.recent_order.push_back(id);
             }
         }

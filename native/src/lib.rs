@@ -209,10 +209,9 @@ fn item_of(buf: &[u8], start: usize, end: usize) -> Item {
     while b > a && is_py_space(text[b - 1]) {
         b -= 1;
     }
+    // One line: `read_lines` cut it at its first new line, which the trim removed.
     let data = &text[a..b];
-    if memchr::memchr(b'\n', data).is_some() {
-        return Item::Unsure(start, end); // not a line of its own: written again
-    }
+    debug_assert!(memchr(b'\n', data).is_none());
     let Ok(f) = read_event(data) else {
         return Item::Unsure(start, end);
     };
@@ -400,17 +399,21 @@ use memchr::memchr;
 /// ``(end, lines)``: where the first *count* complete lines of *buf* from *start* end
 /// (*start* if none) and how many there are.
 #[pyfunction]
-fn cut_lines(buf: &[u8], start: usize, count: usize) -> (usize, usize) {
-    let mut end = start.min(buf.len());
-    let mut found = 0;
-    while found < count {
-        match memchr(b'\n', &buf[end..]) {
-            Some(n) => end += n + 1,
-            None => break,
+fn cut_lines(buf: &Bound<'_, PyBytes>, start: usize, count: usize) -> (usize, usize) {
+    let text = buf.as_bytes();
+    // Without the GIL, as the reading that follows: the writer's thread goes on meanwhile.
+    buf.py().allow_threads(|| {
+        let mut end = start.min(text.len());
+        let mut found = 0;
+        while found < count {
+            match memchr(b'\n', &text[end..]) {
+                Some(n) => end += n + 1,
+                None => break,
+            }
+            found += 1;
         }
-        found += 1;
-    }
-    (end, found)
+        (end, found)
+    })
 }
 
 /// The items of an ``EventList`` body of ``audit.k8s.io``; ``None`` when the body is
@@ -727,9 +730,7 @@ fn commit(
     let mut where_: HashMap<(u32, u64), usize> = HashMap::new();
     let mut seq = seq;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = vec![0u8; size];
-    py.allow_threads(|| {
-        let out = &mut out[..];
+    let mut fill = |out: &mut [u8]| {
         let mut at = 0;
         for (ev, data) in &kept {
             seq += 1;
@@ -794,9 +795,15 @@ fn commit(
             stripped += ev.stripped as usize;
         }
         debug_assert_eq!(at, size);
-    });
+    };
+    // Written straight into the bytes object the archive appends (not yet shared: no other
+    // thread can see it while the GIL is released).
+    let blob = PyBytes::new_with(py, size, |out: &mut [u8]| {
+        py.allow_threads(|| fill(out));
+        Ok(())
+    })?;
     Ok(Commit {
-        blob: PyBytes::new(py, &out).unbind(),
+        blob: blob.unbind(),
         seq,
         head,
         stored,
