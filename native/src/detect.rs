@@ -31,7 +31,7 @@ use crate::Commit;
 /// authenticated requests, and the tables are bounded, so SipHash's DoS margin is not
 /// worth its cost here.
 #[derive(Default, Clone, Copy)]
-struct Fx(u64);
+pub(crate) struct Fx(u64);
 
 impl Hasher for Fx {
     #[inline]
@@ -61,6 +61,8 @@ impl Hasher for Fx {
 }
 
 type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<Fx>>;
+/// A map with the Fx hash, for keys no client chooses (the archive's index places).
+pub(crate) type FxMap<K, V> = HashMap<K, V>;
 type HashSet<K> = std::collections::HashSet<K, BuildHasherDefault<Fx>>;
 
 // ------------------------------------------------------------------------------ names

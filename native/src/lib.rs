@@ -13,7 +13,7 @@
 //! does. Nothing here formats event content into an error: errors name counts and
 //! positions only.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -167,7 +167,7 @@ enum Data {
 struct Event {
     data: Data,
     /// auditID, 0xFF, stage (0xFF never occurs in UTF-8); none when auditID is empty.
-    key: Option<Vec<u8>>,
+    key: Option<Key>,
     hashes: [u32; 3],
     count: u8,
     time: Vec<u8>,
@@ -187,7 +187,10 @@ enum Item {
     Skipped,
 }
 
-fn identity(audit_id: &str, stage: &str) -> Option<Vec<u8>> {
+/// An identity, shared (not copied) by the commit and the dedupe window.
+type Key = Arc<[u8]>;
+
+fn identity(audit_id: &str, stage: &str) -> Option<Key> {
     if audit_id.is_empty() {
         return None;
     }
@@ -195,7 +198,7 @@ fn identity(audit_id: &str, stage: &str) -> Option<Vec<u8>> {
     key.extend_from_slice(audit_id.as_bytes());
     key.push(0xFF);
     key.extend_from_slice(stage.as_bytes());
-    Some(key)
+    Some(key.into())
 }
 
 /// The item of one event's text at `start..end` of `buf`.
@@ -497,14 +500,14 @@ fn event_list_items(body: &[u8]) -> Option<Vec<Item>> {
 /// The identities (auditID, stage) of the latest records, oldest first.
 #[pyclass(module = "kustos.audit._native")]
 struct Window {
-    keys: HashSet<Vec<u8>>,
-    order: VecDeque<Vec<u8>>,
+    keys: HashSet<Key>,
+    order: VecDeque<Key>,
     size: usize,
 }
 
 impl Window {
-    fn add(&mut self, key: Vec<u8>) {
-        if self.keys.insert(key.clone()) {
+    fn add(&mut self, key: Key) {
+        if self.keys.insert(Arc::clone(&key)) {
             self.order.push_back(key);
         }
     }
@@ -551,11 +554,14 @@ impl Window {
     }
 
     /// Remember the identities of a committed batch (once it is durable).
-    fn remember_commit(&mut self, commit: &mut Commit) {
-        for key in std::mem::take(&mut commit.keys) {
-            self.add(key);
-        }
-        self.trim();
+    fn remember_commit(&mut self, py: Python<'_>, commit: &mut Commit) {
+        let keys = std::mem::take(&mut commit.keys);
+        py.allow_threads(|| {
+            for key in keys {
+                self.add(key);
+            }
+            self.trim();
+        });
     }
 }
 
@@ -588,7 +594,7 @@ struct Commit {
     /// again by the detectors: the reference wrote them, or a string had an escape).
     #[pyo3(get)]
     viewed: usize,
-    keys: Vec<Vec<u8>>,
+    keys: Vec<Key>,
     spans: Vec<u8>,
     /// The stored events' views, in order (shared with the detector thread as they are).
     views: Arc<[Option<Packed>]>,
@@ -684,13 +690,15 @@ fn commit(
     if block == 0 || buckets == 0 {
         return Err(PyValueError::new_err("block and buckets must be positive"));
     }
-    // First the events kept (repeats skipped) and the segment bytes they take.
+    // First the events kept (repeats skipped) and the segment bytes they take, without
+    // the GIL (the batches are not changed while they are committed: the archive's lock).
     let texts: Vec<&[u8]> = batches.iter().map(|b| b.text(py)).collect();
-    let mut kept: Vec<(&Event, &[u8])> = Vec::new();
-    let mut stored = Vec::with_capacity(batches.len());
-    let mut repeated = 0;
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    {
+    let batches: Vec<&Batch> = batches.iter().map(|b| &**b).collect();
+    let (kept, stored, repeated, keys) = py.allow_threads(|| {
+        let mut kept: Vec<(&Event, &[u8])> = Vec::new();
+        let mut stored = Vec::with_capacity(batches.len());
+        let mut repeated = 0;
+        let mut keys: Vec<Key> = Vec::new();
         let mut seen: HashSet<&[u8]> = HashSet::new();
         for (batch, text) in batches.iter().zip(&texts) {
             let before = kept.len();
@@ -703,11 +711,11 @@ fn commit(
                     }
                 };
                 if let Some(key) = &ev.key {
-                    if window.keys.contains(key) || !seen.insert(key.as_slice()) {
+                    if window.keys.contains(&**key) || !seen.insert(key) {
                         repeated += 1;
                         continue;
                     }
-                    keys.push(key.clone());
+                    keys.push(Arc::clone(key));
                 }
                 let data: &[u8] = match &ev.data {
                     Data::Span(a, b) => &text[*a..*b],
@@ -717,7 +725,8 @@ fn commit(
             }
             stored.push(kept.len() - before);
         }
-    }
+        Ok((kept, stored, repeated, keys))
+    })?;
     let mut size = 0;
     for (n, (_, data)) in kept.iter().enumerate() {
         size += decimal_len(seq + 1 + n as u64) + 66 + data.len() + 1;
@@ -727,7 +736,7 @@ fn commit(
     let mut stripped = 0;
     let mut spans: Vec<u8> = Vec::with_capacity(8 * kept.len());
     let mut rows: Vec<Row> = Vec::new();
-    let mut where_: HashMap<(u32, u64), usize> = HashMap::new();
+    let mut where_: detect::FxMap<(u32, u64), usize> = detect::FxMap::default();
     let mut seq = seq;
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut fill = |out: &mut [u8]| {
