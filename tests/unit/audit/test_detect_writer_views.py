@@ -10,8 +10,9 @@ keys, fields of unexpected types, repeated fields, bodies, a canary value):
 - the alert file and the baseline are byte for byte those of the same batches given as
   JSON arrays of their stored texts (the core reads each text itself) and those of the
   Python reference fed the archive's own views;
-- every plain event is viewed by the reader (the benchmark's events all are); an event
-  with an escaped string is not, and the detectors read its text, with the same answer.
+- every plain event is viewed by the reader (the benchmark's events all are, from a log
+  file and from a webhook ``EventList``); an event with an escaped string is not, and the
+  detectors read its text, with the same answer.
 """
 
 from __future__ import annotations
@@ -102,3 +103,20 @@ def test_corpus_audit_logs(tmp_path: Path, corpus_dir: Path) -> None:
     assert sum(b.commit.viewed for b in batches) > stored // 2
     config = DetectorsConfig.model_validate(CONFIGS["classes"])
     assert _three_ways(tmp_path, batches, config).count(b"\n") >= 5  # the planted ones
+
+
+def test_webhook_bodies_are_viewed_too(tmp_path: Path) -> None:
+    rng = random.Random(8)  # noqa: S311 - the bench's own synthetic events
+    handed: list[Sequence[ArchivedEvent]] = []
+    with Archive(tmp_path / "archive", hooks=[handed.append]) as store:
+        for part in range(3):
+            items = [make_event(500 * part + n, rng) for n in range(500)]
+            body = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}
+            batch = native.core.read_event_list(orjson.dumps(body))  # compact, as API servers send
+            assert batch is not None
+            store.settle(batch)
+            store.append_batches([batch])
+    batches = [b for b in handed if isinstance(b, StoredEvents)]
+    assert [b.commit.viewed for b in batches] == [500, 500, 500]
+    config = DetectorsConfig.model_validate(CONFIGS["classes"])
+    assert _three_ways(tmp_path, batches, config).count(b"\n") > 10
