@@ -1382,6 +1382,72 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// JSON with an indent of one space, as pydantic's ``model_dump_json(indent=1)`` writes
+/// it: each item on a line of its own, ``"key": value``, empty containers as ``{}`` and
+/// ``[]``, strings escaped as `json_str` escapes them (serde_json's set).
+#[derive(Default)]
+struct Pretty {
+    out: Vec<u8>,
+    /// Per open container: whether it has an item yet.
+    open: Vec<bool>,
+    /// A float was outside the range where both writers print the same digits.
+    odd: bool,
+}
+
+impl Pretty {
+    fn newline(&mut self) {
+        self.out.push(b'\n');
+        self.out.resize(self.out.len() + self.open.len(), b' ');
+    }
+
+    /// Before a value in the current container.
+    fn item(&mut self) {
+        if let Some(any) = self.open.last_mut() {
+            if *any {
+                self.out.push(b',');
+            }
+            *any = true;
+        }
+        self.newline();
+    }
+
+    fn key(&mut self, key: &str) {
+        self.item();
+        json_str(&mut self.out, key);
+        self.out.extend_from_slice(b": ");
+    }
+
+    fn open(&mut self, bracket: u8) {
+        self.out.push(bracket);
+        self.open.push(false);
+    }
+
+    fn close(&mut self, bracket: u8) {
+        if self.open.pop() == Some(true) {
+            self.newline();
+        }
+        self.out.push(bracket);
+    }
+
+    fn raw(&mut self, text: &[u8]) {
+        self.out.extend_from_slice(text);
+    }
+
+    fn string(&mut self, text: &str) {
+        json_str(&mut self.out, text);
+    }
+
+    /// Shortest round-trip digits, as Python's ``repr`` and serde_json's ryu give them in
+    /// this range (``1.0``, ``1793491200.01461``).
+    fn float(&mut self, value: f64) {
+        let plain = value == 0.0 || (1e-4..1e15).contains(&value.abs());
+        if !value.is_finite() || !plain {
+            self.odd = true;
+        }
+        self.out.extend_from_slice(format!("{value:?}").as_bytes());
+    }
+}
+
 type Windows = Vec<(String, Vec<(String, Vec<(f64, String, String)>)>)>;
 type Distinct = Vec<(String, Vec<(String, Vec<(String, f64, String)>)>)>;
 
@@ -1516,6 +1582,147 @@ impl Detector {
         let (lines, count, stop) =
             py.allow_threads(|| self.run_commit(b, &spans, &views, first_seq, index))?;
         Ok((PyBytes::new(py, &lines), count, stop))
+    }
+
+    /// The start of the learning period the core holds (µs since the epoch), if any.
+    #[getter]
+    fn started(&self) -> Option<i64> {
+        self.state.started
+    }
+
+    /// The baseline file's bytes, as ``encode(_exported_doc(self.export(), ...))`` writes
+    /// them (pydantic's JSON with an indent of 1), straight from the state: no Python
+    /// object per entry. *started* is the ``started`` field's text. ``None`` when a time is
+    /// one whose digits the two writers might format differently (not finite, or outside
+    /// 1e-4 to 1e15): the caller then takes the export.
+    #[pyo3(signature = (started))]
+    fn export_json<'py>(
+        &self,
+        py: Python<'py>,
+        started: Option<&str>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let s = &self.state;
+        let mut sorted = s
+            .readers
+            .iter()
+            .map(|key| reader_parts(key).ok_or_else(|| PyValueError::new_err("a reader key")))
+            .collect::<PyResult<Vec<_>>>()?;
+        let out = py.allow_threads(|| {
+            sorted.sort_unstable(); // as `export`
+            let mut j = Pretty::default();
+            j.open(b'{');
+            j.key("version");
+            j.raw(b"1");
+            j.key("started");
+            match started {
+                Some(text) => j.string(text),
+                None => j.raw(b"null"),
+            }
+            j.key("last_seq");
+            j.raw(s.last_seq.to_string().as_bytes());
+            j.key("secret_readers");
+            j.open(b'[');
+            for (user, namespace, name) in &sorted {
+                j.item();
+                j.open(b'[');
+                for part in [user, namespace, name] {
+                    j.item();
+                    j.string(part);
+                }
+                j.close(b']');
+            }
+            j.close(b']');
+            j.key("addresses");
+            j.open(b'{');
+            for (user, known) in &s.addresses.items {
+                j.key(user);
+                j.open(b'[');
+                for ip in &known.list {
+                    j.item();
+                    j.string(ip);
+                }
+                j.close(b']');
+            }
+            j.close(b'}');
+            j.key("windows");
+            j.open(b'{');
+            for (detector, per) in &s.windows.items {
+                j.key(detector);
+                j.open(b'{');
+                for (user, entries) in per.items.iter().filter(|(_, q)| !q.is_empty()) {
+                    j.key(user);
+                    j.open(b'[');
+                    for (t, k, i) in entries {
+                        j.item();
+                        j.open(b'[');
+                        j.item();
+                        j.float(*t);
+                        for text in [k, i] {
+                            j.item();
+                            j.string(text);
+                        }
+                        j.close(b']');
+                    }
+                    j.close(b']');
+                }
+                j.close(b'}');
+            }
+            j.close(b'}');
+            j.key("distinct");
+            j.open(b'{');
+            for (detector, per) in &s.distinct.items {
+                j.key(detector);
+                j.open(b'{');
+                for (user, seen) in per.items.iter().filter(|(_, r)| r.len() > 0) {
+                    j.key(user);
+                    j.open(b'{');
+                    for (k, t, i) in seen.items() {
+                        j.key(k);
+                        j.open(b'[');
+                        j.item();
+                        j.float(t);
+                        j.item();
+                        j.string(i);
+                        j.close(b']');
+                    }
+                    j.close(b'}');
+                }
+                j.close(b'}');
+            }
+            j.close(b'}');
+            j.key("sessions");
+            j.open(b'{');
+            for (key, v) in &s.sessions.items {
+                j.key(key);
+                j.open(b'[');
+                j.item();
+                j.float(v.0);
+                for text in [&v.1, &v.2, &v.3] {
+                    j.item();
+                    j.string(text);
+                }
+                j.close(b']');
+            }
+            j.close(b'}');
+            j.key("cooldowns");
+            j.open(b'{');
+            for (key, v) in &s.cooldowns.items {
+                j.key(key);
+                j.float(*v);
+            }
+            j.close(b'}');
+            j.key("recent_ids");
+            j.open(b'[');
+            for id in &s.recent_order {
+                j.item();
+                j.string(id);
+            }
+            j.close(b']');
+            j.close(b'}');
+            j.out.push(b'\n');
+            (!j.odd).then_some(j.out)
+        });
+        Ok(out.map(|bytes| PyBytes::new(py, &bytes)))
     }
 
     /// The state as plain values (see ``kustos.audit.watching``): started (µs since the

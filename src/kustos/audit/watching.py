@@ -49,8 +49,8 @@ from kustos.audit.records import ArchivedEvent, EventView, text_view, view_of
 from kustos.audit.sinks.base import Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, SyslogSink
 from kustos.errors import ConfigError, first_problem
-from kustos.files import read_text
-from kustos.files.state import StateFile, StateModel
+from kustos.files import read_text, write_atomic
+from kustos.files.state import StateFile, StateModel, encode
 
 log = logging.getLogger(__name__)
 
@@ -434,10 +434,16 @@ class DetectorHook:
         started = self._clock()
         self.baseline.path.parent.mkdir(parents=True, exist_ok=True)
         if self._core_owns:
-            doc = _exported_doc(self._core.export(), self._core_started)
+            # The core writes the file's bytes itself (no Python object per entry): the
+            # bytes ``encode(_exported_doc(...))`` gives, or ``None`` for a time it leaves
+            # to that path.
+            begun = _begun(self._core.started, self._core_started)
+            data = self._core.export_json(begun.isoformat() if begun is not None else None)
+            if data is None:
+                data = encode(_exported_doc(self._core.export(), self._core_started))
         else:
-            doc = state_to_doc(self.detector.state)
-        self.baseline.write(doc)
+            data = encode(state_to_doc(self.detector.state))
+        write_atomic(self.baseline.path, data, what=self.baseline.what, mode=self.baseline.mode)
         self._saved_at = self._clock()
         self._interval = max(self.save_every, _SAVE_SHARE * (self._saved_at - started))
 
