@@ -1186,6 +1186,19 @@ impl Detector {
         }
     }
 
+    /// The first reads, as (user, namespace, name), sorted as Python sorts the tuples
+    /// (UTF-8 keeps code point order).
+    fn sorted_readers(&self) -> PyResult<Vec<(&str, &str, &str)>> {
+        let mut sorted = self
+            .state
+            .readers
+            .iter()
+            .map(|key| reader_parts(key).ok_or_else(|| PyValueError::new_err("a reader key")))
+            .collect::<PyResult<Vec<_>>>()?;
+        sorted.sort_unstable();
+        Ok(sorted)
+    }
+
     /// The alerts as lines of ``alerts.jsonl``: byte for byte what
     /// ``orjson.dumps(Alert.to_json())`` writes.
     fn alert_lines(&self, alerts: &[Alert]) -> Vec<u8> {
@@ -1437,6 +1450,28 @@ impl Pretty {
         json_str(&mut self.out, text);
     }
 
+    /// An array of strings.
+    fn strings<'a>(&mut self, texts: impl IntoIterator<Item = &'a str>) {
+        self.open(b'[');
+        for text in texts {
+            self.item();
+            self.string(text);
+        }
+        self.close(b']');
+    }
+
+    /// ``[time, text, ...]``: an entry of the windows, the distinct reads or the sessions.
+    fn timed(&mut self, time: f64, texts: &[&str]) {
+        self.open(b'[');
+        self.item();
+        self.float(time);
+        for text in texts {
+            self.item();
+            self.string(text);
+        }
+        self.close(b']');
+    }
+
     /// Shortest round-trip digits, as Python's ``repr`` and serde_json's ryu give them in
     /// this range (``1.0``, ``1793491200.01461``).
     fn float(&mut self, value: f64) {
@@ -1602,13 +1637,8 @@ impl Detector {
         started: Option<&str>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let s = &self.state;
-        let mut sorted = s
-            .readers
-            .iter()
-            .map(|key| reader_parts(key).ok_or_else(|| PyValueError::new_err("a reader key")))
-            .collect::<PyResult<Vec<_>>>()?;
         let out = py.allow_threads(|| {
-            sorted.sort_unstable(); // as `export`
+            let sorted = self.sorted_readers()?;
             let mut j = Pretty::default();
             j.open(b'{');
             j.key("version");
@@ -1624,24 +1654,14 @@ impl Detector {
             j.open(b'[');
             for (user, namespace, name) in &sorted {
                 j.item();
-                j.open(b'[');
-                for part in [user, namespace, name] {
-                    j.item();
-                    j.string(part);
-                }
-                j.close(b']');
+                j.strings([*user, *namespace, *name]);
             }
             j.close(b']');
             j.key("addresses");
             j.open(b'{');
             for (user, known) in &s.addresses.items {
                 j.key(user);
-                j.open(b'[');
-                for ip in &known.list {
-                    j.item();
-                    j.string(ip);
-                }
-                j.close(b']');
+                j.strings(known.list.iter().map(String::as_str));
             }
             j.close(b'}');
             j.key("windows");
@@ -1654,14 +1674,7 @@ impl Detector {
                     j.open(b'[');
                     for (t, k, i) in entries {
                         j.item();
-                        j.open(b'[');
-                        j.item();
-                        j.float(*t);
-                        for text in [k, i] {
-                            j.item();
-                            j.string(text);
-                        }
-                        j.close(b']');
+                        j.timed(*t, &[k, i]);
                     }
                     j.close(b']');
                 }
@@ -1678,12 +1691,7 @@ impl Detector {
                     j.open(b'{');
                     for (k, t, i) in seen.items() {
                         j.key(k);
-                        j.open(b'[');
-                        j.item();
-                        j.float(t);
-                        j.item();
-                        j.string(i);
-                        j.close(b']');
+                        j.timed(t, &[i]);
                     }
                     j.close(b'}');
                 }
@@ -1694,14 +1702,7 @@ impl Detector {
             j.open(b'{');
             for (key, v) in &s.sessions.items {
                 j.key(key);
-                j.open(b'[');
-                j.item();
-                j.float(v.0);
-                for text in [&v.1, &v.2, &v.3] {
-                    j.item();
-                    j.string(text);
-                }
-                j.close(b']');
+                j.timed(v.0, &[&v.1, &v.2, &v.3]);
             }
             j.close(b'}');
             j.key("cooldowns");
@@ -1712,16 +1713,11 @@ impl Detector {
             }
             j.close(b'}');
             j.key("recent_ids");
-            j.open(b'[');
-            for id in &s.recent_order {
-                j.item();
-                j.string(id);
-            }
-            j.close(b']');
+            j.strings(s.recent_order.iter().map(|id| &**id));
             j.close(b'}');
             j.out.push(b'\n');
-            (!j.odd).then_some(j.out)
-        });
+            Ok::<_, PyErr>((!j.odd).then_some(j.out))
+        })?;
         Ok(out.map(|bytes| PyBytes::new(py, &bytes)))
     }
 
@@ -1730,13 +1726,7 @@ impl Detector {
     /// recent audit IDs, and the two prune thresholds.
     fn export<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let s = &self.state;
-        let mut sorted = s
-            .readers
-            .iter()
-            .map(|key| reader_parts(key).ok_or_else(|| PyValueError::new_err("a reader key")))
-            .collect::<PyResult<Vec<_>>>()?;
-        sorted.sort_unstable(); // as Python sorts the tuples: UTF-8 keeps code point order
-        let readers = PyList::new(py, sorted)?;
+        let readers = PyList::new(py, self.sorted_readers()?)?;
         let addresses = PyDict::new(py);
         for (user, known) in &s.addresses.items {
             addresses.set_item(user, &known.list)?;
