@@ -1,11 +1,13 @@
 //! The detectors' per-event state machine (`kustos.audit._native.Detector`).
 //!
-//! The same logic as `kustos.audit.detecting.Detector`, the reference, over the stored
-//! texts of a batch (one JSON array, as the detector process receives it): the prefilter
-//! of routine requests, the learned baselines (who read which Secret, from which
-//! addresses), the sliding windows (bulk reads, denied bursts, exec sessions), the
-//! cooldowns and the alerts, with the same state in the same order, so that the baseline
-//! saved from here is the one the reference would save. What stays in Python, called
+//! The same logic as `kustos.audit.detecting.Detector`, the reference, over a stored
+//! batch: the views the archive's reader made of its events (`process_commit`: see
+//! `crate::reader::Packed`), or its texts as one JSON array (`process`), read by the same
+//! reader (`crate::reader::event_view`). The prefilter of routine requests, the learned
+//! baselines (who read which Secret, from which addresses), the sliding windows (bulk
+//! reads, denied bursts, exec sessions), the cooldowns and the alerts, with the same state
+//! in the same order, so that the baseline saved from here is the one the reference would
+//! save. What stays in Python, called
 //! back: the ignore lists (globs, `fnmatch` semantics; answers cached here per principal)
 //! and the time zone's offset (zoneinfo; cached per hour). An event this reader is not
 //! sure about (a field of an unexpected type, a time not in the plain RFC 3339 form, a

@@ -474,8 +474,8 @@ class DetectorThread:
     """The detector hook on a thread of the writer's process (the native core's mode).
 
     The writer hands over each durable batch as it is (nothing is encoded or copied to
-    another process); the thread takes the batch's texts as one JSON array from the
-    native core's commit and runs :meth:`DetectorHook.handle_texts`, whose core releases
+    another process); the thread runs :meth:`DetectorHook.handle_commit` over the native
+    core's commit (the views its reader made of the events as it read them), whose core releases
     the GIL for the whole batch (the ignore-list and time-zone callbacks take it back),
     so the writer goes on meanwhile. When :data:`_QUEUED` batches wait, the writer waits
     too: memory stays bounded. Alerts and baselines are stored exactly as the hook stores
