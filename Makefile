@@ -50,7 +50,7 @@ $(STAMP): pyproject.toml
 
 native: $(NATIVE)
 
-$(NATIVE): native/Cargo.toml native/Cargo.lock native/src/lib.rs native/src/detect.rs | $(STAMP)
+$(NATIVE): native/Cargo.toml native/Cargo.lock native/src/lib.rs native/src/detect.rs native/src/reader.rs | $(STAMP)
 	@if [ -x "$(CARGO)" ]; then \
 		cd native && PYO3_PYTHON=$(abspath $(BIN)/python) $(CARGO) build --release --locked -q \
 		&& cp target/release/libkustos_native.so ../$(NATIVE).new && mv ../$(NATIVE).new ../$(NATIVE) \

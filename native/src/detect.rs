@@ -1,11 +1,13 @@
 //! The detectors' per-event state machine (`kustos.audit._native.Detector`).
 //!
-//! The same logic as `kustos.audit.detecting.Detector`, the reference, over the stored
-//! texts of a batch (one JSON array, as the detector process receives it): the prefilter
-//! of routine requests, the learned baselines (who read which Secret, from which
-//! addresses), the sliding windows (bulk reads, denied bursts, exec sessions), the
-//! cooldowns and the alerts, with the same state in the same order, so that the baseline
-//! saved from here is the one the reference would save. What stays in Python, called
+//! The same logic as `kustos.audit.detecting.Detector`, the reference, over a stored
+//! batch: the views the archive's reader made of its events (`process_commit`: see
+//! `crate::reader::Packed`), or its texts as one JSON array (`process`), read by the same
+//! reader (`crate::reader::event_view`). The prefilter of routine requests, the learned
+//! baselines (who read which Secret, from which addresses), the sliding windows (bulk
+//! reads, denied bursts, exec sessions), the cooldowns and the alerts, with the same state
+//! in the same order, so that the baseline saved from here is the one the reference would
+//! save. What stays in Python, called
 //! back: the ignore lists (globs, `fnmatch` semantics; answers cached here per principal)
 //! and the time zone's offset (zoneinfo; cached per hour). An event this reader is not
 //! sure about (a field of an unexpected type, a time not in the plain RFC 3339 form, a
@@ -14,15 +16,16 @@
 //!
 //! Errors never quote event content: they name positions only.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::{once, Reader, Unsure, R};
+use crate::reader::{event_view, Body, Packed, Reader, Unsure, View, R};
+use crate::Commit;
 
 // ------------------------------------------------------------------------------ hashing
 
@@ -30,7 +33,7 @@ use crate::{once, Reader, Unsure, R};
 /// authenticated requests, and the tables are bounded, so SipHash's DoS margin is not
 /// worth its cost here.
 #[derive(Default, Clone, Copy)]
-struct Fx(u64);
+pub(crate) struct Fx(u64);
 
 impl Hasher for Fx {
     #[inline]
@@ -60,6 +63,8 @@ impl Hasher for Fx {
 }
 
 type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<Fx>>;
+/// A map with the Fx hash, for keys no client chooses (the archive's index places).
+pub(crate) type FxMap<K, V> = HashMap<K, V>;
 type HashSet<K> = std::collections::HashSet<K, BuildHasherDefault<Fx>>;
 
 // ------------------------------------------------------------------------------ names
@@ -91,7 +96,6 @@ const PLATFORM: u32 = 1;
 const ALLOWED_WRITER: u32 = 1 << 10;
 const SA: &str = "system:serviceaccount:";
 const ANON_USER: &str = "system:anonymous";
-const ANON_GROUP: &str = "system:unauthenticated";
 const MAX_IDS: usize = 20;
 const MAX_ADDRESSES: usize = 256;
 const RECENT_IDS: usize = 4096;
@@ -122,394 +126,11 @@ fn past(verb: &str) -> &str {
 
 // ------------------------------------------------------------------------------ reading
 
-#[derive(Default)]
-struct User<'a> {
-    username: Option<Cow<'a, str>>,
-    groups: Vec<Cow<'a, str>>,
-    /// `extra`'s pod-name list was present and not empty: its first item.
-    pod: Option<Cow<'a, str>>,
-}
-
-#[derive(Default, PartialEq)]
-enum Body {
-    #[default]
-    Unset,
-    Null,
-    Object,
-}
-
-/// The fields of an `EventView` the detectors use, read as msgspec's strict decode would.
-#[derive(Default)]
-struct View<'a> {
-    audit_id: Cow<'a, str>,
-    stage: Cow<'a, str>,
-    verb: Cow<'a, str>,
-    uri: Cow<'a, str>,
-    user: Option<User<'a>>,
-    acting: Option<User<'a>>,
-    last_ip: Option<Cow<'a, str>>,
-    has_ref: bool,
-    resource: Cow<'a, str>,
-    subresource: Cow<'a, str>,
-    namespace: Cow<'a, str>,
-    name: Cow<'a, str>,
-    has_status: bool,
-    code: Option<i64>,
-    request_body: Body,
-    response_body: Body,
-    received: Cow<'a, str>,
-    stage_time: Cow<'a, str>,
-    timestamp: Cow<'a, str>,
-    created: Option<Cow<'a, str>>,
-    stripped: bool,
-}
-
-/// A reader of stored event texts, which are valid JSON (they were stored): the values
-/// the detectors use are read strictly (as `Reader` does), the others skipped by their
-/// structure alone; a key with an escape is left to the reference.
-struct Fast<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Fast<'a> {
-    #[inline]
-    fn ws(&mut self) {
-        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-            self.i += 1;
-        }
-    }
-
-    #[inline]
-    fn peek(&self) -> R<u8> {
-        self.b.get(self.i).copied().ok_or(Unsure)
-    }
-
-    #[inline]
-    fn expect(&mut self, c: u8) -> R<()> {
-        if self.peek()? == c {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(Unsure)
-        }
-    }
-
-    /// The strict reader at the cursor, for one value.
-    #[inline]
-    fn strict<T>(&mut self, read: impl FnOnce(&mut Reader<'a>) -> R<T>) -> R<T> {
-        let mut r = Reader::new(self.b);
-        r.i = self.i;
-        let value = read(&mut r)?;
-        self.i = r.i;
-        Ok(value)
-    }
-
-    fn string(&mut self) -> R<Cow<'a, str>> {
-        self.strict(|r| r.string())
-    }
-
-    fn number(&mut self) -> R<bool> {
-        self.strict(|r| r.number())
-    }
-
-    fn null(&mut self) -> R<bool> {
-        if self.peek()? == b'n' {
-            self.strict(|r| r.literal(b"null"))?;
-            Ok(false)
-        } else {
-            Ok(true)
-        }
-    }
-
-    #[inline]
-    fn skip_value(&mut self) -> R<()> {
-        self.i = value_end(self.b, self.i).ok_or(Unsure)?;
-        Ok(())
-    }
-
-    #[inline]
-    fn key(&mut self) -> R<&'a str> {
-        self.expect(b'"')?;
-        let rest = &self.b[self.i..];
-        let n = memchr::memchr2(b'"', b'\\', rest).ok_or(Unsure)?;
-        if rest[n] != b'"' {
-            return Err(Unsure);
-        }
-        self.i += n + 1;
-        let key = &rest[..n];
-        if key.is_ascii() {
-            // SAFETY: ASCII is UTF-8.
-            Ok(unsafe { std::str::from_utf8_unchecked(key) })
-        } else {
-            std::str::from_utf8(key).map_err(|_| Unsure)
-        }
-    }
-
-    fn object<F: FnMut(&mut Self, &str) -> R<()>>(&mut self, mut field: F) -> R<()> {
-        self.expect(b'{')?;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            let key = self.key()?;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
-            field(self, key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(Unsure),
-            }
-        }
-    }
-
-    fn array<F: FnMut(&mut Self) -> R<()>>(&mut self, mut item: F) -> R<()> {
-        self.expect(b'[')?;
-        self.ws();
-        if self.peek()? == b']' {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            item(self)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(Unsure),
-            }
-        }
-    }
-}
-
-fn strings<'a>(r: &mut Fast<'a>, mut each: impl FnMut(Cow<'a, str>)) -> R<()> {
-    r.array(|r| {
-        each(r.string()?);
-        Ok(())
-    })
-}
-
-/// `null` (`None`) or an object read field by field by *field*.
-fn nullable<'a>(r: &mut Fast<'a>, mut field: impl FnMut(&mut Fast<'a>, &str) -> R<()>) -> R<bool> {
-    if !r.null()? {
-        return Ok(false);
-    }
-    r.object(|r, key| field(r, key))?;
-    Ok(true)
-}
-
-fn user<'a>(r: &mut Fast<'a>) -> R<Option<User<'a>>> {
-    let mut u = User::default();
-    let mut seen = 0;
-    let present = nullable(r, |r, key| match key {
-        "username" => {
-            once(&mut seen, 1)?;
-            u.username = if r.null()? { Some(r.string()?) } else { None };
-            Ok(())
-        }
-        "groups" => {
-            once(&mut seen, 2)?;
-            strings(r, |g| u.groups.push(g))
-        }
-        "extra" => {
-            once(&mut seen, 4)?;
-            let mut seen_extra = 0;
-            nullable(r, |r, key| {
-                if key != "authentication.kubernetes.io/pod-name" {
-                    return r.skip_value();
-                }
-                once(&mut seen_extra, 1)?;
-                let mut first = None;
-                strings(r, |p| {
-                    if first.is_none() {
-                        first = Some(p);
-                    }
-                })?;
-                u.pod = first;
-                Ok(())
-            })?;
-            Ok(())
-        }
-        _ => r.skip_value(),
-    })?;
-    Ok(present.then_some(u))
-}
-
-fn body(r: &mut Fast<'_>) -> R<Body> {
-    let mut seen = 0;
-    let present = nullable(r, |r, key| {
-        if key != "kind" {
-            return r.skip_value();
-        }
-        once(&mut seen, 1)?;
-        r.string().map(|_| ())
-    })?;
-    Ok(if present { Body::Object } else { Body::Null })
-}
-
-fn integer(r: &mut Fast<'_>) -> R<i64> {
-    let start = r.i;
-    if !r.number()? {
-        return Err(Unsure);
-    }
-    // SAFETY: the number's bytes are ASCII.
-    let text = unsafe { std::str::from_utf8_unchecked(&r.b[start..r.i]) };
-    text.parse::<i64>().map_err(|_| Unsure)
-}
-
-/// The view of the event whose text starts at *start* of *b*, and where its text ends.
-fn read_view(b: &[u8], start: usize) -> R<(View<'_>, usize)> {
-    let mut r = Fast { b, i: 0 };
+/// The view of the item of a JSON array at `start` of *b*, and where it ends.
+fn array_item(b: &[u8], start: usize) -> R<(View<'_>, usize)> {
+    let mut r = Reader::new(b);
     r.i = start;
-    let mut v = View::default();
-    let mut seen = 0u32;
-    let mut required = 0u32;
-    r.ws();
-    r.object(|r, key| match key {
-        "kind" => {
-            once(&mut seen, 1 << 2)?;
-            r.string().map(|_| ())
-        }
-        "auditID"
-        | "stage"
-        | "verb"
-        | "requestURI"
-        | "timestamp"
-        | "requestReceivedTimestamp"
-        | "stageTimestamp" => {
-            let (bit, slot) = match key {
-                "auditID" => (0, &mut v.audit_id),
-                "stage" => (1, &mut v.stage),
-                "verb" => (3, &mut v.verb),
-                "requestURI" => (4, &mut v.uri),
-                "timestamp" => (5, &mut v.timestamp),
-                "requestReceivedTimestamp" => (6, &mut v.received),
-                _ => (7, &mut v.stage_time),
-            };
-            once(&mut seen, 1 << bit)?;
-            if bit < 2 {
-                required |= 1 << bit; // auditID and stage
-            }
-            *slot = r.string()?;
-            Ok(())
-        }
-        "user" => {
-            once(&mut seen, 1 << 8)?;
-            v.user = user(r)?;
-            Ok(())
-        }
-        "impersonatedUser" => {
-            once(&mut seen, 1 << 9)?;
-            v.acting = user(r)?;
-            Ok(())
-        }
-        "sourceIPs" => {
-            once(&mut seen, 1 << 10)?;
-            let mut last = None;
-            strings(r, |ip| last = Some(ip))?;
-            v.last_ip = last;
-            Ok(())
-        }
-        "objectRef" => {
-            once(&mut seen, 1 << 11)?;
-            let mut seen_ref = 0;
-            v.has_ref = nullable(r, |r, key| {
-                let (bit, slot) = match key {
-                    "resource" => (1, &mut v.resource),
-                    "namespace" => (2, &mut v.namespace),
-                    "name" => (4, &mut v.name),
-                    "subresource" => (8, &mut v.subresource),
-                    "apiGroup" => {
-                        once(&mut seen_ref, 16)?;
-                        return r.string().map(|_| ());
-                    }
-                    _ => return r.skip_value(),
-                };
-                once(&mut seen_ref, bit)?;
-                *slot = r.string()?;
-                Ok(())
-            })?;
-            Ok(())
-        }
-        "responseStatus" => {
-            once(&mut seen, 1 << 12)?;
-            let mut seen_status = 0;
-            let mut code = None;
-            v.has_status = nullable(r, |r, key| {
-                if key != "code" {
-                    return r.skip_value();
-                }
-                once(&mut seen_status, 1)?;
-                code = if r.null()? { Some(integer(r)?) } else { None };
-                Ok(())
-            })?;
-            v.code = code;
-            Ok(())
-        }
-        "requestObject" => {
-            once(&mut seen, 1 << 15)?;
-            v.request_body = body(r)?;
-            Ok(())
-        }
-        "responseObject" => {
-            once(&mut seen, 1 << 16)?;
-            v.response_body = body(r)?;
-            Ok(())
-        }
-        "metadata" => {
-            once(&mut seen, 1 << 13)?;
-            let mut seen_meta = 0;
-            let mut created = Cow::Borrowed("");
-            if nullable(r, |r, key| {
-                if key != "creationTimestamp" {
-                    return r.skip_value();
-                }
-                once(&mut seen_meta, 1)?;
-                created = r.string()?;
-                Ok(())
-            })? {
-                v.created = Some(created);
-            }
-            Ok(())
-        }
-        "annotations" => {
-            once(&mut seen, 1 << 14)?;
-            let mut seen_ann = 0;
-            let mut stripped = false;
-            nullable(r, |r, key| {
-                if key != "kustos.io/values-stripped" {
-                    return r.skip_value();
-                }
-                once(&mut seen_ann, 1)?;
-                stripped = if r.null()? {
-                    r.string()?;
-                    true
-                } else {
-                    false
-                };
-                Ok(())
-            })?;
-            v.stripped = stripped;
-            Ok(())
-        }
-        _ => r.skip_value(),
-    })?;
-    if required != 3 {
-        return Err(Unsure);
-    }
+    let v = event_view(&mut r)?;
     Ok((v, r.i))
 }
 
@@ -774,8 +395,9 @@ struct State {
     distinct: Ordered<Ordered<Recency>>,
     sessions: Ordered<Session>,
     cooldowns: Ordered<f64>,
-    recent: HashSet<String>,
-    recent_order: VecDeque<String>,
+    /// One allocation per ID, shared by the set and the order.
+    recent: HashSet<Arc<str>>,
+    recent_order: VecDeque<Arc<str>>,
     prune_at: usize,
     sessions_at: usize,
 }
@@ -812,7 +434,8 @@ struct Request<'a> {
     /// The time's text (its first 19 bytes are the UTC date and time: see `parse_time`).
     when: &'a str,
     user: &'a str,
-    groups: &'a [Cow<'a, str>],
+    /// One of the user's groups is `system:unauthenticated`.
+    anonymous: bool,
     impersonator: Option<&'a str>,
     verb: &'a str,
     resource: &'a str,
@@ -1065,11 +688,12 @@ impl Detector {
         if s.recent.contains(audit_id) {
             return false;
         }
-        s.recent.insert(audit_id.to_owned());
-        s.recent_order.push_back(audit_id.to_owned());
+        let id: Arc<str> = Arc::from(audit_id);
+        s.recent.insert(Arc::clone(&id));
+        s.recent_order.push_back(id);
         if s.recent_order.len() > RECENT_IDS {
             if let Some(old) = s.recent_order.pop_front() {
-                s.recent.remove(&old);
+                s.recent.remove(&*old);
             }
         }
         true
@@ -1105,7 +729,7 @@ impl Detector {
         if v.resource == "pods" && (v.subresource == "exec" || v.subresource == "attach") {
             return Ok(false);
         }
-        if name == ANON_USER || user.groups.iter().any(|g| g == ANON_GROUP) {
+        if name == ANON_USER || user.anonymous {
             return Ok(false);
         }
         let watched = self.new_ip_service_accounts || !name.starts_with(SA);
@@ -1148,7 +772,7 @@ impl Detector {
             micros,
             when,
             user: user.and_then(|u| u.username.as_deref()).unwrap_or(""),
-            groups: user.map_or(&[][..], |u| &u.groups[..]),
+            anonymous: user.is_some_and(|u| u.anonymous),
             impersonator,
             verb: &v.verb,
             resource: &v.resource,
@@ -1191,9 +815,7 @@ impl Detector {
             let alert = self.alert(req, LEAK, message);
             self.limited(req, LEAK, req.resource, alert, out);
         }
-        let anonymous = (req.user == ANON_USER
-            || req.groups.iter().any(|g| g == ANON_GROUP)
-            || req.code == Some(401))
+        let anonymous = (req.user == ANON_USER || req.anonymous || req.code == Some(401))
             && (!req.resource.is_empty() || !health(req.uri));
         if self.enabled[ANONYMOUS] && anonymous && !self.ignored(ANONYMOUS) {
             let target = if req.resource.is_empty() {
@@ -1566,6 +1188,19 @@ impl Detector {
         }
     }
 
+    /// The first reads, as (user, namespace, name), sorted as Python sorts the tuples
+    /// (UTF-8 keeps code point order).
+    fn sorted_readers(&self) -> PyResult<Vec<(&str, &str, &str)>> {
+        let mut sorted = self
+            .state
+            .readers
+            .iter()
+            .map(|key| reader_parts(key).ok_or_else(|| PyValueError::new_err("a reader key")))
+            .collect::<PyResult<Vec<_>>>()?;
+        sorted.sort_unstable();
+        Ok(sorted)
+    }
+
     /// The alerts as lines of ``alerts.jsonl``: byte for byte what
     /// ``orjson.dumps(Alert.to_json())`` writes.
     fn alert_lines(&self, alerts: &[Alert]) -> Vec<u8> {
@@ -1608,6 +1243,69 @@ impl Detector {
         (self.alert_lines(alerts), alerts.len(), stop)
     }
 
+    /// The detectors over the event *seq* read as *view*; `false` (nothing done) when the
+    /// reference must run it.
+    fn event(&mut self, seq: i64, view: &View<'_>, out: &mut Vec<Alert>) -> PyResult<bool> {
+        let Ok(request) = Self::request(view) else {
+            return Ok(false);
+        };
+        self.state.last_seq = seq;
+        let acting = view
+            .acting
+            .as_ref()
+            .filter(|a| a.username.as_deref().is_some_and(|n| !n.is_empty()));
+        let name = acting
+            .or(view.user.as_ref())
+            .and_then(|u| u.username.as_deref())
+            .unwrap_or("");
+        self.current = self.bits(name)?;
+        if self.state.started.is_none() || !self.routine(view)? {
+            if let Some(req) = request {
+                self.observe(&req, out)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// `process_commit` without the GIL: the events of *blob* at *spans* (start and end as
+    /// little-endian u32), viewed by the writer (*views*) or read here, from item *index*.
+    fn run_commit(
+        &mut self,
+        blob: &[u8],
+        spans: &[u8],
+        views: &[Option<Packed>],
+        first_seq: i64,
+        index: usize,
+    ) -> PyResult<Ran> {
+        let mut out = Vec::new();
+        let ends = spans.chunks_exact(8).map(|c| {
+            let a = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize;
+            let b = u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize;
+            (a, b)
+        });
+        for (n, ((start, end), packed)) in ends.zip(views).enumerate().skip(index) {
+            let seq = first_seq + n as i64;
+            if seq <= self.state.last_seq {
+                continue; // seen before a restart
+            }
+            let text = blob
+                .get(start..end)
+                .ok_or_else(|| PyValueError::new_err(format!("no stored event {n}")))?;
+            let view = match packed {
+                Some(packed) => packed.view(text),
+                None => crate::reader::read_event(text),
+            };
+            let stop = Some((n as i64, start, end));
+            let Ok(view) = view else {
+                return Ok(self.answer(&out, stop));
+            };
+            if !self.event(seq, &view, &mut out)? {
+                return Ok(self.answer(&out, stop));
+            }
+        }
+        Ok(self.answer(&out, None))
+    }
+
     /// `process` without the GIL: the alert lines, how many, where it stopped.
     fn run(&mut self, b: &[u8], first_seq: i64, offset: usize, index: i64) -> PyResult<Ran> {
         let bad = |at: usize| PyValueError::new_err(format!("not an array of events at byte {at}"));
@@ -1635,7 +1333,7 @@ impl Detector {
             let start = r.i;
             let seq = first_seq + index;
             let read = if seq > self.state.last_seq {
-                read_view(b, start).ok()
+                array_item(b, start).ok()
             } else {
                 None
             };
@@ -1648,28 +1346,8 @@ impl Detector {
                 index += 1;
                 continue;
             };
-            {
-                let request = match Self::request(&view) {
-                    Ok(request) => request,
-                    Err(Unsure) => {
-                        return Ok(self.answer(&out, Some((index, start, end))));
-                    }
-                };
-                self.state.last_seq = seq;
-                let acting = view
-                    .acting
-                    .as_ref()
-                    .filter(|a| a.username.as_deref().is_some_and(|n| !n.is_empty()));
-                let name = acting
-                    .or(view.user.as_ref())
-                    .and_then(|u| u.username.as_deref())
-                    .unwrap_or("");
-                self.current = self.bits(name)?;
-                if self.state.started.is_none() || !self.routine(&view)? {
-                    if let Some(req) = request {
-                        self.observe(&req, &mut out)?;
-                    }
-                }
+            if !self.event(seq, &view, &mut out)? {
+                return Ok(self.answer(&out, Some((index, start, end))));
             }
             r.i = end;
             index += 1;
@@ -1689,8 +1367,17 @@ type Processed<'py> = (Bound<'py, PyBytes>, usize, Option<(i64, usize, usize)>);
 /// other control characters, everything else as it is.
 fn json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
     out.push(b'"');
-    for &c in s.as_bytes() {
+    // Runs of bytes that need no escape are copied whole.
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c >= 0x20 && c != b'"' && c != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&b[run..i]);
+        run = i + 1;
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -1699,15 +1386,103 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
             b'\n' => out.extend_from_slice(b"\\n"),
             0x0c => out.extend_from_slice(b"\\f"),
             b'\r' => out.extend_from_slice(b"\\r"),
-            c if c < 0x20 => {
+            c => {
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[(c >> 4) as usize]);
                 out.push(HEX[(c & 15) as usize]);
             }
-            c => out.push(c),
         }
     }
+    out.extend_from_slice(&b[run..]);
     out.push(b'"');
+}
+
+/// JSON with an indent of one space, as pydantic's ``model_dump_json(indent=1)`` writes
+/// it: each item on a line of its own, ``"key": value``, empty containers as ``{}`` and
+/// ``[]``, strings escaped as `json_str` escapes them (serde_json's set).
+#[derive(Default)]
+struct Pretty {
+    out: Vec<u8>,
+    /// Per open container: whether it has an item yet.
+    open: Vec<bool>,
+    /// A float was outside the range where both writers print the same digits.
+    odd: bool,
+}
+
+impl Pretty {
+    fn newline(&mut self) {
+        self.out.push(b'\n');
+        self.out.resize(self.out.len() + self.open.len(), b' ');
+    }
+
+    /// Before a value in the current container.
+    fn item(&mut self) {
+        if let Some(any) = self.open.last_mut() {
+            if *any {
+                self.out.push(b',');
+            }
+            *any = true;
+        }
+        self.newline();
+    }
+
+    fn key(&mut self, key: &str) {
+        self.item();
+        json_str(&mut self.out, key);
+        self.out.extend_from_slice(b": ");
+    }
+
+    fn open(&mut self, bracket: u8) {
+        self.out.push(bracket);
+        self.open.push(false);
+    }
+
+    fn close(&mut self, bracket: u8) {
+        if self.open.pop() == Some(true) {
+            self.newline();
+        }
+        self.out.push(bracket);
+    }
+
+    fn raw(&mut self, text: &[u8]) {
+        self.out.extend_from_slice(text);
+    }
+
+    fn string(&mut self, text: &str) {
+        json_str(&mut self.out, text);
+    }
+
+    /// An array of strings.
+    fn strings<'a>(&mut self, texts: impl IntoIterator<Item = &'a str>) {
+        self.open(b'[');
+        for text in texts {
+            self.item();
+            self.string(text);
+        }
+        self.close(b']');
+    }
+
+    /// ``[time, text, ...]``: an entry of the windows, the distinct reads or the sessions.
+    fn timed(&mut self, time: f64, texts: &[&str]) {
+        self.open(b'[');
+        self.item();
+        self.float(time);
+        for text in texts {
+            self.item();
+            self.string(text);
+        }
+        self.close(b']');
+    }
+
+    /// Shortest round-trip digits, as Python's ``repr`` and serde_json's ryu give them in
+    /// this range (``1.0``, ``1793491200.01461``).
+    fn float(&mut self, value: f64) {
+        let plain = value == 0.0 || (1e-4..1e15).contains(&value.abs());
+        if !value.is_finite() || !plain {
+            self.odd = true;
+        }
+        self.out.extend_from_slice(format!("{value:?}").as_bytes());
+    }
 }
 
 type Windows = Vec<(String, Vec<(String, Vec<(f64, String, String)>)>)>;
@@ -1817,18 +1592,143 @@ impl Detector {
         Ok((PyBytes::new(py, &lines), count, stop))
     }
 
+    /// Run the detectors over the events of *commit* (the native core's stored batch, its
+    /// first record numbered *first_seq*) from its event *index*, with the views its
+    /// reader made as it read them (an event it did not view is read here). Returns
+    /// ``(lines, count, stop)`` as :meth:`process` does, *stop* being ``(index, start,
+    /// end)`` of the event's text in ``commit.blob`` (then call again from *index* + 1).
+    fn process_commit<'py>(
+        &mut self,
+        py: Python<'py>,
+        commit: &Bound<'py, Commit>,
+        first_seq: i64,
+        index: usize,
+    ) -> PyResult<Processed<'py>> {
+        // Taken out of the commit, so that no borrow of it is held while the GIL is
+        // released (the writer's threads use it meanwhile): the blob is immutable, the
+        // views shared.
+        let (blob, spans, views) = {
+            let c = commit.borrow();
+            (
+                c.blob.clone_ref(py).into_bound(py),
+                c.spans.clone(),
+                Arc::clone(&c.views),
+            )
+        };
+        let b = blob.as_bytes();
+        let (lines, count, stop) =
+            py.allow_threads(|| self.run_commit(b, &spans, &views, first_seq, index))?;
+        Ok((PyBytes::new(py, &lines), count, stop))
+    }
+
+    /// The start of the learning period the core holds (µs since the epoch), if any.
+    #[getter]
+    fn started(&self) -> Option<i64> {
+        self.state.started
+    }
+
+    /// The baseline file's bytes, as ``encode(_exported_doc(self.export(), ...))`` writes
+    /// them (pydantic's JSON with an indent of 1), straight from the state: no Python
+    /// object per entry. *started* is the ``started`` field's text. ``None`` when a time is
+    /// one whose digits the two writers might format differently (not finite, or outside
+    /// 1e-4 to 1e15): the caller then takes the export.
+    #[pyo3(signature = (started))]
+    fn export_json<'py>(
+        &self,
+        py: Python<'py>,
+        started: Option<&str>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let s = &self.state;
+        let out = py.allow_threads(|| {
+            let sorted = self.sorted_readers()?;
+            let mut j = Pretty::default();
+            j.open(b'{');
+            j.key("version");
+            j.raw(b"1");
+            j.key("started");
+            match started {
+                Some(text) => j.string(text),
+                None => j.raw(b"null"),
+            }
+            j.key("last_seq");
+            j.raw(s.last_seq.to_string().as_bytes());
+            j.key("secret_readers");
+            j.open(b'[');
+            for (user, namespace, name) in &sorted {
+                j.item();
+                j.strings([*user, *namespace, *name]);
+            }
+            j.close(b']');
+            j.key("addresses");
+            j.open(b'{');
+            for (user, known) in &s.addresses.items {
+                j.key(user);
+                j.strings(known.list.iter().map(String::as_str));
+            }
+            j.close(b'}');
+            j.key("windows");
+            j.open(b'{');
+            for (detector, per) in &s.windows.items {
+                j.key(detector);
+                j.open(b'{');
+                for (user, entries) in per.items.iter().filter(|(_, q)| !q.is_empty()) {
+                    j.key(user);
+                    j.open(b'[');
+                    for (t, k, i) in entries {
+                        j.item();
+                        j.timed(*t, &[k, i]);
+                    }
+                    j.close(b']');
+                }
+                j.close(b'}');
+            }
+            j.close(b'}');
+            j.key("distinct");
+            j.open(b'{');
+            for (detector, per) in &s.distinct.items {
+                j.key(detector);
+                j.open(b'{');
+                for (user, seen) in per.items.iter().filter(|(_, r)| r.len() > 0) {
+                    j.key(user);
+                    j.open(b'{');
+                    for (k, t, i) in seen.items() {
+                        j.key(k);
+                        j.timed(t, &[i]);
+                    }
+                    j.close(b'}');
+                }
+                j.close(b'}');
+            }
+            j.close(b'}');
+            j.key("sessions");
+            j.open(b'{');
+            for (key, v) in &s.sessions.items {
+                j.key(key);
+                j.timed(v.0, &[&v.1, &v.2, &v.3]);
+            }
+            j.close(b'}');
+            j.key("cooldowns");
+            j.open(b'{');
+            for (key, v) in &s.cooldowns.items {
+                j.key(key);
+                j.float(*v);
+            }
+            j.close(b'}');
+            j.key("recent_ids");
+            j.strings(s.recent_order.iter().map(|id| &**id));
+            j.close(b'}');
+            j.out.push(b'\n');
+            Ok::<_, PyErr>((!j.odd).then_some(j.out))
+        })?;
+        Ok(out.map(|bytes| PyBytes::new(py, &bytes)))
+    }
+
     /// The state as plain values (see ``kustos.audit.watching``): started (µs since the
     /// epoch), last_seq, readers (sorted), addresses, windows, distinct, sessions, cooldowns,
     /// recent audit IDs, and the two prune thresholds.
     fn export<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let s = &self.state;
-        let mut sorted = s
-            .readers
-            .iter()
-            .map(|key| reader_parts(key).ok_or_else(|| PyValueError::new_err("a reader key")))
-            .collect::<PyResult<Vec<_>>>()?;
-        sorted.sort_unstable(); // as Python sorts the tuples: UTF-8 keeps code point order
-        let readers = PyList::new(py, sorted)?;
+        let readers = PyList::new(py, self.sorted_readers()?)?;
         let addresses = PyDict::new(py);
         for (user, known) in &s.addresses.items {
             addresses.set_item(user, &known.list)?;
@@ -1862,7 +1762,7 @@ impl Detector {
         for (key, v) in &s.cooldowns.items {
             cooldowns.set_item(key, *v)?;
         }
-        let recent: Vec<&str> = s.recent_order.iter().map(String::as_str).collect();
+        let recent: Vec<&str> = s.recent_order.iter().map(|id| &**id).collect();
         PyTuple::new(
             py,
             [
@@ -1939,7 +1839,8 @@ impl Detector {
             s.cooldowns.set(&key, time);
         }
         for id in recent {
-            if s.recent.insert(id.clone()) {
+            let id: Arc<str> = Arc::from(id);
+            if s.recent.insert(Arc::clone(&id)) {
                 s.recent_order.push_back(id);
             }
         }

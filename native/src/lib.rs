@@ -13,8 +13,8 @@
 //! does. Nothing here formats event content into an error: errors name counts and
 //! positions only.
 
-use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -22,347 +22,11 @@ use pyo3::types::{PyBytes, PyTuple};
 use sha2::{Digest, Sha256};
 
 mod detect;
+mod reader;
 
-/// The fast reader gives up: the Python reference path decides.
-#[derive(Debug)]
-struct Unsure;
-type R<T> = Result<T, Unsure>;
-
-const MAX_DEPTH: u32 = 64;
-/// Bytes Python's `bytes.strip()` removes.
-fn is_py_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
-}
-
-// ------------------------------------------------------------------------------ reader
-
-struct Reader<'a> {
-    b: &'a [u8],
-    i: usize,
-    depth: u32,
-}
-
-impl<'a> Reader<'a> {
-    fn new(b: &'a [u8]) -> Self {
-        Reader { b, i: 0, depth: 0 }
-    }
-
-    #[inline]
-    fn ws(&mut self) {
-        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-            self.i += 1;
-        }
-    }
-
-    #[inline]
-    fn peek(&self) -> R<u8> {
-        self.b.get(self.i).copied().ok_or(Unsure)
-    }
-
-    #[inline]
-    fn expect(&mut self, c: u8) -> R<()> {
-        if self.peek()? == c {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(Unsure)
-        }
-    }
-
-    fn hex4(&mut self) -> R<u32> {
-        let s = self.b.get(self.i..self.i + 4).ok_or(Unsure)?;
-        let mut v = 0u32;
-        for &c in s {
-            let d = (c as char).to_digit(16).ok_or(Unsure)?;
-            v = v * 16 + d;
-        }
-        self.i += 4;
-        if (0xD800..=0xDFFF).contains(&v) {
-            return Err(Unsure); // surrogates: the reference may refuse them
-        }
-        Ok(v)
-    }
-
-    /// The plain run of a string from the cursor: up to the next quote or backslash
-    /// (whose position is returned); `Unsure` on a control character or the end.
-    #[inline]
-    fn plain(&mut self) -> R<(usize, bool)> {
-        let rest = &self.b[self.i..];
-        let n = memchr::memchr2(b'"', b'\\', rest).ok_or(Unsure)?;
-        let (low, high) = rest[..n]
-            .iter()
-            .fold((u8::MAX, 0u8), |(low, high), &c| (low.min(c), high | c));
-        if low < 0x20 {
-            return Err(Unsure);
-        }
-        self.i += n;
-        Ok((n, high >= 0x80))
-    }
-
-    /// A string, decoded (borrowed when it has no escapes); must be valid UTF-8.
-    fn string(&mut self) -> R<Cow<'a, str>> {
-        self.expect(b'"')?;
-        let start = self.i;
-        let (_, wide) = self.plain()?;
-        if self.b[self.i] == b'"' {
-            let run = &self.b[start..self.i];
-            self.i += 1;
-            let s = if wide {
-                std::str::from_utf8(run).map_err(|_| Unsure)?
-            } else {
-                // SAFETY: every byte is ASCII (checked by `plain`).
-                unsafe { std::str::from_utf8_unchecked(run) }
-            };
-            return Ok(Cow::Borrowed(s));
-        }
-        let mut out: Vec<u8> = self.b[start..self.i].to_vec();
-        loop {
-            let c = self.peek()?;
-            self.i += 1;
-            match c {
-                b'"' => break,
-                b'\\' => {
-                    let e = self.peek()?;
-                    self.i += 1;
-                    match e {
-                        b'"' => out.push(b'"'),
-                        b'\\' => out.push(b'\\'),
-                        b'/' => out.push(b'/'),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'n' => out.push(b'\n'),
-                        b'r' => out.push(b'\r'),
-                        b't' => out.push(b'\t'),
-                        b'u' => {
-                            let v = self.hex4()?;
-                            let ch = char::from_u32(v).ok_or(Unsure)?;
-                            let mut tmp = [0u8; 4];
-                            out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
-                        }
-                        _ => return Err(Unsure),
-                    }
-                }
-                c if c < 0x20 => return Err(Unsure),
-                c => out.push(c),
-            }
-        }
-        String::from_utf8(out).map(Cow::Owned).map_err(|_| Unsure)
-    }
-
-    /// Skip a string (its bytes are kept as they came, so they are not decoded).
-    fn skip_string(&mut self) -> R<()> {
-        self.expect(b'"')?;
-        loop {
-            self.plain()?;
-            let c = self.b[self.i];
-            self.i += 1;
-            if c == b'"' {
-                return Ok(());
-            }
-            let e = self.peek()?;
-            self.i += 1;
-            match e {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                b'u' => {
-                    self.hex4()?;
-                }
-                _ => return Err(Unsure),
-            }
-        }
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.i;
-        while self.i < self.b.len() && self.b[self.i].is_ascii_digit() {
-            self.i += 1;
-        }
-        self.i - start
-    }
-
-    /// A number in strict JSON grammar; whether it is an integer.
-    fn number(&mut self) -> R<bool> {
-        if self.peek()? == b'-' {
-            self.i += 1;
-        }
-        let first = self.peek()?;
-        let n = self.digits();
-        if n == 0 || (first == b'0' && n > 1) {
-            return Err(Unsure);
-        }
-        let mut integer = true;
-        if self.i < self.b.len() && self.b[self.i] == b'.' {
-            self.i += 1;
-            if self.digits() == 0 {
-                return Err(Unsure);
-            }
-            integer = false;
-        }
-        if self.i < self.b.len() && matches!(self.b[self.i], b'e' | b'E') {
-            self.i += 1;
-            if self.i < self.b.len() && matches!(self.b[self.i], b'+' | b'-') {
-                self.i += 1;
-            }
-            if self.digits() == 0 {
-                return Err(Unsure);
-            }
-            integer = false;
-        }
-        Ok(integer)
-    }
-
-    fn literal(&mut self, word: &[u8]) -> R<()> {
-        if self.b.get(self.i..self.i + word.len()) == Some(word) {
-            self.i += word.len();
-            Ok(())
-        } else {
-            Err(Unsure)
-        }
-    }
-
-    fn skip_value(&mut self) -> R<()> {
-        match self.peek()? {
-            b'{' => self.object(|r, _| r.skip_value()),
-            b'[' => self.array(|r| r.skip_value()),
-            b'"' => self.skip_string(),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number().map(|_| ()),
-            _ => Err(Unsure),
-        }
-    }
-
-    /// `null` (then `false`), or not (then `true`, nothing read).
-    fn null(&mut self) -> R<bool> {
-        if self.peek()? == b'n' {
-            self.literal(b"null")?;
-            Ok(false)
-        } else {
-            Ok(true)
-        }
-    }
-
-    fn object<F: FnMut(&mut Self, &str) -> R<()>>(&mut self, mut field: F) -> R<()> {
-        self.expect(b'{')?;
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Unsure);
-        }
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            let key = self.string()?;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
-            field(self, &key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                _ => return Err(Unsure),
-            }
-        }
-    }
-
-    fn array<F: FnMut(&mut Self) -> R<()>>(&mut self, mut item: F) -> R<()> {
-        self.expect(b'[')?;
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Unsure);
-        }
-        self.ws();
-        if self.peek()? == b']' {
-            self.i += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            item(self)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                _ => return Err(Unsure),
-            }
-        }
-    }
-
-    /// An array of strings (its strings are only checked).
-    fn strings(&mut self) -> R<()> {
-        self.array(|r| r.string().map(|_| ()))
-    }
-}
-
-/// Each field once: a repeated one is left to the reference (which keeps the last).
-fn once(seen: &mut u32, bit: u32) -> R<()> {
-    if *seen & bit != 0 {
-        return Err(Unsure);
-    }
-    *seen |= bit;
-    Ok(())
-}
+use reader::{event_view, is_py_space, once, read_event, Packed, Reader, View, MAX_DEPTH};
 
 // ------------------------------------------------------------------------------ events
-
-/// What the archive needs of one event, read from its text.
-#[derive(Default)]
-struct Fields<'a> {
-    audit_id: Cow<'a, str>,
-    stage: Cow<'a, str>,
-    username: Option<Cow<'a, str>>,
-    has_ref: bool,
-    resource: Cow<'a, str>,
-    namespace: Cow<'a, str>,
-    name: Cow<'a, str>,
-    received: Cow<'a, str>,
-    stage_time: Cow<'a, str>,
-    subresource: Cow<'a, str>,
-    api_group: Cow<'a, str>,
-    /// A request or response body is present (even `null`).
-    has_body: bool,
-    /// A body's `kind` is one that holds values.
-    sensitive_kind: bool,
-}
-
-/// Kinds whose bodies hold values (`kustos.audit.records.SENSITIVE_KINDS`).
-const SENSITIVE_KINDS: [&str; 6] = [
-    "Secret",
-    "SecretList",
-    "ConfigMap",
-    "ConfigMapList",
-    "TokenReview",
-    "TokenRequest",
-];
-
-impl Fields<'_> {
-    /// Whether the reference would strip this event's bodies (`needs_stripping`).
-    fn sensitive(&self) -> bool {
-        let pair = (&*self.api_group, &*self.resource);
-        self.sensitive_kind
-            || self.has_ref
-                && (matches!(
-                    pair,
-                    ("", "secrets")
-                        | ("", "configmaps")
-                        | ("authentication.k8s.io", "tokenreviews")
-                ) || self.subresource == "token")
-    }
-}
 
 /// Whether *text* is exactly what `orjson.dumps(orjson.loads(text))` gives: compact, only
 /// the short escapes orjson writes, integers only, no repeated key, valid UTF-8. Such an
@@ -486,183 +150,6 @@ fn canonical(text: &[u8]) -> bool {
     value(text, &mut i, 0) && i == text.len()
 }
 
-fn user<'a>(r: &mut Reader<'a>) -> R<Option<Option<Cow<'a, str>>>> {
-    if !r.null()? {
-        return Ok(None);
-    }
-    let mut username = None;
-    let mut seen = 0;
-    r.object(|r, key| match key {
-        "username" => {
-            once(&mut seen, 1)?;
-            username = if r.null()? { Some(r.string()?) } else { None };
-            Ok(())
-        }
-        "groups" => {
-            once(&mut seen, 2)?;
-            r.strings()
-        }
-        "extra" => {
-            once(&mut seen, 4)?;
-            one_field(r, "authentication.kubernetes.io/pod-name", |r| r.strings())
-        }
-        _ => r.skip_value(),
-    })?;
-    Ok(Some(username))
-}
-
-/// `null`, or an object of which only *field* is read (by *read*, once); the rest skipped.
-fn one_field<'a>(
-    r: &mut Reader<'a>,
-    field: &str,
-    mut read: impl FnMut(&mut Reader<'a>) -> R<()>,
-) -> R<()> {
-    if r.null()? {
-        let mut seen = 0;
-        r.object(|r, key| {
-            if key != field {
-                return r.skip_value();
-            }
-            once(&mut seen, 1)?;
-            read(r)
-        })?;
-    }
-    Ok(())
-}
-
-/// The fields of one event's text, or `Unsure` (then the reference path decides).
-fn read_event(text: &[u8]) -> R<Fields<'_>> {
-    let mut r = Reader::new(text);
-    r.ws();
-    let f = event_fields(&mut r)?;
-    r.ws();
-    if r.i != text.len() {
-        return Err(Unsure);
-    }
-    Ok(f)
-}
-
-/// The fields of the event (one JSON object) at the reader's cursor, which ends past it.
-fn event_fields<'a>(r: &mut Reader<'a>) -> R<Fields<'a>> {
-    let mut f = Fields::default();
-    let mut seen = 0u32;
-    let mut kind_ok = true;
-    r.object(|r, key| match key {
-        "auditID" => {
-            once(&mut seen, 1 << 0)?;
-            f.audit_id = r.string()?;
-            Ok(())
-        }
-        "stage" => {
-            once(&mut seen, 1 << 1)?;
-            f.stage = r.string()?;
-            Ok(())
-        }
-        "kind" => {
-            once(&mut seen, 1 << 2)?;
-            kind_ok = r.string()? == "Event";
-            Ok(())
-        }
-        "verb" | "requestURI" | "timestamp" => {
-            let bit = match key {
-                "verb" => 3,
-                "requestURI" => 4,
-                _ => 5,
-            };
-            once(&mut seen, 1 << bit)?;
-            r.string().map(|_| ())
-        }
-        "requestReceivedTimestamp" => {
-            once(&mut seen, 1 << 6)?;
-            f.received = r.string()?;
-            Ok(())
-        }
-        "stageTimestamp" => {
-            once(&mut seen, 1 << 7)?;
-            f.stage_time = r.string()?;
-            Ok(())
-        }
-        "user" => {
-            once(&mut seen, 1 << 8)?;
-            if let Some(name) = user(r)? {
-                f.username = name;
-            }
-            Ok(())
-        }
-        "impersonatedUser" => {
-            once(&mut seen, 1 << 9)?;
-            user(r).map(|_| ())
-        }
-        "sourceIPs" => {
-            once(&mut seen, 1 << 10)?;
-            r.strings()
-        }
-        "objectRef" => {
-            once(&mut seen, 1 << 11)?;
-            if r.null()? {
-                f.has_ref = true;
-                let mut seen_ref = 0;
-                r.object(|r, key| {
-                    let (bit, slot) = match key {
-                        "resource" => (1, &mut f.resource),
-                        "namespace" => (2, &mut f.namespace),
-                        "name" => (4, &mut f.name),
-                        "subresource" => (8, &mut f.subresource),
-                        "apiGroup" => (16, &mut f.api_group),
-                        _ => return r.skip_value(),
-                    };
-                    once(&mut seen_ref, bit)?;
-                    *slot = r.string()?;
-                    Ok(())
-                })?;
-            }
-            Ok(())
-        }
-        "responseStatus" => {
-            once(&mut seen, 1 << 12)?;
-            one_field(r, "code", |r| {
-                if r.null()? && !r.number()? {
-                    return Err(Unsure); // a float where an int belongs
-                }
-                Ok(())
-            })
-        }
-        // A body: stored as it came only if it needs no stripping (see `item_of`).
-        "requestObject" | "responseObject" => {
-            let bit = if key == "requestObject" {
-                1 << 15
-            } else {
-                1 << 16
-            };
-            once(&mut seen, bit)?;
-            f.has_body = true;
-            one_field(r, "kind", |r| {
-                let kind = r.string()?;
-                f.sensitive_kind |= SENSITIVE_KINDS.contains(&&*kind);
-                Ok(())
-            })
-        }
-        "metadata" => {
-            once(&mut seen, 1 << 13)?;
-            one_field(r, "creationTimestamp", |r| r.string().map(|_| ()))
-        }
-        "annotations" => {
-            once(&mut seen, 1 << 14)?;
-            one_field(r, "kustos.io/values-stripped", |r| {
-                if r.null()? {
-                    r.string()?;
-                }
-                Ok(())
-            })
-        }
-        _ => r.skip_value(),
-    })?;
-    if seen & 3 != 3 || !kind_ok {
-        return Err(Unsure);
-    }
-    Ok(f)
-}
-
 fn crc(parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     for p in parts {
@@ -680,13 +167,18 @@ enum Data {
 struct Event {
     data: Data,
     /// auditID, 0xFF, stage (0xFF never occurs in UTF-8); none when auditID is empty.
-    key: Option<Vec<u8>>,
+    key: Option<Key>,
     hashes: [u32; 3],
     count: u8,
     time: Vec<u8>,
     stripped: bool,
+    /// What the detectors use of it, as spans of its text (see `Packed`); `None` when they
+    /// must read the text themselves.
+    view: Option<Packed>,
 }
 
+// Nearly every item is `Ready`: boxing it would cost an allocation per event for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Ready(Event),
     /// For the reference path: the text as it came.
@@ -695,7 +187,10 @@ enum Item {
     Skipped,
 }
 
-fn identity(audit_id: &str, stage: &str) -> Option<Vec<u8>> {
+/// An identity, shared (not copied) by the commit and the dedupe window.
+type Key = Arc<[u8]>;
+
+fn identity(audit_id: &str, stage: &str) -> Option<Key> {
     if audit_id.is_empty() {
         return None;
     }
@@ -703,7 +198,7 @@ fn identity(audit_id: &str, stage: &str) -> Option<Vec<u8>> {
     key.extend_from_slice(audit_id.as_bytes());
     key.push(0xFF);
     key.extend_from_slice(stage.as_bytes());
-    Some(key)
+    Some(key.into())
 }
 
 /// The item of one event's text at `start..end` of `buf`.
@@ -717,10 +212,9 @@ fn item_of(buf: &[u8], start: usize, end: usize) -> Item {
     while b > a && is_py_space(text[b - 1]) {
         b -= 1;
     }
+    // One line: `read_lines` cut it at its first new line, which the trim removed.
     let data = &text[a..b];
-    if memchr::memchr(b'\n', data).is_some() {
-        return Item::Unsure(start, end); // not a line of its own: written again
-    }
+    debug_assert!(memchr(b'\n', data).is_none());
     let Ok(f) = read_event(data) else {
         return Item::Unsure(start, end);
     };
@@ -729,10 +223,10 @@ fn item_of(buf: &[u8], start: usize, end: usize) -> Item {
 
 /// The item of an event read as *f* whose text (trimmed) is *data*, at `a..b` of its
 /// buffer; `None` when the reference path must decide.
-fn ready(f: Fields<'_>, a: usize, b: usize, data: &[u8]) -> Option<Item> {
+fn ready(f: View<'_>, a: usize, b: usize, data: &[u8]) -> Option<Item> {
     // A body: kept as it came only when the reference would neither strip it nor write
     // the event differently; anything else is the reference's to decide.
-    if f.has_body && (f.sensitive() || !canonical(data)) {
+    if f.has_body() && (f.sensitive() || !canonical(data)) {
         return None;
     }
     let mut hashes = [0u32; 3];
@@ -750,7 +244,7 @@ fn ready(f: Fields<'_>, a: usize, b: usize, data: &[u8]) -> Option<Item> {
             count = 2;
         }
     }
-    if let Some(name) = &f.username {
+    if let Some(name) = f.user.as_ref().and_then(|u| u.username.as_ref()) {
         hashes[count] = crc(&[b"user:", name.as_bytes()]);
         count += 1;
     }
@@ -766,6 +260,7 @@ fn ready(f: Fields<'_>, a: usize, b: usize, data: &[u8]) -> Option<Item> {
         count: count as u8,
         time: time.as_bytes().to_vec(),
         stripped: false,
+        view: Packed::of(&f, data),
     }))
 }
 
@@ -836,6 +331,7 @@ impl Batch {
                     count: found.len() as u8,
                     time: time.into_bytes(),
                     stripped,
+                    view: None, // the reference wrote it: the detectors read it themselves
                 })
             }
         };
@@ -906,17 +402,21 @@ use memchr::memchr;
 /// ``(end, lines)``: where the first *count* complete lines of *buf* from *start* end
 /// (*start* if none) and how many there are.
 #[pyfunction]
-fn cut_lines(buf: &[u8], start: usize, count: usize) -> (usize, usize) {
-    let mut end = start.min(buf.len());
-    let mut found = 0;
-    while found < count {
-        match memchr(b'\n', &buf[end..]) {
-            Some(n) => end += n + 1,
-            None => break,
+fn cut_lines(buf: &Bound<'_, PyBytes>, start: usize, count: usize) -> (usize, usize) {
+    let text = buf.as_bytes();
+    // Without the GIL, as the reading that follows: the writer's thread goes on meanwhile.
+    buf.py().allow_threads(|| {
+        let mut end = start.min(text.len());
+        let mut found = 0;
+        while found < count {
+            match memchr(b'\n', &text[end..]) {
+                Some(n) => end += n + 1,
+                None => break,
+            }
+            found += 1;
         }
-        found += 1;
-    }
-    (end, found)
+        (end, found)
+    })
 }
 
 /// The items of an ``EventList`` body of ``audit.k8s.io``; ``None`` when the body is
@@ -963,7 +463,7 @@ fn event_list_items(body: &[u8]) -> Option<Vec<Item>> {
                         i: start,
                         depth: r.depth,
                     };
-                    let read = event_fields(&mut event).ok().and_then(|f| {
+                    let read = event_view(&mut event).ok().and_then(|f| {
                         let data = &r.b[start..event.i];
                         if memchr(b'\n', data).is_some() {
                             return None; // not a line of its own: written again
@@ -1000,14 +500,14 @@ fn event_list_items(body: &[u8]) -> Option<Vec<Item>> {
 /// The identities (auditID, stage) of the latest records, oldest first.
 #[pyclass(module = "kustos.audit._native")]
 struct Window {
-    keys: HashSet<Vec<u8>>,
-    order: VecDeque<Vec<u8>>,
+    keys: HashSet<Key>,
+    order: VecDeque<Key>,
     size: usize,
 }
 
 impl Window {
-    fn add(&mut self, key: Vec<u8>) {
-        if self.keys.insert(key.clone()) {
+    fn add(&mut self, key: Key) {
+        if self.keys.insert(Arc::clone(&key)) {
             self.order.push_back(key);
         }
     }
@@ -1054,11 +554,14 @@ impl Window {
     }
 
     /// Remember the identities of a committed batch (once it is durable).
-    fn remember_commit(&mut self, commit: &mut Commit) {
-        for key in std::mem::take(&mut commit.keys) {
-            self.add(key);
-        }
-        self.trim();
+    fn remember_commit(&mut self, py: Python<'_>, commit: &mut Commit) {
+        let keys = std::mem::take(&mut commit.keys);
+        py.allow_threads(|| {
+            for key in keys {
+                self.add(key);
+            }
+            self.trim();
+        });
     }
 }
 
@@ -1087,8 +590,14 @@ struct Commit {
     repeated: usize,
     #[pyo3(get)]
     stripped: usize,
-    keys: Vec<Vec<u8>>,
+    /// Events stored with the view the reader made of them (the others' texts are read
+    /// again by the detectors: the reference wrote them, or a string had an escape).
+    #[pyo3(get)]
+    viewed: usize,
+    keys: Vec<Key>,
     spans: Vec<u8>,
+    /// The stored events' views, in order (shared with the detector thread as they are).
+    views: Arc<[Option<Packed>]>,
     rows: Vec<Row>,
 }
 
@@ -1181,13 +690,15 @@ fn commit(
     if block == 0 || buckets == 0 {
         return Err(PyValueError::new_err("block and buckets must be positive"));
     }
-    // First the events kept (repeats skipped) and the segment bytes they take.
+    // First the events kept (repeats skipped) and the segment bytes they take, without
+    // the GIL (the batches are not changed while they are committed: the archive's lock).
     let texts: Vec<&[u8]> = batches.iter().map(|b| b.text(py)).collect();
-    let mut kept: Vec<(&Event, &[u8])> = Vec::new();
-    let mut stored = Vec::with_capacity(batches.len());
-    let mut repeated = 0;
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    {
+    let batches: Vec<&Batch> = batches.iter().map(|b| &**b).collect();
+    let (kept, stored, repeated, keys) = py.allow_threads(|| {
+        let mut kept: Vec<(&Event, &[u8])> = Vec::new();
+        let mut stored = Vec::with_capacity(batches.len());
+        let mut repeated = 0;
+        let mut keys: Vec<Key> = Vec::new();
         let mut seen: HashSet<&[u8]> = HashSet::new();
         for (batch, text) in batches.iter().zip(&texts) {
             let before = kept.len();
@@ -1200,11 +711,11 @@ fn commit(
                     }
                 };
                 if let Some(key) = &ev.key {
-                    if window.keys.contains(key) || !seen.insert(key.as_slice()) {
+                    if window.keys.contains(&**key) || !seen.insert(key) {
                         repeated += 1;
                         continue;
                     }
-                    keys.push(key.clone());
+                    keys.push(Arc::clone(key));
                 }
                 let data: &[u8] = match &ev.data {
                     Data::Span(a, b) => &text[*a..*b],
@@ -1214,21 +725,21 @@ fn commit(
             }
             stored.push(kept.len() - before);
         }
-    }
+        Ok((kept, stored, repeated, keys))
+    })?;
     let mut size = 0;
     for (n, (_, data)) in kept.iter().enumerate() {
         size += decimal_len(seq + 1 + n as u64) + 66 + data.len() + 1;
     }
     // Then chain, format and index them straight into the bytes to write.
+    let views: Arc<[Option<Packed>]> = kept.iter().map(|(ev, _)| ev.view).collect();
     let mut stripped = 0;
     let mut spans: Vec<u8> = Vec::with_capacity(8 * kept.len());
     let mut rows: Vec<Row> = Vec::new();
-    let mut where_: HashMap<(u32, u64), usize> = HashMap::new();
+    let mut where_: detect::FxMap<(u32, u64), usize> = detect::FxMap::default();
     let mut seq = seq;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = vec![0u8; size];
-    py.allow_threads(|| {
-        let out = &mut out[..];
+    let mut fill = |out: &mut [u8]| {
         let mut at = 0;
         for (ev, data) in &kept {
             seq += 1;
@@ -1293,16 +804,24 @@ fn commit(
             stripped += ev.stripped as usize;
         }
         debug_assert_eq!(at, size);
-    });
+    };
+    // Written straight into the bytes object the archive appends (not yet shared: no other
+    // thread can see it while the GIL is released).
+    let blob = PyBytes::new_with(py, size, |out: &mut [u8]| {
+        py.allow_threads(|| fill(out));
+        Ok(())
+    })?;
     Ok(Commit {
-        blob: PyBytes::new(py, &out).unbind(),
+        blob: blob.unbind(),
         seq,
         head,
         stored,
         repeated,
         stripped,
+        viewed: views.iter().filter(|v| v.is_some()).count(),
         keys,
         spans,
+        views,
         rows,
     })
 }

@@ -27,6 +27,7 @@ class Commit:
     stored: list[int]
     repeated: int
     stripped: int
+    viewed: int
     @property
     def blob(self) -> bytes: ...
     @property
@@ -81,6 +82,12 @@ class Detector:
     def process(
         self, texts: bytes, first_seq: int, offset: int, index: int
     ) -> tuple[bytes, int, tuple[int, int, int] | None]: ...
+    def process_commit(
+        self, commit: Commit, first_seq: int, index: int
+    ) -> tuple[bytes, int, tuple[int, int, int] | None]: ...
+    @property
+    def started(self) -> int | None: ...
+    def export_json(self, started: str | None) -> bytes | None: ...
     def export(self) -> tuple[Any, ...]: ...
     def load(
         self,

@@ -150,6 +150,12 @@ class StoredEvents(Sequence[ArchivedEvent]):
         self._blob = done.blob
         self._spans = memoryview(done.spans).cast("I")
 
+    @property
+    def commit(self) -> Commit:
+        """The native core's commit of these events (the detector thread reads their views
+        from it: see :meth:`kustos.audit.watching.DetectorHook.handle_commit`)."""
+        return self._done
+
     def json_array(self) -> bytes:
         """The events' texts as one JSON array, in order (the detector process reads it)."""
         return self._done.json_array()

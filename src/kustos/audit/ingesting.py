@@ -38,8 +38,10 @@ if TYPE_CHECKING:
 CURSOR: Final = "ingest-cursor.json"
 #: Lines per append: one block of the index (fewer rewrites of its rows, fewer fsyncs).
 BATCH_LINES: Final = 16384
-#: Bytes read at a time on the native path (a batch of lines is cut from them).
+#: The least read at a time on the native path (a batch of lines is cut from them).
 _READ_BYTES: Final = 8 * 1024 * 1024
+#: The most read at once for a batch (its lines' mean size times the lines it misses).
+_READ_MAX: Final = 64 * 1024 * 1024
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 
 
@@ -178,14 +180,23 @@ class _BatchReader:
 
     def next(self) -> tuple[Batch, int] | None:
         """The next batch and the bytes it took; ``None`` at the end of the complete lines."""
+        lines = 0
+        end = self.at
         try:
             while True:
-                end, lines = native.core.cut_lines(self.buf, self.at, self.size)
+                # Lines are counted once (from where the last count stopped), and the file
+                # is read about as much as the lines still missing take (their mean size so
+                # far), so that a batch is copied once, not once per block read.
+                end, found = native.core.cut_lines(self.buf, end, self.size - lines)
+                lines += found
                 if lines == self.size or self.ended:
                     break
-                block = self.fh.read(_READ_BYTES)
+                mean = (end - self.at) // lines if lines else 0
+                want = min(max(_READ_BYTES, mean * (self.size - lines) * 9 // 8), _READ_MAX)
+                block = self.fh.read(want)
                 self.ended = not block
                 self.buf = self.buf[self.at :] + block
+                end -= self.at
                 self.at = 0
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"{self.path}: cannot read the audit log: {exc}") from exc

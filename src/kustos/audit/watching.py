@@ -49,8 +49,8 @@ from kustos.audit.records import ArchivedEvent, EventView, text_view, view_of
 from kustos.audit.sinks.base import Sender
 from kustos.audit.sinks.settings import RetrySettings, SinkSettings, SyslogSink
 from kustos.errors import ConfigError, first_problem
-from kustos.files import read_text
-from kustos.files.state import StateFile, StateModel
+from kustos.files import read_text, write_atomic
+from kustos.files.state import StateFile, StateModel, encode
 
 log = logging.getLogger(__name__)
 
@@ -318,16 +318,55 @@ class DetectorHook:
             except msgspec.DecodeError:  # an odd event: each read as the archive reads it
                 views = [text_view(bytes(raw)) for raw in _RAW_TEXTS(payload)]
             return self._handle([ArchivedEvent(first_seq + i, view=v) for i, v in enumerate(views)])
+        at = offset
+
+        def run(index: int) -> tuple[bytes, int, tuple[int, int, int] | None]:
+            nonlocal at
+            answer: tuple[bytes, int, tuple[int, int, int] | None]
+            answer = self._take_core().process(texts, first_seq, at, index)
+            if answer[2] is not None:
+                at = answer[2][2]  # the array goes on after the item stopped at
+            return answer
+
+        return self._run_core(first_seq, run, texts)
+
+    def handle_commit(self, first_seq: int, commit: native.core.Commit) -> int:
+        """Run the detectors over a batch the native core stored (its ``Commit``, the
+        first event being record *first_seq*); the alerts stored.
+
+        The core takes each event's view from the commit, made by the archive's reader as
+        it read the event, instead of reading the stored text again; an event it is not
+        sure about is read by :func:`~kustos.audit.records.text_view` and given to the
+        reference, as in :meth:`handle_texts`.
+        """
+        if self._replaying is not None:  # replays compare alerts: the reference runs
+            return self.handle_texts(first_seq, commit.json_array())
+
+        def run(index: int) -> tuple[bytes, int, tuple[int, int, int] | None]:
+            answer: tuple[bytes, int, tuple[int, int, int] | None]
+            answer = self._take_core().process_commit(commit, first_seq, index)
+            return answer
+
+        return self._run_core(first_seq, run, commit.blob)
+
+    def _run_core(
+        self,
+        first_seq: int,
+        run: Callable[[int], tuple[bytes, int, tuple[int, int, int] | None]],
+        texts: bytes,
+    ) -> int:
+        """Batches through the native core (*run* from an event's index), each event it
+        stops at (``(index, start, end)`` of its text in *texts*) through the reference."""
         stored = 0
         index = 0
         while True:
-            lines, count, stop = self._take_core().process(texts, first_seq, offset, index)
+            lines, count, stop = run(index)
             stored += self.store.append_lines(lines, count)
             if stop is None:
                 break
-            index, start, offset = stop
+            index, start, end = stop
             self._give_back()
-            view = text_view(texts[start:offset])
+            view = text_view(texts[start:end])
             stored += self._store(
                 self.detector.process([ArchivedEvent(first_seq + index, view=view)])
             )
@@ -395,10 +434,16 @@ class DetectorHook:
         started = self._clock()
         self.baseline.path.parent.mkdir(parents=True, exist_ok=True)
         if self._core_owns:
-            doc = _exported_doc(self._core.export(), self._core_started)
+            # The core writes the file's bytes itself (no Python object per entry): the
+            # bytes ``encode(_exported_doc(...))`` gives, or ``None`` for a time it leaves
+            # to that path.
+            begun = _begun(self._core.started, self._core_started)
+            data = self._core.export_json(begun.isoformat() if begun is not None else None)
+            if data is None:
+                data = encode(_exported_doc(self._core.export(), self._core_started))
         else:
-            doc = state_to_doc(self.detector.state)
-        self.baseline.write(doc)
+            data = encode(state_to_doc(self.detector.state))
+        write_atomic(self.baseline.path, data, what=self.baseline.what, mode=self.baseline.mode)
         self._saved_at = self._clock()
         self._interval = max(self.save_every, _SAVE_SHARE * (self._saved_at - started))
 
@@ -429,8 +474,8 @@ class DetectorThread:
     """The detector hook on a thread of the writer's process (the native core's mode).
 
     The writer hands over each durable batch as it is (nothing is encoded or copied to
-    another process); the thread takes the batch's texts as one JSON array from the
-    native core's commit and runs :meth:`DetectorHook.handle_texts`, whose core releases
+    another process); the thread runs :meth:`DetectorHook.handle_commit` over the native
+    core's commit (the views its reader made of the events as it read them), whose core releases
     the GIL for the whole batch (the ignore-list and time-zone callbacks take it back),
     so the writer goes on meanwhile. When :data:`_QUEUED` batches wait, the writer waits
     too: memory stays bounded. Alerts and baselines are stored exactly as the hook stores
@@ -479,9 +524,9 @@ def _detect_batches(
             continue  # drained, so that the writer never waits on a dead thread
         first = events[0].seq
         try:
-            texts = getattr(events, "json_array", None)
-            if callable(texts):
-                hook.handle_texts(first, texts())
+            commit = getattr(events, "commit", None)
+            if commit is not None:
+                hook.handle_commit(first, commit)
             else:
                 hook(events)
         except Exception as exc:  # noqa: BLE001 - ingest goes on; the next start catches up

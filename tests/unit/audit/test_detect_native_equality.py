@@ -16,6 +16,8 @@ the batches' JSON arrays (the native core), under several configurations:
 - with ``KUSTOS_AUDIT_NATIVE=0`` the texts are decoded and run by the reference;
 - the detector thread in the writer's process (the core without the GIL, fed by a real
   archive's file ingest) stores the alerts and baseline of the reference run in line;
+- the baseline file the core writes itself is the bytes pydantic writes of the same
+  state, and a time it could format differently is left to pydantic;
 - no value reaches an alert or a baseline, and the core's errors name positions only.
 """
 
@@ -36,7 +38,14 @@ from kustos.audit.archive import Archive
 from kustos.audit.detecting import DETECTORS, DetectorsConfig
 from kustos.audit.ingesting import ingest
 from kustos.audit.records import ArchivedEvent, text_view
-from kustos.audit.watching import DetectorHook, DetectorThread, hooks_for
+from kustos.audit.watching import (
+    BASELINE_FILE,
+    DetectorHook,
+    DetectorThread,
+    hooks_for,
+    state_to_doc,
+)
+from kustos.files.state import encode
 from tests.unit.audit.test_records import CANARY
 
 pytestmark = pytest.mark.skipif(not native.enabled(), reason="the native core is not built")
@@ -394,3 +403,22 @@ def test_the_detector_thread_matches_the_reference(
     assert alerts.count(b"\n") > 20, "the traffic raised alerts"
     assert orjson.loads(baseline)["last_seq"] > 1900
     assert CANARY.encode() not in alerts + baseline
+
+
+@pytest.mark.parametrize("cooldown", [1_793_491_200.5, 1e16, 2.5e-5])
+def test_baseline_written_by_the_core(tmp_path: Path, cooldown: float) -> None:
+    """The core writes the baseline's bytes (no Python object per entry); they are those
+    pydantic writes of the same state, also when a time is one whose digits the core leaves
+    to pydantic (``1e16``, ``2.5e-05``: repr and Rust could differ there)."""
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    planted = {"last_seq": 0, "cooldowns": {"denied_burst\u0000x\u0000": cooldown}}
+    (watch / BASELINE_FILE).write_bytes(orjson.dumps(planted))
+    hook = DetectorHook(tmp_path, DetectorsConfig.model_validate(CONFIGS["tuned"]))
+    texts = _texts(_rng(3), 600)
+    hook.handle_texts(1, b"[" + b",".join(texts) + b"]")
+    hook.save()
+    written = (watch / BASELINE_FILE).read_bytes()
+    assert written == encode(state_to_doc(hook.state))
+    assert orjson.loads(written)["last_seq"] == 600
+    assert orjson.loads(written)["cooldowns"]["denied_burst\u0000x\u0000"] == cooldown

@@ -9,6 +9,8 @@ Event, JSON the fast reader is unsure about) are ingested once on each path:
 - ``EventList`` bodies (good ones, pretty-printed items, bad bodies, bad items) give the
   same batches stored, or the same refusal, on both paths;
 - the dedupe window forgets in the same order on both paths (a small window);
+- batches cut from many small reads of the file (lines longer than a read, a batch
+  spanning reads) are the same batches;
 - with the native core, no Secret value reaches the archive (canary);
 - without it (not built, or turned off) the archive takes the Python path.
 """
@@ -25,7 +27,7 @@ import orjson
 import pytest
 
 from kustos.audit import archive as archive_module
-from kustos.audit import native
+from kustos.audit import ingesting, native
 from kustos.audit.archive import Archive, read_checkpoints
 from kustos.audit.ingesting import IngestReport, ingest
 from kustos.audit.receiving import BatchError, parse_batch, read_batch
@@ -238,6 +240,23 @@ def test_detector_process_gets_the_same_events(
     alerts = _alerts(tmp_path / "native")
     assert alerts == _alerts(tmp_path / "python")
     assert alerts
+
+
+def test_batches_cut_from_small_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The native reader reads about what a batch still misses; tiny reads cut the same
+    batches (each line counted once, a line longer than a read, batches across reads)."""
+    rng = random.Random(4)  # noqa: S311 - test data, not security
+    log = tmp_path / "audit.log"
+    log.write_bytes(_log(rng, 900))
+    python = _ingest(monkeypatch, tmp_path / "python", [log], on=False)
+    monkeypatch.setattr(ingesting, "_READ_BYTES", 1000)
+    monkeypatch.setattr(ingesting, "_READ_MAX", 7000)
+    fast = _ingest(monkeypatch, tmp_path / "native", [log], on=True)
+    assert fast == python
+    assert _segments(tmp_path / "native") == _segments(tmp_path / "python")
+    assert (tmp_path / "native" / "ingest-cursor.json").read_bytes() == (
+        tmp_path / "python" / "ingest-cursor.json"
+    ).read_bytes()
 
 
 def _bodies(rng: random.Random) -> Iterator[bytes]:
