@@ -361,14 +361,15 @@ class _Recording:
             elif ":" in name or "#" in name:
                 self.recorded = False
             keys.append(name)
+            marks += (row, 0)
             if type(value) is yaml.ScalarNode:
-                marks += (row, 0)
-                out[name] = self._leaf(value)
+                # A plain string, the common case, inline; any other scalar in _leaf.
+                plain = value.tag == _STR and not value.style
+                out[name] = value.value if plain else self._leaf(value)
                 continue
             if value.flow_style and (value.start_mark.line != row or value.end_mark.line != row):
                 self.recorded = False  # "[a, b]" below its key, or over several rows
             at = len(keys) - 1
-            marks += (row, 0)
             out[name] = self.build(value)
             marks[2 * at + 1] = len(keys) - at - 1
         if len(out) != len(node.value):
@@ -386,17 +387,19 @@ class _Recording:
             mark = item.start_mark
             if block:
                 start = mark.index
-                if text[start - mark.column : start].rstrip(" ")[-1:] != "-":
+                if text[start - 2 : start] != "- " and (
+                    text[start - mark.column : start].rstrip(" ")[-1:] != "-"
+                ):
                     self.recorded = False  # "-" alone on its row, the item below
             keys.append(None)
+            marks += (mark.line, 0)
             if type(item) is yaml.ScalarNode:
-                marks += (mark.line, 0)
-                items.append(self._leaf(item))
+                plain = item.tag == _STR and not item.style
+                items.append(item.value if plain else self._leaf(item))
                 continue
             if item.flow_style and item.end_mark.line != mark.line:
                 self.recorded = False
             at = len(keys) - 1
-            marks += (mark.line, 0)
             items.append(self.build(item))
             marks[2 * at + 1] = len(keys) - at - 1
         return items
