@@ -7,11 +7,11 @@ object (a comma-separated list of rule ids, or ``all``) and a baseline of finger
 **Checks in several processes.** The caller may also pass ``share``
 (:class:`kustos.scan.forking.Forking`): the distinct check functions are then drawn,
 heaviest first (``Check.weight``), by this process and forked copies of it, and their
-findings put back in catalog order. The tables the index builds when first asked (every
-object's Secret references, consumers by Secret) are built here before, so that no copy
-builds its own. The lines of the findings are then found here: most are looked up in the
-lines the parse recorded, which costs less than a fork. The result is the same as running
-everything here (a unit test holds the two to the same report, byte for byte).
+findings, located by the process that found them (most lines are looked up in the lines
+the parse recorded), put back in catalog order. The tables the index builds when first
+asked (every object's Secret references, consumers by Secret) are built here before, so
+that no copy builds its own. The result is the same as running everything here (a unit
+test holds the two to the same report, byte for byte).
 """
 
 from __future__ import annotations
@@ -91,7 +91,11 @@ def _checked(
     locate: Locate | None,
     share: Share | None,
 ) -> list[Finding]:
-    """The located findings of every enabled check, in the order of :func:`run_checks`."""
+    """The located findings of every enabled check, in the order of :func:`run_checks`.
+
+    Each process locates the findings of the functions it drew (most lines are looked up
+    in what the parse recorded), so that no finding waits for the others to be located.
+    """
     enabled = {c.rule.id for c in checks}
     weights = _functions(checks)
     functions = list(weights)
@@ -102,7 +106,8 @@ def _checked(
         drawn: list[tuple[int, list[Finding]]] = []
         while (item := take()) is not None:
             number = order[item]
-            drawn.append((number, [f for f in functions[number](scan) if f.rule_id in enabled]))
+            found = [f for f in functions[number](scan) if f.rule_id in enabled]
+            drawn.append((number, _locate_all(scan, found, family, locate)))
         return drawn
 
     if share is not None:
@@ -111,12 +116,11 @@ def _checked(
         scan.index.secret_references()
         scan.index.consumers_of("", "")
     by_function = _drawn(work, len(functions), share, send=_send, receive=_receive)
-    found = [f for number in range(len(functions)) for f in by_function[number]]
-    return _locate_all(scan, found, family, locate)
+    return [f for number in range(len(functions)) for f in by_function[number]]
 
 
-#: A finding not yet located, as plain tuples: the 63,388 findings of the 100k bench set
-#: crossed a pipe (pickled, read back) in 2.1 to 2.3 s as dataclasses, 1.0 s this way.
+#: A located finding, as plain tuples: the 63,388 findings of the 100k bench set crossed
+#: a pipe (pickled, read back) in 2.1 to 2.3 s as dataclasses, 1.0 s this way.
 _Plain = tuple[
     str,
     int,
@@ -125,6 +129,7 @@ _Plain = tuple[
     str,
     tuple[tuple[str, str], ...],
     tuple[str, int, int, str] | None,
+    tuple[str, int] | None,
 ]
 
 
@@ -137,7 +142,7 @@ def _receive(sent: list[tuple[int, list[_Plain]]]) -> list[tuple[int, list[Findi
 
 
 def _plain(f: Finding) -> _Plain:
-    res, origin = f.resource, f.origin
+    res, origin, location = f.resource, f.origin, f.location
     return (
         f.rule_id,
         int(f.severity),
@@ -146,18 +151,19 @@ def _plain(f: Finding) -> _Plain:
         f.field,
         f.details,
         (origin.file, origin.line, origin.document, origin.path_prefix) if origin else None,
+        (location.file, location.line) if location is not None else None,
     )
 
 
 def _unplain(p: _Plain) -> Finding:
-    rule_id, severity, message, res, field, details, origin = p
+    rule_id, severity, message, res, field, details, origin, location = p
     return Finding(
         rule_id,
         Severity(severity),
         message,
         Resource(*res) if res is not None else None,
         field,
-        None,
+        Location(*location) if location is not None else None,
         details,
         Source(*origin) if origin is not None else None,
     )
