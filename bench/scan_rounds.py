@@ -23,7 +23,6 @@ from typing import Any
 from bench import running, scan
 
 
-
 def _phases(folder: Path, src: Path) -> dict[str, Any]:
     """One ``bench.scan_phases`` run with the sources in *src*, the load before and after."""
     before = round(os.getloadavg()[0], 2)
