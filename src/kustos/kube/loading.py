@@ -23,10 +23,13 @@ reports are the same as parsing in one process (a unit test holds the two paths 
 that). Secret values cross the pipe between the two processes as they were in the file;
 they are wrapped in ``Sensitive`` here, before any object exists, and nothing is written.
 
-**Locating.** A finding's line is found from the file's text when asked
-(:meth:`ManifestLoader.line`), not at load time: most documents have no finding. Asked in
-file and document order (the scanner sorts its questions so), each file is split once and
-each document's line table built once, then dropped.
+**Locating.** The parse records the row of every field of a document as it builds the
+value (:func:`~kustos.kube.documents.load_yaml_recorded`); the loader keeps these records
+by file and document line, and a finding's line (:meth:`ManifestLoader.line`) is looked up
+there. What a record cannot answer for certain (a shape the indentation walk reads
+differently, a path below a plain value, a JSON document) is found from the file's text:
+asked in file and document order, each file is split once and each document's line table
+built once, then dropped.
 """
 
 from __future__ import annotations
