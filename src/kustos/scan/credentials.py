@@ -386,14 +386,19 @@ _NOT_CREDENTIAL_WORDS: Final = frozenset(
 )  # fmt: skip
 
 
+@lru_cache(maxsize=16384)
 def is_credential_name(key: str) -> bool:
-    """Tell whether a key's name says it holds a credential (``password``, ``api-key``...)."""
+    """Tell whether a key's name says it holds a credential (``password``, ``api-key``...).
+
+    Memoised, as :func:`key_class` is: the answer depends on the name alone.
+    """
     if key_class(key) is not None:
         return True
     normal = _normal(key)
     return any(word in normal for word in ("passw", "passwd", "apikey", "privatekey"))
 
 
+@lru_cache(maxsize=16384)
 def is_setting_name(key: str) -> bool:
     """Tell whether a key's name says it holds an identifier or a setting, not a credential.
 
