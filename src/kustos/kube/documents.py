@@ -187,7 +187,8 @@ def load_yaml_recorded(text: str) -> tuple[Any, RecordedLines | None]:
             return None, None
         if "*" in text:
             _check_expansion(node)
-        if not _recordable(text):
+        if not _recordable(text) or node.start_mark.column:
+            # An indented root: the walk's base could be a comment on the "---" row.
             return _construct(loader, node), None
         recording = _Recording(loader, text)
         value = recording.build(node)
@@ -298,7 +299,8 @@ class _Recording:
 
     A document is recorded only where the rows of its composed nodes are the rows the
     indentation walk finds (:func:`recorded_line` promises the walk's answer): every key a
-    plain scalar without ``:`` or ``#`` (or a quoted one the walk reads as it is), no key
+    plain scalar without ``:`` or ``#``, not starting with ``-`` and with no anchor or tag
+    before it (or a quoted one the walk reads as it is), the root at column 0, no key
     twice, every block sequence item starting on its ``-`` row, every flow collection on
     one row (its key's), no quoted scalar over several rows, and nothing built by PyYAML's
     own constructor but plain values (merge keys, odd keys, tagged collections).
@@ -358,7 +360,12 @@ class _Recording:
             if key.style:
                 if not self._quoted_key(key.start_mark.index, name):
                     self.recorded = False
-            elif ":" in name or "#" in name:
+            elif (
+                ":" in name
+                or "#" in name
+                or name[0] == "-"  # the walk reads "-x: 1" as a sequence item too
+                or self._text[key.start_mark.index] != name[0]  # an anchor, a tag, an alias
+            ):
                 self.recorded = False
             keys.append(name)
             marks += (row, 0)

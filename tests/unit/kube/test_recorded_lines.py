@@ -7,21 +7,25 @@ written unquoted as some checks write them) looked up in the record gives the li
 (missing parts included); the value built while recording is the one :func:`load_yaml`
 builds; the shapes the record does not promise to get right (explicit keys, tabs, an item
 below its ``-``, flow collections below their key or over several rows, quoted scalars
-over several rows, keys with ``:`` or ``#``, escaped quoted keys, a key twice, merge keys)
+over several rows, keys with ``:`` or ``#`` or a leading ``-`` or an anchor or tag,
+escaped quoted keys, a key twice, merge keys, an indented root)
 are not recorded, and the loader still answers them by walking; quoted keys and one-row
 flow collections are recorded; a document longer than 65,535 rows keeps exact lines;
 non-ASCII text; the loader answers the same lines with the record as without it, from
-files parsed in one process or two, and from stdin.
+files parsed in one process or two, and from stdin; generated documents mixing those odd
+shapes with ordinary ones give the walked line whenever the record answers.
 """
 
 from __future__ import annotations
 
 import io
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from bench.synth import generate_cluster
 
 from kustos.kube.documents import (
@@ -124,6 +128,10 @@ NOT_RECORDED = {
     "key twice": "a: 1\nb: 2\na: 3\n",
     "merge key": "base: &b {x: 1}\nc:\n  <<: *b\n  y: 2\n",
     "content on the marker row": "--- !!map\na: 1\n",
+    "a key like an item": "a:\n- 1\n-x: 2\n",
+    "an indented root": "--- # c\n  a:\n    b: 1\n",
+    "an anchored key": "a:\n  &k b: 1\n",
+    "a tagged key": "a:\n  !!str b: 1\n",
 }
 
 
@@ -208,3 +216,68 @@ def test_stdin_documents_are_located_from_the_record_as_by_the_walk() -> None:
         walk = DocumentLines(chunk.text, chunk.line)
         for path in _paths(obj.body):
             assert loader.line(obj.source, path) == walk.line(path), path
+
+
+#: Pieces of odd YAML for generated documents: keys and values the walk reads its own way.
+_ODD_KEYS = ["-k", "k#1", "'q'", '"d"', '"e.f"', "&an g", "!!str t", "? ex", "n m", "k:v"]
+_KEYS = ["a", "b", "c", "name", "x.y", "d-e"]
+_VALUES = [
+    "1", "v", "'s q'", '"d q"', "|\n{i}  line1\n{i}  line2", ">-\n{i}  folded", "[1, 2]",
+    "{{p: 1}}", "[]", "{{}}", '"multi\n{i}  row"', "&an2 w", "!!str 5", "plain\n{i}  more", "# c",
+]  # fmt: skip
+
+
+def _block(rnd: random.Random, depth: int, indent: str) -> list[str]:
+    """Rows of a random block mapping: nested mappings, sequences in both indentations,
+    items on and below their ``-``, comments, and now and then an odd key or value."""
+    rows: list[str] = []
+    for _ in range(rnd.randint(1, 3)):
+        key = rnd.choice(_ODD_KEYS) if rnd.random() < 0.25 else rnd.choice(_KEYS)
+        if rnd.random() < 0.15:
+            rows.append(f"{indent}# comment")
+        shape = rnd.random() if depth < 3 else 1.0
+        if shape < 0.3:
+            rows += [f"{indent}{key}:", *_block(rnd, depth + 1, indent + "  ")]
+        elif shape < 0.55:
+            rows.append(f"{indent}{key}:")
+            items = indent if rnd.random() < 0.5 else indent + "  "
+            for _ in range(rnd.randint(1, 3)):
+                item = rnd.random()
+                if item < 0.4:
+                    inner = _block(rnd, depth + 1, items + "  ")
+                    if not inner[0].lstrip().startswith("#") and rnd.random() < 0.8:
+                        rows += [f"{items}- {inner[0][len(items) + 2 :]}", *inner[1:]]
+                    else:
+                        rows += [f"{items}-", *inner]
+                elif item < 0.5:
+                    rows.append(f"{items}- - x")
+                else:
+                    rows.append(f"{items}- " + rnd.choice(_VALUES).format(i=items))
+        else:
+            rows.append(f"{indent}{key}: " + rnd.choice(_VALUES).format(i=indent))
+    return rows
+
+
+def test_generated_odd_documents_give_the_walked_line_or_none() -> None:
+    rnd = random.Random(13)  # noqa: S311 - shapes of test documents, not secrets
+    recorded = answered = 0
+    for _ in range(1_500):
+        head = rnd.choice(["", "---\n", "--- # c\n", "# top\n"])
+        text = head + "\n".join(_block(rnd, 0, rnd.choice(["", "", "", "  "]))) + "\n"
+        try:
+            value = load_yaml(text)
+        except yaml.YAMLError:
+            continue
+        built, lines = load_yaml_recorded(text)
+        assert built == value
+        if lines is None:
+            continue
+        recorded += 1
+        walk = DocumentLines(text, 1)
+        for path in _paths(value):
+            found = recorded_line(lines, 1, path)
+            if found is not None:
+                answered += 1
+                assert found == walk.line(path), (text, path)
+    assert recorded > 300
+    assert answered > 2_000
