@@ -22,8 +22,6 @@ from typing import Any
 
 from bench import running, scan
 
-REPRODUCE = "python -m bench.scan_rounds --before DIR/src --objects 100000 --rounds 2"
-
 
 def _phases(folder: Path, src: Path) -> dict[str, Any]:
     """One ``bench.scan_phases`` run with the sources in *src*, the load before and after."""
@@ -48,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not folder.is_dir():
         print(f"scan_rounds: {folder} not found; run python -m bench scan first", file=sys.stderr)
         return 2
-    doc: dict[str, Any] = running.provenance(REPRODUCE)
+    doc: dict[str, Any] = running.provenance(
+        f"python -m bench.scan_rounds --before DIR/src --objects {args.objects} "
+        f"--rounds {args.rounds}"
+    )
     doc["benchmark"] = "scan-phases"
     doc["objects"] = args.objects
     doc["before_source"] = str(args.before)

@@ -14,6 +14,7 @@ the values in clear) is wrapped in :class:`~kustos.sensitive.Sensitive`.
 
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import itertools
@@ -111,6 +112,17 @@ class ParseResult:
     documents: int = 0
 
 
+#: The lines of one document's fields, recorded while it is built: the first content
+#: row, then per field in document order (keys and sequence items, depth first) its key
+#: (``None`` for a sequence item) and, in ``marks`` (unsigned, 16-bit unless a number
+#: needs 32), its row and the number of fields below it. Plain values, so that a parsing
+#: process sends them back cheaply.
+RecordedLines = tuple[int, tuple[str | None, ...], bytes]
+_SMALL_MARKS: Final = "H"
+_LARGE_MARKS: Final = "I"
+_QUOTED: Final = frozenset({"'", '"'})
+
+
 @dataclass(frozen=True, slots=True)
 class RawDocuments:
     """A stream's documents as parsed, before they become objects: plain, picklable values.
@@ -122,6 +134,9 @@ class RawDocuments:
 
     docs: list[tuple[Any, int, int]]
     errors: list[tuple[int | None, str]]
+    #: The recorded lines of each of ``docs`` (:func:`recorded_line`), ``None`` where the
+    #: document was not recorded (JSON, shapes the record does not promise to get right).
+    lines: list[RecordedLines | None] = field(default_factory=list)
 
 
 #: A document whose aliases would expand to more nodes than this is refused ("billion
@@ -155,6 +170,29 @@ def load_yaml(text: str) -> Any:
         if "*" in text:  # no alias can exist without its '*'
             _check_expansion(node)
         return _construct(loader, node)
+    finally:
+        loader.dispose()
+
+
+def load_yaml_recorded(text: str) -> tuple[Any, RecordedLines | None]:
+    """:func:`load_yaml`, and the lines of the document's fields (``None`` if not recorded).
+
+    The same value as :func:`load_yaml`; the lines come from the composed nodes, read as
+    the value is built (:class:`_Recording`), for :func:`recorded_line` to look up later.
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        if "*" in text:
+            _check_expansion(node)
+        if not _recordable(text) or node.start_mark.column:
+            # An indented root: the walk's base could be a comment on the "---" row.
+            return _construct(loader, node), None
+        recording = _Recording(loader, text)
+        value = recording.build(node)
+        return value, recording.lines(text)
     finally:
         loader.dispose()
 
@@ -225,6 +263,191 @@ def _construct(loader: Any, node: yaml.Node) -> Any:
     return loader.construct_object(node, deep=True)
 
 
+def _recordable(text: str) -> bool:
+    """Whether a document's shape lets recorded lines give the indentation walk's answers.
+
+    Explicit keys (``? key``), tabs, and content on the ``---`` row put keys where the
+    walk (:class:`DocumentLines`) does not look for them; such documents are not recorded,
+    and their lines are walked as before.
+    """
+    if "\t" in text or "? " in text or "?\n" in text:
+        return False
+    if text.startswith(("---", "...")):
+        rest = text[3 : text.find("\n") if "\n" in text else len(text)].strip()
+        if rest and not rest.startswith("#"):
+            return False
+    return True
+
+
+def _first_row(text: str) -> int:
+    """The line index of the first row holding YAML content (as :func:`_rows` counts them)."""
+    number = 0
+    start = 0
+    while True:
+        end = text.find("\n", start)
+        stripped = text[start : end if end >= 0 else len(text)].strip()
+        if stripped and stripped[0] != "#" and stripped not in ("---", "..."):
+            return number
+        if end < 0:
+            return 0
+        start = end + 1
+        number += 1
+
+
+class _Recording:
+    """Builds a document's value as :func:`_construct` does, noting every field's row.
+
+    A document is recorded only where the rows of its composed nodes are the rows the
+    indentation walk finds (:func:`recorded_line` promises the walk's answer): every key a
+    plain scalar without ``:`` or ``#``, not starting with ``-`` and with no anchor or tag
+    before it (or a quoted one the walk reads as it is), the root at column 0, no key
+    twice, every block sequence item starting on its ``-`` row, every flow collection on
+    one row (its key's), no quoted scalar over several rows, and nothing built by PyYAML's
+    own constructor but plain values (merge keys, odd keys, tagged collections).
+    """
+
+    __slots__ = ("_keys", "_loader", "_marks", "_text", "recorded")
+
+    def __init__(self, loader: Any, text: str) -> None:
+        self._loader = loader
+        self._text = text
+        self._keys: list[str | None] = []
+        self._marks: list[int] = []
+        self.recorded = True
+
+    def lines(self, text: str) -> RecordedLines | None:
+        """The record, or ``None`` when the document's shape was not one to record."""
+        if not self.recorded:
+            return None
+        try:
+            marks = array.array(_SMALL_MARKS, self._marks)
+        except OverflowError:  # a document of more than 65,535 rows (a large List)
+            marks = array.array(_LARGE_MARKS, self._marks)
+        return (_first_row(text), tuple(self._keys), marks.tobytes())
+
+    def _quoted_key(self, start: int, name: str) -> bool:
+        """Whether the walk reads this quoted key on its row as *name* (no escapes in it)."""
+        end = self._text.find("\n", start)
+        row = self._text[start : end if end >= 0 else len(self._text)]
+        return "\\" not in row and _key_of(row) == name
+
+    def _leaf(self, node: Any) -> Any:
+        if node.style in _QUOTED and node.end_mark.line != node.start_mark.line:
+            self.recorded = False  # its rows could read as keys to the walk
+        return node.value if node.tag == _STR else self._loader.construct_object(node, deep=True)
+
+    def build(self, node: Any) -> Any:
+        """The value of *node* (as :func:`_construct`), its fields' rows noted on the way."""
+        kind = type(node)
+        if kind is yaml.ScalarNode:
+            return self._leaf(node)
+        if kind is yaml.MappingNode and node.tag == _MAP:
+            return self._mapping(node)
+        if kind is yaml.SequenceNode and node.tag == _SEQ:
+            return self._sequence(node)
+        self.recorded = False
+        return self._loader.construct_object(node, deep=True)
+
+    def _mapping(self, node: Any) -> Any:
+        keys, marks = self._keys, self._marks
+        out: dict[Any, Any] = {}
+        for key, value in node.value:
+            if type(key) is not yaml.ScalarNode or key.tag != _STR:
+                self.recorded = False
+                return self._loader.construct_object(node, deep=True)
+            name = _intern(key.value)
+            row = key.start_mark.line
+            if key.style:
+                if not self._quoted_key(key.start_mark.index, name):
+                    self.recorded = False
+            elif (
+                ":" in name
+                or "#" in name
+                or name[0] == "-"  # the walk reads "-x: 1" as a sequence item too
+                or self._text[key.start_mark.index] != name[0]  # an anchor, a tag, an alias
+            ):
+                self.recorded = False
+            keys.append(name)
+            marks += (row, 0)
+            if type(value) is yaml.ScalarNode:
+                # A plain string, the common case, inline; any other scalar in _leaf.
+                plain = value.tag == _STR and not value.style
+                out[name] = value.value if plain else self._leaf(value)
+                continue
+            if value.flow_style and (value.start_mark.line != row or value.end_mark.line != row):
+                self.recorded = False  # "[a, b]" below its key, or over several rows
+            at = len(keys) - 1
+            out[name] = self.build(value)
+            marks[2 * at + 1] = len(keys) - at - 1
+        if len(out) != len(node.value):
+            self.recorded = False  # a key twice: the walk finds the first
+        return out
+
+    def _sequence(self, node: Any) -> list[Any]:
+        keys, marks = self._keys, self._marks
+        block = not node.flow_style
+        if not block and node.end_mark.line != node.start_mark.line:
+            self.recorded = False
+        items = []
+        text = self._text
+        for item in node.value:
+            mark = item.start_mark
+            if block:
+                start = mark.index
+                if text[start - 2 : start] != "- " and (
+                    text[start - mark.column : start].rstrip(" ")[-1:] != "-"
+                ):
+                    self.recorded = False  # "-" alone on its row, the item below
+            keys.append(None)
+            marks += (mark.line, 0)
+            if type(item) is yaml.ScalarNode:
+                plain = item.tag == _STR and not item.style
+                items.append(item.value if plain else self._leaf(item))
+                continue
+            if item.flow_style and item.end_mark.line != mark.line:
+                self.recorded = False
+            at = len(keys) - 1
+            items.append(self.build(item))
+            marks[2 * at + 1] = len(keys) - at - 1
+        return items
+
+
+def recorded_line(recorded: RecordedLines, first_line: int, path: str) -> int | None:
+    """The line of *path* from a document's record, as :meth:`DocumentLines.line` gives it.
+
+    A key missing from a mapping, or an index past the end of a sequence, gives the line
+    of the deepest part found, as the walk does. ``None`` for what the record cannot
+    answer for certain (a step below a plain value or an empty collection, a key asked of a
+    sequence, an index of a mapping): the caller walks the text.
+    """
+    first_row, keys, raw = recorded
+    wide = len(raw) > 4 * len(keys)  # two marks a field, of 2 bytes each or 4
+    marks = memoryview(raw).cast(_LARGE_MARKS if wide else _SMALL_MARKS)
+    row = first_row
+    start, end = 0, len(keys)
+    for step in parse_path(path):
+        if start == end:
+            return None  # below a plain value: the walk may read its rows
+        at = start
+        if isinstance(step, int):
+            if keys[at] is not None:
+                return None
+            left = step
+            while at < end and left:
+                at += 1 + marks[2 * at + 1]
+                left -= 1
+        else:
+            if keys[at] is None:
+                return None
+            while at < end and keys[at] != step:
+                at += 1 + marks[2 * at + 1]
+        if at >= end:
+            break  # not there: the deepest part found
+        row = marks[2 * at]
+        start, end = at + 1, at + 1 + marks[2 * at + 1]
+    return first_line + row
+
+
 def split_documents(text: str) -> Iterator[Chunk]:
     """Yield each document of a YAML stream with its starting line, empty ones dropped."""
     starts = [m.start() for m in _MARKER.finditer(text)]
@@ -281,15 +504,18 @@ def read_documents(text: str, source: str, *, part: int = 0, parts: int = 1) -> 
     if parts > 1:
         chunks = chunks[len(chunks) * part // parts : len(chunks) * (part + 1) // parts]
     docs: list[tuple[Any, int, int]] = []
+    lines: list[RecordedLines | None] = []
     for chunk in chunks:
         try:
-            docs.append((load_yaml(chunk.text), chunk.line, chunk.index))
+            value, recorded = load_yaml_recorded(chunk.text)
+            docs.append((value, chunk.line, chunk.index))
+            lines.append(recorded)
         except yaml.YAMLError as exc:
             bad = _yaml_error(exc, source, chunk)
             errors.append((bad.line, bad.reason))
         except InputError as exc:
             errors.append((chunk.line, str(exc)))
-    return RawDocuments(docs, errors)
+    return RawDocuments(docs, errors, lines)
 
 
 def objects_of(

@@ -23,10 +23,13 @@ reports are the same as parsing in one process (a unit test holds the two paths 
 that). Secret values cross the pipe between the two processes as they were in the file;
 they are wrapped in ``Sensitive`` here, before any object exists, and nothing is written.
 
-**Locating.** A finding's line is found from the file's text when asked
-(:meth:`ManifestLoader.line`), not at load time: most documents have no finding. Asked in
-file and document order (the scanner sorts its questions so), each file is split once and
-each document's line table built once, then dropped.
+**Locating.** The parse records the row of every field of a document as it builds the
+value (:func:`~kustos.kube.documents.load_yaml_recorded`); the loader keeps these records
+by file and document line, and a finding's line (:meth:`ManifestLoader.line`) is looked up
+there. What a record cannot answer for certain (a shape the indentation walk reads
+differently, a path below a plain value, a JSON document) is found from the file's text:
+asked in file and document order, each file is split once and each document's line table
+built once, then dropped.
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ from kustos.kube.documents import (
     Chunk,
     DocumentLines,
     RawDocuments,
+    RecordedLines,
     objects_of,
     read_documents,
+    recorded_line,
     split_documents,
 )
 from kustos.kube.index import SKIP_OTHER_EXTENSION, ObjectIndex
@@ -167,7 +172,9 @@ class ManifestLoader:
         self._workers = workers
         self._input_errors: list[UnreadableInputError] = []
         self._empty_named: list[str] = []
-        # Locating: the file and the document asked last, kept until another is asked.
+        # Locating: the lines recorded by the parse, by file and document line; for the
+        # rest, the file and the document asked last, kept until another is asked.
+        self._recorded: dict[str, dict[int, RecordedLines]] = {}
         self._file: tuple[str, dict[int, Chunk]] | None = None
         self._document: tuple[str, int, DocumentLines] | None = None
 
@@ -272,6 +279,13 @@ class ManifestLoader:
 
     def _add_documents(self, raw: RawDocuments, source: str, index: ObjectIndex) -> None:
         result = objects_of(raw, source, default_namespace=self._default_namespace)
+        recorded = {
+            line: lines
+            for (_, line, _), lines in zip(raw.docs, raw.lines, strict=False)
+            if lines is not None
+        }
+        if recorded:
+            self._recorded.setdefault(source, {}).update(recorded)
         index.add_all(result.objects)
         index.errors.extend(result.errors)
         index.count_skipped(result.skipped_by)
@@ -286,8 +300,19 @@ class ManifestLoader:
         """The line of *field* (a path like ``spec.containers[0].env[1]``) in *source*.
 
         ``""`` is the object itself: its first line of content (not the ``---`` above it).
-        Fastest asked in file and document order: the last file and document are kept.
+        Looked up in the lines the parse recorded (:func:`recorded_line`) when it has them
+        all; otherwise walked in the text, fastest asked in file and document order (the
+        last file and document are kept).
         """
+        if source.path_prefix:
+            path = f"{source.path_prefix}.{field}" if field else source.path_prefix
+        else:
+            path = field
+        recorded = self._recorded.get(source.file, {}).get(source.line)
+        if recorded is not None:
+            line = recorded_line(recorded, source.line, path)
+            if line is not None:
+                return line
         if self._file is None or self._file[0] != source.file:
             text = self._stdin_text if source.file == STDIN else _read(source.file)
             self._file = (source.file, {c.line: c for c in split_documents(text or "")})
@@ -297,10 +322,6 @@ class ManifestLoader:
             return source.line
         if self._document is None or self._document[:2] != (source.file, source.line):
             self._document = (source.file, source.line, DocumentLines(chunk.text, chunk.line))
-        if source.path_prefix:
-            path = f"{source.path_prefix}.{field}" if field else source.path_prefix
-        else:
-            path = field
         return self._document[2].line(path)
 
 

@@ -103,6 +103,8 @@ class _Pattern:
     what: str
     name: str
     regex: re.Pattern[str]
+    #: Literals of which every match holds one: a text with none is not searched.
+    marker: re.Pattern[str]
 
 
 _PATTERNS: Final = (
@@ -111,42 +113,49 @@ _PATTERNS: Final = (
         "an AWS access key id",
         "AWS access key id",
         re.compile(_B + r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}" + _E),
+        re.compile(r"A3T|AKIA|ASIA|ABIA|ACCA"),
     ),
     _Pattern(
         "github-token",
         "a GitHub token",
         "GitHub token",
         re.compile(_B + r"(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}|github_pat_\w{82})" + _E),
+        re.compile(r"gh[pousr]_|github_pat_"),
     ),
     _Pattern(
         "gitlab-token",
         "a GitLab token",
         "GitLab personal access token",
         re.compile(_B + r"glpat-[A-Za-z0-9_-]{20,}" + r"(?![A-Za-z0-9_-])"),
+        re.compile(r"glpat-"),
     ),
     _Pattern(
         "slack-token",
         "a Slack token",
         "Slack token",
         re.compile(_B + r"xox[aboprs]-(?:[0-9]+-)+[0-9A-Za-z-]{6,}" + r"(?![A-Za-z0-9_-])"),
+        re.compile(r"xox"),
     ),
     _Pattern(
         "slack-webhook",
         "a Slack webhook URL",
         "Slack incoming-webhook URL",
         re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{20,}"),
+        re.compile(r"hooks\.slack\.com/services/"),
     ),
     _Pattern(
         "google-api-key",
         "a Google API key",
         "Google API key",
         re.compile(_B + r"AIza[0-9A-Za-z_-]{35}" + r"(?![A-Za-z0-9_-])"),
+        re.compile(r"AIza"),
     ),
     _Pattern(
         "stripe-live-key",
         "a Stripe live key",
         "Stripe live secret or restricted key",
         re.compile(_B + r"(?:sk|rk)_live_[0-9A-Za-z]{24,}" + _E),
+        re.compile(r"_live_"),
     ),
     _Pattern(
         "jwt",
@@ -156,6 +165,7 @@ _PATTERNS: Final = (
             _B + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
             r"(?![A-Za-z0-9_-])"
         ),
+        re.compile("eyJ"),
     ),
 )
 
@@ -180,6 +190,7 @@ _PROVIDER_MARKERS: Final = re.compile(
 )
 #: Whitespace a decoded base64 text may hold and still be text.
 _LAYOUT: Final = str.maketrans("", "", "\n\r\t")
+_BASE64_MIN: Final = 16
 _BASE64_TEXT: Final = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _BASE64_BODY: Final = re.compile(r"[A-Za-z0-9+/=]")
 _MIN_KEY_BODY: Final = 64
@@ -281,6 +292,8 @@ _COMMON_PASSWORDS: Final = frozenset(
 #: A single literal word: what a hand-written secret key looks like (minio123).
 _WORD_SECRET: Final = re.compile(r"(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9._@!#%^&*+-]{6,}")
 _HEX: Final = re.compile(r"^[0-9a-fA-F-]+$")
+_ASCII_LETTER: Final = re.compile(r"[A-Za-z]")
+_ASCII_DIGIT: Final = re.compile(r"[0-9]")
 _BASE64_CHARSET: Final = re.compile(r"^[A-Za-z0-9+/=_-]+$")
 _QUANTITY: Final = re.compile(r"\d+(?:\.\d+)?[a-zA-Z%]{1,2}")
 _NOT_ALNUM: Final = re.compile(r"[^a-z0-9]")
@@ -335,7 +348,9 @@ def shannon_entropy(text: str) -> float:
     if not text:
         return 0.0
     total = len(text)
-    return -sum(n / total * math.log2(n / total) for n in Counter(text).values())
+    log2 = math.log2
+    # A list, not a generator: the same terms added in the same order, so the same float.
+    return -sum([n / total * log2(n / total) for n in Counter(text).values()])
 
 
 @lru_cache(maxsize=16384)
@@ -371,14 +386,19 @@ _NOT_CREDENTIAL_WORDS: Final = frozenset(
 )  # fmt: skip
 
 
+@lru_cache(maxsize=16384)
 def is_credential_name(key: str) -> bool:
-    """Tell whether a key's name says it holds a credential (``password``, ``api-key``...)."""
+    """Tell whether a key's name says it holds a credential (``password``, ``api-key``...).
+
+    Memoised, as :func:`key_class` is: the answer depends on the name alone.
+    """
     if key_class(key) is not None:
         return True
     normal = _normal(key)
     return any(word in normal for word in ("passw", "passwd", "apikey", "privatekey"))
 
 
+@lru_cache(maxsize=16384)
 def is_setting_name(key: str) -> bool:
     """Tell whether a key's name says it holds an identifier or a setting, not a credential.
 
@@ -407,13 +427,13 @@ def _detect_all(key: str | None, value: str) -> Iterator[CredentialHit]:
         hit = _keyword_hit(key, text, embedded=False)
         if hit is not None:
             yield hit
-    if key is None or key_class(key) is None:
+    if (key is None or key_class(key) is None) and ("=" in text or ":" in text):
         for line in text.splitlines():
             match = _ASSIGNMENT.match(line)
-            if match is None:
-                continue
+            if match is None or key_class(name := match.group("key")) is None:
+                continue  # not a setting, or one whose name never makes a hit
             inner = _unquote(match.group("value"))
-            hit = _keyword_hit(match.group("key"), inner, embedded=True)
+            hit = _keyword_hit(name, inner, embedded=True)
             if hit is not None:
                 yield hit
 
@@ -424,13 +444,17 @@ def _provider_matches(text: str, *, decode: bool) -> Iterator[tuple[CredentialHi
             yield from _decoded_matches(text)
         return
     for pattern in _PATTERNS:
+        if pattern.marker.search(text) is None:
+            continue  # no match can exist: the same answer, one short search instead
         for match in pattern.regex.finditer(text):
             token = match.group(0)
             if _placeholder_token(token) or (pattern.kind == "jwt" and not _jwt_header(token)):
                 continue
             hit = CredentialHit(pattern.kind, pattern.what, f"matches the {pattern.name} pattern")
             yield hit, token
-    for regex in (_PRIVATE_KEY, _PUTTY_KEY):
+    for regex, marker in ((_PRIVATE_KEY, "PRIVATE KEY"), (_PUTTY_KEY, "PuTTY-User-Key-File-")):
+        if marker not in text:
+            continue
         for match in regex.finditer(text):
             body = "".join(line for line in match.group("body").splitlines() if ":" not in line)
             if len(_BASE64_BODY.findall(body)) >= _MIN_KEY_BODY and not _placeholder_token(body):
@@ -442,7 +466,7 @@ def _provider_matches(text: str, *, decode: bool) -> Iterator[tuple[CredentialHi
                     ),
                     match.group(0),
                 )
-    for match in _URL_CREDENTIALS.finditer(text):
+    for match in _URL_CREDENTIALS.finditer(text) if "://" in text else ():
         password = match.group("password")
         if _filtered(password) or _placeholder(password) or _same_as_key("", password):
             continue
@@ -459,6 +483,8 @@ def _provider_matches(text: str, *, decode: bool) -> Iterator[tuple[CredentialHi
 
 
 def _decoded_matches(text: str) -> Iterator[tuple[CredentialHit, str]]:
+    if len(text) < _BASE64_MIN:
+        return  # no base64 candidate is shorter
     compact = "".join(text.split())
     candidates = [compact] if _BASE64_TEXT.fullmatch(compact) else []
     candidates += [m.group(0) for m in _BASE64_TEXT.finditer(text) if m.group(0) != compact]
@@ -605,7 +631,10 @@ def _normal(text: str) -> str:
 
 
 def _high_entropy(value: str) -> bool:
-    if not (_has_letter(value) and any(ch.isdigit() for ch in value)):
+    if value.isascii():  # then isalpha and isdigit are these classes: one search each
+        if _ASCII_LETTER.search(value) is None or _ASCII_DIGIT.search(value) is None:
+            return False
+    elif not (_has_letter(value) and any(ch.isdigit() for ch in value)):
         return False
     if _HEX.fullmatch(value):
         bare = value.replace("-", "")

@@ -7,16 +7,18 @@ object (a comma-separated list of rule ids, or ``all``) and a baseline of finger
 **Checks in several processes.** The caller may also pass ``share``
 (:class:`kustos.scan.forking.Forking`): the distinct check functions are then drawn,
 heaviest first (``Check.weight``), by this process and forked copies of it, and their
-findings put back in catalog order; then the lines of the findings are found by shares of
-whole files, drawn the same way. The result is the same as running everything here (a
-unit test holds the two to the same report, byte for byte).
+findings, located by the process that found them (most lines are looked up in the lines
+the parse recorded), put back in catalog order. The tables the index builds when first
+asked (every object's Secret references, consumers by Secret) are built here before, so
+that no copy builds its own. The result is the same as running everything here (a unit
+test holds the two to the same report, byte for byte).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kustos.conventions import ANNOTATION_IGNORE
 from kustos.kube.documents import line_of
@@ -30,8 +32,6 @@ Locate = Callable[[Source, str], int]
 #: Draws the next item to work on (``None`` when none is left).
 Take = Callable[[], int | None]
 T = TypeVar("T")
-#: Questions of locations per share of them when lines are found in several processes.
-LOCATE_SHARES_PER_PROCESS: Final = 4
 
 
 class Share(Protocol):
@@ -91,7 +91,11 @@ def _checked(
     locate: Locate | None,
     share: Share | None,
 ) -> list[Finding]:
-    """The located findings of every enabled check, in the order of :func:`run_checks`."""
+    """The located findings of every enabled check, in the order of :func:`run_checks`.
+
+    Each process locates the findings of the functions it drew (most lines are looked up
+    in what the parse recorded), so that no finding waits for the others to be located.
+    """
     enabled = {c.rule.id for c in checks}
     weights = _functions(checks)
     functions = list(weights)
@@ -102,16 +106,21 @@ def _checked(
         drawn: list[tuple[int, list[Finding]]] = []
         while (item := take()) is not None:
             number = order[item]
-            drawn.append((number, [f for f in functions[number](scan) if f.rule_id in enabled]))
+            found = [f for f in functions[number](scan) if f.rule_id in enabled]
+            drawn.append((number, _locate_all(scan, found, family, locate)))
         return drawn
 
+    if share is not None:
+        # Built once here rather than once in every process that asks (checks of env,
+        # mounts and usage, drawn by different processes): the same tables, copied on write.
+        scan.index.secret_references()
+        scan.index.consumers_of("", "")
     by_function = _drawn(work, len(functions), share, send=_send, receive=_receive)
-    found = [f for number in range(len(functions)) for f in by_function[number]]
-    return _locate_all(scan, found, family, locate, share)
+    return [f for number in range(len(functions)) for f in by_function[number]]
 
 
-#: A finding not yet located, as plain tuples: the 63,388 findings of the 100k bench set
-#: crossed a pipe (pickled, read back) in 2.1 to 2.3 s as dataclasses, 1.0 s this way.
+#: A located finding, as plain tuples: the 63,388 findings of the 100k bench set crossed
+#: a pipe (pickled, read back) in 2.1 to 2.3 s as dataclasses, 1.0 s this way.
 _Plain = tuple[
     str,
     int,
@@ -120,6 +129,7 @@ _Plain = tuple[
     str,
     tuple[tuple[str, str], ...],
     tuple[str, int, int, str] | None,
+    tuple[str, int] | None,
 ]
 
 
@@ -132,7 +142,7 @@ def _receive(sent: list[tuple[int, list[_Plain]]]) -> list[tuple[int, list[Findi
 
 
 def _plain(f: Finding) -> _Plain:
-    res, origin = f.resource, f.origin
+    res, origin, location = f.resource, f.origin, f.location
     return (
         f.rule_id,
         int(f.severity),
@@ -141,18 +151,19 @@ def _plain(f: Finding) -> _Plain:
         f.field,
         f.details,
         (origin.file, origin.line, origin.document, origin.path_prefix) if origin else None,
+        (location.file, location.line) if location is not None else None,
     )
 
 
 def _unplain(p: _Plain) -> Finding:
-    rule_id, severity, message, res, field, details, origin = p
+    rule_id, severity, message, res, field, details, origin, location = p
     return Finding(
         rule_id,
         Severity(severity),
         message,
         Resource(*res) if res is not None else None,
         field,
-        None,
+        Location(*location) if location is not None else None,
         details,
         Source(*origin) if origin is not None else None,
     )
@@ -174,15 +185,22 @@ def _drawn(
     return {number: value for result in results for number, value in result}
 
 
-def _ignored(scan: ScanInput, finding: Finding) -> bool:
+def _ignored(scan: ScanInput, finding: Finding, ignoring: dict[Resource, frozenset[str]]) -> bool:
+    """Whether the finding's object says to ignore its rule; *ignoring* keeps each
+    object's answer (the rule ids it ignores) for its other findings."""
     res = finding.resource
     if res is None:
         return False
-    obj = scan.index.get(ObjectRef(api_group(res.api_version), res.kind, res.namespace, res.name))
-    raw = obj.annotations.get(ANNOTATION_IGNORE) if obj is not None else None
-    if not isinstance(raw, str):
-        return False
-    ids = {part.strip().upper() for part in raw.split(",")}
+    ids = ignoring.get(res)
+    if ids is None:
+        ref = ObjectRef(api_group(res.api_version), res.kind, res.namespace, res.name)
+        obj = scan.index.get(ref)
+        raw = obj.annotations.get(ANNOTATION_IGNORE) if obj is not None else None
+        ids = ignoring[res] = (
+            frozenset(part.strip().upper() for part in raw.split(","))
+            if isinstance(raw, str)
+            else frozenset()
+        )
     return "ALL" in ids or finding.rule_id in ids
 
 
@@ -205,15 +223,14 @@ def _locate_all(
     found: list[Finding],
     family: dict[str, str],
     locate: Locate | None,
-    share: Share | None = None,
 ) -> list[Finding]:
     """Fill in the file and line of each finding: the object's, or its config file's.
 
     A finding about a whole object (no field) points at the object's first line of
-    content. Lines are asked in file and document order, so that the loader splits each
-    file and indexes each document once, whatever order the checks found them in; the
-    findings keep their order. With *share*, the questions are cut into shares of whole
-    files, answered by whichever process draws them.
+    content. Lines are asked in file and document order, so that the loader, for the
+    documents whose lines were not recorded by the parse, splits each file and indexes
+    each document once, whatever order the checks found them in; the findings keep their
+    order.
     """
     out = list(found)
     asked: list[int] = []
@@ -236,37 +253,10 @@ def _locate_all(
         return out
     questions = [(i, origin) for i in asked if (origin := found[i].origin) is not None]
     questions.sort(key=lambda q: (q[1].file, q[1].line))
-    parts = share.processes * LOCATE_SHARES_PER_PROCESS if share is not None else 1
-    shares = _file_shares([origin.file for _, origin in questions], parts)
-
-    def work(take: Take) -> list[tuple[int, list[int]]]:
-        answered: list[tuple[int, list[int]]] = []
-        while (item := take()) is not None:
-            start, end = shares[item]
-            answered.append(
-                (item, [locate(origin, found[i].field) for i, origin in questions[start:end]])
-            )
-        return answered
-
-    lines = _drawn(work, len(shares), share)
-    for number, (start, end) in enumerate(shares):
-        for (i, origin), line in zip(questions[start:end], lines[number], strict=True):
-            out[i] = _located(found[i], Location(origin.file, line or origin.line))
+    for i, origin in questions:
+        line = locate(origin, found[i].field)
+        out[i] = _located(found[i], Location(origin.file, line or origin.line))
     return out
-
-
-def _file_shares(files: Sequence[str], parts: int) -> list[tuple[int, int]]:
-    """Cut *files* (sorted) into about *parts* (start, end) slices that never split a file."""
-    shares: list[tuple[int, int]] = []
-    start = 0
-    for part in range(1, parts + 1):
-        end = max(start, len(files) * part // parts)
-        while 0 < end < len(files) and files[end] == files[end - 1]:
-            end += 1
-        if end > start:
-            shares.append((start, end))
-            start = end
-    return shares
 
 
 def _order(finding: Finding) -> tuple[int, str, str, str, str, str]:
@@ -298,13 +288,16 @@ def scan(
     family = {c.rule.id: c.rule.family for c in checks}
     kept: list[Finding] = []
     suppressed: list[Finding] = []
-    seen: set[tuple[str, str, str]] = set()
+    # The location itself (a frozen value) tells locations apart as its text did.
+    seen: set[tuple[str, Location | None, str]] = set()
+    ignoring: dict[Resource, frozenset[str]] = {}
     for located in _checked(scan_input, checks, family, locate, share):
-        key = (located.fingerprint, str(located.location), located.message)
+        fingerprint = located.fingerprint
+        key = (fingerprint, located.location, located.message)
         if key in seen:
             continue
         seen.add(key)
-        if _ignored(scan_input, located) or located.fingerprint in baseline:
+        if _ignored(scan_input, located, ignoring) or fingerprint in baseline:
             suppressed.append(located)
         else:
             kept.append(located)
