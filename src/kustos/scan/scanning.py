@@ -113,7 +113,7 @@ def _checked(
     if share is not None:
         # Built once here rather than once in every process that asks (checks of env,
         # mounts and usage, drawn by different processes): the same tables, copied on write.
-        scan.index.secret_references()
+        # (The consumers table is made from the references table: one call builds both.)
         scan.index.consumers_of("", "")
     by_function = _drawn(work, len(functions), share, send=_send, receive=_receive)
     return [f for number in range(len(functions)) for f in by_function[number]]
