@@ -90,11 +90,13 @@ def _checked(
     family: dict[str, str],
     locate: Locate | None,
     share: Share | None,
-) -> list[Finding]:
-    """The located findings of every enabled check, in the order of :func:`run_checks`.
+) -> list[tuple[Finding, int]]:
+    """The located findings of every enabled check, in the order of :func:`run_checks`,
+    each with whether its object's annotation ignores it (1) or not (0).
 
     Each process locates the findings of the functions it drew (most lines are looked up
-    in what the parse recorded), so that no finding waits for the others to be located.
+    in what the parse recorded) and reads their objects' ignore annotations, so that no
+    finding waits for the others to be located or looked up.
     """
     enabled = {c.rule.id for c in checks}
     weights = _functions(checks)
@@ -102,12 +104,14 @@ def _checked(
     # Heaviest first, so that no process draws a long function when the others are done.
     order = sorted(range(len(functions)), key=lambda i: -weights[functions[i]])
 
-    def work(take: Take) -> list[tuple[int, list[Finding]]]:
-        drawn: list[tuple[int, list[Finding]]] = []
+    def work(take: Take) -> list[tuple[int, _Drawn]]:
+        drawn: list[tuple[int, _Drawn]] = []
+        ignoring: dict[Resource, frozenset[str]] = {}
         while (item := take()) is not None:
             number = order[item]
             found = [f for f in functions[number](scan) if f.rule_id in enabled]
-            drawn.append((number, _locate_all(scan, found, family, locate)))
+            located = _locate_all(scan, found, family, locate)
+            drawn.append((number, (located, bytes(_ignored(scan, f, ignoring) for f in located))))
         return drawn
 
     if share is not None:
@@ -116,7 +120,11 @@ def _checked(
         # (The consumers table is made from the references table: one call builds both.)
         scan.index.consumers_of("", "")
     by_function = _drawn(work, len(functions), share, send=_send, receive=_receive)
-    return [f for number in range(len(functions)) for f in by_function[number]]
+    pairs: list[tuple[Finding, int]] = []
+    for number in range(len(functions)):
+        found, flags = by_function[number]
+        pairs.extend(zip(found, flags, strict=True))
+    return pairs
 
 
 #: A located finding, as plain tuples: the 63,388 findings of the 100k bench set crossed
@@ -133,12 +141,17 @@ _Plain = tuple[
 ]
 
 
-def _send(drawn: list[tuple[int, list[Finding]]]) -> list[tuple[int, list[_Plain]]]:
-    return [(number, [_plain(f) for f in found]) for number, found in drawn]
+#: What one process sends back for one function: its located findings, and for each
+#: whether its object ignores it (the answers of :func:`_ignored`, one byte each).
+_Drawn = tuple[list[Finding], bytes]
 
 
-def _receive(sent: list[tuple[int, list[_Plain]]]) -> list[tuple[int, list[Finding]]]:
-    return [(number, [_unplain(p) for p in found]) for number, found in sent]
+def _send(drawn: list[tuple[int, _Drawn]]) -> list[tuple[int, tuple[list[_Plain], bytes]]]:
+    return [(number, ([_plain(f) for f in found], flags)) for number, (found, flags) in drawn]
+
+
+def _receive(sent: list[tuple[int, tuple[list[_Plain], bytes]]]) -> list[tuple[int, _Drawn]]:
+    return [(number, ([_unplain(p) for p in found], flags)) for number, (found, flags) in sent]
 
 
 def _plain(f: Finding) -> _Plain:
@@ -290,14 +303,13 @@ def scan(
     suppressed: list[Finding] = []
     # The location itself (a frozen value) tells locations apart as its text did.
     seen: set[tuple[str, Location | None, str]] = set()
-    ignoring: dict[Resource, frozenset[str]] = {}
-    for located in _checked(scan_input, checks, family, locate, share):
+    for located, ignored in _checked(scan_input, checks, family, locate, share):
         fingerprint = located.fingerprint
         key = (fingerprint, located.location, located.message)
         if key in seen:
             continue
         seen.add(key)
-        if _ignored(scan_input, located, ignoring) or fingerprint in baseline:
+        if ignored or fingerprint in baseline:
             suppressed.append(located)
         else:
             kept.append(located)

@@ -234,3 +234,28 @@ def test_canary_stays_out_of_a_pooled_scan(
         assert "canary.yaml" in out + err  # the file was read and reported on
         assert canary not in out
         assert canary not in err
+
+
+def test_checks_in_forked_processes_suppress_what_annotations_ignore(folder: Path) -> None:
+    # Each process reads the ignore annotations of the objects it found something on.
+    ignored = [
+        _deployment(200 + i).replace(
+            "  name: app-", f"  annotations: {{kustos.io/ignore: '{rule}'}}\n  name: app-"
+        )
+        for i, rule in enumerate(["all", "KST061", "kst020, KST999", "KST999"])
+    ]
+    (folder / "ignored.yaml").write_text("---\n".join(ignored))
+    results = []
+    for share in (None, Forking(2)):
+        loader = ManifestLoader(workers=1, stdin=io.StringIO(""))
+        index = loader.load([str(folder)])
+        results.append(scan(scan_input(index), locate=loader.line, share=share))
+    single, shared = results
+    assert shared.suppressed == single.suppressed
+    assert shared.findings == single.findings
+    suppressed = {(f.resource.name, f.rule_id) for f in single.suppressed if f.resource}
+    assert {name for name, _ in suppressed} == {"app-200", "app-201", "app-202"}
+    assert ("app-201", "KST061") in suppressed
+    assert ("app-202", "KST020") in suppressed
+    assert not any(name == "app-201" and rule != "KST061" for name, rule in suppressed)
+    assert any(f.resource and f.resource.name == "app-203" for f in single.findings)
