@@ -230,57 +230,48 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A JSON object: each member's key and then its value given to *field*, in order.
     pub(crate) fn object<F: FnMut(&mut Self, &str) -> R<()>>(&mut self, mut field: F) -> R<()> {
-        self.expect(b'{')?;
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Unsure);
-        }
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            let key = self.string()?;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
-            field(self, &key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                _ => return Err(Unsure),
-            }
-        }
+        self.members(b'{', b'}', |r| {
+            let key = r.string()?;
+            r.ws();
+            r.expect(b':')?;
+            r.ws();
+            field(r, &key)
+        })
     }
 
-    pub(crate) fn array<F: FnMut(&mut Self) -> R<()>>(&mut self, mut item: F) -> R<()> {
-        self.expect(b'[')?;
+    /// A JSON array: each item given to *item*, in order.
+    pub(crate) fn array<F: FnMut(&mut Self) -> R<()>>(&mut self, item: F) -> R<()> {
+        self.members(b'[', b']', item)
+    }
+
+    /// The frame both containers share: *open*, members read by *member* and separated by
+    /// commas, *close*; nesting deeper than `MAX_DEPTH` is unsure.
+    fn members<F: FnMut(&mut Self) -> R<()>>(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut member: F,
+    ) -> R<()> {
+        self.expect(open)?;
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(Unsure);
         }
         self.ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.i += 1;
             self.depth -= 1;
             return Ok(());
         }
         loop {
             self.ws();
-            item(self)?;
+            member(self)?;
             self.ws();
             match self.peek()? {
                 b',' => self.i += 1,
-                b']' => {
+                c if c == close => {
                     self.i += 1;
                     self.depth -= 1;
                     return Ok(());
