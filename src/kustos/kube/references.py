@@ -140,10 +140,10 @@ def pod_spec_of(obj: KubeObject) -> PodSpecView | None:
         return None
     node: Any = obj.body
     for step in steps:
-        node = node.get(step) if _is_map(node) else None
+        node = node.get(step) if is_map(node) else None
         if node is None:
             return None
-    return PodSpecView(node, ".".join(steps)) if _is_map(node) else None
+    return PodSpecView(node, ".".join(steps)) if is_map(node) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +169,7 @@ def items(value: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
     """(index, mapping) for each mapping in a list; anything else yields nothing."""
     if isinstance(value, list):
         for i, item in enumerate(value):
-            if _is_map(item):
+            if is_map(item):
                 yield i, item
 
 
@@ -231,7 +231,7 @@ def _other_refs(
         yield from _walk_refs(obj, _get(body, "spec"), "spec", ns, Via.SECRET_STORE)
     elif group == EXTERNAL_SECRETS_GROUP and kind == "ExternalSecret":
         target = _get(body, "spec", "target")
-        name = _str(target.get("name")) if _is_map(target) else ""
+        name = _str(target.get("name")) if is_map(target) else ""
         if name:
             yield _ref(obj, obj.namespace, name, Via.EXTERNAL_SECRET, "spec.target.name")
     if kind in _CA_INJECTED_KINDS:
@@ -281,7 +281,7 @@ _IN_TREE_PARAMETER: Final = re.compile(r"^(?P<prefix>.*)(?P<s>[sS])ecretName$")
 
 def _storage_class_refs(obj: KubeObject) -> Iterator[SecretReference]:
     params = obj.body.get("parameters")
-    if not _is_map(params):
+    if not is_map(params):
         return
     for key, value in params.items():
         name = _str(value)
@@ -302,26 +302,26 @@ def _storage_class_refs(obj: KubeObject) -> Iterator[SecretReference]:
 
 def _persistent_volume_refs(obj: KubeObject) -> Iterator[SecretReference]:
     spec = obj.body.get("spec")
-    if not _is_map(spec):
+    if not is_map(spec):
         return
     csi = spec.get("csi")
-    if _is_map(csi):
+    if is_map(csi):
         for key, value in csi.items():
-            if isinstance(key, str) and key.endswith("SecretRef") and _is_map(value):
+            if isinstance(key, str) and key.endswith("SecretRef") and is_map(value):
                 name, ns = _str(value.get("name")), _str(value.get("namespace"))
                 if name and ns:
                     yield _ref(obj, ns, name, Via.PERSISTENT_VOLUME, f"spec.csi.{key}")
     for plugin in _STORAGE_SECRET_REF:
         source = spec.get(plugin)
-        secret_ref = source.get("secretRef") if _is_map(source) else None
-        if _is_map(secret_ref) and _str(secret_ref.get("name")):
+        secret_ref = source.get("secretRef") if is_map(source) else None
+        if is_map(secret_ref) and _str(secret_ref.get("name")):
             ns = _str(secret_ref.get("namespace")) or "default"
             yield _ref(
                 obj, ns, _str(secret_ref.get("name")), Via.PERSISTENT_VOLUME,
                 f"spec.{plugin}.secretRef",
             )  # fmt: skip
     azure = spec.get("azureFile")
-    if _is_map(azure) and _str(azure.get("secretName")):
+    if is_map(azure) and _str(azure.get("secretName")):
         ns = _str(azure.get("secretNamespace")) or "default"
         yield _ref(
             obj, ns, _str(azure.get("secretName")), Via.PERSISTENT_VOLUME,
@@ -332,7 +332,7 @@ def _persistent_volume_refs(obj: KubeObject) -> Iterator[SecretReference]:
 def _gateway_refs(obj: KubeObject) -> Iterator[SecretReference]:
     for li, listener in items(_get(obj.body, "spec", "listeners")):
         tls = listener.get("tls")
-        refs = tls.get("certificateRefs") if _is_map(tls) else None
+        refs = tls.get("certificateRefs") if is_map(tls) else None
         for ci, cert in items(refs):
             if _str(cert.get("kind")) not in ("", "Secret") or _str(cert.get("group")):
                 continue
@@ -354,7 +354,7 @@ def _walk_refs(
     ``caProvider`` of type Secret count too. A selector's own ``namespace`` wins over *ns*;
     a reference with no namespace at all (a ClusterSecretStore's without one) is dropped.
     """
-    if _is_map(node):
+    if is_map(node):
         for key, value in node.items():
             if not isinstance(key, str):
                 continue
@@ -362,7 +362,7 @@ def _walk_refs(
             selector = in_ref or key.lower().endswith("secretref") or key == "credentialsRef"
             if key == "secretName" and _str(value) and ns:
                 yield _ref(obj, ns, _str(value), via, here)
-            elif _is_map(value) and (
+            elif is_map(value) and (
                 selector or (key == "caProvider" and _str(value.get("type")) == "Secret")
             ):
                 name = _str(value.get("name"))
@@ -371,7 +371,7 @@ def _walk_refs(
                     yield _ref(obj, target_ns, name, via, here)
                 elif not name:
                     yield from _walk_refs(obj, value, here, ns, via, in_ref=selector)
-            elif _is_map(value) or isinstance(value, list):
+            elif is_map(value) or isinstance(value, list):
                 yield from _walk_refs(obj, value, here, ns, via)
     elif isinstance(node, list):
         for i, item in enumerate(node):
@@ -381,7 +381,7 @@ def _walk_refs(
 def _get(body: Mapping[str, Any], *path: str) -> Any:
     node: Any = body
     for step in path:
-        node = node.get(step) if _is_map(node) else None
+        node = node.get(step) if is_map(node) else None
     return node
 
 
@@ -405,8 +405,8 @@ def _pod_spec_refs(obj: KubeObject, view: PodSpecView) -> Iterator[SecretReferen
         container, cname, cpath = cview.container, cview.name, cview.path
         for ei, env in items(container.get("env")):
             value_from = env.get("valueFrom")
-            key_ref = value_from.get("secretKeyRef") if _is_map(value_from) else None
-            if _is_map(key_ref) and _str(key_ref.get("name")):
+            key_ref = value_from.get("secretKeyRef") if is_map(value_from) else None
+            if is_map(key_ref) and _str(key_ref.get("name")):
                 yield SecretReference(
                     ref,
                     ns,
@@ -419,7 +419,7 @@ def _pod_spec_refs(obj: KubeObject, view: PodSpecView) -> Iterator[SecretReferen
                 )
         for fi, env_from in items(container.get("envFrom")):
             secret_ref = env_from.get("secretRef")
-            if _is_map(secret_ref) and _str(secret_ref.get("name")):
+            if is_map(secret_ref) and _str(secret_ref.get("name")):
                 yield SecretReference(
                     ref,
                     ns,
@@ -442,7 +442,7 @@ def _volume_refs(
 ) -> Iterator[SecretReference]:
     vname = _str(volume.get("name")) or None
     secret = volume.get("secret")
-    if _is_map(secret) and _str(secret.get("secretName")):
+    if is_map(secret) and _str(secret.get("secretName")):
         yield SecretReference(
             ref,
             ns,
@@ -453,10 +453,10 @@ def _volume_refs(
             volume=vname,
         )
     projected = volume.get("projected")
-    if _is_map(projected):
+    if is_map(projected):
         for si, source in items(projected.get("sources")):
             psecret = source.get("secret")
-            if _is_map(psecret) and _str(psecret.get("name")):
+            if is_map(psecret) and _str(psecret.get("name")):
                 yield SecretReference(
                     ref,
                     ns,
@@ -467,9 +467,9 @@ def _volume_refs(
                     volume=vname,
                 )
     csi = volume.get("csi")
-    if _is_map(csi):
+    if is_map(csi):
         node_ref = csi.get("nodePublishSecretRef")
-        if _is_map(node_ref) and _str(node_ref.get("name")):
+        if is_map(node_ref) and _str(node_ref.get("name")):
             yield SecretReference(
                 ref,
                 ns,
@@ -481,8 +481,8 @@ def _volume_refs(
     # Most volumes name none of the in-tree plugins: one pass over their few keys.
     for plugin in () if _STORAGE_KEYS.isdisjoint(volume) else _STORAGE_SECRET_REF:
         plugin_source = volume.get(plugin)
-        secret_ref = plugin_source.get("secretRef") if _is_map(plugin_source) else None
-        if _is_map(secret_ref) and _str(secret_ref.get("name")):
+        secret_ref = plugin_source.get("secretRef") if is_map(plugin_source) else None
+        if is_map(secret_ref) and _str(secret_ref.get("name")):
             yield SecretReference(
                 ref,
                 ns,
@@ -492,7 +492,7 @@ def _volume_refs(
                 volume=vname,
             )
     azure = volume.get("azureFile")
-    if _is_map(azure) and _str(azure.get("secretName")):
+    if is_map(azure) and _str(azure.get("secretName")):
         yield SecretReference(
             ref,
             ns,
@@ -503,7 +503,7 @@ def _volume_refs(
         )
 
 
-def _is_map(value: Any) -> TypeGuard[Mapping[Any, Any]]:
+def is_map(value: Any) -> TypeGuard[Mapping[Any, Any]]:
     """``isinstance(value, Mapping)``, the plain ``dict`` of the YAML and JSON loaders first.
 
     The check against the ``Mapping`` ABC costs several times a type comparison, and the

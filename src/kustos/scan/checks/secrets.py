@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from kustos.conventions import ANNOTATION_ROTATED_AT
 from kustos.kube.objects import KubeObject
-from kustos.kube.references import WORKLOAD_KINDS, Via
+from kustos.kube.references import WORKLOAD_KINDS, Via, is_map
 from kustos.rbac.matching import Request, rule_allows
 from kustos.rbac.model import Subject
 from kustos.scan.checking import Check, ScanInput, finding
@@ -176,7 +176,7 @@ def _keys(secret: KubeObject) -> frozenset[str]:
     keys: set[str] = set()
     for part in ("data", "stringData"):
         values = secret.body.get(part)
-        if isinstance(values, Mapping):
+        if is_map(values):
             keys.update(str(k) for k in values)
     return frozenset(keys)
 
@@ -307,7 +307,7 @@ def _named_elsewhere(
 def _get(body: Mapping[str, Any], *path: str) -> Any:
     node: Any = body
     for step in path:
-        node = node.get(step) if isinstance(node, Mapping) else None
+        node = node.get(step) if is_map(node) else None
     return node
 
 
@@ -429,7 +429,7 @@ def check_committed(scan: ScanInput) -> Iterator[Finding]:
         hits: list[tuple[str, str]] = []
         for part in ("data", "stringData"):
             values = secret.body.get(part)
-            if not isinstance(values, Mapping):
+            if not is_map(values):
                 continue
             for key, value in values.items():
                 if isinstance(value, Sensitive) and value:

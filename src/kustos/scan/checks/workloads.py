@@ -16,6 +16,7 @@ from kustos.kube.references import (
     SecretReference,
     Via,
     containers,
+    is_map,
     items,
     pod_spec_of,
     service_account_name,
@@ -218,11 +219,11 @@ def _env_name(obj: KubeObject, field: str) -> str:
     node: Any = obj.body
     for part in field.removesuffix(".valueFrom.secretKeyRef").split("."):
         name, _, index = part.partition("[")
-        node = node.get(name) if isinstance(node, Mapping) else None
+        node = node.get(name) if is_map(node) else None
         if index and isinstance(node, list):
             position = int(index.rstrip("]"))
             node = node[position] if position < len(node) else None
-    value = node.get("name") if isinstance(node, Mapping) else None
+    value = node.get("name") if is_map(node) else None
     return value if isinstance(value, str) else ""
 
 
@@ -233,7 +234,7 @@ def _secret_value(scan: ScanInput, namespace: str, name: str, key: str) -> str |
         return None
     for part in ("data", "stringData"):
         values = secret.body.get(part)
-        value = values.get(key) if isinstance(values, Mapping) else None
+        value = values.get(key) if is_map(values) else None
         if isinstance(value, Sensitive):
             try:
                 return value.reveal().decode("utf-8")
@@ -364,17 +365,17 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
             continue
         secret_volumes: dict[str, int] = {}
         for vi, volume in enumerate(volumes):
-            if not isinstance(volume, Mapping):
+            if not is_map(volume):
                 continue
             vpath = f"{view.path}.volumes[{vi}]"
             name = str(volume.get("name", ""))
             source = volume.get("secret") or volume.get("projected")
-            if isinstance(source, Mapping) and _has_secret(volume):
+            if is_map(source) and _has_secret(volume):
                 secret_volumes[name] = vi
                 kind = "secret" if "secret" in volume else "projected"
                 yield from _modes(obj, source, f"{vpath}.{kind}", name)
             host = volume.get("hostPath")
-            if isinstance(host, Mapping) and isinstance(host.get("path"), str):
+            if is_map(host) and isinstance(host.get("path"), str):
                 path = host["path"].rstrip("/") or "/"
                 held = _credentials_under(path)
                 if held:
@@ -414,13 +415,11 @@ def _credentials_under(path: str) -> str:
 
 
 def _has_secret(volume: Mapping[str, Any]) -> bool:
-    if isinstance(volume.get("secret"), Mapping):
+    if is_map(volume.get("secret")):
         return True
     projected = volume.get("projected")
-    sources = projected.get("sources") if isinstance(projected, Mapping) else None
-    return isinstance(sources, list) and any(
-        isinstance(s, Mapping) and isinstance(s.get("secret"), Mapping) for s in sources
-    )
+    sources = projected.get("sources") if is_map(projected) else None
+    return isinstance(sources, list) and any(is_map(s) and is_map(s.get("secret")) for s in sources)
 
 
 #: What Kubernetes uses when defaultMode is left out (0644, written as 420 in YAML).
@@ -443,11 +442,11 @@ def _modes(obj: KubeObject, source: Mapping[str, Any], path: str, name: str) -> 
         )  # fmt: skip
     items: list[tuple[str, Any]] = [(f"{path}.items", source.get("items"))]
     for si, src in enumerate(source.get("sources") or []):
-        if isinstance(src, Mapping) and isinstance(src.get("secret"), Mapping):
+        if is_map(src) and is_map(src.get("secret")):
             items.append((f"{path}.sources[{si}].secret.items", src["secret"].get("items")))
     for ipath, entries in items:
         for ii, item in enumerate(entries if isinstance(entries, list) else []):
-            if isinstance(item, Mapping) and _loose(item.get("mode")):
+            if is_map(item) and _loose(item.get("mode")):
                 yield finding(
                     PERMISSIVE_MODE, obj,
                     f'Secret volume "{name}" item "{item.get("key")}" has mode {item["mode"]:04o}',
