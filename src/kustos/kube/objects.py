@@ -11,9 +11,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 Body = Mapping[str, Any]
+
+
+def is_map(value: Any) -> TypeGuard[Mapping[Any, Any]]:
+    """``isinstance(value, Mapping)``, the plain ``dict`` of the YAML and JSON loaders first.
+
+    The check against the ``Mapping`` ABC costs several times a type comparison, and the
+    reference tables and checks of a large index ask it millions of times (most answers
+    are a ``dict`` or ``None``); any other mapping still gets the ABC's answer.
+    """
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
 
 #: A Kubernetes object name (DNS-1123 subdomain); a namespace is one label of it.
 DNS1123_SUBDOMAIN: Final = re.compile(
@@ -102,29 +113,37 @@ class KubeObject:
     name: str
     body: Body = field(repr=False, compare=False)
     source: Source | None = field(default=None, compare=False)
+    #: ``ref``, made on first use: the index and the checks ask it of the same objects
+    #: hundreds of thousands of times in a large scan. Derived, so not part of equality.
+    _ref: ObjectRef | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def ref(self) -> ObjectRef:
         """This object's identity."""
-        return ObjectRef(api_group(self.api_version), self.kind, self.namespace, self.name)
+        ref = self._ref
+        if ref is None:
+            ref = ObjectRef(api_group(self.api_version), self.kind, self.namespace, self.name)
+            # Frozen: the one derived field is set through object.__setattr__, once.
+            object.__setattr__(self, "_ref", ref)
+        return ref
 
     @property
     def metadata(self) -> Body:
         """``metadata``, or an empty mapping."""
         meta = self.body.get("metadata")
-        return meta if isinstance(meta, Mapping) else {}
+        return meta if is_map(meta) else {}
 
     @property
     def labels(self) -> Mapping[str, str]:
         """``metadata.labels``, or an empty mapping."""
         labels = self.metadata.get("labels")
-        return labels if isinstance(labels, Mapping) else {}
+        return labels if is_map(labels) else {}
 
     @property
     def annotations(self) -> Mapping[str, Any]:
         """``metadata.annotations``, or an empty mapping (values are ``Sensitive`` in Secrets)."""
         annotations = self.metadata.get("annotations")
-        return annotations if isinstance(annotations, Mapping) else {}
+        return annotations if is_map(annotations) else {}
 
     @property
     def owner_refs(self) -> tuple[ObjectRef, ...]:
@@ -134,7 +153,7 @@ class KubeObject:
             return ()
         refs = []
         for owner in owners:
-            if isinstance(owner, Mapping) and owner.get("kind") and owner.get("name"):
+            if is_map(owner) and owner.get("kind") and owner.get("name"):
                 group = api_group(str(owner.get("apiVersion", "")))
                 refs.append(
                     ObjectRef(group, str(owner["kind"]), self.namespace, str(owner["name"]))
