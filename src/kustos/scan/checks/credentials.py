@@ -121,8 +121,10 @@ def env_literal_credentials(scan: ScanInput) -> Iterator[Finding]:
             continue
         for cview in containers(view):
             for ei, env in items(cview.container.get("env")):
+                if "valueFrom" in env:
+                    continue  # a reference, not a literal (about half of the entries)
                 name, value = env.get("name"), _text(env.get("value"))
-                if not isinstance(name, str) or value is None or "valueFrom" in env:
+                if not isinstance(name, str) or value is None:
                     continue
                 hit = detect(name, value)
                 if hit is None:
@@ -251,6 +253,8 @@ def _json_strings(text: str) -> Iterator[str]:
 
 def _text(value: Any) -> str | None:
     """A scalar as text; ``None`` for mappings, lists, nulls and (defensively) ``Sensitive``."""
+    if type(value) is str:
+        return value  # most values: str(value) of a str is the value itself
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str | int | float):

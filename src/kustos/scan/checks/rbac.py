@@ -204,7 +204,7 @@ def _secret_rules(binding: Binding, verbs: tuple[str, ...]) -> list[tuple[Policy
     """Rules of the binding's role that allow some of *verbs* on Secrets (any name)."""
     assert binding.role is not None  # noqa: S101 - filtered by _user_bindings
     found = []
-    ns = binding.namespace or "any"
+    ns = binding.namespace or "any"  # for the record: rule_allows leaves scope to bindings
     for rule in binding.role.rules:
         allowed = [
             v for v in verbs
@@ -254,10 +254,16 @@ def check_secret_reads(scan: ScanInput) -> Iterator[Finding]:
     One finding per binding and subject: a role that repeats a rule (or grants the same
     read twice) is named once, with every rule that grants it.
     """
+    # What a role grants depends on its rules alone (the namespace is the binding's):
+    # thousands of bindings share a few distinct rule lists, each judged once.
+    judged: dict[tuple[PolicyRule, ...], list[tuple[PolicyRule, list[str]]]] = {}
     for _, binding in _user_bindings(scan):
         if _is_cluster_admin(binding):
             continue  # KST012 says it all
-        granted = _secret_rules(binding, _READ_VERBS)
+        assert binding.role is not None  # noqa: S101 - filtered by _user_bindings
+        granted = judged.get(binding.role.rules)
+        if granted is None:
+            granted = judged[binding.role.rules] = _secret_rules(binding, _READ_VERBS)
         if not granted:
             continue
         verbs = [v for v in _READ_VERBS if any(v in allowed for _, allowed in granted)]
@@ -283,6 +289,8 @@ def check_secret_reads(scan: ScanInput) -> Iterator[Finding]:
 def check_role_rules(scan: ScanInput) -> Iterator[Finding]:
     """KST005-KST007: wildcards covering Secrets, literal `x/*`, escalation verbs (per role)."""
     policy = scan.policy
+    # What a rule covers depends on the rule alone: equal rules of many roles judged once.
+    judged: dict[PolicyRule, tuple[bool, list[str], list[str]]] = {}
     for role in policy.roles.values():
         if role.obj is None or role.bootstrap:
             continue
@@ -290,15 +298,10 @@ def check_role_rules(scan: ScanInput) -> Iterator[Finding]:
             if rule.origin:
                 continue  # reported on the ClusterRole that declares it
             field = f"rules[{rule.index}]"
-            covers_secrets = any(
-                rule_allows(rule, Request(v, "", "secrets", namespace="x")) for v in _READ_VERBS
-            )
-            wild = sorted(
-                part
-                for part, values in (("verbs", rule.verbs), ("resources", rule.resources),
-                                     ("apiGroups", rule.api_groups))
-                if "*" in values
-            )  # fmt: skip
+            answers = judged.get(rule)
+            if answers is None:
+                answers = judged[rule] = _rule_answers(rule)
+            covers_secrets, wild, found = answers
             if covers_secrets and wild:
                 yield finding(
                     WILDCARD, role.obj,
@@ -314,13 +317,27 @@ def check_role_rules(scan: ScanInput) -> Iterator[Finding]:
                     f"{role} rules[{rule.index}] lists {', '.join(literal)} (not a wildcard)",
                     field=field,
                 )  # fmt: skip
-            escalation = _escalation(rule) + _named_impersonation(policy, role, rule)
+            escalation = found + _named_impersonation(policy, role, rule)
             if escalation:
                 yield finding(
                     ESCALATION, role.obj,
                     f"{role} rules[{rule.index}] allows {', '.join(escalation)}",
                     field=field,
                 )  # fmt: skip
+
+
+def _rule_answers(rule: PolicyRule) -> tuple[bool, list[str], list[str]]:
+    """Whether *rule* covers Secret reads, its ``*`` parts and its escalation verbs."""
+    covers_secrets = any(
+        rule_allows(rule, Request(v, "", "secrets", namespace="x")) for v in _READ_VERBS
+    )
+    wild = sorted(
+        part
+        for part, values in (("verbs", rule.verbs), ("resources", rule.resources),
+                             ("apiGroups", rule.api_groups))
+        if "*" in values
+    )  # fmt: skip
+    return covers_secrets, wild, _escalation(rule)
 
 
 def _escalation(rule: PolicyRule) -> list[str]:
@@ -383,6 +400,9 @@ def _impersonated(policy: Policy, role: Role, resource: str, name: str) -> list[
 def check_indirect_reads(scan: ScanInput) -> Iterator[Finding]:
     """KST008-KST012: paths to Secret values without read access."""
     namespaces_with_secrets = {s.namespace for s in scan.index.of_kind("Secret")}
+    # The paths a role opens depend on its rules alone (rule_allows leaves the namespace to
+    # the binding): thousands of bindings share a few distinct rule lists, each judged once.
+    judged: dict[tuple[PolicyRule, ...], _Paths] = {}
     for _, binding in _user_bindings(scan):
         assert binding.role is not None  # noqa: S101
         scope = "x" if binding.cluster_wide else binding.namespace
@@ -396,33 +416,19 @@ def check_indirect_reads(scan: ScanInput) -> Iterator[Finding]:
             continue  # everything below is implied; one finding is enough
         checks: list[tuple[Rule, list[str]]] = []
         rules = binding.role.rules
-        creates = sorted({
-            f"{verb} {resource}" for group, resource, verb in _CREATORS for rule in rules
-            if rule_allows(rule, Request(verb, group, resource, namespace=scope))
-        })  # fmt: skip
+        paths = judged.get(rules)
+        if paths is None:
+            paths = judged[rules] = _indirect_paths(rules, scope)
+        creates, execs, tokens, proxies = paths
         relevant = binding.cluster_wide or binding.namespace in namespaces_with_secrets
         if creates and relevant:
             checks.append((POD_CREATE, creates))
-        execs = sorted({
-            f"{verb} pods/{sub}" for sub in ("exec", "attach") for verb in ("create", "get")
-            for rule in binding.role.rules
-            if rule_allows(rule, Request(verb, "", "pods", sub, namespace=scope, name="x"))
-        })  # fmt: skip
         if execs:
             checks.append((EXEC, execs))
-        tokens = [
-            "create serviceaccounts/token" for rule in binding.role.rules
-            if rule_allows(rule, Request("create", "", "serviceaccounts", "token", scope, "x"))
-        ][:1]  # fmt: skip
         if tokens:
             checks.append((TOKEN_REQUEST, tokens))
-        if binding.cluster_wide:
-            proxies = sorted({
-                f"{verb} nodes/proxy" for verb in ("get", "create") for rule in binding.role.rules
-                if rule_allows(rule, Request(verb, "", "nodes", "proxy", name="x"))
-            })  # fmt: skip
-            if proxies:
-                checks.append((NODE_PROXY, proxies))
+        if binding.cluster_wide and proxies:
+            checks.append((NODE_PROXY, proxies))
         for rule_def, what in checks:
             for subject in binding.subjects:
                 yield finding(
@@ -431,6 +437,31 @@ def check_indirect_reads(scan: ScanInput) -> Iterator[Finding]:
                     field=_subject_field(binding, subject),
                     details={"role": str(binding.role)},
                 )  # fmt: skip
+
+
+#: What a role's rules open: creators, exec/attach, token requests, nodes/proxy.
+_Paths = tuple[list[str], list[str], list[str], list[str]]
+
+
+def _indirect_paths(rules: tuple[PolicyRule, ...], scope: str) -> _Paths:
+    creates = sorted({
+        f"{verb} {resource}" for group, resource, verb in _CREATORS for rule in rules
+        if rule_allows(rule, Request(verb, group, resource, namespace=scope))
+    })  # fmt: skip
+    execs = sorted({
+        f"{verb} pods/{sub}" for sub in ("exec", "attach") for verb in ("create", "get")
+        for rule in rules
+        if rule_allows(rule, Request(verb, "", "pods", sub, namespace=scope, name="x"))
+    })  # fmt: skip
+    tokens = [
+        "create serviceaccounts/token" for rule in rules
+        if rule_allows(rule, Request("create", "", "serviceaccounts", "token", scope, "x"))
+    ][:1]  # fmt: skip
+    proxies = sorted({
+        f"{verb} nodes/proxy" for verb in ("get", "create") for rule in rules
+        if rule_allows(rule, Request(verb, "", "nodes", "proxy", name="x"))
+    })  # fmt: skip
+    return creates, execs, tokens, proxies
 
 
 CHECKS: tuple[Check, ...] = (

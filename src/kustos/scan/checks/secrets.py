@@ -17,10 +17,10 @@ from dataclasses import replace
 from typing import Any, Final
 
 from kustos.conventions import ANNOTATION_ROTATED_AT
-from kustos.kube.objects import KubeObject
-from kustos.kube.references import WORKLOAD_KINDS, Via, is_map
+from kustos.kube.objects import KubeObject, ObjectRef, is_map
+from kustos.kube.references import WORKLOAD_KINDS, Via
 from kustos.rbac.matching import Request, rule_allows
-from kustos.rbac.model import Subject
+from kustos.rbac.model import PolicyRule, Subject
 from kustos.scan.checking import Check, ScanInput, finding
 from kustos.scan.checks.nearby import within
 from kustos.scan.credentials import detect, is_credential_name, is_placeholder, is_setting_name
@@ -188,6 +188,7 @@ def _type(secret: KubeObject) -> str:
 
 def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
     """KST040, KST041, KST045: type, immutability and namespace of each Secret."""
+    owned: dict[ObjectRef, bool] = {}
     for secret in scan.index.of_kind("Secret"):
         if secret.api_version != "v1":
             continue
@@ -206,7 +207,7 @@ def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
                     )
                     break
         if not managed and secret.body.get("immutable") is not True:
-            readers = _static_readers(scan, secret)
+            readers = _static_readers(scan, secret, owned)
             if len(readers) >= IMMUTABLE_MIN_READERS:
                 yield finding(
                     NOT_IMMUTABLE,
@@ -226,16 +227,25 @@ def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
             )
 
 
-def _static_readers(scan: ScanInput, secret: KubeObject) -> list[str]:
-    """Top-level workloads reading a Secret that nothing rotates (``[]`` if something does)."""
+def _static_readers(scan: ScanInput, secret: KubeObject, owned: dict[ObjectRef, bool]) -> list[str]:
+    """Top-level workloads reading a Secret that nothing rotates (``[]`` if something does).
+
+    *owned* remembers the index's answer per consumer for the whole check: a workload
+    reads several Secrets, and each asked it again.
+    """
     if ANNOTATION_ROTATED_AT in secret.annotations:
         return []
     readers: dict[str, None] = {}
     for ref in scan.index.consumers_of(secret.namespace, secret.name):
         if ref.via in _ROTATORS:
             return []
-        if ref.consumer.kind in WORKLOAD_KINDS and not scan.index.is_owned(ref.consumer):
-            readers[f"{ref.consumer.kind} {ref.consumer.name}"] = None
+        consumer = ref.consumer
+        if consumer.kind in WORKLOAD_KINDS:
+            is_owned = owned.get(consumer)
+            if is_owned is None:
+                is_owned = owned[consumer] = scan.index.is_owned(consumer)
+            if not is_owned:
+                readers[f"{consumer.kind} {consumer.name}"] = None
     return list(readers)
 
 
@@ -243,9 +253,12 @@ def _other_consumers(scan: ScanInput) -> set[tuple[str, str]]:
     """Secrets named ``spec.secretName`` by objects the reference parser does not know."""
     used: set[tuple[str, str]] = set()
     for obj in scan.index:
+        if obj.kind == "Secret":
+            continue
         # cert-manager Certificates and most operators name their output Secret secretName.
-        name = _get(obj.body, "spec", "secretName")
-        if isinstance(name, str) and obj.kind != "Secret":
+        spec = obj.body.get("spec")
+        name = spec.get("secretName") if is_map(spec) else None
+        if isinstance(name, str):
             used.add((obj.namespace, name))
     return used
 
@@ -261,20 +274,40 @@ def _consumers_visible(secret: KubeObject, workloads: Mapping[str, list[KubeObje
     return any(within(secret, w) for w in workloads.get(secret.namespace, ()))
 
 
+#: Leaves that hold no string: skipped without a call (most values of a manifest).
+_NOT_TEXT: Final = frozenset({int, float, bool, type(None)})
+
+
 def _strings(value: Any, names: AbstractSet[str], out: set[str]) -> None:
-    """Every string inside a manifest body (keys and values) that is one of *names*."""
-    if isinstance(value, str):
+    """Every string inside a manifest body (keys and values) that is one of *names*.
+
+    A plain ``dict``, ``list`` or ``str`` answers by its exact type; only other types ask
+    ``isinstance`` (the ``Mapping`` ABC for read-only bodies). The values of a mapping or
+    list that are strings or numbers are judged in the loop, not by a call each.
+    """
+    kind = type(value)
+    if kind is str or (
+        kind is not dict and kind is not list and kind not in _NOT_TEXT and isinstance(value, str)
+    ):
         if value in names:
             out.add(value)
-    # ``dict`` first: the bodies' own type answers in C, where ``Mapping`` asks the ABC.
-    elif isinstance(value, (dict, Mapping)):
+        return
+    if kind is dict or (kind is not list and isinstance(value, Mapping)):
         for k, v in value.items():
-            if isinstance(k, str) and k in names:
+            if (type(k) is str or isinstance(k, str)) and k in names:
                 out.add(k)
-            _strings(v, names, out)
-    elif isinstance(value, list):
+            if type(v) is str:
+                if v in names:
+                    out.add(v)
+            elif type(v) not in _NOT_TEXT:
+                _strings(v, names, out)
+    elif kind is list or isinstance(value, list):
         for item in value:
-            _strings(item, names, out)
+            if type(item) is str:
+                if item in names:
+                    out.add(item)
+            elif type(item) not in _NOT_TEXT:
+                _strings(item, names, out)
 
 
 def _named_elsewhere(
@@ -302,13 +335,6 @@ def _named_elsewhere(
             else:
                 everywhere |= strings
     return found, everywhere
-
-
-def _get(body: Mapping[str, Any], *path: str) -> Any:
-    node: Any = body
-    for step in path:
-        node = node.get(step) if is_map(node) else None
-    return node
 
 
 def check_usage(scan: ScanInput) -> Iterator[Finding]:
@@ -381,12 +407,18 @@ def _api_readers(scan: ScanInput) -> dict[str, int]:
     request = Request("get", "", "secrets", name="*")
     everywhere: set[Subject] = set()
     readers: dict[str, set[Subject]] = defaultdict(set)
+    # A role's answer depends on its rules alone: many bindings share a few rule lists.
+    allows: dict[tuple[PolicyRule, ...], bool] = {}
     for binding in scan.policy.bindings:
         if binding.role is None or binding.bootstrap:
             continue
-        if not any(
-            rule_allows(replace(r, resource_names=frozenset()), request) for r in binding.role.rules
-        ):
+        allowed = allows.get(binding.role.rules)
+        if allowed is None:
+            allowed = allows[binding.role.rules] = any(
+                rule_allows(replace(r, resource_names=frozenset()), request)
+                for r in binding.role.rules
+            )
+        if not allowed:
             continue
         accounts = (s for s in binding.subjects if s.kind == "ServiceAccount")
         if binding.cluster_wide:

@@ -11,12 +11,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any, Final
 
-from kustos.kube.objects import KubeObject, ObjectRef
+from kustos.kube.objects import KubeObject, ObjectRef, is_map
 from kustos.kube.references import (
     SecretReference,
     Via,
     containers,
-    is_map,
     items,
     pod_spec_of,
     service_account_name,
@@ -215,7 +214,37 @@ def _env_severity(scan: ScanInput, obj: KubeObject, ref: SecretReference) -> Sev
 
 
 def _env_name(obj: KubeObject, field: str) -> str:
-    """The ``name`` of the env entry at *field* (``...env[3].valueFrom.secretKeyRef``)."""
+    """The ``name`` of the env entry at *field* (``...env[3].valueFrom.secretKeyRef``).
+
+    The reference parser wrote *field* from this very body as
+    ``POD_SPEC.LIST[i].env[j]...``: the pod spec is found by its kind's path and only the
+    two positions are read; any other shape takes the walk along the whole path.
+    """
+    view = pod_spec_of(obj)
+    head = f"{view.path}." if view is not None else None
+    tail = field.removesuffix(".valueFrom.secretKeyRef")
+    if view is not None and head is not None and tail.startswith(head):
+        list_part, _, env_part = tail[len(head) :].partition(".")
+        list_name, _, ci = list_part.partition("[")
+        if env_part.startswith("env[") and ci.endswith("]") and env_part.endswith("]"):
+            listed = view.spec.get(list_name)
+            container = _at(listed, ci[:-1])
+            envs = container.get("env") if is_map(container) else None
+            env = _at(envs, env_part[4:-1])
+            value = env.get("name") if is_map(env) else None
+            return value if isinstance(value, str) else ""
+    return _env_name_walked(obj, field)
+
+
+def _at(node: Any, index: str) -> Any:
+    """``node[index]`` of a list, ``None`` past its end or for anything else."""
+    if not isinstance(node, list) or not index.isdigit():
+        return None
+    position = int(index)
+    return node[position] if position < len(node) else None
+
+
+def _env_name_walked(obj: KubeObject, field: str) -> str:
     node: Any = obj.body
     for part in field.removesuffix(".valueFrom.secretKeyRef").split("."):
         name, _, index = part.partition("[")
@@ -367,14 +396,16 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
         for vi, volume in enumerate(volumes):
             if not is_map(volume):
                 continue
+            secret, host = volume.get("secret"), volume.get("hostPath")
+            source = secret or volume.get("projected")
+            if source is None and host is None:
+                continue  # a configMap, emptyDir... volume: nothing to judge, no path made
             vpath = f"{view.path}.volumes[{vi}]"
             name = str(volume.get("name", ""))
-            source = volume.get("secret") or volume.get("projected")
             if is_map(source) and _has_secret(volume):
                 secret_volumes[name] = vi
                 kind = "secret" if "secret" in volume else "projected"
                 yield from _modes(obj, source, f"{vpath}.{kind}", name)
-            host = volume.get("hostPath")
             if is_map(host) and isinstance(host.get("path"), str):
                 path = host["path"].rstrip("/") or "/"
                 held = _credentials_under(path)
@@ -385,13 +416,11 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
                         field=f"{vpath}.hostPath",
                         details={"holds": held},
                     )  # fmt: skip
+        if scan.live or not secret_volumes:
+            continue  # KST024 needs a Secret volume, and files
         for cview in containers(view):
             for mi, mount in items(cview.container.get("volumeMounts")):
-                if (
-                    not scan.live
-                    and mount.get("name") in secret_volumes
-                    and mount.get("readOnly") is False
-                ):
+                if mount.get("name") in secret_volumes and mount.get("readOnly") is False:
                     yield finding(
                         WRITABLE_MOUNT, obj,
                         f'container "{cview.name}" mounts Secret volume '
