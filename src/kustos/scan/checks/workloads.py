@@ -13,10 +13,10 @@ from typing import Any, Final
 
 from kustos.kube.objects import KubeObject, ObjectRef, is_map
 from kustos.kube.references import (
+    CONTAINER_LISTS,
+    POD_SPEC_PATHS,
     SecretReference,
     Via,
-    containers,
-    items,
     pod_spec_of,
     service_account_name,
 )
@@ -217,17 +217,21 @@ def _env_name(obj: KubeObject, field: str) -> str:
     """The ``name`` of the env entry at *field* (``...env[3].valueFrom.secretKeyRef``).
 
     The reference parser wrote *field* from this very body as
-    ``POD_SPEC.LIST[i].env[j]...``: the pod spec is found by its kind's path and only the
-    two positions are read; any other shape takes the walk along the whole path.
+    ``POD_SPEC.LIST[i].env[j]...``: under the pod spec (found by its kind's path, as the
+    parser found it) only the two positions are read; any other shape takes the walk
+    along the whole path.
     """
-    view = pod_spec_of(obj)
-    head = f"{view.path}." if view is not None else None
+    steps = POD_SPEC_PATHS.get(obj.kind)
+    spec: Any = obj.body
+    for step in steps or ():
+        spec = spec.get(step) if is_map(spec) else None
+    head = ".".join(steps) + "." if steps else ""
     tail = field.removesuffix(".valueFrom.secretKeyRef")
-    if view is not None and head is not None and tail.startswith(head):
+    if steps and is_map(spec) and tail.startswith(head):
         list_part, _, env_part = tail[len(head) :].partition(".")
         list_name, _, ci = list_part.partition("[")
         if env_part.startswith("env[") and ci.endswith("]") and env_part.endswith("]"):
-            listed = view.spec.get(list_name)
+            listed = spec.get(list_name)
             container = _at(listed, ci[:-1])
             envs = container.get("env") if is_map(container) else None
             env = _at(envs, env_part[4:-1])
@@ -418,15 +422,25 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
                     )  # fmt: skip
         if scan.live or not secret_volumes:
             continue  # KST024 needs a Secret volume, and files
-        for cview in containers(view):
-            for mi, mount in items(cview.container.get("volumeMounts")):
-                if mount.get("name") in secret_volumes and mount.get("readOnly") is False:
-                    yield finding(
-                        WRITABLE_MOUNT, obj,
-                        f'container "{cview.name}" mounts Secret volume '
-                        f'"{mount.get("name")}" with readOnly: false',
-                        field=f"{cview.path}.volumeMounts[{mi}]",
-                    )  # fmt: skip
+        # The walk of :func:`containers` and :func:`items`, written out: names and paths
+        # are made only for a mount that is reported.
+        for list_name in CONTAINER_LISTS:
+            listed = view.spec.get(list_name)
+            for ci, container in enumerate(listed if isinstance(listed, list) else ()):
+                mounts = container.get("volumeMounts") if is_map(container) else None
+                for mi, mount in enumerate(mounts if isinstance(mounts, list) else ()):
+                    if (
+                        is_map(mount)
+                        and mount.get("name") in secret_volumes
+                        and mount.get("readOnly") is False
+                    ):
+                        cname = container.get("name")
+                        yield finding(
+                            WRITABLE_MOUNT, obj,
+                            f'container "{cname if isinstance(cname, str) else ""}" mounts '
+                            f'Secret volume "{mount.get("name")}" with readOnly: false',
+                            field=f"{view.path}.{list_name}[{ci}].volumeMounts[{mi}]",
+                        )  # fmt: skip
 
 
 def _credentials_under(path: str) -> str:
@@ -469,12 +483,18 @@ def _modes(obj: KubeObject, source: Mapping[str, Any], path: str, name: str) -> 
             f'Secret volume "{name}" has defaultMode {source["defaultMode"]:04o}',
             field=f"{path}.defaultMode",
         )  # fmt: skip
-    items: list[tuple[str, Any]] = [(f"{path}.items", source.get("items"))]
+    # Paths are made only for lists that hold items (most volumes have none).
+    items: list[tuple[str, Any]] = []
+    entries = source.get("items")
+    if isinstance(entries, list) and entries:
+        items.append((f"{path}.items", entries))
     for si, src in enumerate(source.get("sources") or []):
         if is_map(src) and is_map(src.get("secret")):
-            items.append((f"{path}.sources[{si}].secret.items", src["secret"].get("items")))
+            entries = src["secret"].get("items")
+            if isinstance(entries, list) and entries:
+                items.append((f"{path}.sources[{si}].secret.items", entries))
     for ipath, entries in items:
-        for ii, item in enumerate(entries if isinstance(entries, list) else []):
+        for ii, item in enumerate(entries):
             if is_map(item) and _loose(item.get("mode")):
                 yield finding(
                     PERMISSIVE_MODE, obj,
