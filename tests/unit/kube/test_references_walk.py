@@ -8,8 +8,10 @@ specs of odd shapes: env entries without a name or with a ``valueFrom`` that is 
 mapping, secret selectors without a name or with one that is not a string, volumes
 without a source, non-mapping items in every list, lists that are not lists, init and
 ephemeral containers, duplicate names, every workload kind (CronJob templates nested
-twice), bodies made of ``dict`` subclasses and of read-only mappings. ``KubeObject.ref``
-made once answers as a fresh one does and takes no part in equality.
+twice), bodies made of ``dict`` subclasses and of read-only mappings. A Secret's short
+way (only a core token Secret names anything) gives the general path's answer on every
+type, group and annotation shape. ``KubeObject.ref`` made once answers as a fresh one
+does and takes no part in equality.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from kustos.kube.documents import to_object
 from kustos.kube.objects import KubeObject, ObjectRef
 from kustos.kube.references import (
     POD_SPEC_PATHS,
+    SA_NAME_ANNOTATION,
+    SA_TOKEN_TYPE,
     SecretReference,
     Via,
+    _other_refs,
     containers,
     items,
     pod_spec_of,
@@ -273,3 +278,20 @@ def test_a_reference_made_once_answers_as_a_fresh_one() -> None:
     assert hash(twin) == hash(obj)
     assert "_ref" not in repr(obj)
     assert replace(obj, name="other").ref == ObjectRef("", "Deployment", "ns", "other")
+
+
+@pytest.mark.parametrize("api_version", ["v1", "example.com/v1"])
+@pytest.mark.parametrize("secret_type", [SA_TOKEN_TYPE, "Opaque", None, 3, ["x"]])
+@pytest.mark.parametrize("account", ["runner", "", None, 5])
+def test_a_secret_takes_the_short_way_to_the_general_answer(
+    api_version: str, secret_type: Any, account: Any
+) -> None:
+    annotations = {} if account is None else {SA_NAME_ANNOTATION: account}
+    body = {"apiVersion": api_version, "kind": "Secret", "type": secret_type,
+            "metadata": {"name": "t", "namespace": "ns", "annotations": annotations}}  # fmt: skip
+    obj = to_object(body, None)
+    expected = tuple(_other_refs(obj, None))  # the path every other consumer kind takes
+    assert secret_references(obj) == expected
+    assert bool(expected) == (
+        api_version == "v1" and secret_type == SA_TOKEN_TYPE and account == "runner"
+    )
