@@ -105,7 +105,19 @@ fn at(s: &[u8], i: usize, lit: &[u8]) -> bool {
 
 #[inline]
 fn contains(s: &[u8], lit: &[u8]) -> bool {
-    memmem::find(s, lit).is_some()
+    if s.len() < 256 {
+        // Short texts (most values): the first byte's places, without building a searcher.
+        let mut from = 0;
+        while let Some(k) = memchr::memchr(lit[0], &s[from..]) {
+            if s[from + k..].starts_with(lit) {
+                return true;
+            }
+            from += k + 1;
+        }
+        false
+    } else {
+        memmem::find(s, lit).is_some()
+    }
 }
 
 /// The lines of `str.splitlines` on ASCII text.
@@ -245,23 +257,6 @@ const COMMON_PASSWORDS: &[&[u8]] = &[
     b"abc123",
     b"admin123",
 ];
-const PLACEHOLDER_MARKERS: &[&[u8]] = &[
-    b"change",
-    b"replace",
-    b"example",
-    b"dummy",
-    b"placeholder",
-    b"sample",
-    b"your",
-    b"insert",
-    b"redacted",
-    b"todo",
-    b"fixme",
-    b"fake",
-    b"notreal",
-    b"test",
-    b"xxx",
-];
 
 fn one_of(word: &[u8], set: &[&[u8]]) -> bool {
     set.contains(&word)
@@ -347,8 +342,28 @@ fn placeholder_token(token: &[u8]) -> bool {
             }
         })
         .collect();
-    if PLACEHOLDER_MARKERS.iter().any(|m| contains(&leet, m)) {
-        return true;
+    // Any of the reference's _PLACEHOLDER_MARKERS, in one pass (each looked for where it
+    // may start).
+    for i in 0..leet.len() {
+        let rest = &leet[i..];
+        let found = match rest[0] {
+            b'c' => rest.starts_with(b"change"),
+            b'r' => rest.starts_with(b"replace") || rest.starts_with(b"redacted"),
+            b'e' => rest.starts_with(b"example"),
+            b'd' => rest.starts_with(b"dummy"),
+            b'p' => rest.starts_with(b"placeholder"),
+            b's' => rest.starts_with(b"sample"),
+            b'y' => rest.starts_with(b"your"),
+            b'i' => rest.starts_with(b"insert"),
+            b't' => rest.starts_with(b"todo") || rest.starts_with(b"test"),
+            b'f' => rest.starts_with(b"fixme") || rest.starts_with(b"fake"),
+            b'n' => rest.starts_with(b"notreal"),
+            b'x' => rest.starts_with(b"xxx"),
+            _ => false,
+        };
+        if found {
+            return true;
+        }
     }
     let stripped: Vec<u8> = token
         .iter()
@@ -385,10 +400,14 @@ fn is_ident_start(b: u8) -> bool {
 }
 
 fn template(text: &[u8]) -> bool {
-    for lit in [&b"$("[..], b"${", b"{{", b"{%", b"<%", b"#{", b"%{"] {
-        if contains(text, lit) {
-            return true;
-        }
+    // `$(`, `${`, `{{`, `{%`, `<%`, `#{` or `%{` anywhere.
+    if text.windows(2).any(|w| {
+        matches!(
+            (w[0], w[1]),
+            (b'$', b'(') | (b'$' | b'{' | b'#' | b'%', b'{') | (b'{' | b'<', b'%')
+        )
+    }) {
+        return true;
     }
     let n = text.len();
     if n >= 2 && text[0] == b'$' && is_ident_start(text[1]) && run(text, 2, is_word) == n {
@@ -710,17 +729,30 @@ fn jwt(s: &[u8], i: usize) -> Option<usize> {
 
 type Matcher = fn(&[u8], usize) -> Option<usize>;
 
-/// The provider patterns in the reference's order, each with the literal every match holds.
-const MATCHERS: [(Matcher, &[u8]); PATTERNS as usize] = [
-    (aws, b"A"),
-    (github, b"g"),
-    (gitlab, b"glpat-"),
-    (slack_token, b"xox"),
-    (slack_webhook, b"hooks.slack.com/services/"),
-    (google, b"AIza"),
-    (stripe, b"_live_"),
-    (jwt, b"eyJ"),
+/// The provider patterns in the reference's order, each with the literal every match holds
+/// and the bytes a match may start with.
+const MATCHERS: [(Matcher, &[u8], &[u8]); PATTERNS as usize] = [
+    (aws, b"A", b"A"),
+    (github, b"g", b"g"),
+    (gitlab, b"glpat-", b"g"),
+    (slack_token, b"xox", b"x"),
+    (slack_webhook, b"hooks.slack.com/services/", b"h"),
+    (google, b"AIza", b"A"),
+    (stripe, b"_live_", b"sr"),
+    (jwt, b"eyJ", b"e"),
 ];
+
+/// The next position from *from* where a match may start (one of *first*).
+#[inline]
+fn next_start(s: &[u8], from: usize, first: &[u8]) -> Option<usize> {
+    let rest = &s[from..];
+    match first {
+        [a] => memchr::memchr(*a, rest),
+        [a, b] => memchr::memchr2(*a, *b, rest),
+        _ => Some(0),
+    }
+    .map(|k| from + k)
+}
 
 /// The body of a key block counts: 64+ base64 characters on lines without `:`, and no
 /// placeholder.
@@ -856,14 +888,16 @@ fn url_credentials(s: &[u8]) -> bool {
 
 /// The first provider rule *s* triggers (`_provider_matches(s, decode=False)`).
 fn provider(py: Python<'_>, s: &[u8], jwt_header: &Bound<'_, PyAny>) -> PyResult<Option<u8>> {
-    for (code, (matcher, marker)) in MATCHERS.iter().enumerate() {
+    for (code, (matcher, marker, first)) in MATCHERS.iter().enumerate() {
         if !contains(s, marker) {
             continue;
         }
-        let mut i = 0;
-        while i < s.len() {
+        // `finditer`: a search at each position in turn (only where a match may start), and
+        // after a match at its end.
+        let mut from = 0;
+        while let Some(i) = next_start(s, from, first) {
             let Some(end) = matcher(s, i) else {
-                i += 1;
+                from = i + 1;
                 continue;
             };
             let token = &s[i..end];
@@ -872,7 +906,7 @@ fn provider(py: Python<'_>, s: &[u8], jwt_header: &Bound<'_, PyAny>) -> PyResult
             if !skip {
                 return Ok(Some(code as u8));
             }
-            i = end;
+            from = end;
         }
     }
     if contains(s, b"PRIVATE KEY") && private_key(s) {
