@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-# The audit writer's native core (native/, Rust and pyo3), built into the source tree next
-# to its Python callers (kustos.audit.native); without cargo Kustos runs the Python path.
+# The native core (native/, Rust and pyo3: the audit writer's hot loop, the credential
+# detector), built into the source tree as kustos._native; without cargo Kustos runs the
+# Python path.
 CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 NATIVE := src/kustos/_native.abi3.so
 
