@@ -9,10 +9,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-# The audit writer's native core (native/, Rust and pyo3), built into the source tree next
-# to its Python callers (kustos.audit.native); without cargo Kustos runs the Python path.
+# The native core (native/, Rust and pyo3: the audit writer's hot loop, the credential
+# detector), built into the source tree as kustos._native; without cargo Kustos runs the
+# Python path.
 CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
-NATIVE := src/kustos/audit/_native.abi3.so
+NATIVE := src/kustos/_native.abi3.so
 
 .PHONY: all demo test unit integration lint format deps system-deps venv native controlplane sops vault proto bench bench-peers clean help
 
@@ -50,7 +51,7 @@ $(STAMP): pyproject.toml
 
 native: $(NATIVE)
 
-$(NATIVE): native/Cargo.toml native/Cargo.lock native/src/lib.rs native/src/detect.rs native/src/reader.rs | $(STAMP)
+$(NATIVE): native/Cargo.toml native/Cargo.lock native/src/lib.rs native/src/detect.rs native/src/reader.rs native/src/credentials.rs | $(STAMP)
 	@if [ -x "$(CARGO)" ]; then \
 		cd native && PYO3_PYTHON=$(abspath $(BIN)/python) $(CARGO) build --release --locked -q \
 		&& cp target/release/libkustos_native.so ../$(NATIVE).new && mv ../$(NATIVE).new ../$(NATIVE) \

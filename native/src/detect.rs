@@ -1,4 +1,4 @@
-//! The detectors' per-event state machine (`kustos.audit._native.Detector`).
+//! The detectors' per-event state machine (`kustos._native.Detector`).
 //!
 //! The same logic as `kustos.audit.detecting.Detector`, the reference, over a stored
 //! batch: the views the archive's reader made of its events (`process_commit`: see
@@ -560,7 +560,7 @@ struct Alert {
 // ------------------------------------------------------------------------------ detector
 
 /// The detectors over one state; see the module's documentation.
-#[pyclass(module = "kustos.audit._native")]
+#[pyclass(module = "kustos._native")]
 pub(crate) struct Detector {
     classify: Py<PyAny>,
     zone_offset: Py<PyAny>,

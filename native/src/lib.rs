@@ -1,4 +1,4 @@
-//! The audit archive writer's hot loop, out of the Python interpreter (`kustos.audit._native`).
+//! The audit archive writer's hot loop, out of the Python interpreter (`kustos._native`).
 //!
 //! A batch (the complete lines of an audit log chunk, or the items of an `EventList` body)
 //! is read in one call: for each event the few fields the archive needs (identity, index
@@ -21,6 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use sha2::{Digest, Sha256};
 
+mod credentials;
 mod detect;
 mod reader;
 
@@ -267,7 +268,7 @@ fn ready(f: View<'_>, a: usize, b: usize, data: &[u8]) -> Option<Item> {
 // ------------------------------------------------------------------------------ batches
 
 /// One batch read by the fast reader; the events it was unsure about wait for `resolve`.
-#[pyclass(module = "kustos.audit._native")]
+#[pyclass(module = "kustos._native")]
 struct Batch {
     /// The text the spans point into (the Python bytes object, not copied).
     buf: Option<Py<PyBytes>>,
@@ -498,7 +499,7 @@ fn event_list_items(body: &[u8]) -> Option<Vec<Item>> {
 // ------------------------------------------------------------------------------ dedupe
 
 /// The identities (auditID, stage) of the latest records, oldest first.
-#[pyclass(module = "kustos.audit._native")]
+#[pyclass(module = "kustos._native")]
 struct Window {
     keys: HashSet<Key>,
     order: VecDeque<Key>,
@@ -576,7 +577,7 @@ struct Row {
 }
 
 /// A batch chained and formatted, not yet written: what the archive writes and indexes.
-#[pyclass(module = "kustos.audit._native")]
+#[pyclass(module = "kustos._native")]
 struct Commit {
     blob: Py<PyBytes>,
     /// The last record's number and chain hash after this batch.
@@ -845,5 +846,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cut_lines, m)?)?;
     m.add_function(wrap_pyfunction!(read_event_list, m)?)?;
     m.add_function(wrap_pyfunction!(commit, m)?)?;
+    m.add_function(wrap_pyfunction!(credentials::detect_credential, m)?)?;
+    m.add_function(wrap_pyfunction!(credentials::credential_key_class, m)?)?;
     Ok(())
 }

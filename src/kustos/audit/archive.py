@@ -68,7 +68,7 @@ from kustos.audit.signing import (
 from kustos.errors import ArchiveError, ArchiveFullError
 
 if TYPE_CHECKING:
-    from kustos.audit._native import Batch, Commit, Window
+    from kustos._native import Batch, Commit, Window
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _marked(groups: Sequence[Sequence[Prepared]]) -> Iterator[Iterable[Prepared 
 
 class RecentKeys:
     """The identities of the latest records, oldest first (the Python path's window;
-    the native core has the same one, :class:`kustos.audit._native.Window`)."""
+    the native core has the same one, :class:`kustos._native.Window`)."""
 
     def __init__(self, size: int) -> None:
         self.size = size

@@ -33,7 +33,7 @@ from kustos.errors import FileAccessError, InputError
 from kustos.files.state import StateFile, StateModel
 
 if TYPE_CHECKING:
-    from kustos.audit._native import Batch
+    from kustos._native import Batch
 
 CURSOR: Final = "ingest-cursor.json"
 #: Lines per append: one block of the index (fewer rewrites of its rows, fewer fsyncs).

@@ -1,4 +1,4 @@
-"""The archive writer's native core (``kustos.audit._native``, built from ``native/``).
+"""The archive writer's native core (``kustos._native``, built from ``native/``).
 
 The per-event work of every ingest path (reading the few fields the archive needs from an
 event's JSON text, the hash chain, the record lines, the index's posting rows, the dedupe
@@ -28,7 +28,7 @@ __all__ = ["ENV", "core", "enabled"]
 ENV: Final = "KUSTOS_AUDIT_NATIVE"
 
 try:
-    from kustos.audit import _native as core
+    from kustos import _native as core
 
     _BUILT = True
 except ImportError:  # not built (``make native``): the Python path; ``core`` is unset

@@ -43,7 +43,7 @@ from kustos.audit.records import Prepared, prepare
 from kustos.errors import ArchiveError, ArchiveFullError, ServiceError
 
 if TYPE_CHECKING:
-    from kustos.audit._native import Batch
+    from kustos._native import Batch
 
 log = logging.getLogger(__name__)
 

@@ -59,6 +59,13 @@ A value is a placeholder when, lowercased with leetspeak undone (``Ch4ngeM3`` â†
 ``example``, ``dummy``, ``placeholder``, ``sample``, ``your``, ``insert``, ``redacted``,
 ``todo``, ``fixme``, ``fake``, ``notreal``, ``test`` or ``xxx``; or it is wrapped in ``<>``;
 or it is one character repeated (``*****``), or has a run of 8+ equal characters.
+
+The per-value decision runs in the native core (``kustos._native.detect_credential``, built
+from ``native/src/credentials.rs``) when it is built, for ASCII keys and values: it answers
+which rule fired (and the few facts that make the same :class:`CredentialHit`), or that it
+is unsure (text beyond ASCII, base64 that decodes to it), and then :func:`_detect_all`, the
+reference, answers. Both give the same hits (``tests/unit/scan/test_credentials_native.py``).
+``KUSTOS_SCAN_NATIVE=0`` turns the native core off (the reference alone, slower).
 """
 
 from __future__ import annotations
@@ -68,12 +75,19 @@ import binascii
 import hashlib
 import json
 import math
+import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
+
+try:
+    from kustos import _native
+except ImportError:  # not built (``make native``): the reference answers alone
+    _native = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,11 +346,104 @@ def detect(key: str | None, value: str) -> CredentialHit | None:
     )
     if remembered in _detected:
         return _detected[remembered]
-    hit = next(_detect_all(key, value), None)
+    hit = _decide(key, value)
     if len(_detected) >= _DETECTED_AT_MOST:
         _detected.clear()
     _detected[remembered] = hit
     return hit
+
+
+#: Whether the native core decides: built, not turned off by ``KUSTOS_SCAN_NATIVE=0``, and
+#: on Python 3.11, whose ``sum`` of floats the core's entropy repeats term for term (3.12
+#: compensates the rounding, which the core does not replicate: the reference answers).
+NATIVE_ENV: Final = "KUSTOS_SCAN_NATIVE"
+_core: Final = (
+    _native if os.environ.get(NATIVE_ENV, "1") != "0" and sys.version_info < (3, 12) else None
+)
+_UNSURE: Final = -1
+
+
+def _decide(key: str | None, value: str) -> CredentialHit | None:
+    """The first hit of :func:`_detect_all`, from the native core when it is sure."""
+    if _core is not None and value.isascii() and (key is None or key.isascii()):
+        answer = _core.detect_credential(key, value, _jwt_header)
+        if answer is None:
+            return None
+        if isinstance(answer, tuple):
+            return _embedded_hit(*answer)
+        if answer != _UNSURE:
+            return _native_hit(answer)
+    return next(_detect_all(key, value), None)
+
+
+#: The native core's rule codes (see ``native/src/credentials.rs``): the provider patterns
+#: (0-7, ``_PATTERNS``' order), a key block (8), URL credentials (9), any of them
+#: base64-wrapped (16 + code), and the keyword rules; plus 32 if weak, plus 64 times the
+#: key's class (1 password, 2 token, 3 secret).
+_PRIVATE_KEY_HIT: Final = CredentialHit(
+    "private-key-block", "a private key", "contains a private key block with key material"
+)
+_URL_HIT: Final = CredentialHit(
+    "url-credentials", "a password in a URL", "a URL carries a user name and a literal password"
+)
+_BASE64_CODE: Final = 16
+_HIGH_ENTROPY_CODE: Final = 26
+_PASSWORD_CODE: Final = 27
+_SECRET_KEY_CODE: Final = 28
+_CLASSES: Final = (None, "password", "token", "secret")
+
+
+def _provider_hit(code: int) -> CredentialHit:
+    if code == 8:
+        return _PRIVATE_KEY_HIT
+    if code == 9:
+        return _URL_HIT
+    pattern = _PATTERNS[code]
+    return CredentialHit(pattern.kind, pattern.what, f"matches the {pattern.name} pattern")
+
+
+@lru_cache(maxsize=256)
+def _native_hit(answer: int) -> CredentialHit:
+    """The hit a native answer stands for (the same fields the reference gives)."""
+    code, weak, cls = answer & 31, bool(answer & 32), _CLASSES[answer >> 6]
+    if code < _BASE64_CODE:
+        return _provider_hit(code)
+    if code < _HIGH_ENTROPY_CODE:
+        inner = _provider_hit(code - _BASE64_CODE)
+        return CredentialHit(
+            f"base64-encoded:{inner.kind}",
+            f"{inner.what} (base64-encoded)",
+            f"decodes from base64 to text that {inner.reason}",
+        )
+    if code == _HIGH_ENTROPY_CODE:
+        return CredentialHit(
+            "keyword-high-entropy", f"a {cls}", "keyword-named key with a high-entropy value"
+        )
+    if code == _PASSWORD_CODE:
+        return CredentialHit(
+            "plaintext-password",
+            "a plaintext password",
+            "password-named key with a literal value",
+            weak=weak,
+        )
+    if code == _SECRET_KEY_CODE:
+        return CredentialHit(
+            "plaintext-secret-key",
+            "a plaintext secret key",
+            "secret-key-named key with a literal value",
+            weak=weak,
+        )
+    raise ValueError(f"unknown native credential rule {code}")
+
+
+@lru_cache(maxsize=4096)
+def _embedded_hit(answer: int, name: str) -> CredentialHit:
+    """The hit of an embedded setting *name* with a high-entropy value."""
+    return CredentialHit(
+        "keyword-high-entropy",
+        f"a {_CLASSES[answer >> 6]}",
+        f'embedded setting "{name}" with a high-entropy value',
+    )
 
 
 def provider_fingerprints(text: str) -> frozenset[str]:

@@ -42,7 +42,7 @@ from kustos.errors import ArchiveFullError
 from tests.unit.audit.test_records import CANARY, event, leaking_event
 
 if TYPE_CHECKING:
-    from kustos.audit._native import Batch
+    from kustos._native import Batch
 
 
 def _batch(events: Sequence[object]) -> bytes:

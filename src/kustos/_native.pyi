@@ -103,3 +103,10 @@ class Detector:
         prune_at: int,
         sessions_at: int,
     ) -> None: ...
+
+# The credential detector's per-value decision (native/src/credentials.rs; see
+# kustos.scan.credentials): None, a rule code, (code, embedded setting's name), or -1 (unsure).
+def detect_credential(
+    key: str | None, value: str, jwt_header: Callable[[str], bool]
+) -> int | tuple[int, str] | None: ...
+def credential_key_class(key: str) -> int: ...
