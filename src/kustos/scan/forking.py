@@ -35,25 +35,26 @@ class Forking:
 
     def __call__(
         self,
-        work: Callable[[Take], T],
+        work: Callable[[Take, int], T],
         items: int,
         *,
         send: Callable[[T], Any] | None = None,
         receive: Callable[[Any], T] | None = None,
     ) -> list[T]:
-        """``work(take)`` in :attr:`processes` processes; see :func:`in_processes`."""
+        """``work(take, process)`` in :attr:`processes` processes; see :func:`in_processes`."""
         return in_processes(work, items, processes=self.processes, send=send, receive=receive)
 
 
 def in_processes(
-    work: Callable[[Take], T],
+    work: Callable[[Take, int], T],
     items: int,
     *,
     processes: int = 2,
     send: Callable[[T], Any] | None = None,
     receive: Callable[[Any], T] | None = None,
 ) -> list[T]:
-    """``work(take)`` in this process and in ``processes - 1`` forked copies; every result.
+    """``work(take, process)`` in this process (``process`` 0) and in ``processes - 1``
+    forked copies (1, 2, ... in the order they are started); every result.
 
     The results come in a fixed order (this process's first, then the children's in the
     order they were started); which process drew which item depends on timing, so the
@@ -76,9 +77,9 @@ def in_processes(
 
     children: list[tuple[int, int]] = []
     try:
-        for _ in range(max(0, processes - 1)):
-            children.append(_start(work, take, send))
-        results = [work(take)]
+        for process in range(1, processes):
+            children.append(_start(work, take, process, send))
+        results = [work(take, 0)]
     except BaseException:
         for pid, read_end in children:  # no orphan left working for nobody
             os.kill(pid, signal.SIGKILL)
@@ -105,7 +106,7 @@ def in_processes(
 
 
 def _start(
-    work: Callable[[Take], T], take: Take, send: Callable[[T], Any] | None
+    work: Callable[[Take, int], T], take: Take, process: int, send: Callable[[T], Any] | None
 ) -> tuple[int, int]:
     """Fork a child that runs *work* and writes its pickled result; (its pid, the read end)."""
     read_end, write_end = os.pipe()
@@ -114,7 +115,7 @@ def _start(
         os.close(read_end)
         code = 1
         try:
-            result = work(take)
+            result = work(take, process)
             sent = send(result) if send is not None else result
             payload = pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write_end, "wb") as sink:

@@ -135,8 +135,9 @@ def test_checks_in_forked_processes_keep_stdin_and_config_findings(folder: Path)
 def test_a_checking_process_that_dies_is_one_clear_error() -> None:
     parent = os.getpid()
 
-    def work(take: Callable[[], int | None]) -> list[int]:
-        if os.getpid() != parent:
+    def work(take: Callable[[], int | None], process: int) -> list[int]:
+        if process != 0:
+            assert os.getpid() != parent
             os._exit(9)  # as a process killed for memory would
         return list(iter(take, None))
 
@@ -149,8 +150,8 @@ def test_a_checking_process_that_dies_is_one_clear_error() -> None:
 def test_a_failure_here_stops_the_forked_processes(tmp_path: Path) -> None:
     parent = os.getpid()
 
-    def work(take: Callable[[], int | None]) -> list[int]:
-        del take
+    def work(take: Callable[[], int | None], process: int) -> list[int]:
+        del take, process
         if os.getpid() != parent:
             (tmp_path / str(os.getpid())).touch()
             signal.pause()  # a child that would never finish by itself
@@ -169,7 +170,7 @@ def test_a_failure_here_stops_the_forked_processes(tmp_path: Path) -> None:
 
 
 def test_forked_processes_share_out_every_item_once() -> None:
-    results = in_processes(lambda take: list(iter(take, None)), 50, processes=3)
+    results = in_processes(lambda take, _: list(iter(take, None)), 50, processes=3)
     assert len(results) == 3
     assert sorted(item for result in results for item in result) == list(range(50))
 
