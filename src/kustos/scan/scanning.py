@@ -183,7 +183,14 @@ def _send(drawn: list[tuple[int, _Drawn]]) -> list[tuple[int, tuple[list[_Plain]
 
 
 def _receive(sent: list[tuple[int, tuple[list[_Plain], bytes]]]) -> list[tuple[int, _Drawn]]:
-    return [(number, ([_unplain(p) for p in found], flags)) for number, (found, flags) in sent]
+    # One Resource and one Source per object, shared by its findings (as the checks share
+    # them): 44,897 objects for 63,388 findings at 100k.
+    resources: dict[tuple[str, str, str, str], Resource] = {}
+    origins: dict[tuple[str, int, int, str], Source] = {}
+    return [
+        (number, ([_unplain(p, resources, origins) for p in found], flags))
+        for number, (found, flags) in sent
+    ]
 
 
 def _plain(f: Finding) -> _Plain:
@@ -200,17 +207,36 @@ def _plain(f: Finding) -> _Plain:
     )
 
 
-def _unplain(p: _Plain) -> Finding:
+#: Severity by value, looked up rather than called (``Severity(3)`` goes through the enum's
+#: lookup machinery: 0.8 µs a finding).
+_SEVERITIES: dict[int, Severity] = {int(s): s for s in Severity}
+
+
+def _unplain(
+    p: _Plain,
+    resources: dict[tuple[str, str, str, str], Resource],
+    origins: dict[tuple[str, int, int, str], Source],
+) -> Finding:
     rule_id, severity, message, res, field, details, origin, location = p
+    resource = None
+    if res is not None:
+        resource = resources.get(res)
+        if resource is None:
+            resource = resources[res] = Resource(*res)
+    source = None
+    if origin is not None:
+        source = origins.get(origin)
+        if source is None:
+            source = origins[origin] = Source(*origin)
     return Finding(
         rule_id,
-        Severity(severity),
+        _SEVERITIES[severity],
         message,
-        Resource(*res) if res is not None else None,
+        resource,
         field,
         Location(*location) if location is not None else None,
         details,
-        Source(*origin) if origin is not None else None,
+        source,
     )
 
 
@@ -333,11 +359,17 @@ def scan(
     family = {c.rule.id: c.rule.family for c in checks}
     kept: list[Finding] = []
     suppressed: list[Finding] = []
-    # The location itself (a frozen value) tells locations apart as its text did.
-    seen: set[tuple[str, Location | None, str]] = set()
+    # The location's file and line tell locations apart as the location itself (a frozen
+    # value) does, without its hash and equality in Python.
+    seen: set[tuple[str, str | None, int, str]] = set()
     for located, ignored in _checked(scan_input, checks, family, locate, share):
         fingerprint = located.fingerprint
-        key = (fingerprint, located.location, located.message)
+        where = located.location
+        key = (
+            (fingerprint, where.file, where.line, located.message)
+            if where is not None
+            else (fingerprint, None, 0, located.message)
+        )
         if key in seen:
             continue
         seen.add(key)
