@@ -51,29 +51,29 @@ TABLE_READERS: frozenset[CheckFunction] = frozenset(
 )
 
 Locate = Callable[[Source, str], int]
-#: Draws the next item to work on (``None`` when none is left).
-Take = Callable[[], int | None]
 T = TypeVar("T")
 
 
 class Share(Protocol):
-    """Runs ``work(take, process)`` here (``process`` 0) and in other processes (1, 2, ...),
-    every one drawing item numbers ``0 .. items - 1`` from one counter; every process's
-    result (:func:`kustos.scan.forking.in_processes`)."""
+    """Runs ``run(number)`` for every item of *order* and *reserved*, here and in other
+    processes, each drawing the items of *order* from one counter; the first other
+    process runs the *reserved* items before it draws. Every result, by number
+    (:func:`kustos.scan.forking.in_processes`)."""
 
     @property
     def processes(self) -> int:
-        """How many processes draw items (this one included)."""
+        """How many processes run items (this one included)."""
 
     def __call__(
         self,
-        work: Callable[[Take, int], list[tuple[int, T]]],
-        items: int,
+        run: Callable[[int], T],
+        order: Sequence[int],
         *,
-        send: Callable[[list[tuple[int, T]]], Any] | None = None,
-        receive: Callable[[Any], list[tuple[int, T]]] | None = None,
-    ) -> list[list[tuple[int, T]]]:
-        """Every process's result; *send* and *receive* convert what crosses a pipe."""
+        reserved: Sequence[int] = (),
+        send: Callable[[T], Any] | None = None,
+        receive: Callable[[Any], T] | None = None,
+    ) -> dict[int, T]:
+        """Every result, by number; *send* and *receive* convert what crosses a pipe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,31 +127,24 @@ def _checked(
     # the index and the input build when first asked (every object's Secret references,
     # consumers by Secret, the RBAC policy: 1.4 s at 100k), then draws with the others;
     # so they are built once, while the other processes check, instead of here before.
-    builders = share is not None and share.processes > 1
-    reserved = [n for n, f in enumerate(functions) if builders and f in TABLE_READERS]
+    reserved = [n for n, f in enumerate(functions) if share is not None and f in TABLE_READERS]
     # Heaviest first, so that no process draws a long function when the others are done.
     order = sorted(
         (n for n in range(len(functions)) if n not in reserved),
         key=lambda n: -weights[functions[n]],
     )
 
-    def work(take: Take, process: int) -> list[tuple[int, _Drawn]]:
-        drawn: list[tuple[int, _Drawn]] = []
-        ignoring: dict[Resource, frozenset[str]] = {}
+    ignoring: dict[Resource, frozenset[str]] = {}  # each process has its own copy
 
-        def run(number: int) -> None:
-            found = [f for f in functions[number](scan) if f.rule_id in enabled]
-            located = _locate_all(scan, found, family, locate)
-            drawn.append((number, (located, bytes(_ignored(scan, f, ignoring) for f in located))))
+    def run(number: int) -> _Drawn:
+        found = [f for f in functions[number](scan) if f.rule_id in enabled]
+        located = _locate_all(scan, found, family, locate)
+        return located, bytes(_ignored(scan, f, ignoring) for f in located)
 
-        if process == 1:
-            for number in reserved:
-                run(number)
-        while (item := take()) is not None:
-            run(order[item])
-        return drawn
-
-    by_function = _drawn(work, len(order), share, send=_send, receive=_receive)
+    if share is None:
+        by_function = {number: run(number) for number in order}
+    else:
+        by_function = share(run, order, reserved=reserved, send=_send, receive=_Receive())
     pairs: list[tuple[Finding, int]] = []
     for number in range(len(functions)):
         found, flags = by_function[number]
@@ -178,19 +171,23 @@ _Plain = tuple[
 _Drawn = tuple[list[Finding], bytes]
 
 
-def _send(drawn: list[tuple[int, _Drawn]]) -> list[tuple[int, tuple[list[_Plain], bytes]]]:
-    return [(number, ([_plain(f) for f in found], flags)) for number, (found, flags) in drawn]
+def _send(drawn: _Drawn) -> tuple[list[_Plain], bytes]:
+    found, flags = drawn
+    return [_plain(f) for f in found], flags
 
 
-def _receive(sent: list[tuple[int, tuple[list[_Plain], bytes]]]) -> list[tuple[int, _Drawn]]:
-    # One Resource and one Source per object, shared by its findings (as the checks share
-    # them): 44,897 objects for 63,388 findings at 100k.
-    resources: dict[tuple[str, str, str, str], Resource] = {}
-    origins: dict[tuple[str, int, int, str], Source] = {}
-    return [
-        (number, ([_unplain(p, resources, origins) for p in found], flags))
-        for number, (found, flags) in sent
-    ]
+class _Receive:
+    """Reads back what :func:`_send` sent, one Resource and one Source per object shared
+    by its findings, as the checks share them (44,897 objects for 63,388 findings at
+    100k), whichever function found them."""
+
+    def __init__(self) -> None:
+        self.resources: dict[tuple[str, str, str, str], Resource] = {}
+        self.origins: dict[tuple[str, int, int, str], Source] = {}
+
+    def __call__(self, sent: tuple[list[_Plain], bytes]) -> _Drawn:
+        found, flags = sent
+        return [_unplain(p, self.resources, self.origins) for p in found], flags
 
 
 def _plain(f: Finding) -> _Plain:
@@ -238,22 +235,6 @@ def _unplain(
         details,
         source,
     )
-
-
-def _drawn(
-    work: Callable[[Take, int], list[tuple[int, T]]],
-    items: int,
-    share: Share | None,
-    *,
-    send: Callable[[list[tuple[int, T]]], Any] | None = None,
-    receive: Callable[[Any], list[tuple[int, T]]] | None = None,
-) -> dict[int, T]:
-    """The result of every item, by number: drawn here alone, or shared out by *share*."""
-    if share is None:
-        numbers = iter(range(items))
-        return dict(work(lambda: next(numbers, None), 0))
-    results = share(work, items, send=send, receive=receive)
-    return {number: value for result in results for number, value in result}
 
 
 def _ignored(scan: ScanInput, finding: Finding, ignoring: dict[Resource, frozenset[str]]) -> bool:
