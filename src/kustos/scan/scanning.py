@@ -135,11 +135,14 @@ def _checked(
     )
 
     ignoring: dict[Resource, frozenset[str]] = {}  # each process has its own copy
+    annotated = _annotated(scan)
 
     def run(number: int) -> _Drawn:
         found = [f for f in functions[number](scan) if f.rule_id in enabled]
         located = _locate_all(scan, found, family, locate)
-        return located, bytes(_ignored(scan, f, ignoring) for f in located)
+        if not annotated:  # no object says to ignore anything: nothing to look up
+            return located, bytes(len(located))
+        return located, bytes(_ignored(scan, f, ignoring, annotated) for f in located)
 
     if share is None:
         by_function = {number: run(number) for number in order}
@@ -237,11 +240,31 @@ def _unplain(
     )
 
 
-def _ignored(scan: ScanInput, finding: Finding, ignoring: dict[Resource, frozenset[str]]) -> bool:
+def _annotated(scan: ScanInput) -> frozenset[tuple[str, str, str]]:
+    """The kind, namespace and name of every object that carries the ignore annotation.
+
+    A finding on an object named by none of them is not ignored, whatever its group: no
+    need to look its object up (0.55 s of CPU for the 63,388 findings at 100k, where no
+    object carries the annotation).
+    """
+    return frozenset(
+        (obj.kind, obj.namespace, obj.name)
+        for obj in scan.index
+        if ANNOTATION_IGNORE in obj.annotations
+    )
+
+
+def _ignored(
+    scan: ScanInput,
+    finding: Finding,
+    ignoring: dict[Resource, frozenset[str]],
+    annotated: frozenset[tuple[str, str, str]],
+) -> bool:
     """Whether the finding's object says to ignore its rule; *ignoring* keeps each
-    object's answer (the rule ids it ignores) for its other findings."""
+    object's answer (the rule ids it ignores) for its other findings, *annotated* names
+    the objects that carry the annotation (:func:`_annotated`)."""
     res = finding.resource
-    if res is None:
+    if res is None or (res.kind, res.namespace, res.name) not in annotated:
         return False
     ids = ignoring.get(res)
     if ids is None:

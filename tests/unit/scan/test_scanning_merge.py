@@ -6,7 +6,9 @@ field and rule) keep the catalog's order of their functions and each function's 
 whichever process found them; findings about no object (no location) are deduplicated
 too; an ignore annotation and a baseline suppress the same findings; the findings, the
 suppressed ones, their order, locations and origins are the same with one,
-two and three processes.
+two and three processes. An ignore annotation suppresses the findings of its own object
+only, not those of an object of another group named alike, nor those of an object declared
+again without it.
 """
 
 from __future__ import annotations
@@ -62,11 +64,17 @@ def _checks(marks: Path) -> tuple[Check, ...]:
             yield finding(SAME, obj, "the same finding", field="data")
             yield finding(TIE, obj, "third function's", field="data")
 
+    def widgets(scan: ScanInput) -> Iterator[Finding]:
+        mark("widgets")
+        for obj in scan.index.of_kind("Widget"):
+            yield finding(LOW, obj, f"a widget of {obj.api_version}")
+
     return (
         Check(SAME, slow_first, weight=9),
         Check(TIE, second),
         Check(NOWHERE, third),
         Check(LOW, slow_first, weight=9),
+        Check(LOW, widgets),
     )
 
 
@@ -78,6 +86,17 @@ def manifests(tmp_path: Path) -> Path:
         + "data:\n  k: djE=\n"
         for i, ignore in enumerate(["", "KST902", "all", "", "kst901, KST999", ""] * 3)
     ]
+    # Objects named alike in two groups, one annotated; an annotated object declared again
+    # without the annotation (the later declaration is the one looked up).
+    for group, name, ignore in [
+        ("a.example", "w", True), ("b.example", "w", False), ("a.example", "v", True),
+        ("a.example", "v", False),
+    ]:  # fmt: skip
+        annotation = "  annotations: {kustos.io/ignore: all}\n" if ignore else ""
+        docs.append(
+            f"apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: {name}\n"
+            f"  namespace: ns-0\n{annotation}"
+        )
     path = tmp_path / "secrets.yaml"
     path.write_text("---\n".join(docs))
     return path
@@ -135,5 +154,17 @@ def test_findings_from_several_processes_are_merged_as_one_process_has_them(
     assert ("s-2", LOW.id) in suppressed  # all
     assert ("s-4", SAME.id) in suppressed  # lower case, among others
     assert len(alone.suppressed) > 6  # and the two fingerprints of the baseline
+    widgets = sorted(
+        (f.resource.name, f.message, kept)
+        for kept, found in ((True, alone.findings), (False, alone.suppressed))
+        for f in found
+        if f.resource and f.resource.kind == "Widget"
+    )
+    assert widgets == [
+        ("v", "a widget of a.example/v1", True),
+        ("v", "a widget of a.example/v1", True),
+        ("w", "a widget of a.example/v1", False),
+        ("w", "a widget of b.example/v1", True),
+    ]
     assert len(baseline) == 2
     assert {f.fingerprint for f in alone.suppressed} >= baseline
