@@ -6,7 +6,8 @@ pass over the RBAC policy finds KST001-KST004): the scanner runs each distinct f
 once and keeps the findings of the rules that are enabled. Check modules export a
 ``CHECKS`` tuple; :mod:`kustos.scan.catalog` gathers them. Checks never read files or the
 clock themselves: everything they need is in ``ScanInput``, where the configuration files
-and the RBAC policy are already parsed, once per scan, into plain typed fields.
+are already parsed, once per scan, into plain typed fields, and the RBAC policy is built
+once, when a check first asks.
 """
 
 from __future__ import annotations
@@ -58,14 +59,22 @@ class ScanInput:
     now: dt.datetime | None = None
     #: Secrets older than this (days) are reported when ``live``.
     max_secret_age_days: int = 90
-    #: The RBAC policy of ``index``. Derived from the index when the input is made (so it
-    #: can never describe another index) and shared by every check; not an argument.
-    policy: Policy = field(init=False, repr=False, compare=False)
+    #: The RBAC policy once built (see :attr:`policy`); not an argument.
+    _policy: list[Policy] = field(default_factory=list, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        # A frozen dataclass sets derived fields through object.__setattr__, once, here.
-        # Every declaration: a binding declared in two files is a finding in each.
-        object.__setattr__(self, "policy", build_policy(self.index, every_declaration=True))
+    @property
+    def policy(self) -> Policy:
+        """The RBAC policy of ``index``, derived from it when a check first asks and shared
+        by every check after that (so it can never describe another index).
+
+        Built on demand rather than when the input is made: when the checks are shared out
+        over processes (:mod:`kustos.scan.scanning`), only the process that runs the RBAC
+        checks builds it, while the others check.
+        """
+        if not self._policy:
+            # Every declaration: a binding declared in two files is a finding in each.
+            self._policy.append(build_policy(self.index, every_declaration=True))
+        return self._policy[0]
 
 
 def scan_input(
@@ -77,7 +86,8 @@ def scan_input(
     now: dt.datetime | None = None,
     max_secret_age_days: int = 90,
 ) -> ScanInput:
-    """Parse the configuration files and the RBAC policy once; the checks read the result."""
+    """Parse the configuration files once (the RBAC policy when first asked); the checks
+    read the result."""
     sources: dict[str, ConfigSource] = {}
     if encryption_config is not None:
         sources[encryption.FAMILY] = ConfigSource(encryption_config.path, encryption_config.text)

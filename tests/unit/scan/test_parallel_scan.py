@@ -19,7 +19,6 @@ import io
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,13 +134,13 @@ def test_checks_in_forked_processes_keep_stdin_and_config_findings(folder: Path)
 def test_a_checking_process_that_dies_is_one_clear_error() -> None:
     parent = os.getpid()
 
-    def work(take: Callable[[], int | None]) -> list[int]:
+    def run(number: int) -> int:
         if os.getpid() != parent:
             os._exit(9)  # as a process killed for memory would
-        return list(iter(take, None))
+        return number
 
     with pytest.raises(KustosError, match="a checking process stopped before the end") as info:
-        in_processes(work, 5, processes=2)
+        in_processes(run, range(5), processes=2, reserved=[5])  # the child runs 5 first
     assert "exit code 9" in str(info.value)
     assert "--jobs 1" in str(info.value)
 
@@ -149,18 +148,17 @@ def test_a_checking_process_that_dies_is_one_clear_error() -> None:
 def test_a_failure_here_stops_the_forked_processes(tmp_path: Path) -> None:
     parent = os.getpid()
 
-    def work(take: Callable[[], int | None]) -> list[int]:
-        del take
+    def run(number: int) -> int:
         if os.getpid() != parent:
             (tmp_path / str(os.getpid())).touch()
             signal.pause()  # a child that would never finish by itself
         deadline = time.monotonic() + 20
         while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        raise ValueError("a check failed here")
+        raise ValueError(f"a check failed here ({number})")
 
     with pytest.raises(ValueError, match="a check failed here"):
-        in_processes(work, 5, processes=3)
+        in_processes(run, range(5), processes=3)
     children = [int(p.name) for p in tmp_path.iterdir()]
     assert len(children) == 2
     for pid in children:  # killed and reaped: no such process any more
@@ -168,10 +166,22 @@ def test_a_failure_here_stops_the_forked_processes(tmp_path: Path) -> None:
             os.kill(pid, 0)
 
 
-def test_forked_processes_share_out_every_item_once() -> None:
-    results = in_processes(lambda take: list(iter(take, None)), 50, processes=3)
-    assert len(results) == 3
-    assert sorted(item for result in results for item in result) == list(range(50))
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_forked_processes_run_every_item_once(processes: int) -> None:
+    parent = os.getpid()
+    results = in_processes(
+        lambda number: (number, os.getpid()),
+        range(50),
+        processes=processes,
+        reserved=[50, 51],
+        send=lambda result: [*result, "sent"],  # what crosses the pipe, read back below
+        receive=lambda sent: (sent[0], sent[1]),
+    )
+    assert sorted(results) == list(range(52))
+    assert all(number == results[number][0] for number in results)
+    reserved_by = {results[50][1], results[51][1]}
+    assert len(reserved_by) == 1  # one process ran both, a forked one if any
+    assert (parent in reserved_by) == (processes == 1)
 
 
 def test_stdin_keeps_its_place_between_files(folder: Path) -> None:
