@@ -79,7 +79,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -335,18 +335,36 @@ _detected: dict[tuple[str | None, bytes], CredentialHit | None] = {}
 def detect(key: str | None, value: str) -> CredentialHit | None:
     """Return the first credential rule *key* = *value* triggers, or ``None``.
 
-    Remembered by key and a 16-byte digest of the value: a large input repeats the same
-    pairs (copies of a Secret or a ConfigMap in every namespace), and the answer depends on
-    the pair alone. The digest, not the value, is kept, so nothing here outlives the scan's
-    own copies of the values.
+    The native core answers an ASCII pair of up to :data:`_NATIVE_DIRECT_AT_MOST`
+    characters directly: its answer costs less than the digest and the look-up that would
+    remember it (measured on the 100k bench set, docs/decisions.md "Eleventh round (d)").
+    Other pairs are remembered by key and a 16-byte digest of the value: a large input
+    repeats the same pairs (copies of a Secret or a ConfigMap in every namespace), and the
+    answer depends on the pair alone. The digest, not the value, is kept, so nothing here
+    outlives the scan's own copies of the values.
     """
+    if (
+        _core is not None
+        and len(value) <= _NATIVE_DIRECT_AT_MOST
+        and value.isascii()
+        and (key is None or key.isascii())
+    ):
+        sure, hit = _native_decision(key, value)
+        return hit if sure else _remembered(key, value, _reference)
+    return _remembered(key, value, _decide)
+
+
+def _remembered(
+    key: str | None, value: str, decide: Callable[[str | None, str], CredentialHit | None]
+) -> CredentialHit | None:
+    """*decide*'s answer, remembered by key and a digest of the value."""
     remembered = (
         key,
         hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest(),
     )
     if remembered in _detected:
         return _detected[remembered]
-    hit = _decide(key, value)
+    hit = decide(key, value)
     if len(_detected) >= _DETECTED_AT_MOST:
         _detected.clear()
     _detected[remembered] = hit
@@ -361,18 +379,35 @@ _core: Final = (
     _native if os.environ.get(NATIVE_ENV, "1") != "0" and sys.version_info < (3, 12) else None
 )
 _UNSURE: Final = -1
+#: Values up to this long go to the native core without the digest memory (see
+#: :func:`detect`); longer ones (config files, certificate chains) are remembered, since
+#: the core's passes grow with the length and copies of them repeat.
+_NATIVE_DIRECT_AT_MOST: Final = 1024
 
 
 def _decide(key: str | None, value: str) -> CredentialHit | None:
     """The first hit of :func:`_detect_all`, from the native core when it is sure."""
     if _core is not None and value.isascii() and (key is None or key.isascii()):
-        answer = _core.detect_credential(key, value, _jwt_header)
-        if answer is None:
-            return None
-        if isinstance(answer, tuple):
-            return _embedded_hit(*answer)
-        if answer != _UNSURE:
-            return _native_hit(answer)
+        sure, hit = _native_decision(key, value)
+        if sure:
+            return hit
+    return _reference(key, value)
+
+
+def _native_decision(key: str | None, value: str) -> tuple[bool, CredentialHit | None]:
+    """Whether the native core (``_core``, built) is sure about an ASCII pair, and its hit."""
+    answer = _native.detect_credential(key, value, _jwt_header)
+    if answer is None:
+        return True, None
+    if isinstance(answer, tuple):
+        return True, _embedded_hit(*answer)
+    if answer != _UNSURE:
+        return True, _native_hit(answer)
+    return False, None
+
+
+def _reference(key: str | None, value: str) -> CredentialHit | None:
+    """The first hit of :func:`_detect_all` (the Python reference)."""
     return next(_detect_all(key, value), None)
 
 

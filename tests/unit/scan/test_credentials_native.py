@@ -1,7 +1,8 @@
 """The native credential detector gives the reference's hits, value for value.
 
 ``kustos.scan.credentials._decide`` asks the native core (``native/src/credentials.rs``)
-and falls back on ``_detect_all`` (the reference, pure Python) whenever the core is unsure.
+and falls back on ``_detect_all`` (the reference, pure Python) whenever the core is unsure;
+``detect`` asks the core directly for short ASCII pairs and remembers the others' answers.
 Aspects: on every string of the real corpus manifests (Secret data decoded too), on every
 string of a generated bench set, and on thousands of generated adversarial values (each
 provider pattern with good and bad boundaries and lengths, placeholders, leetspeak,
@@ -9,7 +10,9 @@ base64-wrapped tokens in both alphabets with and without padding and line breaks
 key blocks, JWTs with and without ``alg``, embedded settings, quotes, templates, paths,
 numbers with units, every ASCII control and whitespace character, text beyond ASCII) under
 many key names, the two paths give the same :class:`CredentialHit` (or none); the key
-classes agree; a canary value never appears in what the native path raises.
+classes agree; a canary value never appears in what the native path raises. ``detect``
+(asked twice, so remembered answers are compared too) gives the same hits, with the core
+and without it; it remembers only what the core does not answer directly.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from bench.synth import generate_cluster
 
 from kustos.kube.loading import load_manifests
 from kustos.scan import credentials
-from kustos.scan.credentials import CredentialHit, _decide, _detect_all, key_class
+from kustos.scan.credentials import CredentialHit, _decide, _detect_all, detect, key_class
 
 native = pytest.importorskip("kustos._native", reason="the native core is not built")
 
@@ -78,9 +81,9 @@ def _assert_same(pairs: Iterator[tuple[str | None, str]]) -> int:
     for key, value in pairs:
         count += 1
         expected = _reference(key, value)
-        got = _decide(key, value)
-        if got != expected:
-            differ.append((key, count, expected, got))
+        for got in (_decide(key, value), detect(key, value), detect(key, value)):
+            if got != expected:
+                differ.append((key, count, expected, got))
     # The values are not printed (some look like credentials): the key, position and hits.
     assert not differ, differ[:20]
     return count
@@ -476,3 +479,32 @@ def test_the_switch_turns_the_native_path_off(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(credentials, "_core", None)
     _decide("PASSWORD", "hunter2")
     assert calls == ["reference"]
+
+
+def test_detect_remembers_only_what_the_core_does_not_answer() -> None:
+    rng = random.Random(5)  # noqa: S311 - test data, not security
+    short = "aZ9xQ2mW8vL4kR7tP3nB"
+    long = "config: " + "x" * credentials._NATIVE_DIRECT_AT_MOST + f"\ntoken: {short}\n"
+    beyond = f"{short}é"
+    unsure = base64.b64encode(f"token é {short}".encode()).decode()
+    assert native.detect_credential("password", unsure, credentials._jwt_header) == -1
+    credentials._detected.clear()
+    for key in KEYS:
+        for value in (short, long, beyond, unsure, _adversarial(rng)):
+            assert detect(key, value) == _reference(key, value)
+    remembered = {key for key, _ in credentials._detected}
+    assert len(credentials._detected) >= 3 * len(KEYS) - 1  # long, beyond, unsure
+    assert remembered == set(KEYS)
+    credentials._detected.clear()
+    for key in KEYS:
+        detect(key, short)
+    assert not credentials._detected
+
+
+def test_detect_without_the_core_gives_the_same_hits(monkeypatch: pytest.MonkeyPatch) -> None:
+    pairs = list(_adversarial_pairs(1000, 9))
+    expected = [_reference(key, value) for key, value in pairs]
+    monkeypatch.setattr(credentials, "_core", None)
+    credentials._detected.clear()
+    assert [detect(key, value) for key, value in pairs] == expected
+    assert [detect(key, value) for key, value in pairs] == expected
