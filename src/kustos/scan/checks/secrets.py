@@ -458,31 +458,33 @@ def check_committed(scan: ScanInput) -> Iterator[Finding]:
         if secret.source is None or secret.api_version != "v1":
             continue
         stype = _type(secret)
-        hits: list[tuple[str, str]] = []
+        hits: list[tuple[str, str, str]] = []  # (part, key, kind)
         for part in ("data", "stringData"):
             values = secret.body.get(part)
             if not is_map(values):
                 continue
             for key, value in values.items():
-                if isinstance(value, Sensitive) and value:
-                    kind = _committed_kind(stype, str(key), value)
-                    if kind is not None:
-                        hits.append((f"{part}.{key}", kind))
+                if isinstance(value, Sensitive):
+                    raw = value.reveal()
+                    if raw:
+                        name = str(key)
+                        kind = _committed_kind(stype, name, raw)
+                        if kind is not None:
+                            hits.append((part, name, kind))
         if hits:
-            keys = ", ".join(sorted(field.split(".", 1)[1] for field, _ in hits))
+            keys = ", ".join(sorted(key for _, key, _ in hits))
             yield finding(
                 IN_GIT,
                 secret,
                 f"Secret {secret.name} holds {len(hits)} credential value(s) in clear in this "
                 f"file (keys: {keys})",
-                field=hits[0][0],
-                details={"kinds": ", ".join(sorted({k for _, k in hits})), "type": stype},
+                field=f"{hits[0][0]}.{hits[0][1]}",
+                details={"kinds": ", ".join(sorted({kind for _, _, kind in hits})), "type": stype},
             )
 
 
-def _committed_kind(stype: str, key: str, value: Sensitive) -> str | None:
-    """What kind of credential one committed value is, or ``None`` if it is none."""
-    raw = value.reveal()
+def _committed_kind(stype: str, key: str, raw: bytes) -> str | None:
+    """What kind of credential one committed value (*raw*, not empty) is, or ``None``."""
     if raw.startswith(_SOPS_VALUE):
         return None
     try:
@@ -492,15 +494,36 @@ def _committed_kind(stype: str, key: str, value: Sensitive) -> str | None:
     hit = detect(key, text)
     if hit is not None:
         return hit.kind
+    kind = _named_kind(stype, key)
+    if kind is None or not text.strip() or _not_a_value(text) or _stand_in(key, text):
+        return None
+    return kind
+
+
+#: :func:`_named_kind`'s answers by Secret type and key (a large input repeats a few key
+#: names over tens of thousands of values).
+_NAMED_KINDS: dict[tuple[str, str], str | None] = {}
+_NAMED_KINDS_AT_MOST: Final = 16384
+
+
+def _named_kind(stype: str, key: str) -> str | None:
+    """The kind a key's name (and its Secret's type) gives any literal value, or ``None``."""
+    pair = (stype, key)
+    if pair in _NAMED_KINDS:
+        return _NAMED_KINDS[pair]
     if key in _CREDENTIAL_KEYS.get(stype, ()):
-        kind = f"{stype} {key}"
+        kind: str | None = f"{stype} {key}"
     elif is_credential_name(key) and not is_setting_name(key):
         kind = "credential-named key"
     else:
-        return None
-    if not text.strip() or _not_a_value(text) or _stand_in(key, text):
-        return None
+        kind = None
+    if len(_NAMED_KINDS) >= _NAMED_KINDS_AT_MOST:
+        _NAMED_KINDS.clear()
+    _NAMED_KINDS[pair] = kind
     return kind
+
+
+_NOT_ALNUM: Final = re.compile(r"[^a-z0-9]")
 
 
 def _stand_in(key: str, text: str) -> bool:
@@ -509,8 +532,8 @@ def _stand_in(key: str, text: str) -> bool:
     decoded = _b64_text(text)
     if is_placeholder(text) or (decoded is not None and is_placeholder(decoded)):
         return True
-    name = re.sub(r"[^a-z0-9]", "", key.lower())
-    return len(name) >= 4 and name in re.sub(r"[^a-z0-9]", "", text.lower())
+    name = _NOT_ALNUM.sub("", key.lower())
+    return len(name) >= 4 and name in _NOT_ALNUM.sub("", text.lower())
 
 
 def _b64_text(text: str) -> str | None:
