@@ -406,7 +406,8 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
                 continue  # a configMap, emptyDir... volume: nothing to judge, no path made
             vpath = f"{view.path}.volumes[{vi}]"
             name = str(volume.get("name", ""))
-            if is_map(source) and _has_secret(volume):
+            # A Secret volume, or a projected one with a Secret source.
+            if is_map(source) and (is_map(secret) or _projected_secret(volume)):
                 secret_volumes[name] = vi
                 kind = "secret" if "secret" in volume else "projected"
                 yield from _modes(obj, source, f"{vpath}.{kind}", name)
@@ -457,9 +458,8 @@ def _credentials_under(path: str) -> str:
     return " and ".join(whats)
 
 
-def _has_secret(volume: Mapping[str, Any]) -> bool:
-    if is_map(volume.get("secret")):
-        return True
+def _projected_secret(volume: Mapping[str, Any]) -> bool:
+    """A projected volume with a Secret among its sources."""
     projected = volume.get("projected")
     sources = projected.get("sources") if is_map(projected) else None
     return isinstance(sources, list) and any(is_map(s) and is_map(s.get("secret")) for s in sources)
