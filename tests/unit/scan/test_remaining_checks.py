@@ -444,6 +444,7 @@ def test_the_changed_checks_answer_alike_whatever_the_mapping(make: Any) -> None
     checks = [
         rbac.check_secret_reads, secrets.check_secret_objects, secrets.check_usage,
         isolation.check_default_deny, workloads.check_mounts, expiry.check_certificates,
+        workloads.check_service_accounts,
     ]  # fmt: skip
     rules: set[str] = set()
     for seed in range(6):

@@ -177,7 +177,7 @@ def _keys(secret: KubeObject) -> frozenset[str]:
     for part in ("data", "stringData"):
         values = secret.body.get(part)
         if is_map(values):
-            keys.update(str(k) for k in values)
+            keys.update(map(str, values))
     return frozenset(keys)
 
 

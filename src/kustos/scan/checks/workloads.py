@@ -305,10 +305,9 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
             continue
         sa_name = service_account_name(view.spec)
         sa = scan.index.get(_sa_ref(obj.namespace, sa_name))
+        automount = _automount(view.spec, sa)  # asked once for both rules
         if sa_name == "default":
-            holds = _default_sa_holds(
-                scan, obj, sa, default_bindings, automount=_automount(view.spec, sa)
-            )
+            holds = _default_sa_holds(scan, obj, sa, default_bindings, automount=automount)
             if holds:
                 yield finding(
                     DEFAULT_SA, obj,
@@ -316,7 +315,7 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
                     f"which {' and '.join(holds)}",
                     field=f"{view.path}.serviceAccountName",
                 )  # fmt: skip
-        if not _automount(view.spec, sa):
+        if not automount:
             continue
         if sa_name != "default" and (sa is None or not near(sa, obj)):
             # A ServiceAccount created elsewhere (a script, another chart, a templated
