@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kustos.kube.index import ObjectIndex
-from kustos.kube.objects import KubeObject
+from kustos.kube.objects import KubeObject, is_map
 
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 #: The kinds a policy is built from (:func:`build_policy` reads nothing else).
@@ -115,8 +115,15 @@ class Binding:
         return f"{self.kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
 
 
+#: The element types of a list that :func:`_set` takes as it is.
+_STR_ONLY: Final = frozenset({str})
+
+
 def _set(value: Any) -> frozenset[str]:
     if isinstance(value, list):
+        # Nearly every list holds plain strings only: taken as they are, in C.
+        if set(map(type, value)) <= _STR_ONLY:
+            return frozenset(value)
         return frozenset(str(v) for v in value if isinstance(v, str | int))
     return frozenset()
 
@@ -127,7 +134,7 @@ def parse_rules(raw: Any, origin: str = "") -> tuple[PolicyRule, ...]:
         return ()
     rules = []
     for i, item in enumerate(raw):
-        if not isinstance(item, Mapping):
+        if not is_map(item):
             continue
         rules.append(
             PolicyRule(
@@ -400,7 +407,7 @@ def _subjects(obj: KubeObject) -> Iterable[Subject]:
     if not isinstance(raw, list):
         return
     for item in raw:
-        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+        if not is_map(item) or not isinstance(item.get("name"), str):
             continue
         kind = str(item.get("kind", ""))
         if kind == "ServiceAccount":

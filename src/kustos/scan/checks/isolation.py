@@ -47,12 +47,18 @@ def check_default_deny(scan: ScanInput) -> Iterator[Finding]:
     index = scan.index
     protected = {p.namespace for p in index.of_kind("NetworkPolicy") if _default_deny(p)}
     using: dict[str, KubeObject] = {}
-    for ref in index.secret_references():
-        # Pods only: an Ingress or a StorageClass naming a Secret runs nothing to protect.
-        if ref.consumer.kind in WORKLOAD_KINDS and ref.namespace not in using:
-            consumer = index.get(ref.consumer)
-            if consumer is not None:
-                using[ref.namespace] = consumer
+    # Pods only: an Ingress or a StorageClass naming a Secret runs nothing to protect.
+    # Every reference's consumer is the object that holds it, but for a Secret's (its
+    # ServiceAccount): the workloads' references, in load order, are exactly those whose
+    # consumer is a workload, without a list of the whole index's references.
+    for obj in index:
+        if obj.kind not in WORKLOAD_KINDS:
+            continue
+        for ref in index.references_of(obj):
+            if ref.consumer.kind in WORKLOAD_KINDS and ref.namespace not in using:
+                consumer = index.get(ref.consumer)
+                if consumer is not None:
+                    using[ref.namespace] = consumer
     # The first declaration of each Namespace, looked up by name (a scan over every
     # Namespace per finding grew with the square of the namespaces).
     declared: dict[str, KubeObject] = {}

@@ -224,9 +224,8 @@ def _where(binding: Binding) -> str:
     return "in every namespace" if binding.cluster_wide else f"in namespace {binding.namespace}"
 
 
-def _grant_message(
-    subject: Subject, verbs: list[str], binding: Binding, rules: list[PolicyRule]
-) -> str:
+def _grant_text(verbs: list[str], binding: Binding, rules: list[PolicyRule]) -> str:
+    """What follows the subject in a grant's message: the same for a binding's subjects."""
     assert binding.role is not None  # noqa: S101
     vias = []
     for rule in rules:
@@ -235,7 +234,7 @@ def _grant_message(
             via += f" (aggregated from ClusterRole {rule.origin})"
         vias.append(via)
     via_text = f"{binding.role} {', '.join(dict.fromkeys(vias))}"
-    return f"{subject} can {'/'.join(verbs)} Secrets {_where(binding)} via {via_text}"
+    return f" can {'/'.join(verbs)} Secrets {_where(binding)} via {via_text}"
 
 
 def _is_cluster_admin(binding: Binding) -> bool:
@@ -256,33 +255,44 @@ def check_secret_reads(scan: ScanInput) -> Iterator[Finding]:
     """
     # What a role grants depends on its rules alone (the namespace is the binding's):
     # thousands of bindings share a few distinct rule lists, each judged once.
-    judged: dict[tuple[PolicyRule, ...], list[tuple[PolicyRule, list[str]]]] = {}
+    # Per rule list: the verbs, the granting rules, their description and whether they
+    # list; per binding: the role's name and the rules' text; per subject only its line.
+    judged: dict[tuple[PolicyRule, ...], tuple[list[str], list[PolicyRule], str, bool] | None] = {}
     for _, binding in _user_bindings(scan):
         if _is_cluster_admin(binding):
             continue  # KST012 says it all
         assert binding.role is not None  # noqa: S101 - filtered by _user_bindings
-        granted = judged.get(binding.role.rules)
-        if granted is None:
-            granted = judged[binding.role.rules] = _secret_rules(binding, _READ_VERBS)
-        if not granted:
+        if binding.role.rules in judged:
+            answer = judged[binding.role.rules]
+        else:
+            granted = _secret_rules(binding, _READ_VERBS)
+            answer = None
+            if granted:
+                verbs = [v for v in _READ_VERBS if any(v in allowed for _, allowed in granted)]
+                rules = [rule for rule, _ in granted]
+                answer = (
+                    verbs,
+                    rules,
+                    "; ".join(dict.fromkeys(r.describe() for r in rules)),
+                    bool({"list", "watch"} & set(verbs)),
+                )
+            judged[binding.role.rules] = answer
+        if answer is None:
             continue
-        verbs = [v for v in _READ_VERBS if any(v in allowed for _, allowed in granted)]
-        rules = [rule for rule, _ in granted]
+        verbs, rules, rule_text, lists = answer
+        details = {"role": str(binding.role), "rule": rule_text}
+        grant = _grant_text(verbs, binding, rules)
+        obj = binding.obj
         for subject in binding.subjects:
             field = _subject_field(binding, subject)
-            message = _grant_message(subject, verbs, binding, rules)
-            details = {
-                "role": str(binding.role),
-                "rule": "; ".join(dict.fromkeys(r.describe() for r in rules)),
-            }
-            obj = binding.obj
+            message = f"{subject}{grant}"
             if _is_broad(subject):
                 yield finding(BROAD_GROUP_READ, obj, message, field=field, details=details)
             elif subject.kind == "ServiceAccount" and subject.name == "default":
                 yield finding(DEFAULT_SA_READ, obj, message, field=field, details=details)
             elif binding.cluster_wide:
                 yield finding(CLUSTER_WIDE_READ, obj, message, field=field, details=details)
-            elif {"list", "watch"} & set(verbs):
+            elif lists:
                 yield finding(NAMESPACE_LIST, obj, message, field=field, details=details)
 
 

@@ -177,7 +177,7 @@ def _keys(secret: KubeObject) -> frozenset[str]:
     for part in ("data", "stringData"):
         values = secret.body.get(part)
         if is_map(values):
-            keys.update(str(k) for k in values)
+            keys.update(map(str, values))
     return frozenset(keys)
 
 
@@ -188,7 +188,7 @@ def _type(secret: KubeObject) -> str:
 
 def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
     """KST040, KST041, KST045: type, immutability and namespace of each Secret."""
-    owned: dict[ObjectRef, bool] = {}
+    owned: dict[int, tuple[ObjectRef, bool]] = {}
     for secret in scan.index.of_kind("Secret"):
         if secret.api_version != "v1":
             continue
@@ -217,8 +217,9 @@ def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
                     "no tool rotates it, and it is not immutable",
                     field="immutable",
                 )
-        explicit = scan.live or secret.metadata.get("namespace") == "default"
-        if explicit and secret.namespace == "default" and not managed:
+        # The namespace first: the explicit one is read only for a Secret in "default".
+        explicit = secret.namespace == "default" and not managed
+        if explicit and (scan.live or secret.metadata.get("namespace") == "default"):
             yield finding(
                 DEFAULT_NAMESPACE,
                 secret,
@@ -227,11 +228,16 @@ def check_secret_objects(scan: ScanInput) -> Iterator[Finding]:
             )
 
 
-def _static_readers(scan: ScanInput, secret: KubeObject, owned: dict[ObjectRef, bool]) -> list[str]:
+def _static_readers(
+    scan: ScanInput, secret: KubeObject, owned: dict[int, tuple[ObjectRef, bool]]
+) -> list[str]:
     """Top-level workloads reading a Secret that nothing rotates (``[]`` if something does).
 
     *owned* remembers the index's answer per consumer for the whole check: a workload
-    reads several Secrets, and each asked it again.
+    reads several Secrets, and each asked it again. It is keyed by the consumer's
+    identity (the references of one object share its one ``ref``; an equal one kept
+    apart is only asked once more), so no dataclass hash is computed per reference; the
+    entry keeps its ``ObjectRef`` alive, so an identity is never reused within the check.
     """
     if ANNOTATION_ROTATED_AT in secret.annotations:
         return []
@@ -241,10 +247,10 @@ def _static_readers(scan: ScanInput, secret: KubeObject, owned: dict[ObjectRef, 
             return []
         consumer = ref.consumer
         if consumer.kind in WORKLOAD_KINDS:
-            is_owned = owned.get(consumer)
-            if is_owned is None:
-                is_owned = owned[consumer] = scan.index.is_owned(consumer)
-            if not is_owned:
+            known = owned.get(id(consumer))
+            if known is None:
+                known = owned[id(consumer)] = (consumer, scan.index.is_owned(consumer))
+            if not known[1]:
                 readers[f"{consumer.kind} {consumer.name}"] = None
     return list(readers)
 
@@ -347,10 +353,11 @@ def check_usage(scan: ScanInput) -> Iterator[Finding]:
     candidates = [
         secret
         for secret in index.of_kind("Secret")
-        if _type(secret) not in MANAGED_TYPES
+        # The cheapest and most selective test first: most Secrets have a consumer.
+        if not index.consumers_of(secret.namespace, secret.name)
+        and _type(secret) not in MANAGED_TYPES
         and not secret.owner_refs
         and not secret.annotations.get("kubernetes.io/service-account.name")
-        and not index.consumers_of(secret.namespace, secret.name)
         and (secret.namespace, secret.name) not in others
         # Where we do not see the workloads that would use it, we cannot call it unused.
         # (Tested last: it compares the Secret with every workload of its namespace.)

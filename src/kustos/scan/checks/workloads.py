@@ -305,10 +305,9 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
             continue
         sa_name = service_account_name(view.spec)
         sa = scan.index.get(_sa_ref(obj.namespace, sa_name))
+        automount = _automount(view.spec, sa)  # asked once for both rules
         if sa_name == "default":
-            holds = _default_sa_holds(
-                scan, obj, sa, default_bindings, automount=_automount(view.spec, sa)
-            )
+            holds = _default_sa_holds(scan, obj, sa, default_bindings, automount=automount)
             if holds:
                 yield finding(
                     DEFAULT_SA, obj,
@@ -316,7 +315,7 @@ def check_service_accounts(scan: ScanInput) -> Iterator[Finding]:
                     f"which {' and '.join(holds)}",
                     field=f"{view.path}.serviceAccountName",
                 )  # fmt: skip
-        if not _automount(view.spec, sa):
+        if not automount:
             continue
         if sa_name != "default" and (sa is None or not near(sa, obj)):
             # A ServiceAccount created elsewhere (a script, another chart, a templated
@@ -406,7 +405,8 @@ def check_mounts(scan: ScanInput) -> Iterator[Finding]:
                 continue  # a configMap, emptyDir... volume: nothing to judge, no path made
             vpath = f"{view.path}.volumes[{vi}]"
             name = str(volume.get("name", ""))
-            if is_map(source) and _has_secret(volume):
+            # A Secret volume, or a projected one with a Secret source.
+            if is_map(source) and (is_map(secret) or _projected_secret(volume)):
                 secret_volumes[name] = vi
                 kind = "secret" if "secret" in volume else "projected"
                 yield from _modes(obj, source, f"{vpath}.{kind}", name)
@@ -457,9 +457,8 @@ def _credentials_under(path: str) -> str:
     return " and ".join(whats)
 
 
-def _has_secret(volume: Mapping[str, Any]) -> bool:
-    if is_map(volume.get("secret")):
-        return True
+def _projected_secret(volume: Mapping[str, Any]) -> bool:
+    """A projected volume with a Secret among its sources."""
     projected = volume.get("projected")
     sources = projected.get("sources") if is_map(projected) else None
     return isinstance(sources, list) and any(is_map(s) and is_map(s.get("secret")) for s in sources)
