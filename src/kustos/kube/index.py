@@ -93,6 +93,8 @@ class ObjectIndex:
     documents_read: int = 0
     _refs: dict[int, tuple[SecretReference, ...]] | None = None
     _consumers: dict[tuple[str, str], list[SecretReference]] | None = None
+    #: :meth:`is_owned`'s answers, kept: four checks ask it of every workload.
+    _owned: dict[ObjectRef, bool] = field(default_factory=dict)
     _sorted: dict[tuple[tuple[str, ...], str | None], list[KubeObject]] = field(
         default_factory=dict
     )
@@ -120,6 +122,7 @@ class ObjectIndex:
         self._by_kind[obj.kind].append(obj)
         self._refs = None
         self._consumers = None
+        self._owned.clear()
         self._sorted.clear()
 
     def add_all(self, objects: Iterable[KubeObject]) -> None:
@@ -249,12 +252,14 @@ class ObjectIndex:
 
     def is_owned(self, ref: ObjectRef) -> bool:
         """Tell whether a controller present in the index owns the object *ref*."""
-        obj = self._by_ref.get(ref)
-        if obj is None:
-            return False
-        return any(
-            owner.kind in _CONTROLLER_KINDS and owner in self._by_ref for owner in obj.owner_refs
-        )
+        owned = self._owned.get(ref)
+        if owned is None:
+            obj = self._by_ref.get(ref)
+            owned = self._owned[ref] = obj is not None and any(
+                owner.kind in _CONTROLLER_KINDS and owner in self._by_ref
+                for owner in obj.owner_refs
+            )
+        return owned
 
     def _certificate_secret(self, namespace: str, name: str) -> str | None:
         """The Secret of the Certificate *namespace/name* in the index (``inject-ca-from``)."""

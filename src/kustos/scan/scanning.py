@@ -139,10 +139,10 @@ def _checked(
 
     def run(number: int) -> _Drawn:
         found = [f for f in functions[number](scan) if f.rule_id in enabled]
-        located = _locate_all(scan, found, family, locate)
+        where = _locations(scan, found, family, locate)
         if not annotated:  # no object says to ignore anything: nothing to look up
-            return located, bytes(len(located))
-        return located, bytes(_ignored(scan, f, ignoring, annotated) for f in located)
+            return found, where, bytes(len(found))
+        return found, where, bytes(_ignored(scan, f, ignoring, annotated) for f in found)
 
     if share is None:
         by_function = {number: run(number) for number in order}
@@ -150,8 +150,11 @@ def _checked(
         by_function = share(run, order, reserved=reserved, send=_send, receive=_Receive())
     pairs: list[tuple[Finding, int]] = []
     for number in range(len(functions)):
-        found, flags = by_function[number]
-        pairs.extend(zip(found, flags, strict=True))
+        found, where, flags = by_function[number]
+        pairs.extend(
+            (f if w is None else _located(f, Location(*w)), flag)
+            for f, w, flag in zip(found, where, flags, strict=True)
+        )
     return pairs
 
 
@@ -169,14 +172,19 @@ _Plain = tuple[
 ]
 
 
-#: What one process sends back for one function: its located findings, and for each
-#: whether its object ignores it (the answers of :func:`_ignored`, one byte each).
-_Drawn = tuple[list[Finding], bytes]
+#: A finding's file and line, or ``None`` for the location it was found with.
+_Where = tuple[str, int] | None
+
+#: What one process answers for one function: its findings, their locations
+#: (:func:`_locations`), and for each whether its object ignores it (the answers of
+#: :func:`_ignored`, one byte each). The located finding is built once, where it is kept
+#: (in the parent, from what crossed the pipe), rather than once more where it was found.
+_Drawn = tuple[list[Finding], list[_Where], bytes]
 
 
 def _send(drawn: _Drawn) -> tuple[list[_Plain], bytes]:
-    found, flags = drawn
-    return [_plain(f) for f in found], flags
+    found, where, flags = drawn
+    return [_plain(f, w) for f, w in zip(found, where, strict=True)], flags
 
 
 class _Receive:
@@ -190,10 +198,11 @@ class _Receive:
 
     def __call__(self, sent: tuple[list[_Plain], bytes]) -> _Drawn:
         found, flags = sent
-        return [_unplain(p, self.resources, self.origins) for p in found], flags
+        located = [_unplain(p, self.resources, self.origins) for p in found]
+        return located, [None] * len(located), flags
 
 
-def _plain(f: Finding) -> _Plain:
+def _plain(f: Finding, where: _Where) -> _Plain:
     res, origin, location = f.resource, f.origin, f.location
     return (
         f.rule_id,
@@ -203,7 +212,11 @@ def _plain(f: Finding) -> _Plain:
         f.field,
         f.details,
         (origin.file, origin.line, origin.document, origin.path_prefix) if origin else None,
-        (location.file, location.line) if location is not None else None,
+        where
+        if where is not None
+        else (location.file, location.line)
+        if location is not None
+        else None,
     )
 
 
@@ -293,45 +306,43 @@ def _located(finding: Finding, location: Location | None) -> Finding:
     )
 
 
-def _locate_all(
+def _locations(
     scan: ScanInput,
     found: list[Finding],
     family: dict[str, str],
     locate: Locate | None,
-) -> list[Finding]:
-    """Fill in the file and line of each finding: the object's, or its config file's.
+) -> list[_Where]:
+    """The file and line of each finding (``None``: the one it was found with): the
+    object's, or its config file's.
 
     A finding about a whole object (no field) points at the object's first line of
     content. Lines are asked in file and document order, so that the loader, for the
     documents whose lines were not recorded by the parse, splits each file and indexes
-    each document once, whatever order the checks found them in; the findings keep their
-    order.
+    each document once, whatever order the checks found them in.
     """
-    out = list(found)
-    asked: list[int] = []
+    where: list[_Where] = [None] * len(found)
+    asked: list[tuple[str, int, int, Source]] = []
     config_lines: dict[tuple[str, str], int] = {}
     for i, finding in enumerate(found):
         origin = finding.origin
         if origin is not None:
             if locate is None:
-                out[i] = _located(finding, Location(origin.file, origin.line))
+                where[i] = (origin.file, origin.line)
             else:
-                asked.append(i)
+                asked.append((origin.file, origin.line, i, origin))
             continue
         source = scan.sources.get(family[finding.rule_id]) if finding.resource is None else None
         if source is not None:
             key = (source.path, finding.field)
             if key not in config_lines:
                 config_lines[key] = line_of(source.text, 1, finding.field)
-            out[i] = _located(finding, Location(source.path, config_lines[key]))
-    if locate is None or not asked:
-        return out
-    questions = [(i, origin) for i in asked if (origin := found[i].origin) is not None]
-    questions.sort(key=lambda q: (q[1].file, q[1].line))
-    for i, origin in questions:
-        line = locate(origin, found[i].field)
-        out[i] = _located(found[i], Location(origin.file, line or origin.line))
-    return out
+            where[i] = (source.path, config_lines[key])
+    if locate is None:
+        return where
+    asked.sort()  # file, line, then finding: the findings' order within a document
+    for file, first, i, origin in asked:
+        where[i] = (file, locate(origin, found[i].field) or first)
+    return where
 
 
 def _order(finding: Finding) -> tuple[int, str, str, str, str, str]:

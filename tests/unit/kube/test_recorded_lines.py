@@ -13,7 +13,8 @@ are not recorded, and the loader still answers them by walking; quoted keys and 
 flow collections are recorded; a document longer than 65,535 rows keeps exact lines;
 non-ASCII text; the loader answers the same lines with the record as without it, from
 files parsed in one process or two, and from stdin; generated documents mixing those odd
-shapes with ordinary ones give the walked line whenever the record answers.
+shapes with ordinary ones give the walked line whenever the record answers; a path's
+steps kept from an earlier question (or dropped when many are kept) give the same lines.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 import yaml
 from bench.synth import generate_cluster
 
+from kustos.kube import documents
 from kustos.kube.documents import (
     DocumentLines,
     load_yaml,
@@ -281,3 +283,27 @@ def test_generated_odd_documents_give_the_walked_line_or_none() -> None:
                 assert found == walk.line(path), (text, path)
     assert recorded > 300
     assert answered > 2_000
+
+
+def test_kept_steps_give_the_same_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    rnd = random.Random(11)  # noqa: S311 - shapes of test documents, not secrets
+    monkeypatch.setattr(documents, "_STEPS", {})
+    monkeypatch.setattr(documents, "_STEPS_KEPT", 7)  # dropped and split again, often
+    asked = 0
+    for _ in range(300):
+        text = "\n".join(_block(rnd, 0, "")) + "\n"
+        try:
+            value = load_yaml(text)
+        except yaml.YAMLError:
+            continue
+        _, lines = load_yaml_recorded(text)
+        if lines is None:
+            continue
+        walk = DocumentLines(text, 3)
+        paths = list(_paths(value))
+        for path in paths + paths[::-1]:  # each asked once unknown, once kept
+            found = recorded_line(lines, 3, path)
+            assert found is None or found == walk.line(path), (text, path)
+            asked += 1
+        assert len(documents._STEPS) <= 7
+    assert asked > 1_000

@@ -4,7 +4,8 @@ Aspects: every workload kind's pod template location (CronJob's nested template 
 env ``secretKeyRef`` with key and ``optional``; ``envFrom``; init and ephemeral
 containers; ``secret`` and projected volumes; CSI and in-tree storage plugins;
 pod-level and ServiceAccount ``imagePullSecrets``; field paths; the index's consumer
-lookups, including owned copies in a live cluster being left out of top-level consumers.
+lookups, including owned copies in a live cluster being left out of top-level consumers;
+the index's kept ownership answers, asked again, and changed by an owner added later.
 """
 
 from __future__ import annotations
@@ -191,3 +192,24 @@ def test_index_lookups_and_owned_copies() -> None:
     assert index.consumers_of("ns", "missing") == []
     # Sorted by identity: core group ("") before "apps".
     assert [o.kind for o in index.workloads("ns")] == ["Pod", "Deployment", "ReplicaSet"]
+
+
+def test_kept_ownership_answers_follow_added_objects() -> None:
+    rs = _wrap("ReplicaSet", {"containers": [{"name": "c"}]})
+    rs["apiVersion"] = "apps/v1"
+    rs["metadata"] = {
+        "name": "w-1",
+        "namespace": "ns",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "w"}],
+    }
+    deployment = _wrap("Deployment", {"containers": [{"name": "c"}]})
+    deployment["apiVersion"] = "apps/v1"
+    index = ObjectIndex.of([_obj(rs)])
+    owned = ObjectRef("apps", "ReplicaSet", "ns", "w-1")
+    missing = ObjectRef("apps", "ReplicaSet", "ns", "gone")
+    assert [index.is_owned(owned), index.is_owned(owned)] == [False, False]  # no owner yet
+    assert not index.is_owned(missing)
+    index.add(_obj(deployment))
+    assert [index.is_owned(owned), index.is_owned(owned)] == [True, True]
+    assert not index.is_owned(ObjectRef("apps", "Deployment", "ns", "w"))
+    assert not index.is_owned(missing)
