@@ -116,6 +116,12 @@ class Check:
     #: Relative cost on a large input (1: ordinary). When the checks run in several
     #: processes, the heaviest functions are drawn first; it never changes a finding.
     weight: int = 1
+    #: The function reads what is built when first asked and then kept: the index's
+    #: reference tables (every object's Secret references, consumers by Secret) or the
+    #: input's RBAC policy. With several processes, one process runs all such functions,
+    #: so that these are built once; it never changes a finding (a unit test holds the flag
+    #: to what each function builds).
+    reads_tables: bool = False
 
 
 def resource_of(obj: KubeObject) -> Resource:

@@ -10,7 +10,7 @@ heaviest first (``Check.weight``), by this process and forked copies of it, and 
 findings, located by the process that found them (most lines are looked up in the lines
 the parse recorded), put back in catalog order. The tables built when first asked (every
 object's Secret references, consumers by Secret, the RBAC policy) are built by the first
-forked process, which runs every function that reads them (:data:`TABLE_READERS`) before
+forked process, which runs every function that reads them (``Check.reads_tables``) before
 it draws, so that no other process builds its own and none waits for them. The result is
 the same as running everything here (unit tests hold the two to the same report, byte for
 byte).
@@ -28,27 +28,7 @@ from kustos.kube.index import ReadSummary
 from kustos.kube.objects import ObjectRef, Source, api_group
 from kustos.scan.catalog import CHECKS
 from kustos.scan.checking import Check, CheckFunction, ScanInput
-from kustos.scan.checks import isolation, rbac, secrets, workloads
 from kustos.scan.findings import Finding, Location, Resource, Severity
-
-#: The check functions that read what is built when first asked and then kept: the
-#: index's reference tables (every object's Secret references, consumers by Secret) or the
-#: input's RBAC policy. With several processes, one process runs them all, so that these are
-#: built once (a unit test runs every catalog function on the corpus and holds this set to
-#: the ones that build either; one missing from it still gives the same answer, at the
-#: price of a second build in another process).
-TABLE_READERS: frozenset[CheckFunction] = frozenset(
-    {
-        isolation.check_default_deny,
-        rbac.check_indirect_reads,
-        rbac.check_role_rules,
-        rbac.check_secret_reads,
-        secrets.check_secret_objects,
-        secrets.check_usage,
-        workloads.check_env,
-        workloads.check_service_accounts,
-    }
-)
 
 Locate = Callable[[Source, str], int]
 T = TypeVar("T")
@@ -127,7 +107,8 @@ def _checked(
     # the index and the input build when first asked (every object's Secret references,
     # consumers by Secret, the RBAC policy: 1.4 s at 100k), then draws with the others;
     # so they are built once, while the other processes check, instead of here before.
-    reserved = [n for n, f in enumerate(functions) if share is not None and f in TABLE_READERS]
+    readers = {c.run for c in checks if c.reads_tables}
+    reserved = [n for n, f in enumerate(functions) if share is not None and f in readers]
     # Heaviest first, so that no process draws a long function when the others are done.
     order = sorted(
         (n for n in range(len(functions)) if n not in reserved),

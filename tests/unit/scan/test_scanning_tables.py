@@ -1,7 +1,7 @@
 """The tables built when first asked are built once, by the process that reads them.
 
 Aspects: the set of check functions the scan runs in the first forked process
-(``TABLE_READERS``) is exactly the set of catalog functions that build the index's
+(``Check.reads_tables``) is exactly the set of catalog functions that build the index's
 reference tables or the RBAC policy, on the whole corpus; the policy is built when a
 check first asks, once, and describes the input's index; with forked processes this
 process builds neither the tables nor the policy (the first forked one does), and the
@@ -27,7 +27,7 @@ from kustos.scan.catalog import CHECKS
 from kustos.scan.checking import scan_input
 from kustos.scan.forking import Forking
 from kustos.scan.reporting import to_json
-from kustos.scan.scanning import TABLE_READERS, _functions, scan
+from kustos.scan.scanning import _functions, scan
 
 CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "manifests"
 
@@ -61,7 +61,10 @@ def test_the_reserved_functions_are_those_that_build_tables(builds: list[str]) -
         list(function(scan_input(fresh)))
         if builds:
             readers.add(function)
-    assert readers == set(TABLE_READERS)
+    assert readers == {c.run for c in CHECKS if c.reads_tables}
+    # Every rule of one function says the same (the flag belongs to the function).
+    flagged = {c.run for c in CHECKS if c.reads_tables}
+    assert all(c.reads_tables == (c.run in flagged) for c in CHECKS)
     assert len(readers) >= 5  # KST020, KST030, KST001... do read them
 
 

@@ -73,4 +73,4 @@ def check_default_deny(scan: ScanInput) -> Iterator[Finding]:
         )  # fmt: skip
 
 
-CHECKS: tuple[Check, ...] = (Check(NO_DEFAULT_DENY, check_default_deny),)
+CHECKS: tuple[Check, ...] = (Check(NO_DEFAULT_DENY, check_default_deny, reads_tables=True),)

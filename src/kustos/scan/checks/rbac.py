@@ -475,9 +475,9 @@ def _indirect_paths(rules: tuple[PolicyRule, ...], scope: str) -> _Paths:
 
 
 CHECKS: tuple[Check, ...] = (
-    *(Check(r, check_secret_reads) for r in (CLUSTER_WIDE_READ, BROAD_GROUP_READ,
-                                              DEFAULT_SA_READ, NAMESPACE_LIST)),
-    *(Check(r, check_role_rules) for r in (WILDCARD, LITERAL_STAR, ESCALATION)),
-    *(Check(r, check_indirect_reads) for r in (POD_CREATE, EXEC, TOKEN_REQUEST, NODE_PROXY,
-                                                CLUSTER_ADMIN)),
+    *(Check(r, check_secret_reads, reads_tables=True)
+      for r in (CLUSTER_WIDE_READ, BROAD_GROUP_READ, DEFAULT_SA_READ, NAMESPACE_LIST)),
+    *(Check(r, check_role_rules, reads_tables=True) for r in (WILDCARD, LITERAL_STAR, ESCALATION)),
+    *(Check(r, check_indirect_reads, reads_tables=True)
+      for r in (POD_CREATE, EXEC, TOKEN_REQUEST, NODE_PROXY, CLUSTER_ADMIN)),
 )  # fmt: skip
